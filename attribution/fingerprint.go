@@ -1,0 +1,63 @@
+package attribution
+
+import (
+	"slices"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// excluded reports whether observation o cannot be a request with token
+// counts tok: its prompt or generation token count is known exactly and
+// differs, or no observation between the snapshots around o fell into the
+// bucket that holds the request's count. Token counts are exact integers,
+// so this never rules out the request's own observation.
+func (t *Timeline) excluded(o obs, tok *Tokens) bool {
+	if tok == nil {
+		return false
+	}
+	si := t.series[o.sid]
+	// Nearest snapshots around o: the last at index <= k-1, the first >= k.
+	i, _ := slices.BinarySearch(si.ks, o.k)
+	if i == 0 || i == len(si.ks) {
+		return false
+	}
+	a, b := si.levels[si.ks[i-1]], si.levels[si.ks[i]]
+	for ti, want := range [2]int{tok.Prompt, tok.Generation} {
+		m := parser.PromptTokens
+		if ti == 1 {
+			m = parser.GenerationTokens
+		}
+		if si.ks[i-1] == o.k-1 && si.ks[i] == o.k {
+			if v := t.value(o, m); v.Exact && v.V != float64(want) {
+				return true
+			}
+			continue
+		}
+		if bucketEmpty(a.tokBounds[ti], a.tokCounts[ti], b.tokBounds[ti], b.tokCounts[ti], float64(want)) {
+			return true
+		}
+	}
+	return false
+}
+
+// bucketEmpty reports whether, between two cumulative bucket vectors with
+// the same bounds, no observation fell into the bucket holding v.
+func bucketEmpty(ba []float64, ca []uint64, bb []float64, cb []uint64, v float64) bool {
+	if len(ba) == 0 || !slices.Equal(ba, bb) || len(ca) != len(cb) {
+		return false
+	}
+	j, _ := slices.BinarySearch(ba, v) // first bound >= v: the bucket holding v
+	if j == len(ba) {
+		return false
+	}
+	in := func(c []uint64) uint64 {
+		if j == 0 {
+			return c[0]
+		}
+		return c[j] - c[j-1]
+	}
+	if cb[j] < ca[j] || (j > 0 && cb[j-1] < ca[j-1]) {
+		return false // not monotonic: decide nothing from it
+	}
+	return in(cb) == in(ca)
+}

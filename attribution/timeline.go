@@ -1,0 +1,428 @@
+package attribution
+
+import (
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// Request is one request's snapshots, as paired by the ingest step.
+type Request struct {
+	ID string
+	// Before was scraped before the request reached the server; After
+	// after its finish observations landed. Both are required.
+	Before, After *Point
+	// First, optional, was scraped right after the first response byte of
+	// a streaming response: it follows the request's TTFT observation, so
+	// it narrows the TTFT window. It is not used for the finish window (a
+	// one-token answer finishes before its first byte is sent).
+	First *Point
+	// Tokens, optional, are the token counts the response reported
+	// (capture's info sidecar); they rule out candidate observations whose
+	// token histograms cannot hold them.
+	Tokens *Tokens
+
+	BeforeTime, AfterTime time.Time
+	BeforeFile, AfterFile string
+}
+
+// Tokens are a request's token counts as reported in its response.
+type Tokens struct {
+	Prompt, Generation int
+}
+
+// obs identifies one observation: the k-th of series sid.
+type obs struct {
+	sid int32
+	k   uint64
+}
+
+// ival is a request's candidate observations in one series: lo < k <= hi.
+type ival struct {
+	sid    int32
+	lo, hi uint64
+}
+
+type reqState struct {
+	Request
+	ivals   [parser.NumGroups][]ival
+	present [parser.NumMetrics]bool
+	added   time.Time
+}
+
+// level is what the timeline knows at one observation index of one series:
+// the family counts and sums of the first snapshot seen there.
+type level struct {
+	fams [parser.NumMetrics]famState
+	// firstMin is, for a finish-group level, the lowest first-token
+	// anchor count of the same label set among the snapshots seen at this
+	// level (-1: none). Every request finished by this level had its
+	// first token by then (assumption A4), which bounds TTFT windows.
+	firstMin  int64
+	conflict  [parser.NumMetrics]bool
+	tokBounds [2][]float64
+	tokCounts [2][]uint64
+}
+
+type seriesKey struct {
+	group         parser.Group
+	epoch, labels string
+}
+
+type seriesInfo struct {
+	key    seriesKey
+	model  string
+	levels map[uint64]*level
+	ks     []uint64 // sorted keys of levels
+	taken  map[uint64]bool
+}
+
+// Timeline holds every snapshot point seen and the requests not yet
+// decided. It is not safe for concurrent use: one ingest goroutine owns it.
+type Timeline struct {
+	ids    map[seriesKey]int32
+	series []*seriesInfo
+	active map[string]*reqState
+	open   map[string]*Point
+}
+
+// NewTimeline returns an empty timeline.
+func NewTimeline() *Timeline {
+	return &Timeline{ids: map[seriesKey]int32{}, active: map[string]*reqState{}, open: map[string]*Point{}}
+}
+
+func (t *Timeline) sid(g parser.Group, epoch string, st *seriesState) int32 {
+	k := seriesKey{g, epoch, st.labels}
+	id, ok := t.ids[k]
+	if !ok {
+		id = int32(len(t.series))
+		t.ids[k] = id
+		t.series = append(t.series, &seriesInfo{key: k, model: st.model, levels: map[uint64]*level{}, taken: map[uint64]bool{}})
+	}
+	return id
+}
+
+// AddPoint records a snapshot on the timeline. Every snapshot counts, also
+// those of requests that never pair and periodic timeline snapshots: each
+// one can isolate an observation.
+func (t *Timeline) AddPoint(p *Point) {
+	for g := range p.groups {
+		for i := range p.groups[g] {
+			st := &p.groups[g][i]
+			si := t.series[t.sid(parser.Group(g), p.Epoch, st)]
+			firstCount := int64(-1)
+			if parser.Group(g) == parser.Finish {
+				if ft := p.lookup(parser.FirstToken, st.labels); ft != nil {
+					firstCount = int64(ft.anchor)
+				}
+			}
+			lv, ok := si.levels[st.anchor]
+			if ok && firstCount >= 0 && (lv.firstMin < 0 || firstCount < lv.firstMin) {
+				lv.firstMin = firstCount
+			}
+			if !ok {
+				lv = &level{fams: st.fams, firstMin: firstCount, tokBounds: st.tokBounds, tokCounts: st.tokCounts}
+				si.levels[st.anchor] = lv
+				i, _ := slices.BinarySearch(si.ks, st.anchor)
+				si.ks = slices.Insert(si.ks, i, st.anchor)
+				continue
+			}
+			// The same observation index seen twice must show the same
+			// state; if not (a restart without process_start_time, or a
+			// scrape that interleaved with the server's observe calls),
+			// values at this index are not trusted.
+			for m := range lv.fams {
+				if lv.fams[m] != st.fams[m] {
+					lv.conflict[m] = true
+				}
+			}
+		}
+	}
+}
+
+// SetOpen records that request id has a before snapshot but no after yet.
+// Open requests are not attributed; they only delay the decision on
+// requests whose windows they overlap (see Resolve).
+func (t *Timeline) SetOpen(id string, before *Point) { t.open[id] = before }
+
+// ClearOpen forgets an open request (paired or expired).
+func (t *Timeline) ClearOpen(id string) { delete(t.open, id) }
+
+// Pending is the number of paired requests waiting for a decision.
+func (t *Timeline) Pending() int { return len(t.active) }
+
+// Add adds a paired request. Both of its snapshots are added as points. It
+// returns a result at once when the pair is unusable (server restart,
+// counters going down); otherwise the request waits for Resolve.
+func (t *Timeline) Add(r Request, now time.Time) (Result, bool) {
+	t.AddPoint(r.Before)
+	t.AddPoint(r.After)
+	if r.First != nil {
+		t.AddPoint(r.First)
+	}
+	if r.Before.Epoch != r.After.Epoch || (r.First != nil && r.First.Epoch != r.Before.Epoch) {
+		return NewRejected(&r, RejectRestart), true
+	}
+	rs := &reqState{Request: r, added: now}
+	for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+		rs.present[m] = r.After.has(m)
+	}
+	for g := parser.Group(0); g < parser.NumGroups; g++ {
+		end := r.After
+		if g == parser.FirstToken && r.First != nil {
+			end = r.First
+		}
+		for i := range end.groups[g] {
+			ea := &end.groups[g][i]
+			var lo uint64
+			if b := r.Before.lookup(g, ea.labels); b != nil {
+				if reset(b, ea) {
+					return NewRejected(&r, RejectCounterReset), true
+				}
+				lo = b.anchor
+			}
+			if ea.anchor > lo {
+				rs.ivals[g] = append(rs.ivals[g], ival{sid: t.sid(g, end.Epoch, ea), lo: lo, hi: ea.anchor})
+			}
+		}
+		// A series in the before snapshot that is gone afterwards: the
+		// server restarted (or the after file is not a full scrape).
+		for i := range r.Before.groups[g] {
+			if end.lookup(g, r.Before.groups[g][i].labels) == nil {
+				return NewRejected(&r, RejectCounterReset), true
+			}
+		}
+	}
+	if old, dup := t.active[r.ID]; dup {
+		// Cannot happen through ingest (it rejects duplicates first); keep
+		// the first and reject the second rather than overwrite.
+		_ = old
+		return NewRejected(&r, RejectDuplicate), true
+	}
+	t.active[r.ID] = rs
+	return Result{}, false
+}
+
+// reset reports whether any family count or sum went down from b to a.
+func reset(b, a *seriesState) bool {
+	if a.anchor < b.anchor {
+		return true
+	}
+	for m := range a.fams {
+		fb, fa := b.fams[m], a.fams[m]
+		if !fb.ok {
+			continue
+		}
+		if !fa.ok || fa.count < fb.count || fa.sum < fb.sum {
+			return true
+		}
+	}
+	return false
+}
+
+// ResolveOptions says which waiting requests to decide now.
+type ResolveOptions struct {
+	// All decides every waiting request (batch mode: report, and the end
+	// of a directory's initial scan).
+	All bool
+	// Now and MaxDelay: a group of overlapping requests is decided once no
+	// open request overlaps it, or once its oldest member has waited
+	// MaxDelay.
+	Now      time.Time
+	MaxDelay time.Duration
+}
+
+// Resolve decides the waiting requests that are ready and returns their
+// results, in no particular order.
+func (t *Timeline) Resolve(opt ResolveOptions) []Result {
+	if len(t.active) == 0 {
+		return nil
+	}
+	var out []Result
+	for _, comp := range t.components() {
+		if !opt.All && !t.ready(comp, opt) {
+			continue
+		}
+		out = append(out, t.decide(comp)...)
+		for _, rs := range comp {
+			delete(t.active, rs.ID)
+		}
+	}
+	return out
+}
+
+// components groups the waiting requests into sets that share candidate
+// observations (transitively); sets are decided independently.
+func (t *Timeline) components() [][]*reqState {
+	reqs := make([]*reqState, 0, len(t.active))
+	for _, rs := range t.active {
+		reqs = append(reqs, rs)
+	}
+	// Deterministic order: results do not depend on map iteration.
+	sort.Slice(reqs, func(i, j int) bool { return reqs[i].ID < reqs[j].ID })
+	parent := make([]int, len(reqs))
+	for i := range parent {
+		parent[i] = i
+	}
+	var find func(int) int
+	find = func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	type span struct {
+		lo, hi uint64
+		req    int
+	}
+	bySeries := map[int32][]span{}
+	for i, rs := range reqs {
+		for g := range rs.ivals {
+			for _, iv := range rs.ivals[g] {
+				bySeries[iv.sid] = append(bySeries[iv.sid], span{iv.lo, iv.hi, i})
+			}
+		}
+	}
+	for _, spans := range bySeries {
+		sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+		curHi, cur := uint64(0), -1
+		for _, s := range spans {
+			if cur >= 0 && s.lo < curHi {
+				parent[find(s.req)] = find(cur)
+			}
+			if cur < 0 || s.hi > curHi {
+				curHi, cur = s.hi, s.req
+			}
+		}
+	}
+	groups := map[int][]*reqState{}
+	var roots []int
+	for i := range reqs {
+		r := find(i)
+		if _, ok := groups[r]; !ok {
+			roots = append(roots, r)
+		}
+		groups[r] = append(groups[r], reqs[i])
+	}
+	out := make([][]*reqState, 0, len(roots))
+	for _, r := range roots {
+		out = append(out, groups[r])
+	}
+	return out
+}
+
+// ready: no open request can still take part in this component, or it has
+// waited long enough. Deciding early is always sound (docs/attribution.md):
+// more requests can only pin more, never unpin; waiting only finds more.
+func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) bool {
+	oldest := comp[0].added
+	hi := map[int32]uint64{}
+	for _, rs := range comp {
+		if rs.added.Before(oldest) {
+			oldest = rs.added
+		}
+		for g := range rs.ivals {
+			for _, iv := range rs.ivals[g] {
+				hi[iv.sid] = max(hi[iv.sid], iv.hi)
+			}
+		}
+	}
+	if opt.Now.Sub(oldest) >= opt.MaxDelay {
+		return true
+	}
+	for _, before := range t.open {
+		for sid, h := range hi {
+			si := t.series[sid]
+			if before.Epoch != si.key.epoch {
+				continue
+			}
+			var c uint64
+			if st := before.lookup(si.key.group, si.key.labels); st != nil {
+				c = st.anchor
+			}
+			if c < h {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Prune drops what no waiting or open request can need any more: levels
+// and taken marks below the lowest window start of each series. Call it
+// after Resolve in long-running use; memory then stays proportional to the
+// requests in flight.
+func (t *Timeline) Prune() {
+	floor := make([]uint64, len(t.series))
+	for i, si := range t.series {
+		if n := len(si.ks); n > 0 {
+			floor[i] = si.ks[n-1]
+		}
+	}
+	lower := func(g parser.Group, p *Point) {
+		for i := range p.groups[g] {
+			st := &p.groups[g][i]
+			if sid, ok := t.ids[seriesKey{g, p.Epoch, st.labels}]; ok && st.anchor < floor[sid] {
+				floor[sid] = st.anchor
+			}
+		}
+	}
+	for _, rs := range t.active {
+		for g := parser.Group(0); g < parser.NumGroups; g++ {
+			lower(g, rs.Before)
+		}
+	}
+	for _, p := range t.open {
+		for g := parser.Group(0); g < parser.NumGroups; g++ {
+			lower(g, p)
+		}
+	}
+	for sid, si := range t.series {
+		f := floor[sid]
+		i := 0
+		for i < len(si.ks) && si.ks[i] < f {
+			delete(si.levels, si.ks[i])
+			i++
+		}
+		si.ks = si.ks[i:]
+		for k := range si.taken {
+			if k < f {
+				delete(si.taken, k)
+			}
+		}
+	}
+}
+
+// value returns metric m's value of observation o, if two snapshots
+// isolate it: one at index k-1 and one at k, with m's own count moving in
+// lockstep with the group's anchor at both.
+func (t *Timeline) value(o obs, m parser.Metric) Value {
+	si := t.series[o.sid]
+	l0, l1 := si.levels[o.k-1], si.levels[o.k]
+	if l0 == nil || l1 == nil {
+		return Value{Reason: ReasonOverlap}
+	}
+	f0, f1 := l0.fams[m], l1.fams[m]
+	if !f0.ok && !f1.ok {
+		return Value{Reason: ReasonAbsent}
+	}
+	if !f0.ok || !f1.ok || l0.conflict[m] || l1.conflict[m] || f0.count != o.k-1 || f1.count != o.k {
+		return Value{Reason: ReasonInconsistent}
+	}
+	v := f1.sum - f0.sum
+	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return Value{Reason: ReasonInconsistent}
+	}
+	if m.IsTokens() {
+		r := math.Round(v)
+		if math.Abs(v-r) > 1e-6 {
+			return Value{Reason: ReasonInconsistent}
+		}
+		v = r
+	}
+	return Value{V: v, Exact: true}
+}

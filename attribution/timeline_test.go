@@ -1,0 +1,336 @@
+package attribution
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// fakeServer is a minimal cumulative-histogram server for tests: per label
+// set, a count and sum for every metric. Snapshots are built as
+// parser.Snapshots, so NewPoint is exercised too.
+type fakeServer struct {
+	start  float64
+	series map[string]*fakeSeries
+	order  []string
+}
+
+type fakeSeries struct {
+	model string
+	count [parser.NumMetrics]float64
+	sum   [parser.NumMetrics]float64
+	// token buckets: cumulative counts for bounds tokBounds
+	tok [2][]float64
+}
+
+var tokBounds = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, math.Inf(1)}
+
+func newFakeServer(labels ...string) *fakeServer {
+	s := &fakeServer{start: 1.7e9, series: map[string]*fakeSeries{}}
+	for _, l := range labels {
+		s.series[l] = &fakeSeries{model: "m-" + l, tok: [2][]float64{make([]float64, len(tokBounds)), make([]float64, len(tokBounds))}}
+		s.order = append(s.order, l)
+	}
+	return s
+}
+
+// truth is one request's real values.
+type truth struct {
+	labels string
+	v      [parser.NumMetrics]float64
+}
+
+func (s *fakeServer) observeFirst(tr *truth) {
+	se := s.series[tr.labels]
+	se.count[parser.TTFT]++
+	se.sum[parser.TTFT] += tr.v[parser.TTFT]
+}
+
+func (s *fakeServer) observeFinish(tr *truth) {
+	se := s.series[tr.labels]
+	for m := parser.Queue; m < parser.NumMetrics; m++ {
+		se.count[m]++
+		se.sum[m] += tr.v[m]
+	}
+	for ti, m := range []parser.Metric{parser.PromptTokens, parser.GenerationTokens} {
+		for j, b := range tokBounds {
+			if tr.v[m] <= b {
+				se.tok[ti][j]++
+			}
+		}
+	}
+}
+
+func (s *fakeServer) point(t *testing.T) *Point {
+	snap := &parser.Snapshot{ProcessStartTime: s.start, HasProcessStartTime: true}
+	for _, l := range s.order {
+		se := s.series[l]
+		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+			ser := parser.Series{Metric: m, Labels: l, Model: se.model, Count: se.count[m], Sum: se.sum[m]}
+			if ti := tokenIndex(m); ti >= 0 {
+				for j, b := range tokBounds {
+					ser.Buckets = append(ser.Buckets, parser.Bucket{UpperBound: b, Count: se.tok[ti][j]})
+				}
+			}
+			snap.Series = append(snap.Series, ser)
+		}
+	}
+	p, ok := NewPoint(snap)
+	if !ok {
+		t.Fatal("NewPoint rejected a valid snapshot")
+	}
+	return p
+}
+
+func randomTruth(r *rand.Rand, labels string) truth {
+	var tr truth
+	tr.labels = labels
+	tr.v[parser.Queue] = r.Float64() * 0.2
+	tr.v[parser.Prefill] = r.Float64() * 0.5
+	tr.v[parser.Decode] = r.Float64() * 3
+	tr.v[parser.Inference] = tr.v[parser.Prefill] + tr.v[parser.Decode]
+	tr.v[parser.TTFT] = tr.v[parser.Queue] + tr.v[parser.Prefill] + 0.001
+	tr.v[parser.E2E] = tr.v[parser.Queue] + tr.v[parser.Inference] + 0.002
+	tr.v[parser.PromptTokens] = float64(1 + r.IntN(3000))
+	tr.v[parser.GenerationTokens] = float64(1 + r.IntN(500))
+	return tr
+}
+
+// scenario drives the fake server through timed events. Snapshot events
+// produce points; before/after events also define requests.
+type event struct {
+	at   float64
+	kind int // 0 before, 1 first token, 2 finish, 3 after, 4 timeline snapshot
+	req  int
+}
+
+type runResult struct {
+	truths  []truth
+	results map[string]Result
+}
+
+func runEvents(t *testing.T, srv *fakeServer, truths []truth, events []event, tokens bool) runResult {
+	t.Helper()
+	sort.SliceStable(events, func(i, j int) bool { return events[i].at < events[j].at })
+	tl := NewTimeline()
+	befores := map[int]*Point{}
+	out := runResult{truths: truths, results: map[string]Result{}}
+	now := time.Unix(0, 0)
+	for _, ev := range events {
+		switch ev.kind {
+		case 0:
+			befores[ev.req] = srv.point(t)
+		case 1:
+			srv.observeFirst(&truths[ev.req])
+		case 2:
+			srv.observeFinish(&truths[ev.req])
+		case 3:
+			req := Request{ID: fmt.Sprintf("r%d", ev.req), Before: befores[ev.req], After: srv.point(t)}
+			if tokens {
+				req.Tokens = &Tokens{Prompt: int(truths[ev.req].v[parser.PromptTokens]), Generation: int(truths[ev.req].v[parser.GenerationTokens])}
+			}
+			if res, done := tl.Add(req, now); done {
+				out.results[res.RequestID] = res
+			}
+		case 4:
+			tl.AddPoint(srv.point(t))
+		}
+	}
+	for _, res := range tl.Resolve(ResolveOptions{All: true}) {
+		out.results[res.RequestID] = res
+	}
+	return out
+}
+
+// check fails on any published value that differs from the truth, and
+// returns how many requests were exact.
+func (rr runResult) check(t *testing.T) (exact int) {
+	t.Helper()
+	for i, tr := range rr.truths {
+		res, ok := rr.results[fmt.Sprintf("r%d", i)]
+		if !ok {
+			t.Fatalf("request r%d has no result", i)
+		}
+		for m, v := range res.Values {
+			if v.Exact && math.Abs(v.V-tr.v[m]) > 1e-6 {
+				t.Fatalf("r%d %s published %v, truth %v", i, parser.Metric(m).Name(), v.V, tr.v[m])
+			}
+		}
+		if res.Model != "" && res.Model != "m-"+tr.labels {
+			t.Fatalf("r%d attributed to model %q, truth %q", i, res.Model, "m-"+tr.labels)
+		}
+		if res.Outcome == Exact {
+			exact++
+		}
+	}
+	return exact
+}
+
+func TestSequentialAllExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	srv := newFakeServer(`engine="0",model_name="a"`, `engine="0",model_name="b"`)
+	var truths []truth
+	var events []event
+	at := 0.0
+	for i := 0; i < 50; i++ {
+		truths = append(truths, randomTruth(r, srv.order[i%2]))
+		events = append(events, event{at, 0, i}, event{at + 0.1, 1, i}, event{at + 0.5, 2, i}, event{at + 0.6, 3, i})
+		at += 1
+	}
+	rr := runEvents(t, srv, truths, events, false)
+	if got := rr.check(t); got != 50 {
+		t.Fatalf("exact = %d, want 50", got)
+	}
+	res := rr.results["r3"]
+	if res.Model != "m-"+srv.order[1] || !res.TPOT.Exact {
+		t.Fatalf("r3: model %q, TPOT %+v", res.Model, res.TPOT)
+	}
+	want := truths[3].v[parser.Decode] / (truths[3].v[parser.GenerationTokens] - 1)
+	if truths[3].v[parser.GenerationTokens] >= 2 && math.Abs(res.TPOT.V-want) > 1e-9 {
+		t.Fatalf("TPOT %v, want %v", res.TPOT.V, want)
+	}
+}
+
+// TestCases are small timelines whose right answer is known by hand.
+func TestCases(t *testing.T) {
+	const A = `engine="0",model_name="a"`
+	tests := []struct {
+		name   string
+		events []event
+		n      int
+		// want outcome per request for the finish group's E2E value
+		want []Reason
+	}{
+		{
+			name: "identical windows are ambiguous",
+			n:    2,
+			events: []event{{0, 0, 0}, {0.1, 0, 1}, {1, 2, 0}, {1.1, 2, 1},
+				{2, 3, 0}, {2.1, 3, 1}},
+			want: []Reason{ReasonOverlap, ReasonOverlap},
+		},
+		{
+			// r1 lies inside r0: r1's window holds one observation, so it
+			// is r1's; r0's window then holds one left: r0's. But no
+			// snapshot isolates r0's observation from r1's... r1's before
+			// (count 0) and after (count 1) isolate obs 1 = r1's; r0's obs
+			// is 2 and r0's after shows count 2: isolated by r1's after.
+			name: "nested window pins both",
+			n:    2,
+			events: []event{{0, 0, 0}, {0.1, 0, 1}, {0.5, 2, 1}, {0.6, 3, 1},
+				{1, 2, 0}, {1.1, 3, 0}},
+			want: []Reason{ReasonNone, ReasonNone},
+		},
+		{
+			name:   "nothing moved",
+			n:      1,
+			events: []event{{0, 0, 0}, {0.1, 3, 0}, {1, 2, 0}},
+			want:   []Reason{ReasonMissing},
+		},
+		{
+			// r0 and r1 overlap, r1 finishes first but no snapshot lies
+			// between the two finishes: r1's window holds obs 1 and 2
+			// after r0's... r0 {1,2}, r1 {1,2}: ambiguous.
+			name: "crossing windows without a point between",
+			n:    2,
+			events: []event{{0, 0, 0}, {0.1, 0, 1}, {0.5, 2, 1}, {1, 2, 0},
+				{1.1, 3, 1}, {1.2, 3, 0}},
+			want: []Reason{ReasonOverlap, ReasonOverlap},
+		},
+		{
+			// A timeline snapshot between the two finishes isolates both
+			// observations, but which request is which is still unknown.
+			name: "isolated but unassignable",
+			n:    2,
+			events: []event{{0, 0, 0}, {0.1, 0, 1}, {0.5, 2, 1}, {0.7, 4, -1}, {1, 2, 0},
+				{1.1, 3, 1}, {1.2, 3, 0}},
+			want: []Reason{ReasonOverlap, ReasonOverlap},
+		},
+		{
+			// Chain: r0 {1,2}, r1 {2,3}, r2 {3}. r2 pins 3, r1 then 2, r0 1.
+			name: "chain propagation",
+			n:    3,
+			events: []event{{0, 0, 0}, {0.5, 2, 0}, {0.6, 0, 1}, {0.7, 3, 0}, {1, 2, 1},
+				{1.5, 0, 2}, {1.6, 3, 1}, {2, 2, 2}, {2.1, 3, 2}},
+			want: []Reason{ReasonNone, ReasonNone, ReasonNone},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(7, 7))
+			srv := newFakeServer(A)
+			truths := make([]truth, tc.n)
+			for i := range truths {
+				truths[i] = randomTruth(r, A)
+			}
+			rr := runEvents(t, srv, truths, tc.events, false)
+			rr.check(t)
+			for i, want := range tc.want {
+				got := rr.results[fmt.Sprintf("r%d", i)].Values[parser.E2E]
+				if got.Reason != want {
+					t.Errorf("r%d: e2e reason %q (exact=%v), want %q", i, got.Reason, got.Exact, want)
+				}
+			}
+		})
+	}
+}
+
+func TestRestartAndReset(t *testing.T) {
+	const A = `engine="0",model_name="a"`
+	srv := newFakeServer(A)
+	r := rand.New(rand.NewPCG(3, 3))
+	tr := randomTruth(r, A)
+	srv.observeFinish(&tr)
+	srv.observeFinish(&tr)
+	before := srv.point(t)
+	restarted := newFakeServer(A)
+	restarted.start = 1.8e9
+	restarted.observeFinish(&tr)
+	tl := NewTimeline()
+	res, done := tl.Add(Request{ID: "x", Before: before, After: restarted.point(t)}, time.Time{})
+	if !done || res.Outcome != Rejected || res.RejectReason != RejectRestart {
+		t.Fatalf("restart: got %+v", res)
+	}
+	// Same epoch but counts went down (a multiprocess server without
+	// process_start_time restarted).
+	restarted.start = srv.start
+	res, done = tl.Add(Request{ID: "y", Before: before, After: restarted.point(t)}, time.Time{})
+	if !done || res.Outcome != Rejected || res.RejectReason != RejectCounterReset {
+		t.Fatalf("reset: got %+v", res)
+	}
+}
+
+// TestRandomTimelinesNeverWrong is the property the product rests on:
+// whatever the overlap, no published value differs from the truth.
+func TestRandomTimelinesNeverWrong(t *testing.T) {
+	labels := []string{`engine="0",model_name="a"`, `engine="1",model_name="a"`, `engine="0",model_name="b"`}
+	for seed := uint64(0); seed < 60; seed++ {
+		r := rand.New(rand.NewPCG(seed, 99))
+		srv := newFakeServer(labels...)
+		n := 40 + r.IntN(60)
+		inflight := []float64{0.5, 1.5, 4, 16}[seed%4]
+		truths := make([]truth, n)
+		var events []event
+		at := 0.0
+		for i := range truths {
+			truths[i] = randomTruth(r, labels[r.IntN(len(labels))])
+			dur := 0.2 + r.ExpFloat64()
+			at += r.ExpFloat64() * dur / inflight
+			first := at + r.Float64()*dur*0.5
+			fin := at + dur
+			events = append(events, event{at, 0, i}, event{first, 1, i}, event{fin, 2, i},
+				event{fin + r.Float64()*0.02, 3, i})
+		}
+		if seed%3 == 0 {
+			for x := 0.0; x < at+5; x += 0.05 {
+				events = append(events, event{x, 4, -1})
+			}
+		}
+		rr := runEvents(t, srv, truths, events, seed%2 == 0)
+		rr.check(t)
+	}
+}

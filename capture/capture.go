@@ -1,0 +1,368 @@
+// Package capture is a reverse proxy in front of an OpenAI-compatible
+// inference server that writes the /metrics snapshots delta-exporter reads:
+// for each inference request a "before" scrape (taken before the request
+// reached the server), for streaming responses a "first" scrape (started
+// when the first response byte arrived), an "after" scrape (started after
+// the last byte, once the finish histogram has moved), an info sidecar with
+// what the response said about the request, and, while requests are in
+// flight, periodic "timeline" scrapes.
+//
+// The proxy never holds a request back for a scrape: the before file is the
+// most recent scrape that had completed when the request arrived (a
+// background loop keeps one fresh), and every other scrape and every file
+// write runs beside the response, not in its path. Scrapes are shared: at
+// most one is in flight at a time, and a caller that needs a scrape started
+// after some moment joins the next one. The file formats and guarantees are
+// documented in docs/capture.md.
+package capture
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultPaths are the POST paths treated as inference requests: the
+// generation and pooling endpoints of vLLM's OpenAI-compatible server (and
+// /generate of SGLang and TGI). Every other request is passed through
+// without snapshots.
+var DefaultPaths = []string{
+	"/v1/chat/completions",
+	"/v1/completions",
+	"/v1/responses",
+	"/v1/embeddings",
+	"/v1/audio/transcriptions",
+	"/v1/audio/translations",
+	"/v1/score",
+	"/v1/rerank",
+	"/v2/rerank",
+	"/score",
+	"/rerank",
+	"/pooling",
+	"/classify",
+	"/generate",
+}
+
+// Config configures a Proxy. Upstream and Dir are required; zero values of
+// the other fields take the defaults shown.
+type Config struct {
+	// Upstream is the inference server's base URL, e.g. http://127.0.0.1:8000.
+	Upstream *url.URL
+	// MetricsPath is the upstream's metrics endpoint: a path on Upstream
+	// ("/metrics") or an absolute URL.
+	MetricsPath string
+	// Dir is the snapshot directory. It must exist.
+	Dir string
+	// Paths are the POST paths treated as inference requests (DefaultPaths).
+	Paths []string
+	// TimelineInterval is the period of timeline snapshots while at least
+	// one inference request is in flight (50ms). Negative disables them.
+	TimelineInterval time.Duration
+	// IdleInterval is the period of the background scrape that keeps a
+	// recent "before" ready while no request is in flight (1s).
+	IdleInterval time.Duration
+	// AfterTimeout bounds the wait, after a response ends, for its finish
+	// observation to show in a scrape (2s).
+	AfterTimeout time.Duration
+	// ScrapeTimeout bounds one scrape of the metrics endpoint (1s).
+	ScrapeTimeout time.Duration
+	// MaxScrapeBytes is the largest metrics body accepted (64 MiB).
+	MaxScrapeBytes int64
+	// MaxBodyCapture is how much of a non-streaming response body is kept
+	// to read its id, usage and metrics (4 MiB). The client always gets
+	// the whole body.
+	MaxBodyCapture int
+	// Transport carries the proxied requests; ScrapeTransport the scrapes.
+	// Defaults are tuned clones of http.DefaultTransport with keep-alive
+	// pools sized for many concurrent streams and compression left to the
+	// client.
+	Transport       http.RoundTripper
+	ScrapeTransport http.RoundTripper
+	// Logger receives the proxy's logs (discarded if nil).
+	Logger *slog.Logger
+	// Registerer receives the proxy's own metrics (not registered if nil).
+	Registerer prometheus.Registerer
+}
+
+// Proxy is the capturing reverse proxy. It is an http.Handler; Run must be
+// running for the background scrapes (before freshness and timeline).
+type Proxy struct {
+	cfg   Config
+	log   *slog.Logger
+	rp    *httputil.ReverseProxy
+	scr   *scraper
+	files *writer
+	m     *metrics
+	paths map[string]bool
+
+	inFlight     atomic.Int64
+	wake         chan struct{}
+	wg           sync.WaitGroup // per-request goroutines
+	scrapeState  atomic.Int32   // 0 unknown, 1 ok, 2 failing: logs on change
+	writeFailing atomic.Bool    // the last write failed: logs on change
+}
+
+// New checks cfg and builds a Proxy. It fails if the upstream URL is not
+// an absolute http(s) URL or the snapshot directory cannot be opened.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.Upstream == nil || (cfg.Upstream.Scheme != "http" && cfg.Upstream.Scheme != "https") || cfg.Upstream.Host == "" {
+		return nil, errors.New("capture: the upstream must be an absolute http or https URL")
+	}
+	if cfg.MetricsPath == "" {
+		cfg.MetricsPath = "/metrics"
+	}
+	mu, err := url.Parse(cfg.MetricsPath)
+	if err != nil {
+		return nil, fmt.Errorf("capture: bad metrics path: %w", err)
+	}
+	metricsURL := cfg.Upstream.ResolveReference(mu)
+	if len(cfg.Paths) == 0 {
+		cfg.Paths = DefaultPaths
+	}
+	if cfg.TimelineInterval == 0 {
+		cfg.TimelineInterval = 50 * time.Millisecond
+	}
+	if cfg.IdleInterval <= 0 {
+		cfg.IdleInterval = time.Second
+	}
+	if cfg.AfterTimeout <= 0 {
+		cfg.AfterTimeout = 2 * time.Second
+	}
+	if cfg.ScrapeTimeout <= 0 {
+		cfg.ScrapeTimeout = time.Second
+	}
+	if cfg.MaxScrapeBytes <= 0 {
+		cfg.MaxScrapeBytes = 64 << 20
+	}
+	if cfg.MaxBodyCapture <= 0 {
+		cfg.MaxBodyCapture = 4 << 20
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = newTransport(1024)
+	}
+	if cfg.ScrapeTransport == nil {
+		cfg.ScrapeTransport = newTransport(2)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	files, err := newWriter(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("capture: %w", err)
+	}
+	p := &Proxy{
+		cfg:   cfg,
+		log:   log.With("component", "capture"),
+		files: files,
+		m:     newMetrics(registererOrNone(cfg.Registerer)),
+		paths: map[string]bool{},
+		wake:  make(chan struct{}, 1),
+	}
+	for _, path := range cfg.Paths {
+		p.paths[path] = true
+	}
+	p.scr = &scraper{
+		url:      metricsURL.String(),
+		client:   &http.Client{Transport: cfg.ScrapeTransport},
+		timeout:  cfg.ScrapeTimeout,
+		maxBytes: cfg.MaxScrapeBytes,
+		observe:  p.observeScrape,
+	}
+	upstream := cfg.Upstream
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			// ReverseProxy drops the client's forwarding headers before
+			// Rewrite; the request is to reach the server unchanged.
+			for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v, ok := pr.In.Header[h]; ok {
+					pr.Out.Header[h] = v
+				}
+			}
+		},
+		Transport:      cfg.Transport,
+		FlushInterval:  -1, // every chunk goes to the client as soon as it is read
+		BufferPool:     bufferPool{},
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	return p, nil
+}
+
+func registererOrNone(r prometheus.Registerer) prometheus.Registerer {
+	if r == nil {
+		return prometheus.NewRegistry() // private: the metrics are kept but not exposed
+	}
+	return r
+}
+
+func newTransport(idlePerHost int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0
+	t.MaxIdleConnsPerHost = idlePerHost
+	t.DisableCompression = true
+	t.ForceAttemptHTTP2 = false
+	return t
+}
+
+// Ready reports whether a scrape of the upstream's metrics has succeeded,
+// so a before snapshot is available.
+func (p *Proxy) Ready() bool { return p.scr.latest.Load() != nil }
+
+// Wait blocks until every request's snapshot files are written or given
+// up. Call it after the HTTP server has shut down. It then closes the
+// snapshot directory.
+func (p *Proxy) Wait() error {
+	p.wg.Wait()
+	return p.files.close()
+}
+
+// Run keeps a recent scrape ready for the before snapshots, and writes a
+// timeline snapshot every TimelineInterval while inference requests are in
+// flight. It returns when ctx is done.
+func (p *Proxy) Run(ctx context.Context) error {
+	var last time.Time // start of the loop's last scrape
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-p.wake:
+		}
+		busy := p.inFlight.Load() > 0
+		timeline := busy && p.cfg.TimelineInterval > 0
+		interval := p.cfg.IdleInterval
+		if timeline {
+			interval = p.cfg.TimelineInterval
+		}
+		if wait := time.Until(last.Add(interval)); wait > 0 {
+			timer.Reset(wait)
+			continue
+		}
+		last = time.Now()
+		s := p.scr.next()
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return nil
+		}
+		if timeline && s.ok() {
+			p.writeSnapshot(TimelineID, parser.Timeline, s)
+		}
+		timer.Reset(max(0, interval-time.Since(last)))
+	}
+}
+
+func (p *Proxy) observeScrape(s *scrape) {
+	if !s.started.IsZero() {
+		p.m.scrapeDuration.Observe(time.Since(s.started).Seconds())
+	}
+	if s.ok() {
+		if p.scrapeState.Swap(1) != 1 {
+			p.log.Info("upstream metrics scrape ok", "url", p.scr.url)
+		}
+		return
+	}
+	p.m.scrapeFailures.WithLabelValues(s.failure).Inc()
+	if p.scrapeState.Swap(2) != 2 {
+		p.log.Warn("upstream metrics scrape failing", "url", p.scr.url, "reason", s.failure, "err", s.err)
+	} else {
+		p.log.Debug("upstream metrics scrape failed", "reason", s.failure, "err", s.err)
+	}
+}
+
+type trackerKey struct{}
+
+// ServeHTTP forwards the request to the upstream and, for inference
+// requests, records what the snapshots need.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := &tracker{p: p, ctx: r.Context(), receivedAt: time.Now()}
+	if r.Method == http.MethodPost && p.paths[r.URL.Path] {
+		// The before is taken from scrapes that completed before the
+		// request is forwarded: all of their content precedes it.
+		t.before = p.scr.latest.Load()
+		t.inference = true
+		t.method, t.path = r.Method, r.URL.Path
+		t.idKnown = make(chan struct{})
+		t.ended = make(chan struct{})
+		p.m.inFlight.Inc()
+		if p.inFlight.Add(1) == 1 {
+			select {
+			case p.wake <- struct{}{}:
+			default:
+			}
+		}
+		p.wg.Add(1)
+		go t.run()
+	}
+	defer t.done()
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), trackerKey{}, t)))
+}
+
+func trackerOf(r *http.Request) *tracker {
+	t, _ := r.Context().Value(trackerKey{}).(*tracker)
+	return t
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	t := trackerOf(resp.Request)
+	if t == nil {
+		return nil
+	}
+	t.status = resp.StatusCode
+	if !t.inference || resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil
+	}
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	t.stream = ct == "text/event-stream"
+	ce := resp.Header.Get("Content-Encoding")
+	t.encoded = ce != "" && ce != "identity"
+	resp.Body = &bodyWatcher{rc: resp.Body, t: t}
+	return nil
+}
+
+// errorHandler answers when the upstream could not be asked or did not
+// answer: a 502 in the OpenAI error format.
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	t := trackerOf(r)
+	if t != nil {
+		if r.Context().Err() != nil {
+			t.clientGone = true
+		} else {
+			t.unavailable = true
+		}
+	}
+	p.log.Debug("upstream request failed", "path", r.URL.Path, "err", err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadGateway)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+		"message": "delta-exporter capture: the upstream server could not be reached: " + err.Error(),
+		"type":    "bad_gateway",
+		"param":   nil,
+		"code":    http.StatusBadGateway,
+	}})
+}
+
+// bufferPool recycles the copy buffers of the proxied bodies.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }

@@ -1,0 +1,268 @@
+package capture
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// TimelineID is the request id of timeline snapshots:
+// capture_timeline_{ts}.txt.
+const TimelineID = "capture"
+
+// MaxIDLen is the longest request id capture puts in a file name. With the
+// longest stage and the timestamp the name stays within the 255 bytes most
+// filesystems allow.
+const MaxIDLen = 200
+
+// InfoVersion is the version of the info sidecar format (Info.Version).
+const InfoVersion = 1
+
+// SanitizeID turns an id taken from a response (which vLLM builds from the
+// client's X-Request-Id header without checking it) into one that is safe
+// as the first part of a file name in the snapshot directory. Letters,
+// digits, '-', '_' and '.' (not leading) are kept; every other byte,
+// including '%', '/', '\\' and NUL, is written as %XX, so distinct ids stay
+// distinct and ordinary ids (chatcmpl-…, cmpl-…, resp_…) are unchanged.
+// An id whose encoding is longer than MaxIDLen is cut and ends in '~' and
+// 16 hex digits of the SHA-256 of the whole id. The result never contains
+// a path separator, never starts with '.', and is "" only for "".
+func SanitizeID(raw string) string {
+	var b strings.Builder
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if isIDByte(c) && (c != '.' || i > 0) {
+			b.WriteByte(c)
+			continue
+		}
+		const hexDigits = "0123456789ABCDEF"
+		b.WriteByte('%')
+		b.WriteByte(hexDigits[c>>4])
+		b.WriteByte(hexDigits[c&15])
+	}
+	s := b.String()
+	if len(s) <= MaxIDLen {
+		return s
+	}
+	sum := sha256.Sum256([]byte(raw))
+	cut := MaxIDLen - 17
+	// Do not leave half of a %XX escape before the marker.
+	if j := strings.LastIndexByte(s[:cut], '%'); j >= 0 && j > cut-3 {
+		cut = j
+	}
+	return s[:cut] + "~" + hex.EncodeToString(sum[:8])
+}
+
+func isIDByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '-' || c == '_' || c == '.'
+}
+
+// generatedID is the id of a request whose response named none (an error,
+// a client that left before the first byte, a body capture could not read).
+func generatedID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "capture-" + hex.EncodeToString(b[:])
+}
+
+// Info is the content of the sidecar {request_id}_info_{ts}.json, written
+// for every inference request whose response came from the upstream. The
+// format is documented in docs/capture.md; fields are only ever added.
+type Info struct {
+	Version int `json:"version"`
+	// RequestID is the id in the file names (sanitised, see SanitizeID).
+	RequestID string `json:"request_id"`
+	// UpstreamID is the id as the response gave it, when sanitising changed
+	// it (cut to 1024 bytes).
+	UpstreamID string `json:"upstream_id,omitempty"`
+	// IDSource is "response" when the id came from the response body,
+	// "generated" otherwise.
+	IDSource string `json:"id_source"`
+	Method   string `json:"method"`
+	Path     string `json:"path"`
+	// Model is the response's model field.
+	Model  string `json:"model,omitempty"`
+	Stream bool   `json:"stream"`
+	// Status is the upstream's HTTP status.
+	Status int `json:"status"`
+	// ClientDisconnected is true when the client went away before the
+	// response ended; the upstream request was then cancelled.
+	ClientDisconnected bool `json:"client_disconnected"`
+	// UpstreamError is set when the response body broke off on the upstream
+	// side.
+	UpstreamError string `json:"upstream_error,omitempty"`
+
+	// ReceivedAt is when the proxy received the request; FirstByteAt and
+	// LastByteAt when the first response body byte and the end of the body
+	// arrived from the upstream. All UTC.
+	ReceivedAt  time.Time `json:"received_at"`
+	FirstByteAt time.Time `json:"first_byte_at,omitzero"`
+	LastByteAt  time.Time `json:"last_byte_at,omitzero"`
+
+	// Before, First and After describe the snapshot files written for the
+	// request; nil when that file was not written.
+	Before *SnapshotRef `json:"before,omitempty"`
+	First  *SnapshotRef `json:"first,omitempty"`
+	After  *SnapshotRef `json:"after,omitempty"`
+	// AfterObserved is true when the after scrape shows the finish
+	// histogram's count above the before scrape's: the request's own finish
+	// observation has (very likely) landed. False when the after was written
+	// at --capture.after-timeout without seeing it move, or the server has
+	// no such histogram.
+	AfterObserved bool `json:"after_observed"`
+	// AfterError says why no after file was written (the pair is abandoned:
+	// no after will come for this request).
+	AfterError string `json:"after_error,omitempty"`
+
+	// Usage is the response's usage object, when present.
+	Usage *Usage `json:"usage,omitempty"`
+	// ServerMetrics is vLLM's per-request metrics object
+	// (--enable-per-request-metrics), as the response gave it.
+	ServerMetrics map[string]any `json:"server_metrics,omitempty"`
+}
+
+// SnapshotRef names one snapshot file of a request and when its scrape ran.
+type SnapshotRef struct {
+	File string `json:"file"`
+	// ScrapeStartedAt is when the scrape's GET was sent, ScrapeDoneAt when
+	// the upstream's answer arrived (the timestamp in the file name): the
+	// content reflects the server at a moment between the two.
+	ScrapeStartedAt time.Time `json:"scrape_started_at"`
+	ScrapeDoneAt    time.Time `json:"scrape_done_at"`
+	// E2ECount is the finish histogram's count in the file (summed over
+	// series), when it has one.
+	E2ECount *float64 `json:"e2e_count,omitempty"`
+}
+
+// Usage is the token usage a response reported. The Responses API's
+// input_tokens/output_tokens are stored as prompt/completion tokens.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens,omitempty"`
+}
+
+// writer writes files into the snapshot directory, each under a temporary
+// dot-name first and renamed into place, so a reader never sees a partial
+// file. Names are resolved inside an os.Root, so no name can leave the
+// directory even if a check upstream were wrong.
+type writer struct {
+	dir string
+	seq atomic.Uint64
+
+	mu   sync.Mutex
+	root *os.Root
+}
+
+func newWriter(dir string) (*writer, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening snapshot directory: %w", err)
+	}
+	return &writer{dir: dir, root: root}, nil
+}
+
+func (w *writer) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.root.Close()
+}
+
+var errBadName = errors.New("refusing file name")
+
+func checkName(name string) error {
+	if !filepath.IsLocal(name) || filepath.Base(name) != name || strings.HasPrefix(name, ".") ||
+		strings.ContainsAny(name, "/\\\x00") {
+		return fmt.Errorf("%w %q", errBadName, name)
+	}
+	return nil
+}
+
+// write stores data as name: prepare, then commit.
+func (w *writer) write(name string, data []byte) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	tmp, err := w.prepare(data)
+	if err != nil {
+		return err
+	}
+	return w.commit(tmp, name)
+}
+
+// prepare writes data to a new temporary file in the directory and
+// returns its name. On failure it reopens the directory once (it may have
+// been removed and made again) and retries.
+func (w *writer) prepare(data []byte) (string, error) {
+	w.mu.Lock()
+	root := w.root
+	w.mu.Unlock()
+	tmp, err := w.writeTemp(root, data)
+	if err == nil {
+		return tmp, nil
+	}
+	fresh, rerr := os.OpenRoot(w.dir)
+	if rerr != nil {
+		return "", err
+	}
+	w.mu.Lock()
+	if w.root == root {
+		w.root = fresh
+		_ = root.Close()
+	} else {
+		_ = fresh.Close()
+	}
+	root = w.root
+	w.mu.Unlock()
+	return w.writeTemp(root, data)
+}
+
+func (w *writer) writeTemp(root *os.Root, data []byte) (string, error) {
+	tmp := ".capture-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(w.seq.Add(1), 36) + ".tmp"
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("creating %s: %w", filepath.Join(w.dir, tmp), err)
+	}
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		_ = root.Remove(tmp)
+		return "", fmt.Errorf("writing %s: %w", filepath.Join(w.dir, tmp), werr)
+	}
+	return tmp, nil
+}
+
+// commit renames the temporary file tmp to name, or removes it.
+func (w *writer) commit(tmp, name string) error {
+	w.mu.Lock()
+	root := w.root
+	w.mu.Unlock()
+	err := checkName(name)
+	if err == nil {
+		err = root.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = root.Remove(tmp)
+		return fmt.Errorf("renaming into %s: %w", filepath.Join(w.dir, name), err)
+	}
+	return nil
+}
+
+// snapshotName is the file name of a snapshot of stage taken by s.
+func snapshotName(id string, stage parser.Stage, s *scrape) string {
+	return parser.FormatName(id, stage, s.responded)
+}

@@ -1,0 +1,84 @@
+package capture
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+const namespace = "delta_exporter_capture"
+
+// Request outcomes (label outcome of requests_total).
+const (
+	outcomeOK           = "ok"                   // the response was relayed whole
+	outcomeErrorStatus  = "error_status"         // the upstream answered with a non-2xx status
+	outcomeUnavailable  = "upstream_unavailable" // the upstream could not be reached: 502 sent
+	outcomeClientGone   = "client_disconnected"  // the client left before the end of the response
+	outcomeUpstreamBody = "upstream_broken"      // the response body broke off on the upstream side
+)
+
+// metrics is the proxy's own instrumentation. The names are documented in
+// docs/capture.md.
+type metrics struct {
+	requests         *prometheus.CounterVec
+	inFlight         prometheus.Gauge
+	written          *prometheus.CounterVec
+	failed           *prometheus.CounterVec
+	afterUnobserved  prometheus.Counter
+	scrapeDuration   prometheus.Histogram
+	scrapeFailures   *prometheus.CounterVec
+	idsSanitized     prometheus.Counter
+	afterWaitSeconds prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "requests_total",
+			Help: "Requests proxied, by kind (inference: snapshots are taken; other: passed through) and outcome.",
+		}, []string{"kind", "outcome"}),
+		inFlight: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "inference_requests_in_flight",
+			Help: "Inference requests whose response has not ended yet.",
+		}),
+		written: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "snapshots_written_total",
+			Help: "Files written to the snapshot directory, by stage (before, first, after, timeline, info).",
+		}, []string{"stage"}),
+		failed: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "snapshots_failed_total",
+			Help: "Files that were due but not written, by stage and reason.",
+		}, []string{"stage", "reason"}),
+		afterUnobserved: f.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "after_unobserved_total",
+			Help: "After snapshots written at the timeout without the finish histogram's count having moved.",
+		}),
+		scrapeDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "scrape_duration_seconds",
+			Help:    "Time from sending a scrape of the upstream metrics endpoint to having read and checked its body, successful or not.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		}),
+		scrapeFailures: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "scrape_failures_total",
+			Help: "Scrapes of the upstream metrics endpoint that gave no usable snapshot, by reason.",
+		}, []string{"reason"}),
+		idsSanitized: f.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "request_ids_sanitized_total",
+			Help: "Response ids that had to be escaped or shortened to be used in a file name.",
+		}),
+		afterWaitSeconds: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "after_wait_seconds",
+			Help:    "Time from the end of a response to the after scrape that was written for it.",
+			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		}),
+	}
+	for _, kind := range []string{"inference", "other"} {
+		for _, o := range []string{outcomeOK, outcomeErrorStatus, outcomeUnavailable, outcomeClientGone, outcomeUpstreamBody} {
+			m.requests.WithLabelValues(kind, o)
+		}
+	}
+	for _, st := range []string{"before", "first", "after", "timeline", "info"} {
+		m.written.WithLabelValues(st)
+	}
+	return m
+}

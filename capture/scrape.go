@@ -1,0 +1,278 @@
+package capture
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Reasons a scrape of the upstream /metrics is not usable. They are the
+// values of the reason label of the scrape and snapshot failure counters.
+const (
+	reasonTimeout   = "timeout"    // the scrape did not finish within --upstream.scrape-timeout
+	reasonError     = "error"      // connection or transport error
+	reasonStatus    = "bad_status" // HTTP status other than 200
+	reasonEmpty     = "empty"      // 200 with an empty body
+	reasonInvalid   = "invalid"    // not the Prometheus text format, or cut short
+	reasonTooLarge  = "too_large"  // larger than the configured limit
+	reasonNoScrape  = "no_scrape"  // no successful scrape was available when needed
+	reasonWrite     = "write_error"
+	reasonUnwritten = "not_written" // the pair was abandoned: see Info.AfterError
+)
+
+// scrape is one GET of the upstream metrics endpoint. Several requests
+// share one scrape: whoever asks for a scrape while none is running starts
+// one; whoever asks while one runs gets the next one, which starts when the
+// running one ends. So at most one scrape is in flight at any time, and a
+// scrape handed out by (*scraper).next always started after the call.
+type scrape struct {
+	done chan struct{} // closed when the fields below are set
+
+	started   time.Time // when the GET was sent
+	responded time.Time // when the response headers arrived; the content was generated before
+	body      []byte    // the complete, validated exposition; nil on failure
+	failure   string    // one of the reason constants; "" on success
+	err       error
+
+	// e2eCount is the sum over all series of the finish histogram's count
+	// (vllm:e2e_request_latency_seconds_count, or SGLang's); hasE2E is false
+	// when the scrape has no such family.
+	e2eCount float64
+	hasE2E   bool
+}
+
+func (s *scrape) ok() bool { return s.failure == "" }
+
+// scraper runs the scrapes and remembers the most recent successful one.
+type scraper struct {
+	url      string
+	client   *http.Client
+	timeout  time.Duration
+	maxBytes int64
+	observe  func(s *scrape) // called once per finished scrape, before done is closed
+
+	mu      sync.Mutex
+	running *scrape // the scrape in flight, nil if none
+	queued  *scrape // the scrape that starts when running ends, nil if nobody asked
+
+	// latest is the successful scrape with the latest start. Because scrapes
+	// never overlap, it is also the last one to have finished.
+	latest atomic.Pointer[scrape]
+}
+
+// next returns a scrape that starts no earlier than the call. The caller
+// waits on its done channel; the scrape ends within the scrape timeout.
+func (sc *scraper) next() *scrape {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.running == nil {
+		sc.running = &scrape{done: make(chan struct{})}
+		go sc.run(sc.running)
+		return sc.running
+	}
+	if sc.queued == nil {
+		sc.queued = &scrape{done: make(chan struct{})}
+	}
+	return sc.queued
+}
+
+func (sc *scraper) run(s *scrape) {
+	for s != nil {
+		sc.do(s)
+		if s.ok() {
+			sc.latest.Store(s)
+		}
+		if sc.observe != nil {
+			sc.observe(s)
+		}
+		close(s.done)
+		sc.mu.Lock()
+		s, sc.queued = sc.queued, nil
+		sc.running = s
+		sc.mu.Unlock()
+	}
+}
+
+func (sc *scraper) do(s *scrape) {
+	ctx, cancel := context.WithTimeout(context.Background(), sc.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sc.url, nil)
+	if err != nil {
+		s.failure, s.err = reasonError, err
+		return
+	}
+	// The classic text format: what the snapshot files hold. No
+	// compression: it costs the server CPU and buys nothing on a local link.
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	req.Header.Set("Accept-Encoding", "identity")
+	s.started = time.Now()
+	resp, err := sc.client.Do(req)
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	s.responded = time.Now()
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		s.failure, s.err = reasonStatus, fmt.Errorf("metrics endpoint answered %s", resp.Status)
+		return
+	}
+	if resp.ContentLength > sc.maxBytes {
+		s.failure, s.err = reasonTooLarge, fmt.Errorf("metrics body of %d bytes exceeds %d", resp.ContentLength, sc.maxBytes)
+		return
+	}
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 {
+		buf.Grow(int(resp.ContentLength))
+	}
+	n, err := buf.ReadFrom(io.LimitReader(resp.Body, sc.maxBytes+1))
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	if n > sc.maxBytes {
+		s.failure, s.err = reasonTooLarge, fmt.Errorf("metrics body exceeds %d bytes", sc.maxBytes)
+		return
+	}
+	body := buf.Bytes()
+	e2e, has, err := checkExposition(body)
+	if err != nil {
+		s.failure, s.err = reasonInvalid, err
+		if len(body) == 0 {
+			s.failure = reasonEmpty
+		}
+		return
+	}
+	s.body, s.e2eCount, s.hasE2E = body, e2e, has
+}
+
+func (s *scrape) fail(ctx context.Context, err error) {
+	s.failure, s.err = reasonError, err
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		s.failure = reasonTimeout
+	}
+}
+
+// e2eFamilies are the finish histograms whose count tells that a request's
+// finish observation has landed.
+var e2eFamilies = [][]byte{
+	[]byte("vllm:e2e_request_latency_seconds_count"),
+	[]byte("sglang:e2e_request_latency_seconds_count"),
+}
+
+var errEmpty = errors.New("empty exposition")
+
+// checkExposition checks that body is a complete exposition in the
+// Prometheus text format, line by line: comments, and samples made of a
+// metric name, optional labels, a float value and an optional timestamp,
+// each line ended by a newline. It rejects what a failing endpoint or a cut
+// connection produces (empty bodies, HTML or JSON error pages, curl's error
+// text, a last line without its newline) without building the families. It
+// returns the summed count of the finish histogram.
+func checkExposition(body []byte) (e2e float64, hasE2E bool, err error) {
+	if len(body) == 0 {
+		return 0, false, errEmpty
+	}
+	if body[len(body)-1] != '\n' {
+		return 0, false, errors.New("exposition does not end with a newline")
+	}
+	samples := 0
+	for lineNo := 1; len(body) > 0; lineNo++ {
+		i := bytes.IndexByte(body, '\n')
+		line := body[:i]
+		body = body[i+1:]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(bytes.TrimSpace(line)) == 0 || line[0] == '#' {
+			continue
+		}
+		name, value, err := splitSample(line)
+		if err != nil {
+			return 0, false, fmt.Errorf("line %d: %w", lineNo, err)
+		}
+		samples++
+		for _, fam := range e2eFamilies {
+			if bytes.Equal(name, fam) {
+				e2e += value
+				hasE2E = true
+			}
+		}
+	}
+	if samples == 0 {
+		return 0, false, errors.New("exposition has no samples")
+	}
+	return e2e, hasE2E, nil
+}
+
+// splitSample parses one sample line: name{labels} value [timestamp].
+func splitSample(line []byte) (name []byte, value float64, err error) {
+	i := 0
+	for i < len(line) && isNameByte(line[i], i == 0) {
+		i++
+	}
+	if i == 0 {
+		return nil, 0, errors.New("sample line does not start with a metric name")
+	}
+	name = line[:i]
+	if i < len(line) && line[i] == '{' {
+		end, err := skipLabels(line, i)
+		if err != nil {
+			return nil, 0, err
+		}
+		i = end
+	}
+	rest := bytes.Fields(line[i:])
+	if len(rest) != 1 && len(rest) != 2 {
+		return nil, 0, errors.New("sample line needs a value and at most a timestamp")
+	}
+	if i < len(line) && line[i] != ' ' && line[i] != '\t' {
+		return nil, 0, errors.New("no space after the metric name or labels")
+	}
+	value, err = strconv.ParseFloat(string(rest[0]), 64)
+	if err != nil {
+		return nil, 0, fmt.Errorf("bad sample value: %w", err)
+	}
+	if len(rest) == 2 {
+		if _, err := strconv.ParseInt(string(rest[1]), 10, 64); err != nil {
+			return nil, 0, fmt.Errorf("bad timestamp: %w", err)
+		}
+	}
+	return name, value, nil
+}
+
+func isNameByte(c byte, first bool) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == ':':
+		return true
+	case c >= '0' && c <= '9':
+		return !first
+	}
+	return false
+}
+
+// skipLabels returns the index just past the '}' closing the label set that
+// opens at line[open]. Label values are quoted and may hold escaped quotes
+// and any other byte, '}' included.
+func skipLabels(line []byte, open int) (int, error) {
+	inQuote := false
+	for i := open + 1; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case inQuote && c == '\\':
+			i++
+		case c == '"':
+			inQuote = !inQuote
+		case !inQuote && c == '}':
+			return i + 1, nil
+		}
+	}
+	return 0, errors.New("unterminated label set")
+}

@@ -1,0 +1,557 @@
+package capture
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// maxSSELine bounds one server-sent-event line kept to read the id, usage
+// and metrics; longer lines are passed on but not read.
+const maxSSELine = 1 << 20
+
+// maxIDLines is how many data lines of a stream are read looking for the
+// id before giving up (vLLM puts it in the first).
+const maxIDLines = 8
+
+// tracker follows one request. Fields up to the marker are written only by
+// the goroutine serving the request (ServeHTTP and the ReverseProxy it
+// calls, which reads the body in the same goroutine); the run goroutine
+// reads them after idKnown (the id fields and first) or ended (all) is
+// closed.
+type tracker struct {
+	p          *Proxy
+	ctx        context.Context // the client's request context
+	receivedAt time.Time
+	inference  bool
+	method     string
+	path       string
+	before     *scrape
+
+	status      int  // upstream status; 0 if none came
+	unavailable bool // the upstream could not be reached
+	clientGone  bool // the client left before the end of the response
+	bodyErr     error
+	stream      bool // text/event-stream response
+	encoded     bool // compressed body: not read
+	firstByteAt time.Time
+	lastByteAt  time.Time
+	first       *scrape
+
+	rawID    string
+	model    string
+	usage    *Usage
+	srvMet   map[string]any
+	idLines  int
+	body     []byte // non-streaming body, up to MaxBodyCapture
+	bodyFull bool   // body was cut at MaxBodyCapture
+	partial  []byte // start of an SSE line not ended yet
+	skipping bool   // inside an SSE line too long to keep
+	// --- end of fields owned by the serving goroutine
+
+	idKnown chan struct{} // closed when rawID is set from a stream
+	ended   chan struct{} // closed when the response is over
+}
+
+// done runs when ServeHTTP returns (or unwinds from ReverseProxy's abort
+// panic): every serving-side field is final.
+func (t *tracker) done() {
+	kind := "other"
+	if t.inference {
+		kind = "inference"
+	}
+	t.p.m.requests.WithLabelValues(kind, t.outcome()).Inc()
+	if t.inference {
+		t.p.inFlight.Add(-1)
+		t.p.m.inFlight.Dec()
+		close(t.ended)
+	}
+}
+
+func (t *tracker) outcome() string {
+	switch {
+	case t.unavailable:
+		return outcomeUnavailable
+	case t.clientGone:
+		return outcomeClientGone
+	case t.status < 200 || t.status > 299:
+		return outcomeErrorStatus
+	case t.bodyErr != nil:
+		return outcomeUpstreamBody
+	}
+	return outcomeOK
+}
+
+// bodyWatcher wraps an inference response body: it notes the first and
+// last byte, starts the first scrape, and reads the id, usage and metrics
+// as the bytes pass. It is read and closed by the serving goroutine.
+type bodyWatcher struct {
+	rc  io.ReadCloser
+	t   *tracker
+	eof bool // Read has returned an error, or Close was called
+}
+
+func (b *bodyWatcher) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	t := b.t
+	if n > 0 {
+		if t.firstByteAt.IsZero() {
+			t.firstByteAt = time.Now()
+			if t.stream {
+				// The server observed TTFT before sending this byte: a
+				// scrape started now contains it.
+				t.first = t.p.scr.next()
+			}
+		}
+		if !t.encoded {
+			if t.stream {
+				t.consumeSSE(p[:n])
+			} else {
+				t.consumeBody(p[:n])
+			}
+		}
+	}
+	if err != nil && !b.eof {
+		b.eof = true
+		t.lastByteAt = time.Now()
+		if err != io.EOF {
+			if t.ctx.Err() != nil {
+				t.clientGone = true
+			} else {
+				t.bodyErr = err
+			}
+		}
+	}
+	return n, err
+}
+
+// Close is called by ReverseProxy when the copy ends. Before the end of
+// the body that means the client side failed: the client went away.
+func (b *bodyWatcher) Close() error {
+	if !b.eof {
+		b.eof = true
+		b.t.lastByteAt = time.Now()
+		b.t.clientGone = true
+	}
+	return b.rc.Close()
+}
+
+func (t *tracker) consumeBody(data []byte) {
+	if t.bodyFull {
+		return
+	}
+	room := t.p.cfg.MaxBodyCapture - len(t.body)
+	if len(data) > room {
+		data = data[:room]
+		t.bodyFull = true
+	}
+	t.body = append(t.body, data...)
+}
+
+func (t *tracker) consumeSSE(data []byte) {
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			if !t.skipping {
+				if len(t.partial)+len(data) > maxSSELine {
+					t.partial, t.skipping = t.partial[:0], true
+				} else {
+					t.partial = append(t.partial, data...)
+				}
+			}
+			return
+		}
+		line := data[:i]
+		data = data[i+1:]
+		if t.skipping {
+			t.skipping = false
+			continue
+		}
+		if len(t.partial) > 0 {
+			if len(t.partial)+len(line) > maxSSELine {
+				t.partial = t.partial[:0]
+				continue
+			}
+			t.partial = append(t.partial, line...)
+			line = t.partial
+		}
+		t.sseLine(line)
+		t.partial = t.partial[:0]
+	}
+}
+
+var (
+	dataPrefix  = []byte("data:")
+	doneMarker  = []byte("[DONE]")
+	usageKey    = []byte(`"usage"`)
+	metricsKey  = []byte(`"metrics"`)
+	responseKey = []byte(`"response"`)
+)
+
+func (t *tracker) sseLine(line []byte) {
+	line = bytes.TrimSuffix(line, []byte{'\r'})
+	payload, ok := bytes.CutPrefix(line, dataPrefix)
+	if !ok {
+		return
+	}
+	payload = bytes.TrimLeft(payload, " ")
+	if len(payload) == 0 || bytes.Equal(payload, doneMarker) {
+		return
+	}
+	if t.rawID == "" && t.idLines < maxIDLines {
+		t.idLines++
+		t.takeFields(payload)
+		if t.rawID != "" {
+			close(t.idKnown)
+		}
+		return
+	}
+	if bytes.Contains(payload, usageKey) || bytes.Contains(payload, metricsKey) || bytes.Contains(payload, responseKey) {
+		t.takeFields(payload)
+	}
+}
+
+// respFields is what capture reads from a response body or stream event.
+// Chat and text completions carry these at the top level; the Responses
+// API nests them in "response".
+type respFields struct {
+	ID       string         `json:"id"`
+	Model    string         `json:"model"`
+	Usage    *usageJSON     `json:"usage"`
+	Metrics  map[string]any `json:"metrics"`
+	Response *struct {
+		ID      string         `json:"id"`
+		Model   string         `json:"model"`
+		Usage   *usageJSON     `json:"usage"`
+		Metrics map[string]any `json:"metrics"`
+	} `json:"response"`
+}
+
+type usageJSON struct {
+	PromptTokens     *int `json:"prompt_tokens"`
+	CompletionTokens *int `json:"completion_tokens"`
+	TotalTokens      *int `json:"total_tokens"`
+	InputTokens      *int `json:"input_tokens"`
+	OutputTokens     *int `json:"output_tokens"`
+}
+
+func (u *usageJSON) usage() *Usage {
+	if u == nil {
+		return nil
+	}
+	pick := func(a, b *int) (int, bool) {
+		if a != nil {
+			return *a, true
+		}
+		if b != nil {
+			return *b, true
+		}
+		return 0, false
+	}
+	pt, okP := pick(u.PromptTokens, u.InputTokens)
+	ct, okC := pick(u.CompletionTokens, u.OutputTokens)
+	if !okP && !okC {
+		return nil
+	}
+	out := &Usage{PromptTokens: pt, CompletionTokens: ct}
+	if u.TotalTokens != nil {
+		out.TotalTokens = *u.TotalTokens
+	}
+	return out
+}
+
+// takeFields reads the fields from one JSON object. Type errors in fields
+// capture does not need leave the others filled; a body that is not JSON
+// leaves them all unset.
+func (t *tracker) takeFields(data []byte) {
+	var f respFields
+	if err := json.Unmarshal(data, &f); err != nil && !isTypeError(err) {
+		return
+	}
+	t.apply(&f)
+}
+
+func (t *tracker) apply(f *respFields) {
+	id, model, usage, met := f.ID, f.Model, f.Usage.usage(), f.Metrics
+	if r := f.Response; r != nil {
+		if id == "" {
+			id = r.ID
+		}
+		if model == "" {
+			model = r.Model
+		}
+		if usage == nil {
+			usage = r.Usage.usage()
+		}
+		if met == nil {
+			met = r.Metrics
+		}
+	}
+	if t.rawID == "" {
+		t.rawID = id
+	}
+	if t.model == "" {
+		t.model = model
+	}
+	if usage != nil {
+		t.usage = usage
+	}
+	if met != nil {
+		t.srvMet = met
+	}
+}
+
+// readBody takes the fields from a non-streaming body. A body cut at
+// MaxBodyCapture is read as far as it goes: the id comes first in the
+// OpenAI format.
+func (t *tracker) readBody() {
+	if t.stream || t.encoded || len(t.body) == 0 {
+		return
+	}
+	if !t.bodyFull {
+		t.takeFields(t.body)
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(t.body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return
+	}
+	var f respFields
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			break
+		}
+		var dst any
+		switch key {
+		case "id":
+			dst = &f.ID
+		case "model":
+			dst = &f.Model
+		default:
+			dst = new(json.RawMessage)
+		}
+		if err := dec.Decode(dst); err != nil {
+			break
+		}
+	}
+	t.apply(&f)
+}
+
+// run writes the request's files. For a stream whose id is known early it
+// writes the before and first files at once, so readers learn of the
+// request while it runs; everything else is written when the response has
+// ended: the info sidecar, then the after.
+func (t *tracker) run() {
+	defer t.p.wg.Done()
+	info := &Info{Version: InfoVersion, Method: t.method, Path: t.path, ReceivedAt: t.receivedAt.UTC()}
+	early := false
+	select {
+	case <-t.idKnown:
+		early = true
+		t.setID(info)
+		t.writeOpening(info)
+	case <-t.ended:
+	}
+	<-t.ended
+	switch {
+	case t.unavailable, t.status == 0 && !t.clientGone:
+		return // the request did not reach the server
+	case t.status != 0 && (t.status < 200 || t.status > 299):
+		return // an error answer: the server observed no request
+	}
+	if !early {
+		t.readBody()
+		t.setID(info)
+		t.writeOpening(info)
+	}
+	info.Model = t.model
+	info.Stream = t.stream
+	info.Status = t.status
+	info.ClientDisconnected = t.clientGone
+	if t.bodyErr != nil {
+		info.UpstreamError = t.bodyErr.Error()
+	}
+	info.FirstByteAt = utc(t.firstByteAt)
+	info.LastByteAt = utc(t.lastByteAt)
+	info.Usage = t.usage
+	info.ServerMetrics = t.srvMet
+	t.writeClosing(info)
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}
+
+func (t *tracker) setID(info *Info) {
+	if t.rawID == "" {
+		info.RequestID, info.IDSource = generatedID(), "generated"
+		return
+	}
+	info.RequestID, info.IDSource = SanitizeID(t.rawID), "response"
+	if info.RequestID != t.rawID {
+		t.p.m.idsSanitized.Inc()
+		raw := t.rawID
+		if len(raw) > 1024 {
+			raw = raw[:1024]
+		}
+		info.UpstreamID = raw
+	}
+}
+
+// writeOpening writes the before file and, for streams, the first file.
+func (t *tracker) writeOpening(info *Info) {
+	p := t.p
+	if t.before == nil {
+		p.m.failed.WithLabelValues(string(parser.Before), reasonNoScrape).Inc()
+		return
+	}
+	info.Before = p.writeSnapshot(info.RequestID, parser.Before, t.before)
+	if info.Before == nil || t.first == nil {
+		return
+	}
+	<-t.first.done
+	if !t.first.ok() {
+		p.m.failed.WithLabelValues(string(parser.First), t.first.failure).Inc()
+		return
+	}
+	info.First = p.writeSnapshot(info.RequestID, parser.First, t.first)
+}
+
+// writeClosing waits for the after scrape, then writes the info sidecar
+// and the after file, in that order: a reader that sees the after can
+// rely on the info being there.
+func (t *tracker) writeClosing(info *Info) {
+	p := t.p
+	var after *scrape
+	switch {
+	case info.Before == nil:
+		info.AfterError = "no before snapshot was written"
+		p.m.failed.WithLabelValues(string(parser.After), reasonUnwritten).Inc()
+	default:
+		var failure string
+		after, info.AfterObserved, failure = t.awaitAfter()
+		if after == nil {
+			info.AfterError = "no scrape of the upstream metrics succeeded: " + failure
+			p.m.failed.WithLabelValues(string(parser.After), failure).Inc()
+		}
+	}
+	var tmp string
+	if after != nil {
+		p.m.afterWaitSeconds.Observe(after.started.Sub(t.lastByteAt).Seconds())
+		if !info.AfterObserved {
+			p.m.afterUnobserved.Inc()
+		}
+		name := snapshotName(info.RequestID, parser.After, after)
+		var err error
+		if tmp, err = p.files.prepare(after.body); err != nil {
+			p.writeFailed(parser.After, name, err)
+			info.AfterError = "writing the after snapshot failed"
+		} else {
+			info.After = ref(name, after)
+		}
+	}
+	infoData, err := json.MarshalIndent(info, "", "  ")
+	if err == nil {
+		infoData = append(infoData, '\n')
+		name := parser.FormatName(info.RequestID, parser.Info, t.receivedAt)
+		if err := p.files.write(name, infoData); err != nil {
+			p.writeFailed(parser.Info, name, err)
+		} else {
+			p.wrote(parser.Info)
+		}
+	}
+	if tmp != "" {
+		if err := p.files.commit(tmp, info.After.File); err != nil {
+			p.writeFailed(parser.After, info.After.File, err)
+		} else {
+			p.wrote(parser.After)
+		}
+	}
+}
+
+// awaitAfter scrapes, starting after the end of the response, until the
+// finish histogram's count is above the before's, polling with growing
+// pauses for at most AfterTimeout. On timeout it returns the last
+// successful scrape with observed=false; with no successful scrape it
+// returns nil and the last failure reason.
+func (t *tracker) awaitAfter() (after *scrape, observed bool, failure string) {
+	p := t.p
+	deadline := time.Now().Add(p.cfg.AfterTimeout)
+	pause := 2 * time.Millisecond
+	for {
+		s := p.scr.next()
+		<-s.done
+		if s.ok() {
+			after = s
+			if !s.hasE2E {
+				return s, false, "" // the server has no finish histogram to wait for
+			}
+			if s.e2eCount > t.before.e2eCount || (!t.before.hasE2E && s.e2eCount > 0) {
+				return s, true, ""
+			}
+		} else {
+			failure = s.failure
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return after, false, failure
+		}
+		timer := time.NewTimer(min(pause, left))
+		<-timer.C
+		pause = min(2*pause, 100*time.Millisecond)
+	}
+}
+
+func ref(name string, s *scrape) *SnapshotRef {
+	r := &SnapshotRef{File: name, ScrapeStartedAt: s.started.UTC(), ScrapeDoneAt: s.responded.UTC()}
+	if s.hasE2E {
+		c := s.e2eCount
+		r.E2ECount = &c
+	}
+	return r
+}
+
+// writeSnapshot writes scrape s as the stage file of id, counting the
+// result; it returns the reference, nil on failure.
+func (p *Proxy) writeSnapshot(id string, stage parser.Stage, s *scrape) *SnapshotRef {
+	name := snapshotName(id, stage, s)
+	if err := p.files.write(name, s.body); err != nil {
+		p.writeFailed(stage, name, err)
+		return nil
+	}
+	p.wrote(stage)
+	return ref(name, s)
+}
+
+// writeFailed counts a failed write. It logs a warning on the first
+// failure after a success (a full disk fails every write) and debug lines
+// after that.
+func (p *Proxy) writeFailed(stage parser.Stage, name string, err error) {
+	p.m.failed.WithLabelValues(string(stage), reasonWrite).Inc()
+	if p.writeFailing.Swap(true) {
+		p.log.Debug("writing snapshot failed", "stage", string(stage), "file", name, "err", err)
+		return
+	}
+	p.log.Warn("writing snapshot failed", "stage", string(stage), "file", name, "err", err)
+}
+
+func (p *Proxy) wrote(stage parser.Stage) {
+	p.m.written.WithLabelValues(string(stage)).Inc()
+	if p.writeFailing.Swap(false) {
+		p.log.Info("writing snapshots works again")
+	}
+}
+
+func isTypeError(err error) bool {
+	var te *json.UnmarshalTypeError
+	return errors.As(err, &te)
+}

@@ -1,0 +1,74 @@
+// Command delta-exporter turns /metrics snapshots taken around each request
+// of an LLM inference server into exact per-request latency histograms.
+//
+// main only wires: flags -> logger -> the chosen command. Each command lives
+// in its own file of this package and builds its components from the
+// packages named after the pipeline steps.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// command is one subcommand: it registers its flags on the application and
+// returns the function that runs it once the flags are parsed.
+type command func(app *kingpin.Application, env *env) (name string, run func(context.Context) int)
+
+// env is what every command gets from main.
+type env struct {
+	stdout, stderr io.Writer
+	logConfig      *promslog.Config
+}
+
+// logger builds the logger from the parsed --log.* flags.
+func (e *env) logger() *promslog.Logger {
+	return promslog.New(e.logConfig)
+}
+
+// run parses args and runs the chosen command. It returns the process exit
+// code: 0 on success, 1 on a runtime error, 2 on bad flags.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := kingpin.New("delta-exporter", "Exact per-request latency histograms for LLM inference servers, from /metrics snapshots.")
+	app.UsageWriter(stderr)
+	app.ErrorWriter(stderr)
+	app.Terminate(nil)
+	app.Version(version.Print("delta-exporter"))
+	app.HelpFlag.Short('h')
+
+	e := &env{stdout: stdout, stderr: stderr, logConfig: &promslog.Config{Writer: stderr}}
+	flag.AddFlags(app, e.logConfig)
+
+	runners := map[string]func(context.Context) int{}
+	for _, c := range []command{serveCommand} {
+		name, r := c(app, e)
+		runners[name] = r
+	}
+	chosen, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "delta-exporter: %v (try --help)\n", err)
+		return 2
+	}
+	r, ok := runners[chosen]
+	if !ok {
+		// --help and --version end here: kingpin printed what was asked.
+		return 0
+	}
+	return r(ctx)
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	deltaexporter "github.com/delta-exporter/delta-exporter"
+	"github.com/delta-exporter/delta-exporter/serve"
+	"github.com/delta-exporter/delta-exporter/watch"
+)
+
+// serveCommand is the default command: watch a snapshot directory and
+// serve per-request histograms.
+func serveCommand(app *kingpin.Application, e *env) (string, func(context.Context) int) {
+	c := app.Command("serve", "Watch a snapshot directory and serve exact per-request histograms on /metrics (the default command).").Default()
+	var cfg serve.Config
+	c.Flag("snapshots.dir", "Directory of {request_id}_{before|after}_{YYYYMMDD_HHMMSS_micro}.txt snapshots. Empty: serve the embedded demo snapshots.").
+		StringVar(&cfg.Dir)
+	c.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&cfg.TelemetryPath)
+	c.Flag("web.disable-exporter-metrics", "Exclude the Go runtime and process metrics of the exporter itself.").BoolVar(&cfg.DisableExporterMetrics)
+	c.Flag("web.max-requests", "Maximum number of concurrent scrapes (0: no limit).").Default("40").IntVar(&cfg.MaxRequests)
+	c.Flag("web.scrape-timeout", "Maximum time to answer one scrape.").Default("10s").DurationVar(&cfg.ScrapeTimeout)
+	maxBytes := c.Flag("snapshot.max-bytes", "Snapshot files larger than this are rejected.").Default("64MiB").Bytes()
+	c.Flag("snapshot.settle", "Read a file only once it has not changed for this long (writers should write a temporary name and rename).").
+		Default("20ms").DurationVar(&cfg.Ingest.Settle)
+	c.Flag("snapshot.incomplete-grace", "Retry an incomplete file (no final newline, a series cut short) until it is this old, then reject it.").
+		Default("5s").DurationVar(&cfg.Ingest.IncompleteGrace)
+	c.Flag("pairing.ttl", "Give up on a before without an after (or the reverse) after this long.").Default("10m").DurationVar(&cfg.Ingest.PairingTTL)
+	c.Flag("attribution.max-delay", "How long a paired request may wait for overlapping requests to finish before it is decided with what is known.").
+		Default("5s").DurationVar(&cfg.Ingest.MaxDelay)
+	c.Flag("labels.max-models", "Maximum distinct model_name values; further models are published as model_name=\"other\".").
+		Default("100").IntVar(&cfg.MaxModels)
+	mode := c.Flag("watch.mode", "How to notice new files: auto (inotify, else polling), inotify, poll.").Default("auto").Enum("auto", "inotify", "poll")
+	c.Flag("watch.rescan-interval", "Full directory rescan interval with inotify (events are only hints).").Default("30s").DurationVar(&cfg.Watch.RescanInterval)
+	c.Flag("watch.poll-interval", "Rescan interval in poll mode and while the directory is missing.").Default("1s").DurationVar(&cfg.Watch.PollInterval)
+	cfg.Web = kingpinflag.AddFlags(c, ":9464")
+
+	return c.FullCommand(), func(ctx context.Context) int {
+		logger := e.logger()
+		cfg.Logger = logger
+		cfg.Ingest.MaxBytes = int64(*maxBytes)
+		cfg.Watch.Mode = watch.Mode(*mode)
+		if cfg.Dir == "" {
+			cfg.FS = deltaexporter.Demo()
+		}
+		logger.Info("starting delta-exporter", "version", version.Info(), "snapshots_dir", cfg.Dir)
+		start := time.Now()
+		if err := serve.Run(ctx, cfg); err != nil {
+			fmt.Fprintf(e.stderr, "delta-exporter: %v\n", err)
+			return 1
+		}
+		logger.Info("stopped", "uptime", time.Since(start).Round(time.Second).String())
+		return 0
+	}
+}

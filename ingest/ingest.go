@@ -1,0 +1,285 @@
+// Package ingest is the pipeline step between the directory and the
+// publisher: it reads snapshot files, pairs each request's before and after,
+// feeds every snapshot to the attribution timeline and hands decided
+// requests to the publisher. One goroutine owns an Ingester; it takes file
+// names from a directory scan or a watcher and never blocks on anything
+// but the file it reads.
+package ingest
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/attribution"
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// Publisher receives what the ingester decides and counts. collector.Collector
+// implements it for serve; report collects results.
+type Publisher interface {
+	Publish(attribution.Result)
+	SnapshotRead()
+	SnapshotRejected(reason string)
+	FileIgnored(reason string)
+	SetPending(state string, n int)
+}
+
+// Config configures an Ingester.
+type Config struct {
+	// FS is the snapshot directory. It must implement fs.ReadDirFS; when
+	// it implements fs.ReadLinkFS (os.DirFS does), symlinks are refused.
+	FS        fs.FS
+	Logger    *slog.Logger
+	Publisher Publisher
+	// MaxBytes: larger files are rejected (too_large). 0 means 64 MiB.
+	MaxBytes int64
+	// Settle: a file modified less than Settle ago is read later, so a
+	// writer that writes in place is less likely to be read half-way.
+	Settle time.Duration
+	// IncompleteGrace: a file that is incomplete (no final newline, a
+	// series cut short) is retried until it is this old, then rejected.
+	IncompleteGrace time.Duration
+	// PairingTTL: a before without an after (or the reverse) is given up
+	// as unpaired after this long.
+	PairingTTL time.Duration
+	// MaxDelay: how long a paired request may wait for overlapping
+	// requests before it is decided with what is known.
+	MaxDelay time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// half is what is known of a request before it is paired: a few numbers
+// per series (the reduced points), not the files.
+type half struct {
+	before, after, first         *attribution.Point
+	beforeName, afterName        string
+	beforeTime, afterTime        time.Time
+	tokens                       *attribution.Tokens
+	bad                          bool // one of its snapshots was unusable
+	dupBefore, dupAfter, decided bool
+	seen                         time.Time
+}
+
+type fileState struct {
+	size    int64
+	modTime time.Time
+	done    bool
+}
+
+// Ingester reads, pairs and attributes. Not safe for concurrent use.
+type Ingester struct {
+	cfg      Config
+	log      *slog.Logger
+	tl       *attribution.Timeline
+	pending  map[string]*half
+	decided  map[string]time.Time // request ids decided, to reject ids seen again
+	files    map[string]*fileState
+	deferred map[string]bool // files to look at again (settling, incomplete)
+}
+
+// New returns an Ingester.
+func New(cfg Config) *Ingester {
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 64 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PairingTTL <= 0 {
+		cfg.PairingTTL = 10 * time.Minute
+	}
+	if cfg.IncompleteGrace <= 0 {
+		cfg.IncompleteGrace = 5 * time.Second
+	}
+	return &Ingester{
+		cfg: cfg, log: cfg.Logger.With("component", "ingest"),
+		tl: attribution.NewTimeline(), pending: map[string]*half{}, decided: map[string]time.Time{},
+		files: map[string]*fileState{}, deferred: map[string]bool{},
+	}
+}
+
+// Scan lists the directory and ingests every file not seen before, in
+// the order of the times in their names. With all set (the initial scan,
+// a report) it then decides every paired request: the scan saw everything
+// on disk. Otherwise requests are decided as in Tick.
+func (in *Ingester) Scan(all bool) error {
+	entries, err := fs.ReadDir(in.cfg.FS, ".")
+	if err != nil {
+		return err
+	}
+	type item struct {
+		name string
+		n    parser.Name
+	}
+	var items []item
+	present := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		present[e.Name()] = true
+		if fsState := in.files[e.Name()]; fsState != nil && fsState.done {
+			continue
+		}
+		n, err := parser.ParseName(e.Name())
+		if err != nil {
+			if _, seen := in.files[e.Name()]; !seen {
+				in.files[e.Name()] = &fileState{done: true}
+				in.cfg.Publisher.FileIgnored("name")
+				in.log.Debug("ignoring file", "file", e.Name(), "err", err)
+			}
+			continue
+		}
+		items = append(items, item{e.Name(), n})
+	}
+	// Forget files that are gone, so the map follows the directory.
+	for name := range in.files {
+		if !present[name] {
+			delete(in.files, name)
+			delete(in.deferred, name)
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		if !items[i].n.Time.Equal(items[j].n.Time) {
+			return items[i].n.Time.Before(items[j].n.Time)
+		}
+		return stageOrder(items[i].n.Stage) < stageOrder(items[j].n.Stage)
+	})
+	for _, it := range items {
+		in.file(it.name, it.n)
+	}
+	in.decide(attribution.ResolveOptions{All: all, Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay})
+	return nil
+}
+
+// stageOrder sorts files with equal timestamps in the order they are
+// written: info before after (capture writes it first), before first.
+func stageOrder(s parser.Stage) int {
+	return strings.Index("btfia", string(s[0]))
+}
+
+// File ingests one file by name (a watcher event). Names that are not
+// snapshots are counted once and ignored.
+func (in *Ingester) File(name string) {
+	if st := in.files[name]; st != nil && st.done {
+		in.checkModified(name, st)
+		return
+	}
+	n, err := parser.ParseName(name)
+	if err != nil {
+		if _, seen := in.files[name]; !seen {
+			in.files[name] = &fileState{done: true}
+			in.cfg.Publisher.FileIgnored("name")
+		}
+		return
+	}
+	in.file(name, n)
+	in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay})
+}
+
+// checkModified warns when a file changes after it was ingested: its
+// writer does not write to a temporary name and rename.
+func (in *Ingester) checkModified(name string, st *fileState) {
+	if st.modTime.IsZero() {
+		return
+	}
+	info, err := lstat(in.cfg.FS, name)
+	if err != nil || (info.Size() == st.size && info.ModTime().Equal(st.modTime)) {
+		return
+	}
+	in.log.Warn("snapshot file changed after it was ingested; write snapshots to a temporary name and rename them", "file", name)
+	st.size, st.modTime = info.Size(), info.ModTime()
+}
+
+// Tick retries deferred files, expires unpaired halves and decides
+// requests whose wait is over. Call it periodically.
+func (in *Ingester) Tick() {
+	now := in.cfg.Now()
+	if len(in.deferred) > 0 {
+		names := make([]string, 0, len(in.deferred))
+		for name := range in.deferred {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			delete(in.deferred, name)
+			if n, err := parser.ParseName(name); err == nil {
+				in.file(name, n)
+			}
+		}
+	}
+	for id, h := range in.pending {
+		if now.Sub(h.seen) < in.cfg.PairingTTL {
+			continue
+		}
+		delete(in.pending, id)
+		in.tl.ClearOpen(id)
+		in.publish(attribution.NewUnpaired(h.request(id)))
+	}
+	for id, at := range in.decided {
+		if now.Sub(at) > 2*in.cfg.PairingTTL {
+			delete(in.decided, id)
+		}
+	}
+	in.decide(attribution.ResolveOptions{Now: now, MaxDelay: in.cfg.MaxDelay})
+}
+
+// Finish decides everything still held, as at the end of a report: paired
+// requests are attributed, halves without a partner are unpaired.
+func (in *Ingester) Finish() {
+	in.decide(attribution.ResolveOptions{All: true})
+	ids := make([]string, 0, len(in.pending))
+	for id := range in.pending {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		in.publish(attribution.NewUnpaired(in.pending[id].request(id)))
+		in.tl.ClearOpen(id)
+		delete(in.pending, id)
+	}
+	in.updatePending()
+}
+
+func (in *Ingester) decide(opt attribution.ResolveOptions) {
+	results := in.tl.Resolve(opt)
+	sort.Slice(results, func(i, j int) bool {
+		if !results[i].BeforeTime.Equal(results[j].BeforeTime) {
+			return results[i].BeforeTime.Before(results[j].BeforeTime)
+		}
+		return results[i].RequestID < results[j].RequestID
+	})
+	for _, r := range results {
+		in.publish(r)
+	}
+	if len(results) > 0 {
+		in.tl.Prune()
+	}
+	in.updatePending()
+}
+
+func (in *Ingester) publish(r attribution.Result) {
+	if r.RequestID != "" {
+		in.decided[r.RequestID] = in.cfg.Now()
+	}
+	in.cfg.Publisher.Publish(r)
+}
+
+func (in *Ingester) updatePending() {
+	in.cfg.Publisher.SetPending("unpaired", len(in.pending))
+	in.cfg.Publisher.SetPending("attributing", in.tl.Pending())
+}
+
+func (h *half) request(id string) *attribution.Request {
+	return &attribution.Request{ID: id, Before: h.before, After: h.after, First: h.first, Tokens: h.tokens,
+		BeforeTime: h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
+}
+
+// errRetry marks a file to look at again later.
+var errRetry = errors.New("retry later")

@@ -1,0 +1,223 @@
+// Package serve runs the exporter: it wires the watcher, the ingester and
+// the collector together and serves /metrics. The ingest loop is one
+// goroutine that owns the ingester; the HTTP side only reads the registry.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/delta-exporter/delta-exporter/collector"
+	"github.com/delta-exporter/delta-exporter/ingest"
+	"github.com/delta-exporter/delta-exporter/watch"
+)
+
+// Config configures Run.
+type Config struct {
+	// Dir is the snapshot directory, watched for new files. When empty,
+	// FS is read once instead (the embedded demo snapshots).
+	Dir string
+	FS  fs.FS
+
+	Ingest ingest.Config // FS, Logger, Publisher and Now are filled in by Run
+	Watch  watch.Config  // Dir, Logger and Counter are filled in by Run
+
+	MaxModels              int
+	TelemetryPath          string
+	DisableExporterMetrics bool
+	MaxRequests            int           // concurrent scrapes
+	ScrapeTimeout          time.Duration // per scrape
+	TickInterval           time.Duration // how often held requests are reconsidered; default 25ms
+
+	Web    *web.FlagConfig
+	Logger *slog.Logger
+	// Registry, when not nil, is used instead of a new one (tests).
+	Registry *prometheus.Registry
+	// Ready, when not nil, is closed once the initial scan is done (tests).
+	Ready chan<- struct{}
+}
+
+// Run serves until ctx is done. It returns an error only when it cannot
+// start (bad directory, address in use).
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	coll, err := collector.New(collector.Config{Registerer: reg, MaxModels: cfg.MaxModels})
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(versioncollector.NewCollector("delta_exporter"))
+	if !cfg.DisableExporterMetrics {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+
+	ic := cfg.Ingest
+	ic.Logger, ic.Publisher = log, coll
+	if cfg.Dir != "" {
+		st, err := os.Stat(cfg.Dir)
+		if err != nil {
+			return fmt.Errorf("snapshot directory: %w", err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("snapshot directory: %s is not a directory", cfg.Dir)
+		}
+		ic.FS = os.DirFS(cfg.Dir)
+	} else {
+		ic.FS = cfg.FS
+	}
+	in := ingest.New(ic)
+
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	path := cfg.TelemetryPath
+	if path == "" {
+		path = "/metrics"
+	}
+	mux.Handle(path, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		EnableOpenMetrics:   true,
+		MaxRequestsInFlight: cfg.MaxRequests,
+		Timeout:             cfg.ScrapeTimeout,
+		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelError),
+	}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "initial scan in progress", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Ready")
+	})
+	source := cfg.Dir
+	if source == "" {
+		source = "embedded demo snapshots"
+	}
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "delta-exporter",
+		Description: "Exact per-request latency histograms from /metrics snapshots of " + source,
+		Version:     version.Info(),
+		Links:       []web.LandingLinks{{Address: path, Text: "Metrics"}, {Address: "/-/ready", Text: "Readiness"}},
+	})
+	if err != nil {
+		return err
+	}
+	mux.Handle("/", landing)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	loopDone := make(chan error, 1)
+	go func() {
+		loopDone <- loop(ctx, cfg, in, coll, log, func() {
+			ready.Store(true)
+			if cfg.Ready != nil {
+				close(cfg.Ready)
+			}
+		})
+	}()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- web.ListenAndServe(srv, cfg.Web, log) }()
+
+	select {
+	case err = <-srvErr:
+		cancel()
+		<-loopDone
+		return err
+	case err = <-loopDone:
+		cancel()
+	case <-ctx.Done():
+		err = <-loopDone
+	}
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		log.Warn("shutdown", "err", serr)
+	}
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// loop is the single goroutine that owns the ingester.
+func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.Collector, log *slog.Logger, markReady func()) error {
+	tickEvery := cfg.TickInterval
+	if tickEvery <= 0 {
+		tickEvery = 25 * time.Millisecond
+	}
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	if cfg.Dir == "" {
+		coll.Rescan("initial")
+		if err := in.Scan(true); err != nil {
+			return fmt.Errorf("reading snapshots: %w", err)
+		}
+		markReady()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+				in.Tick()
+			}
+		}
+	}
+	wc := cfg.Watch
+	wc.Dir, wc.Logger, wc.Counter = cfg.Dir, log, coll
+	events := make(chan watch.Event, 1024)
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- watch.Run(ctx, wc, events) }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-watchErr:
+			if err != nil {
+				return err
+			}
+			return nil
+		case ev := <-events:
+			if !ev.Rescan {
+				in.File(ev.Name)
+				continue
+			}
+			coll.Rescan(ev.Trigger)
+			initial := ev.Trigger == "initial"
+			if err := in.Scan(initial); err != nil {
+				log.Warn("scanning snapshot directory", "dir", cfg.Dir, "err", err)
+			}
+			if initial {
+				markReady()
+			}
+		case <-tick.C:
+			in.Tick()
+		}
+	}
+}

@@ -1,0 +1,182 @@
+// Package watch tells the ingester which files to look at. fsnotify events
+// are only hints: the directory listing is the truth, so a full rescan is
+// requested at start, on a timer, after an event overflow or watcher error,
+// and whenever the directory itself disappears and comes back. Poll mode
+// (network filesystems, no inotify) relies on rescans alone.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Mode selects how changes are noticed.
+type Mode string
+
+const (
+	// Auto uses inotify and falls back to polling when it cannot start.
+	Auto Mode = "auto"
+	// Inotify uses fsnotify plus the periodic rescan; it fails if fsnotify cannot start.
+	Inotify Mode = "inotify"
+	// Poll rescans every PollInterval.
+	Poll Mode = "poll"
+)
+
+// Event is one hint for the ingester: a file name to look at, or a rescan.
+type Event struct {
+	// Name is a base name in the directory; empty for a rescan.
+	Name string
+	// Rescan asks for a full listing; Trigger says why (initial, timer,
+	// overflow, error, recreated).
+	Rescan  bool
+	Trigger string
+}
+
+// Counter counts watcher events (collector.Collector implements it).
+type Counter interface {
+	WatchEvent(event string)
+}
+
+// Config configures Run.
+type Config struct {
+	Dir            string
+	Mode           Mode
+	RescanInterval time.Duration // inotify mode; default 30s
+	PollInterval   time.Duration // poll mode and while the directory is missing; default 1s
+	Logger         *slog.Logger
+	Counter        Counter
+}
+
+// Run sends events on out until ctx is done. The first event is always
+// the initial rescan.
+func Run(ctx context.Context, cfg Config, out chan<- Event) error {
+	if cfg.RescanInterval <= 0 {
+		cfg.RescanInterval = 30 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := cfg.Logger.With("component", "watch")
+	send := func(ev Event) bool {
+		select {
+		case out <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	count := func(e string) {
+		if cfg.Counter != nil {
+			cfg.Counter.WatchEvent(e)
+		}
+	}
+	var w *fsnotify.Watcher
+	if cfg.Mode != Poll {
+		var err error
+		w, err = fsnotify.NewWatcher()
+		if err == nil {
+			err = w.Add(cfg.Dir)
+			if err != nil {
+				w.Close()
+				w = nil
+			}
+		}
+		if err != nil {
+			if cfg.Mode == Inotify {
+				return fmt.Errorf("watching %s: %w", cfg.Dir, err)
+			}
+			count("error")
+			log.Warn("inotify unavailable, polling instead", "dir", cfg.Dir, "err", err)
+		}
+	}
+	if w != nil {
+		defer func() { w.Close() }()
+	}
+	if !send(Event{Rescan: true, Trigger: "initial"}) {
+		return nil
+	}
+	interval := cfg.RescanInterval
+	if w == nil {
+		interval = cfg.PollInterval
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if w != nil {
+		events, errs = w.Events, w.Errors
+	}
+	missing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			if w != nil && missing {
+				// The directory was removed: watch it again once it is back.
+				if _, err := os.Stat(cfg.Dir); err == nil && w.Add(cfg.Dir) == nil {
+					missing = false
+					ticker.Reset(cfg.RescanInterval)
+					log.Info("snapshot directory is back", "dir", cfg.Dir)
+					if !send(Event{Rescan: true, Trigger: "recreated"}) {
+						return nil
+					}
+				}
+				continue
+			}
+			if !send(Event{Rescan: true, Trigger: "timer"}) {
+				return nil
+			}
+		case ev := <-events:
+			if filepath.Clean(ev.Name) == filepath.Clean(cfg.Dir) {
+				if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+					count("remove")
+					log.Warn("snapshot directory removed; waiting for it to come back", "dir", cfg.Dir)
+					missing = true
+					ticker.Reset(cfg.PollInterval)
+				}
+				continue
+			}
+			var kind string
+			switch {
+			case ev.Has(fsnotify.Create):
+				kind = "create"
+			case ev.Has(fsnotify.Write):
+				kind = "write"
+			case ev.Has(fsnotify.Rename):
+				kind = "rename"
+			case ev.Has(fsnotify.Remove):
+				kind = "remove"
+			default:
+				continue // chmod
+			}
+			count(kind)
+			if kind == "remove" || kind == "rename" {
+				continue // the name is gone; the next rescan forgets it
+			}
+			if !send(Event{Name: filepath.Base(ev.Name)}) {
+				return nil
+			}
+		case err := <-errs:
+			trigger := "error"
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				trigger = "overflow"
+			}
+			count(trigger)
+			log.Warn("watcher error; rescanning", "err", err)
+			if !send(Event{Rescan: true, Trigger: trigger}) {
+				return nil
+			}
+		}
+	}
+}
