@@ -151,6 +151,16 @@ func (t *Timeline) SetOpen(id string, before *Point) { t.open[id] = before }
 // ClearOpen forgets an open request (paired or expired).
 func (t *Timeline) ClearOpen(id string) { delete(t.open, id) }
 
+// Remove forgets a waiting request (it turned out to be a duplicate). It
+// reports whether the request was waiting.
+func (t *Timeline) Remove(id string) bool {
+	if _, ok := t.active[id]; !ok {
+		return false
+	}
+	delete(t.active, id)
+	return true
+}
+
 // Pending is the number of paired requests waiting for a decision.
 func (t *Timeline) Pending() int { return len(t.active) }
 

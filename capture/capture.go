@@ -110,8 +110,10 @@ type Proxy struct {
 	inFlight     atomic.Int64
 	wake         chan struct{}
 	wg           sync.WaitGroup // per-request goroutines
-	scrapeState  atomic.Int32   // 0 unknown, 1 ok, 2 failing: logs on change
-	writeFailing atomic.Bool    // the last write failed: logs on change
+	ready        chan struct{}  // closed by the first successful scrape
+	readyOnce    sync.Once
+	scrapeState  atomic.Int32 // 0 unknown, 1 ok, 2 failing: logs on change
+	writeFailing atomic.Bool  // the last write failed: logs on change
 }
 
 // New checks cfg and builds a Proxy. It fails if the upstream URL is not
@@ -170,6 +172,7 @@ func New(cfg Config) (*Proxy, error) {
 		m:     newMetrics(registererOrNone(cfg.Registerer)),
 		paths: map[string]bool{},
 		wake:  make(chan struct{}, 1),
+		ready: make(chan struct{}),
 	}
 	for _, path := range cfg.Paths {
 		p.paths[path] = true
@@ -223,10 +226,24 @@ func newTransport(idlePerHost int) *http.Transport {
 // so a before snapshot is available.
 func (p *Proxy) Ready() bool { return p.scr.latest.Load() != nil }
 
-// Wait blocks until every request's snapshot files are written or given
-// up. Call it after the HTTP server has shut down. It then closes the
-// snapshot directory.
-func (p *Proxy) Wait() error {
+// WaitReady blocks until Ready or until ctx is done.
+func (p *Proxy) WaitReady(ctx context.Context) error {
+	select {
+	case <-p.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Wait blocks until the files of every request that has ended are written
+// or given up (at most AfterTimeout plus a scrape after the end of the
+// last response). Call it when no request is being served, e.g. after the
+// HTTP server has shut down.
+func (p *Proxy) Wait() { p.wg.Wait() }
+
+// Close waits like Wait, then releases the snapshot directory.
+func (p *Proxy) Close() error {
 	p.wg.Wait()
 	return p.files.close()
 }
@@ -274,6 +291,7 @@ func (p *Proxy) observeScrape(s *scrape) {
 		p.m.scrapeDuration.Observe(time.Since(s.started).Seconds())
 	}
 	if s.ok() {
+		p.readyOnce.Do(func() { close(p.ready) })
 		if p.scrapeState.Swap(1) != 1 {
 			p.log.Info("upstream metrics scrape ok", "url", p.scr.url)
 		}

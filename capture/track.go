@@ -345,10 +345,12 @@ func (t *tracker) readBody() {
 
 // run writes the request's files. For a stream whose id is known early it
 // writes the before and first files at once, so readers learn of the
-// request while it runs; everything else is written when the response has
-// ended: the info sidecar, then the after.
+// request while it runs. Otherwise nothing is written until the after
+// scrape is secured, so a failing metrics endpoint leaves no half pair.
+// Last come the info sidecar, then the after file.
 func (t *tracker) run() {
 	defer t.p.wg.Done()
+	p := t.p
 	info := &Info{Version: InfoVersion, Method: t.method, Path: t.path, ReceivedAt: t.receivedAt.UTC()}
 	early := false
 	select {
@@ -368,7 +370,6 @@ func (t *tracker) run() {
 	if !early {
 		t.readBody()
 		t.setID(info)
-		t.writeOpening(info)
 	}
 	info.Model = t.model
 	info.Stream = t.stream
@@ -381,7 +382,38 @@ func (t *tracker) run() {
 	info.LastByteAt = utc(t.lastByteAt)
 	info.Usage = t.usage
 	info.ServerMetrics = t.srvMet
-	t.writeClosing(info)
+
+	var after *scrape
+	switch {
+	case t.before == nil:
+		if !early {
+			p.m.failed.WithLabelValues(string(parser.Before), reasonNoScrape).Inc()
+		}
+		info.AfterError = "no scrape of the upstream metrics had succeeded when the request arrived"
+	case early && info.Before == nil:
+		info.AfterError = "the before snapshot could not be written"
+	default:
+		var observed bool
+		var failure string
+		after, observed, failure = t.awaitAfter()
+		if after == nil {
+			info.AfterError = "no scrape of the upstream metrics succeeded after the response: " + failure
+			p.m.failed.WithLabelValues(string(parser.After), failure).Inc()
+			break
+		}
+		info.AfterObserved = observed
+		if !early {
+			t.writeOpening(info)
+			if info.Before == nil {
+				after = nil
+				info.AfterError = "the before snapshot could not be written"
+			}
+		}
+	}
+	if after == nil {
+		p.m.failed.WithLabelValues(string(parser.After), reasonUnwritten).Inc()
+	}
+	t.writeClosing(info, after)
 }
 
 func utc(t time.Time) time.Time {
@@ -426,24 +458,12 @@ func (t *tracker) writeOpening(info *Info) {
 	info.First = p.writeSnapshot(info.RequestID, parser.First, t.first)
 }
 
-// writeClosing waits for the after scrape, then writes the info sidecar
-// and the after file, in that order: a reader that sees the after can
-// rely on the info being there.
-func (t *tracker) writeClosing(info *Info) {
+// writeClosing writes the info sidecar, then the after file (when after
+// is not nil): a reader that sees the after can rely on the info being
+// there. The after is first written to a temporary file, so that the info
+// can tell whether it will exist.
+func (t *tracker) writeClosing(info *Info, after *scrape) {
 	p := t.p
-	var after *scrape
-	switch {
-	case info.Before == nil:
-		info.AfterError = "no before snapshot was written"
-		p.m.failed.WithLabelValues(string(parser.After), reasonUnwritten).Inc()
-	default:
-		var failure string
-		after, info.AfterObserved, failure = t.awaitAfter()
-		if after == nil {
-			info.AfterError = "no scrape of the upstream metrics succeeded: " + failure
-			p.m.failed.WithLabelValues(string(parser.After), failure).Inc()
-		}
-	}
 	var tmp string
 	if after != nil {
 		p.m.afterWaitSeconds.Observe(after.started.Sub(t.lastByteAt).Seconds())

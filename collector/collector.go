@@ -236,8 +236,11 @@ func ExemplarID(id string) string {
 func (c *Collector) SnapshotRead() { c.snapshotsRead.Inc() }
 
 // SnapshotRejected counts an unusable snapshot file by reason (one of
-// SnapshotRejectReasons).
-func (c *Collector) SnapshotRejected(reason string) { c.snapshotsRejects.WithLabelValues(reason).Inc() }
+// SnapshotRejectReasons). The file name and error are logged by the
+// ingester, never used as labels.
+func (c *Collector) SnapshotRejected(_, reason string, _ error) {
+	c.snapshotsRejects.WithLabelValues(reason).Inc()
+}
 
 // FileIgnored counts a directory entry that is not a snapshot.
 func (c *Collector) FileIgnored(reason string) { c.filesIgnored.WithLabelValues(reason).Inc() }

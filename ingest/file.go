@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"time"
 
 	"github.com/delta-exporter/delta-exporter/attribution"
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -33,72 +34,114 @@ func lstat(fsys fs.FS, name string) (fs.FileInfo, error) {
 	return fs.Stat(fsys, name)
 }
 
-// file ingests one snapshot file. Every way a file can be unusable ends in
-// a counted reason and one log line; none stops the ingester.
-func (in *Ingester) file(name string, n parser.Name) {
-	now := in.cfg.Now()
+// loaded is the outcome of reading one file: everything apply needs, and
+// nothing that touches the ingester's state, so files can be loaded in
+// parallel and applied in order.
+type loaded struct {
+	name   string
+	n      parser.Name
+	gone   bool // deleted before it could be read: forget it
+	later  bool // look again later (settling, or incomplete while fresh)
+	st     fileState
+	reason string // rejected: the delta_exporter_snapshots_rejected_total reason
+	err    error
+	point  *attribution.Point
+	info   []byte // the contents of an info sidecar
+}
+
+// load reads and parses one file. It is safe to call concurrently.
+func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bool) loaded {
+	l := loaded{name: name, n: n}
 	info, err := lstat(in.cfg.FS, name)
 	if err != nil {
-		// Deleted between listing and reading: nothing to ingest.
-		delete(in.files, name)
-		if !errors.Is(err, fs.ErrNotExist) {
-			in.reject(name, n, "read_error", err)
+		if errors.Is(err, fs.ErrNotExist) {
+			l.gone = true
+		} else {
+			l.reason, l.err = "read_error", err
 		}
-		return
+		return l
 	}
-	st := &fileState{size: info.Size(), modTime: info.ModTime()}
-	in.files[name] = st
+	l.st = fileState{size: info.Size(), modTime: info.ModTime()}
 	if !info.Mode().IsRegular() {
-		st.done = true
-		in.reject(name, n, "not_regular", fmt.Errorf("%s is not a regular file", info.Mode().Type()))
-		return
+		l.reason, l.err = "not_regular", fmt.Errorf("%s is not a regular file", info.Mode().Type())
+		return l
 	}
 	if info.Size() > in.cfg.MaxBytes {
-		st.done = true
-		in.reject(name, n, "too_large", fmt.Errorf("%d bytes, limit %d", info.Size(), in.cfg.MaxBytes))
-		return
+		l.reason, l.err = "too_large", fmt.Errorf("%d bytes, limit %d", info.Size(), in.cfg.MaxBytes)
+		return l
 	}
 	age := now.Sub(info.ModTime())
-	if age < in.cfg.Settle {
-		in.deferred[name] = true
-		return
+	if age < in.cfg.Settle && !finishing {
+		l.later = true
+		return l
 	}
 	data, err := readFile(in.cfg.FS, name, in.cfg.MaxBytes)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			delete(in.files, name)
-			return
+			l.gone = true
+		} else {
+			l.reason, l.err = "read_error", err
 		}
-		st.done = true
-		in.reject(name, n, "read_error", err)
-		return
+		return l
 	}
 	if n.Stage == parser.Info {
-		st.done = true
-		in.info(name, n, data)
-		return
+		l.info = data
+		return l
 	}
 	snap, err := parser.Scan(data)
 	if err != nil {
 		incomplete := errors.Is(err, parser.ErrIncomplete) || errors.Is(err, parser.ErrEmpty)
-		if incomplete && age < in.cfg.IncompleteGrace {
+		if incomplete && age < in.cfg.IncompleteGrace && !finishing {
 			// Probably still being written: look again later.
-			in.deferred[name] = true
-			return
+			l.later = true
+			return l
 		}
-		st.done = true
-		in.reject(name, n, rejectReason(err), err)
-		return
+		l.reason, l.err = rejectReason(err), err
+		return l
 	}
 	p, ok := attribution.NewPoint(snap)
 	if !ok {
-		st.done = true
-		in.reject(name, n, "parse_error", errors.New("histogram count is not a non-negative integer"))
+		l.reason, l.err = "parse_error", errors.New("histogram count is not a non-negative integer")
+		return l
+	}
+	l.point = p
+	return l
+}
+
+// file ingests one snapshot file now.
+func (in *Ingester) file(name string, n parser.Name) {
+	in.apply(in.load(name, n, in.cfg.Now(), in.finishing))
+}
+
+// apply records a loaded file. Every way a file can be unusable ends in a
+// counted reason and one log line; none stops the ingester.
+func (in *Ingester) apply(l loaded) {
+	if l.gone {
+		delete(in.files, l.name)
 		return
 	}
+	if l.later {
+		if l.st.modTime.IsZero() {
+			delete(in.files, l.name)
+		} else {
+			st := l.st
+			in.files[l.name] = &st
+		}
+		in.deferred[l.name] = true
+		return
+	}
+	st := l.st
 	st.done = true
-	in.cfg.Publisher.SnapshotRead()
-	in.snapshot(name, n, p)
+	in.files[l.name] = &st
+	switch {
+	case l.reason != "":
+		in.reject(l.name, l.n, l.reason, l.err)
+	case l.info != nil:
+		in.info(l.name, l.n, l.info)
+	default:
+		in.cfg.Publisher.SnapshotRead()
+		in.snapshot(l.name, l.n, l.point)
+	}
 }
 
 // readFile reads at most limit bytes (the file may have grown since stat).
@@ -121,7 +164,7 @@ func readFile(fsys fs.FS, name string, limit int64) ([]byte, error) {
 // reject counts an unusable snapshot; the request it belongs to is
 // rejected as bad_snapshot once its other half shows up.
 func (in *Ingester) reject(name string, n parser.Name, reason string, err error) {
-	in.cfg.Publisher.SnapshotRejected(reason)
+	in.cfg.Publisher.SnapshotRejected(name, reason, err)
 	in.log.Warn("snapshot file rejected", "file", name, "reason", reason, "err", err)
 	if n.Stage == parser.Before || n.Stage == parser.After {
 		h := in.half(n.RequestID)
@@ -161,11 +204,15 @@ func (in *Ingester) snapshot(name string, n parser.Name, p *attribution.Point) {
 func (in *Ingester) setStage(h *half, name string, n parser.Name, p *attribution.Point) {
 	id := n.RequestID
 	if _, done := in.decided[id]; done {
-		// The id was already decided: a second request with the same id
-		// (or a rewritten file). Its values would be ambiguous.
-		delete(in.pending, id)
-		in.publish(attribution.NewRejected(&attribution.Request{ID: id, BeforeFile: name}, attribution.RejectDuplicate))
-		return
+		// A second request with an id already decided (or a rewritten
+		// file): which files belong together is ambiguous.
+		h.dupBefore = true
+	}
+	if in.tl.Remove(id) {
+		// The first request with this id is paired but not decided yet:
+		// reject it too, rather than guess.
+		h.dupBefore = true
+		in.publish(attribution.NewRejected(&attribution.Request{ID: id}, attribution.RejectDuplicate))
 	}
 	switch n.Stage {
 	case parser.Before:

@@ -17,7 +17,7 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 		} `json:"usage"`
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
-		in.cfg.Publisher.SnapshotRejected("parse_error")
+		in.cfg.Publisher.SnapshotRejected(name, "parse_error", err)
 		in.log.Warn("info file rejected", "file", name, "err", err)
 		return
 	}

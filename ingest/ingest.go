@@ -7,12 +7,13 @@
 package ingest
 
 import (
-	"errors"
 	"io/fs"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/attribution"
@@ -24,7 +25,9 @@ import (
 type Publisher interface {
 	Publish(attribution.Result)
 	SnapshotRead()
-	SnapshotRejected(reason string)
+	// SnapshotRejected reports an unusable file (snapshot or sidecar) with
+	// one of collector.SnapshotRejectReasons and the error.
+	SnapshotRejected(file, reason string, err error)
 	FileIgnored(reason string)
 	SetPending(state string, n int)
 }
@@ -81,6 +84,8 @@ type Ingester struct {
 	decided  map[string]time.Time // request ids decided, to reject ids seen again
 	files    map[string]*fileState
 	deferred map[string]bool // files to look at again (settling, incomplete)
+	// finishing: no more waiting, files are taken as they are (Finish).
+	finishing bool
 }
 
 // New returns an Ingester.
@@ -151,9 +156,7 @@ func (in *Ingester) Scan(all bool) error {
 		}
 		return stageOrder(items[i].n.Stage) < stageOrder(items[j].n.Stage)
 	})
-	for _, it := range items {
-		in.file(it.name, it.n)
-	}
+	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n })
 	in.decide(attribution.ResolveOptions{All: all, Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay})
 	return nil
 }
@@ -207,12 +210,7 @@ func (in *Ingester) Tick() {
 			names = append(names, name)
 		}
 		slices.Sort(names)
-		for _, name := range names {
-			delete(in.deferred, name)
-			if n, err := parser.ParseName(name); err == nil {
-				in.file(name, n)
-			}
-		}
+		in.retry(names)
 	}
 	for id, h := range in.pending {
 		if now.Sub(h.seen) < in.cfg.PairingTTL {
@@ -233,6 +231,14 @@ func (in *Ingester) Tick() {
 // Finish decides everything still held, as at the end of a report: paired
 // requests are attributed, halves without a partner are unpaired.
 func (in *Ingester) Finish() {
+	in.finishing = true
+	defer func() { in.finishing = false }()
+	names := make([]string, 0, len(in.deferred))
+	for name := range in.deferred {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	in.retry(names)
 	in.decide(attribution.ResolveOptions{All: true})
 	ids := make([]string, 0, len(in.pending))
 	for id := range in.pending {
@@ -265,7 +271,7 @@ func (in *Ingester) decide(opt attribution.ResolveOptions) {
 }
 
 func (in *Ingester) publish(r attribution.Result) {
-	if r.RequestID != "" {
+	if r.RequestID != "" && r.Outcome != attribution.Unpaired {
 		in.decided[r.RequestID] = in.cfg.Now()
 	}
 	in.cfg.Publisher.Publish(r)
@@ -281,5 +287,69 @@ func (h *half) request(id string) *attribution.Request {
 		BeforeTime: h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
 }
 
-// errRetry marks a file to look at again later.
-var errRetry = errors.New("retry later")
+// retry loads deferred files again.
+func (in *Ingester) retry(names []string) {
+	var items []string
+	var ns []parser.Name
+	for _, name := range names {
+		delete(in.deferred, name)
+		if n, err := parser.ParseName(name); err == nil {
+			items, ns = append(items, name), append(ns, n)
+		}
+	}
+	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i], ns[i] })
+}
+
+// loadAll loads files 0..count-1 on all cores and applies them in order.
+// Reading and parsing dominate ingest cost and are independent per file;
+// applying is cheap and must be sequential. At most a small window of
+// loaded files is held at once, so memory does not grow with the
+// directory (a loaded file is a few numbers per series, not its bytes).
+func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name)) {
+	workers := runtime.GOMAXPROCS(0)
+	if workers > count {
+		workers = count
+	}
+	if workers <= 1 {
+		for i := 0; i < count; i++ {
+			name, n := item(i)
+			in.file(name, n)
+		}
+		return
+	}
+	now, finishing := in.cfg.Now(), in.finishing
+	window := 8 * workers
+	slots := make([]chan loaded, window)
+	for i := range slots {
+		slots[i] = make(chan loaded, 1)
+	}
+	next := make(chan int)
+	drained := make(chan struct{}, window)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				name, n := item(i)
+				slots[i%window] <- in.load(name, n, now, finishing)
+			}
+		}()
+	}
+	go func() {
+		// Hand out index i only once slot i%window has been drained, so
+		// a slot never holds two results.
+		for i := 0; i < count; i++ {
+			if i >= window {
+				<-drained
+			}
+			next <- i
+		}
+		close(next)
+	}()
+	for i := 0; i < count; i++ {
+		in.apply(<-slots[i%window])
+		drained <- struct{}{}
+	}
+	wg.Wait()
+}

@@ -1,0 +1,195 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+	"github.com/delta-exporter/delta-exporter/simulate"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds cmd/delta-exporter once per test process.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "delta-exporter-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "delta-exporter")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/delta-exporter").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start runs a command until the test ends; its output goes to the test log
+// on failure.
+func start(t *testing.T, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(name), out.String())
+		}
+	})
+	return cmd
+}
+
+// waitFor polls cond every 100ms until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s (last: %s)", timeout, what, last)
+}
+
+func httpGet(ctx context.Context, u string, header map[string]string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
+// promQuery runs an instant query and returns the first sample's value.
+func promQuery(base, q string) (string, error) {
+	_, body, err := httpGet(context.Background(), base+"/api/v1/query?query="+url.QueryEscape(q), nil)
+	if err != nil {
+		return "", err
+	}
+	var r struct {
+		Status string
+		Data   struct {
+			Result []struct {
+				Value [2]any
+			}
+		}
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return "", fmt.Errorf("%v: %s", err, body)
+	}
+	if len(r.Data.Result) == 0 {
+		return "", nil
+	}
+	return fmt.Sprint(r.Data.Result[0].Value[1]), nil
+}
+
+// writer produces sequential request pairs from a simulated vLLM server,
+// written as a careful snapshot tool would: temp name, then rename.
+type writer struct {
+	t    *testing.T
+	dir  string
+	srv  *simulate.Server
+	now  time.Time
+	seq  int
+	sent []simulate.Finish
+}
+
+func newWriter(t *testing.T, dir string) *writer {
+	return &writer{t: t, dir: dir, now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC),
+		srv: simulate.NewServer(simulate.ServerConfig{Models: []string{"meta-llama/Llama-3.1-8B-Instruct"}})}
+}
+
+func (w *writer) write(id string, stage parser.Stage) {
+	w.t.Helper()
+	w.now = w.now.Add(time.Millisecond * 137)
+	var buf bytes.Buffer
+	if _, err := w.srv.WriteTo(&buf); err != nil {
+		w.t.Fatal(err)
+	}
+	name := parser.FormatName(id, stage, w.now)
+	tmp := filepath.Join(w.dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(w.dir, name)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// request writes one sequential request: before, observations, after.
+func (w *writer) request() string {
+	w.seq++
+	id := fmt.Sprintf("chatcmpl-e2e_%03d", w.seq)
+	f := simulate.Finish{Queue: 0.01 * float64(w.seq), Prefill: 0.05, Decode: 0.5 + 0.01*float64(w.seq),
+		PromptTokens: 100 + w.seq, GenerationTokens: 20 + w.seq}
+	f.Inference = f.Prefill + f.Decode
+	f.E2E = f.Queue + f.Inference + 0.003
+	w.write(id, parser.Before)
+	model := "meta-llama/Llama-3.1-8B-Instruct"
+	w.srv.ObserveFirstToken(model, 0, f.Queue+f.Prefill+0.002)
+	w.srv.ObserveFinish(model, 0, f)
+	w.write(id, parser.After)
+	w.sent = append(w.sent, f)
+	return id
+}
+
+func hasLine(body []byte, prefix string) bool {
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,473 @@
+package simulate
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// Config describes one simulated load run.
+type Config struct {
+	Seed     int64
+	Requests int
+	// MeanInFlight is the mean number of requests in flight. Arrivals are
+	// Poisson with rate MeanInFlight / mean request duration. 0 means
+	// strictly sequential: each request arrives after the previous one's
+	// after snapshot was taken, so no two request windows overlap.
+	MeanInFlight float64
+	// Models and Engines override Server.Models and Server.Engines when
+	// set. Each request picks a model and an engine uniformly at random.
+	Models  []string
+	Engines int
+	// Start is the time of the run's beginning; zero means a fixed date
+	// an hour after the server's start.
+	Start  time.Time
+	Server ServerConfig
+
+	// Snapshot-taking behaviour. The before snapshot is taken BeforeDelay
+	// after arrival; the after snapshot AfterDelay ± AfterJitter (uniform)
+	// after the finish observation, never before it. Delays of 0 mean at
+	// that very moment (observations at an instant precede snapshots at
+	// the same instant).
+	BeforeDelay, AfterDelay time.Duration
+	AfterJitter             time.Duration
+	// TimelineInterval, when > 0, writes timeline snapshots (request id
+	// "timeline") at every multiple of the interval after Start at which a
+	// request is in flight.
+	TimelineInterval time.Duration
+	// FirstSnapshots writes a first snapshot right after each request's
+	// TTFT observation (for a one-token answer, after its finish
+	// observations too: vLLM makes both in the same synchronous step).
+	FirstSnapshots bool
+	// MaxRunning is how many requests one engine runs at once; further
+	// requests wait in its queue. 0 means 48.
+	MaxRunning int
+}
+
+// speed is how fast a model processes tokens.
+type speed struct {
+	prefillTokPerSec float64
+	tpot             float64 // seconds per output token
+}
+
+// modelSpeed gives model i of a run its speed: models differ by up to 5x.
+func modelSpeed(i int) speed {
+	table := [...]speed{{11000, 0.011}, {4200, 0.032}, {7000, 0.019}, {2600, 0.052}}
+	return table[i%len(table)]
+}
+
+// request is one simulated request: its shape, drawn up front, and its
+// timeline (offsets from Config.Start), filled as the run proceeds.
+type request struct {
+	id             string
+	model          int
+	engine         int
+	prompt, gen    int
+	maxTokens      int
+	reason         string
+	tok, baseQueue time.Duration // tokenization; minimum wait before the scheduler takes it
+	prefill        time.Duration
+	decode         time.Duration
+	frontend       time.Duration // engine output to frontend observation
+
+	arrival, queued, sched, first, finish, before, after time.Duration
+	ttft                                                 float64
+	truth                                                int // index in run.truths, set at finish
+}
+
+type evKind uint8
+
+const (
+	evArrive evKind = iota
+	evQueued
+	evReady
+	evFirst
+	evFinish
+	// Snapshots: at equal times they come after observations.
+	evBefore
+	evFirstSnap
+	evAfter
+)
+
+type event struct {
+	at   time.Duration
+	kind evKind
+	seq  uint64
+	req  int
+}
+
+type eventQueue []event
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	a, b := q[i], q[j]
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	if sa, sb := a.kind >= evBefore, b.kind >= evBefore; sa != sb {
+		return !sa
+	}
+	return a.seq < b.seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+// loadKey is one gauge label set.
+type loadKey struct{ model, engine int }
+
+// run is the state of one simulation.
+type run struct {
+	cfg  Config
+	srv  *Server
+	sink Sink
+	rng  *rand.Rand
+	reqs []request
+
+	events eventQueue
+	seq    uint64
+
+	running  []int   // per engine
+	fifo     [][]int // per engine: requests waiting for a slot
+	loads    map[loadKey]*Load
+	kvTokens map[loadKey]int
+	inFlight int
+	nextTick time.Duration
+
+	buf    []byte
+	truths []Truth
+}
+
+// Run simulates cfg.Requests requests against a simulated server, hands
+// every snapshot to sink in time order, and returns the truth of each
+// request in finish order.
+func Run(cfg Config, sink Sink) ([]Truth, error) {
+	if cfg.Requests < 0 {
+		return nil, errors.New("simulate: negative request count")
+	}
+	if cfg.MeanInFlight < 0 || math.IsNaN(cfg.MeanInFlight) || math.IsInf(cfg.MeanInFlight, 0) {
+		return nil, fmt.Errorf("simulate: bad mean in flight %v", cfg.MeanInFlight)
+	}
+	if cfg.TimelineInterval < 0 || cfg.BeforeDelay < 0 || cfg.AfterDelay < 0 || cfg.AfterJitter < 0 {
+		return nil, errors.New("simulate: negative delay")
+	}
+	if len(cfg.Models) > 0 {
+		cfg.Server.Models = cfg.Models
+	}
+	if cfg.Engines > 0 {
+		cfg.Server.Engines = cfg.Engines
+	}
+	if cfg.Server.StartTime.IsZero() {
+		cfg.Server.StartTime = DefaultStartTime()
+	}
+	if cfg.Start.IsZero() {
+		cfg.Start = cfg.Server.StartTime.Add(time.Hour)
+	}
+	if cfg.MaxRunning <= 0 {
+		cfg.MaxRunning = 48
+	}
+	srv := NewServer(cfg.Server)
+	cfg.Server = srv.Config()
+	cfg.Models, cfg.Engines = cfg.Server.Models, cfg.Server.Engines
+
+	r := &run{
+		cfg:      cfg,
+		srv:      srv,
+		sink:     sink,
+		rng:      rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15)),
+		running:  make([]int, cfg.Engines),
+		fifo:     make([][]int, cfg.Engines),
+		loads:    map[loadKey]*Load{},
+		kvTokens: map[loadKey]int{},
+		nextTick: cfg.TimelineInterval,
+	}
+	r.draw()
+	r.scheduleArrivals()
+	if err := r.loop(); err != nil {
+		return nil, err
+	}
+	return r.truths, nil
+}
+
+// logUniform draws from [lo, hi] with a uniform logarithm: many small
+// values, a long tail.
+func (r *run) logUniform(lo, hi float64) float64 {
+	return math.Exp(math.Log(lo) + r.rng.Float64()*(math.Log(hi)-math.Log(lo)))
+}
+
+func (r *run) uniform(lo, hi float64) float64 { return lo + r.rng.Float64()*(hi-lo) }
+
+func dur(sec float64) time.Duration { return time.Duration(math.Round(sec * 1e9)) }
+
+// draw makes every request's shape up front, so that the arrival rate can
+// be set from the mean duration and the run stays deterministic.
+func (r *run) draw() {
+	seen := map[string]bool{}
+	r.reqs = make([]request, r.cfg.Requests)
+	for i := range r.reqs {
+		q := &r.reqs[i]
+		for {
+			q.id = r.requestID(i)
+			if !seen[q.id] {
+				seen[q.id] = true
+				break
+			}
+		}
+		q.model = r.rng.IntN(len(r.cfg.Models))
+		q.engine = r.rng.IntN(r.cfg.Engines)
+		sp := modelSpeed(q.model)
+		q.prompt = int(math.Round(r.logUniform(20, 4000)))
+		if r.rng.IntN(12) == 0 {
+			q.gen = 1 // one-token answers (classification, yes/no): decode = 0
+		} else {
+			q.gen = int(math.Round(r.logUniform(2, 1000)))
+		}
+		q.reason = "stop"
+		switch r.rng.IntN(10) {
+		case 0: // hit max_tokens
+			q.maxTokens, q.reason = q.gen, "length"
+		case 1, 2, 3, 4, 5:
+			q.maxTokens = []int{512, 1024, 2048, 4096}[r.rng.IntN(4)]
+			for q.maxTokens <= q.gen {
+				q.maxTokens *= 2
+			}
+		}
+		q.tok = dur(r.uniform(0.001, 0.006) + float64(q.prompt)*1e-6)
+		if r.rng.IntN(10) == 0 {
+			q.baseQueue = dur(r.logUniform(0.08, 4)) // KV cache full, waits for others
+		} else {
+			q.baseQueue = dur(r.logUniform(0.0003, 0.025))
+		}
+		q.prefill = dur(float64(q.prompt)/sp.prefillTokPerSec*r.uniform(0.9, 1.15) + r.uniform(0.004, 0.015))
+		if q.gen > 1 {
+			q.decode = dur(float64(q.gen-1) * sp.tpot * r.uniform(0.85, 1.25))
+		}
+		q.frontend = dur(r.uniform(0.00015, 0.0025))
+	}
+}
+
+// requestID returns ids as vLLM's OpenAI server makes them
+// (chatcmpl-<32 hex>) and, for some requests, ids with underscores, which
+// a name parser must split from the right.
+func (r *run) requestID(i int) string {
+	if r.rng.IntN(7) == 0 {
+		return "cmpl_" + strconv.FormatUint(r.rng.Uint64()>>32, 16) + "_" + strconv.Itoa(i)
+	}
+	return fmt.Sprintf("chatcmpl-%016x%016x", r.rng.Uint64(), r.rng.Uint64())
+}
+
+// scheduleArrivals pushes the arrivals: all of them for Poisson arrivals,
+// the first one for a sequential run (the others follow after-snapshots).
+func (r *run) scheduleArrivals() {
+	if len(r.reqs) == 0 {
+		return
+	}
+	first := dur(r.uniform(0.05, 0.3))
+	if r.cfg.MeanInFlight == 0 {
+		r.push(first, evArrive, 0)
+		return
+	}
+	var total time.Duration
+	for i := range r.reqs {
+		q := &r.reqs[i]
+		total += q.tok + q.baseQueue + q.prefill + q.decode + q.frontend
+	}
+	mean := total.Seconds() / float64(len(r.reqs))
+	rate := r.cfg.MeanInFlight / mean // arrivals per second
+	at := first
+	for i := range r.reqs {
+		r.push(at, evArrive, i)
+		at += dur(r.rng.ExpFloat64() / rate)
+	}
+}
+
+func (r *run) push(at time.Duration, k evKind, req int) {
+	r.seq++
+	heap.Push(&r.events, event{at: at, kind: k, seq: r.seq, req: req})
+}
+
+func (r *run) loop() error {
+	for r.events.Len() > 0 {
+		ev := heap.Pop(&r.events).(event)
+		if err := r.ticks(ev.at); err != nil {
+			return err
+		}
+		if err := r.handle(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ticks writes the timeline snapshots due strictly before t. The set of
+// requests in flight only changes at events, so it is constant here.
+func (r *run) ticks(t time.Duration) error {
+	iv := r.cfg.TimelineInterval
+	if iv <= 0 || r.nextTick >= t {
+		return nil
+	}
+	if r.inFlight == 0 {
+		// Jump to the first tick at or after t.
+		r.nextTick += (t - r.nextTick + iv - 1) / iv * iv
+		return nil
+	}
+	for ; r.nextTick < t; r.nextTick += iv {
+		if err := r.snapshot("timeline", parser.Timeline, r.nextTick); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) handle(ev event) error {
+	q := &r.reqs[ev.req]
+	t := ev.at
+	switch ev.kind {
+	case evArrive:
+		q.arrival = t
+		r.inFlight++
+		r.push(t+r.cfg.BeforeDelay, evBefore, ev.req)
+		r.push(t+q.tok, evQueued, ev.req)
+	case evBefore:
+		q.before = t
+		return r.snapshot(q.id, parser.Before, t)
+	case evQueued:
+		q.queued = t
+		r.load(q).Waiting++
+		r.publishLoad(q)
+		r.push(t+q.baseQueue, evReady, ev.req)
+	case evReady:
+		if r.running[q.engine] < r.cfg.MaxRunning {
+			r.start(ev.req, t)
+		} else {
+			r.fifo[q.engine] = append(r.fifo[q.engine], ev.req)
+		}
+	case evFirst:
+		q.first = t
+		q.ttft = (t - q.arrival).Seconds()
+		r.srv.ObserveFirstToken(r.cfg.Models[q.model], q.engine, q.ttft)
+		if r.cfg.FirstSnapshots {
+			r.push(t, evFirstSnap, ev.req)
+		}
+	case evFirstSnap:
+		return r.snapshot(q.id, parser.First, t)
+	case evFinish:
+		return r.finish(ev.req, t)
+	case evAfter:
+		q.after = t
+		r.truths[q.truth].AfterScrape = r.cfg.Start.Add(t)
+		if err := r.snapshot(q.id, parser.After, t); err != nil {
+			return err
+		}
+		if r.cfg.MeanInFlight == 0 && ev.req+1 < len(r.reqs) {
+			// Think time of a client that waits for each answer.
+			r.push(t+dur(r.uniform(0.015, 0.4)), evArrive, ev.req+1)
+		}
+	}
+	return nil
+}
+
+// start hands a request to the engine: the queue time ends here.
+func (r *run) start(i int, t time.Duration) {
+	q := &r.reqs[i]
+	q.sched = t
+	r.running[q.engine]++
+	l := r.load(q)
+	l.Waiting--
+	l.Running++
+	r.kvTokens[loadKey{q.model, q.engine}] += q.prompt + q.gen
+	r.publishLoad(q)
+	// The engine emits the first token at sched+prefill and the last at
+	// sched+prefill+decode; the frontend observes each a moment later.
+	// For a one-token answer both land in the same frontend step, the
+	// first-token observation before the finish ones (seq order).
+	r.push(t+q.prefill+q.frontend, evFirst, i)
+	r.push(t+q.prefill+q.decode+q.frontend, evFinish, i)
+}
+
+func (r *run) finish(i int, t time.Duration) error {
+	q := &r.reqs[i]
+	q.finish = t
+	r.inFlight--
+	r.running[q.engine]--
+	l := r.load(q)
+	l.Running--
+	r.kvTokens[loadKey{q.model, q.engine}] -= q.prompt + q.gen
+	r.publishLoad(q)
+
+	queue := (q.sched - q.queued).Seconds()
+	prefill := q.prefill.Seconds()
+	decode := q.decode.Seconds()
+	f := Finish{
+		Queue:            queue,
+		Prefill:          prefill,
+		Decode:           decode,
+		Inference:        prefill + decode,
+		E2E:              (t - q.arrival).Seconds(),
+		PromptTokens:     q.prompt,
+		GenerationTokens: q.gen,
+		FinishedReason:   q.reason,
+		MaxTokens:        q.maxTokens,
+	}
+	r.srv.ObserveFinish(r.cfg.Models[q.model], q.engine, f)
+	r.truths = append(r.truths, Truth{
+		RequestID: q.id, Model: r.cfg.Models[q.model], Engine: q.engine,
+		TTFT: q.ttft, Queue: f.Queue, Prefill: f.Prefill, Decode: f.Decode, Inference: f.Inference, E2E: f.E2E,
+		PromptTokens: q.prompt, GenerationTokens: q.gen,
+		Arrival: r.cfg.Start.Add(q.arrival), FirstToken: r.cfg.Start.Add(q.first), Finish: r.cfg.Start.Add(t),
+		BeforeScrape: r.cfg.Start.Add(q.before),
+	})
+	q.truth = len(r.truths) - 1
+
+	after := t + r.cfg.AfterDelay
+	if j := r.cfg.AfterJitter; j > 0 {
+		after += time.Duration(r.rng.Int64N(int64(2*j)+1)) - j
+	}
+	r.push(max(after, t), evAfter, i)
+
+	// A slot is free: the longest-waiting request of this engine starts.
+	if w := r.fifo[q.engine]; len(w) > 0 {
+		r.fifo[q.engine] = w[1:]
+		r.start(w[0], t)
+	}
+	return nil
+}
+
+func (r *run) load(q *request) *Load {
+	k := loadKey{q.model, q.engine}
+	l := r.loads[k]
+	if l == nil {
+		l = &Load{}
+		r.loads[k] = l
+	}
+	return l
+}
+
+func (r *run) publishLoad(q *request) {
+	k := loadKey{q.model, q.engine}
+	l := r.load(q)
+	l.KVCacheUsage = float64(r.kvTokens[k]) / float64(kvBlocks*16)
+	r.srv.SetLoad(r.cfg.Models[q.model], q.engine, *l)
+}
+
+func (r *run) snapshot(id string, stage parser.Stage, t time.Duration) error {
+	now := r.cfg.Start.Add(t)
+	r.srv.SetTime(now)
+	r.buf = r.srv.AppendText(r.buf[:0])
+	name := parser.FormatName(id, stage, now)
+	if err := r.sink.Snapshot(name, r.buf); err != nil {
+		return fmt.Errorf("simulate: snapshot %s: %w", name, err)
+	}
+	return nil
+}
