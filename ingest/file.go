@@ -75,7 +75,7 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 		l.later = true
 		return l
 	}
-	data, err := readFile(in.cfg.FS, name, in.cfg.MaxBytes)
+	data, err := readFile(in.cfg.FS, name, info.Size(), in.cfg.MaxBytes)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			l.gone = true
@@ -144,21 +144,31 @@ func (in *Ingester) apply(l loaded) {
 	}
 }
 
-// readFile reads at most limit bytes (the file may have grown since stat).
-func readFile(fsys fs.FS, name string, limit int64) ([]byte, error) {
+// readFile reads at most limit bytes (the file may have grown since stat);
+// size is the size seen by stat, used to read in one allocation.
+func readFile(fsys fs.FS, name string, size, limit int64) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
+	buf := make([]byte, 0, min(size, limit)+512)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, fmt.Errorf("file grew beyond %d bytes", limit)
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("file grew beyond %d bytes", limit)
-	}
-	return data, nil
 }
 
 // reject counts an unusable snapshot; the request it belongs to is

@@ -341,7 +341,11 @@ func (s *scanner) scan(data []byte) error {
 				n++
 			}
 			var ok bool
-			sn, ok = sampleNames[string(line[:n])]
+			// Relevant names end in _bucket, _count, _sum or _seconds:
+			// spare the map lookup for _total, _created and most gauges.
+			if last := line[n-1]; last == 't' || last == 'm' || last == 's' {
+				sn, ok = sampleNames[string(line[:n])]
+			}
 			s.lastName, s.lastSN, s.lastOK = line[:n], sn, ok
 			if !ok {
 				continue

@@ -148,7 +148,7 @@ func TestSequentialRunDeltasEqualTruth(t *testing.T) {
 	for _, style := range []Style{V1, V1NoEngine, V0Multiproc} {
 		t.Run(style.String(), func(t *testing.T) {
 			cfg := Config{
-				Seed: 42, Requests: 60, Models: []string{"Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B-Instruct"}, Engines: 2,
+				Seed: 42, Requests: 40, Models: []string{"Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B-Instruct"}, Engines: 2,
 				Server: ServerConfig{Style: style}, FirstSnapshots: true, TimelineInterval: 500 * time.Millisecond,
 				AfterDelay: 3 * time.Millisecond, AfterJitter: 2 * time.Millisecond,
 			}
@@ -225,7 +225,7 @@ func checkFiles(t *testing.T, files []File, truths []Truth, cfg Config) {
 
 func TestTruthInvariants(t *testing.T) {
 	var sink countSink
-	truths, err := Run(Config{Seed: 7, Requests: 1500, MeanInFlight: 4, Models: []string{"a", "b", "c"}, Engines: 3,
+	truths, err := Run(Config{Seed: 7, Requests: 1000, MeanInFlight: 4, Models: []string{"a", "b", "c"}, Engines: 3,
 		BeforeDelay: time.Millisecond, AfterDelay: 2 * time.Millisecond, AfterJitter: 5 * time.Millisecond}, &sink)
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +282,7 @@ func TestTruthInvariants(t *testing.T) {
 // requests whose windows happen to be clean still match the truth
 // exactly, and that the run writes what it should.
 func TestConcurrentRunCleanWindows(t *testing.T) {
-	cfg := Config{Seed: 3, Requests: 300, MeanInFlight: 1.5, Models: []string{"m1", "m2"}, Engines: 2, FirstSnapshots: true}
+	cfg := Config{Seed: 3, Requests: 200, MeanInFlight: 1.5, Models: []string{"m1", "m2"}, Engines: 2, FirstSnapshots: true}
 	var sink MemSink
 	truths, err := Run(cfg, &sink)
 	if err != nil {

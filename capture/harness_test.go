@@ -1,0 +1,324 @@
+package capture
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/delta-exporter/delta-exporter/fakeupstream"
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// harness runs a capture proxy in front of an upstream, with its snapshot
+// directory and registry.
+type harness struct {
+	t       *testing.T
+	fake    *fakeupstream.Server // nil for a custom upstream
+	up      *httptest.Server
+	p       *Proxy
+	srv     *httptest.Server
+	dir     string
+	reg     *prometheus.Registry
+	stop    context.CancelFunc
+	runDone chan struct{}
+}
+
+// newHarness starts a fake upstream from fc and a proxy in front of it.
+func newHarness(t *testing.T, fc fakeupstream.Config, mod func(*Config)) *harness {
+	t.Helper()
+	fake := fakeupstream.New(fc)
+	h := startProxy(t, httptest.NewServer(fake), mod)
+	h.fake = fake
+	return h
+}
+
+// startProxy starts a proxy in front of up; it owns up from then on.
+func startProxy(t *testing.T, up *httptest.Server, mod func(*Config)) *harness {
+	t.Helper()
+	h := &harness{t: t, up: up, dir: t.TempDir(), reg: prometheus.NewRegistry(), runDone: make(chan struct{})}
+	u, err := url.Parse(up.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Upstream: u, Dir: h.dir, Registerer: h.reg}
+	if mod != nil {
+		mod(&cfg)
+	}
+	h.p, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stop = cancel
+	go func() {
+		_ = h.p.Run(ctx)
+		close(h.runDone)
+	}()
+	h.srv = httptest.NewServer(h.p)
+	t.Cleanup(h.close)
+	return h
+}
+
+func (h *harness) close() {
+	h.srv.Close()
+	h.stop()
+	<-h.runDone
+	if err := h.p.Close(); err != nil {
+		h.t.Error(err)
+	}
+	h.up.Close()
+}
+
+func (h *harness) waitReady() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.p.WaitReady(ctx); err != nil {
+		h.t.Fatal("proxy never ready: ", err)
+	}
+}
+
+// response is what a client got.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	id     string // from the body, or the first event of a stream
+}
+
+func (h *harness) post(path, body string, header http.Header) response {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, h.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b, id: bodyID(b)}
+}
+
+// chat sends a chat completion with max_tokens tokens.
+func (h *harness) chat(stream bool, maxTokens int, header http.Header) response {
+	body := `{"messages":[{"role":"user","content":"say something nice"}],"max_tokens":` +
+		strconv.Itoa(maxTokens) + `,"stream":` + btoa(stream) + `,"stream_options":{"include_usage":true},"include_metrics":true}`
+	if !stream {
+		body = strings.Replace(body, `,"stream_options":{"include_usage":true}`, "", 1)
+	}
+	return h.post("/v1/chat/completions", body, header)
+}
+
+func btoa(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// bodyID reads the id from a JSON body or the first SSE data event.
+func bodyID(b []byte) string {
+	var v struct{ ID string }
+	if json.Unmarshal(b, &v) == nil {
+		return v.ID
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			_ = json.Unmarshal([]byte(data), &v)
+			return v.ID
+		}
+	}
+	return ""
+}
+
+// dirFiles lists the snapshot directory: per request id and stage the file
+// names, and the names that are not snapshot names.
+type dirFiles struct {
+	byID     map[string]map[parser.Stage][]string
+	timeline []string
+	other    []string
+}
+
+func (h *harness) files() dirFiles {
+	h.t.Helper()
+	ents, err := os.ReadDir(h.dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	d := dirFiles{byID: map[string]map[parser.Stage][]string{}}
+	for _, e := range ents {
+		n, err := parser.ParseName(e.Name())
+		if err != nil {
+			d.other = append(d.other, e.Name())
+			continue
+		}
+		if n.Stage == parser.Timeline {
+			if n.RequestID != TimelineID {
+				h.t.Errorf("timeline file %s has id %q", e.Name(), n.RequestID)
+			}
+			d.timeline = append(d.timeline, e.Name())
+			continue
+		}
+		if d.byID[n.RequestID] == nil {
+			d.byID[n.RequestID] = map[parser.Stage][]string{}
+		}
+		d.byID[n.RequestID][n.Stage] = append(d.byID[n.RequestID][n.Stage], e.Name())
+	}
+	return d
+}
+
+// one returns the single file of id and stage, failing if there is not
+// exactly one.
+func (d dirFiles) one(t *testing.T, id string, stage parser.Stage) string {
+	t.Helper()
+	names := d.byID[id][stage]
+	if len(names) != 1 {
+		t.Fatalf("request %s: %d %s files, want 1 (have %v)", id, len(names), stage, d.byID[id])
+	}
+	return names[0]
+}
+
+func (h *harness) info(name string) Info {
+	h.t.Helper()
+	b, err := os.ReadFile(filepath.Join(h.dir, name))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var info Info
+	if err := json.Unmarshal(b, &info); err != nil {
+		h.t.Fatalf("%s: %v", name, err)
+	}
+	return info
+}
+
+// famVal is one histogram family's count and sum in a snapshot, summed
+// over series.
+type famVal struct {
+	count uint64
+	sum   float64
+}
+
+type snap map[string]famVal
+
+// readSnap parses a snapshot file with the reference text parser.
+func (h *harness) readSnap(name string) snap {
+	h.t.Helper()
+	f, err := os.Open(filepath.Join(h.dir, name))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(f)
+	if err != nil {
+		h.t.Fatalf("%s: %v", name, err)
+	}
+	s := snap{}
+	for name, fam := range fams {
+		if fam.GetType().String() != "HISTOGRAM" {
+			continue
+		}
+		var v famVal
+		for _, m := range fam.GetMetric() {
+			v.count += m.GetHistogram().GetSampleCount()
+			v.sum += m.GetHistogram().GetSampleSum()
+		}
+		s[name] = v
+	}
+	return s
+}
+
+// truth lists the per-request histograms and how to read the value the
+// fake observed for them.
+var truth = []struct {
+	family string
+	first  bool // observed at the first token
+	value  func(o fakeupstream.Observation) float64
+}{
+	{"vllm:time_to_first_token_seconds", true, func(o fakeupstream.Observation) float64 { return o.TTFT }},
+	{"vllm:request_queue_time_seconds", false, func(o fakeupstream.Observation) float64 { return o.Finish.Queue }},
+	{"vllm:request_prefill_time_seconds", false, func(o fakeupstream.Observation) float64 { return o.Finish.Prefill }},
+	{"vllm:request_decode_time_seconds", false, func(o fakeupstream.Observation) float64 { return o.Finish.Decode }},
+	{"vllm:request_inference_time_seconds", false, func(o fakeupstream.Observation) float64 { return o.Finish.Inference }},
+	{"vllm:e2e_request_latency_seconds", false, func(o fakeupstream.Observation) float64 { return o.Finish.E2E }},
+	{"vllm:request_prompt_tokens", false, func(o fakeupstream.Observation) float64 { return float64(o.Finish.PromptTokens) }},
+	{"vllm:request_generation_tokens", false, func(o fakeupstream.Observation) float64 { return float64(o.Finish.GenerationTokens) }},
+}
+
+// sameValue compares a value recovered as a difference of two float sums
+// with the observed one.
+func sameValue(got, want float64) bool {
+	return math.Abs(got-want) <= 1e-9*math.Max(1, math.Abs(want))
+}
+
+func (h *harness) counter(name string, labels ...string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var total float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metric
+				}
+			}
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return total
+}
+
+func lint(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+}

@@ -1,0 +1,152 @@
+// Package report reads a whole snapshot directory once and renders what
+// the exporter would publish for every request in it, as a table (text), a
+// document for other tools (JSON) or a spreadsheet (CSV). It replaces the
+// parse script of the snapshot method. It does no attribution of its own:
+// the directory is read by package ingest, exactly as `serve` reads it at
+// startup, and this package only collects, filters, summarises and writes
+// the results.
+package report
+
+import (
+	"cmp"
+	"context"
+	"io"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/attribution"
+	"github.com/delta-exporter/delta-exporter/ingest"
+)
+
+// Config configures Run.
+type Config struct {
+	// FS is the snapshot directory (os.DirFS(dir)).
+	FS fs.FS
+	// Logger receives ingest's per-file messages; nil discards them (the
+	// report lists every unusable file itself).
+	Logger *slog.Logger
+	// MaxBytes: larger files are rejected (too_large). 0 means ingest's
+	// default.
+	MaxBytes int64
+	Filter   Filter
+	// Progress, when set, receives a one-line progress display that is
+	// rewritten in place ("\r"): meant for a terminal.
+	Progress io.Writer
+	// Now is the clock of the progress display; nil means time.Now.
+	Now func() time.Time
+}
+
+// FileProblem is a file of the directory that was not used.
+type FileProblem struct {
+	File string
+	// Reason is one of the delta_exporter_snapshots_rejected_total reasons
+	// (docs/metrics.md): empty, parse_error, incomplete, no_families, ...
+	Reason string
+	Err    string
+}
+
+// Report is everything a report shows.
+type Report struct {
+	// Requests are the decided requests the filter kept, ordered by start
+	// time (StartTime), then request id.
+	Requests []attribution.Result
+	// Excluded counts the requests the filter left out.
+	Excluded Excluded
+	// SnapshotsRead counts the snapshot files parsed successfully.
+	SnapshotsRead int
+	// Rejected lists the unusable files, by name. It is not filtered: it
+	// describes the directory, not the requests.
+	Rejected []FileProblem
+	// Ignored counts directory entries whose names are not snapshot names.
+	Ignored int
+	Summary Summary
+}
+
+// Run reads the directory, decides every request and returns the report.
+// Its only error is a directory that cannot be listed; unusable files end
+// up in Report.Rejected and the requests they belong to as rejected or
+// unpaired.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c := &collect{}
+	var pub ingest.Publisher = c
+	if cfg.Progress != nil {
+		// The directory is listed once more just for the total: a few
+		// milliseconds for thousands of files, and only on a terminal.
+		entries, err := fs.ReadDir(cfg.FS, ".")
+		if err != nil {
+			return nil, err
+		}
+		p := newProgress(cfg.Progress, len(entries), cfg.Now, c)
+		defer p.done()
+		pub = p
+	}
+	in := ingest.New(ingest.Config{FS: cfg.FS, Logger: cfg.Logger, Publisher: pub, MaxBytes: cfg.MaxBytes})
+	if err := in.Scan(true); err != nil {
+		return nil, err
+	}
+	in.Finish()
+	return c.report(cfg.Filter), nil
+}
+
+// collect is the ingest.Publisher of a report: it keeps every result and
+// every unusable file.
+type collect struct {
+	results  []attribution.Result
+	read     int
+	rejected []FileProblem
+	ignored  int
+}
+
+func (c *collect) Publish(r attribution.Result) { c.results = append(c.results, r) }
+func (c *collect) SnapshotRead()                { c.read++ }
+func (c *collect) FileIgnored(string)           { c.ignored++ }
+func (c *collect) SetPending(string, int)       {}
+
+func (c *collect) SnapshotRejected(file, reason string, err error) {
+	p := FileProblem{File: file, Reason: reason}
+	if err != nil {
+		p.Err = err.Error()
+	}
+	c.rejected = append(c.rejected, p)
+}
+
+// filesDone is how many files the ingester has finished with, for the
+// progress display (sidecars that parse leave no trace, so it may end a
+// little short of the directory's size).
+func (c *collect) filesDone() int { return c.read + len(c.rejected) + c.ignored }
+
+func (c *collect) report(f Filter) *Report {
+	r := &Report{SnapshotsRead: c.read, Ignored: c.ignored}
+	r.Rejected = slices.Clone(c.rejected)
+	slices.SortStableFunc(r.Rejected, func(a, b FileProblem) int { return cmp.Compare(a.File, b.File) })
+	for _, res := range c.results {
+		if why := f.exclude(&res); why != keep {
+			r.Excluded.add(why)
+			continue
+		}
+		r.Requests = append(r.Requests, res)
+	}
+	slices.SortStableFunc(r.Requests, func(a, b attribution.Result) int {
+		if c := StartTime(&a).Compare(StartTime(&b)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.RequestID, b.RequestID)
+	})
+	r.Summary = summarize(r.Requests)
+	return r
+}
+
+// StartTime is when a request started as far as the files tell: the time
+// in its before file's name, or in its after file's name when it has no
+// before (an unpaired after). Zero when neither is known.
+func StartTime(r *attribution.Result) time.Time {
+	if r.BeforeFile != "" || !r.BeforeTime.IsZero() {
+		return r.BeforeTime
+	}
+	return r.AfterTime
+}
