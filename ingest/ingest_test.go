@@ -35,10 +35,10 @@ func (r *recorder) Publish(res attribution.Result) {
 	r.results[res.RequestID] = res
 	r.order = append(r.order, res.RequestID)
 }
-func (r *recorder) SnapshotRead()                  { r.read++ }
+func (r *recorder) SnapshotRead()                              { r.read++ }
 func (r *recorder) SnapshotRejected(_, reason string, _ error) { r.rejected[reason]++ }
-func (r *recorder) FileIgnored(reason string)      { r.ignored[reason]++ }
-func (r *recorder) SetPending(state string, n int) { r.pending[state] = n }
+func (r *recorder) FileIgnored(reason string)                  { r.ignored[reason]++ }
+func (r *recorder) SetPending(state string, n int)             { r.pending[state] = n }
 
 const model = "org/model-a"
 
