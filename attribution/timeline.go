@@ -24,6 +24,12 @@ type Request struct {
 	// (capture's info sidecar); they rule out candidate observations whose
 	// token histograms cannot hold them.
 	Tokens *Tokens
+	// FinishUnobserved says the snapshot tool could not confirm that the
+	// after snapshot holds the request's finish observations (capture's
+	// after_observed=false). The request is then kept out of the finish
+	// group altogether: with its observation possibly outside its window
+	// (A1 false), it could take another request's.
+	FinishUnobserved bool
 
 	BeforeTime, AfterTime time.Time
 	BeforeFile, AfterFile string
@@ -181,6 +187,9 @@ func (t *Timeline) Add(r Request, now time.Time) (Result, bool) {
 		rs.present[m] = r.After.has(m)
 	}
 	for g := parser.Group(0); g < parser.NumGroups; g++ {
+		if g == parser.Finish && r.FinishUnobserved {
+			continue
+		}
 		end := r.After
 		if g == parser.FirstToken && r.First != nil {
 			end = r.First

@@ -11,7 +11,8 @@ import (
 // out candidate observations (docs/attribution.md, fingerprints).
 func (in *Ingester) info(name string, n parser.Name, data []byte) {
 	var v struct {
-		Usage *struct {
+		AfterObserved *bool `json:"after_observed"`
+		Usage         *struct {
 			PromptTokens     *int `json:"prompt_tokens"`
 			CompletionTokens *int `json:"completion_tokens"`
 		} `json:"usage"`
@@ -21,6 +22,13 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 		in.log.Warn("info file rejected", "file", name, "err", err)
 		return
 	}
+	h, ok := in.pending[n.RequestID]
+	if !ok {
+		return
+	}
+	if v.AfterObserved != nil && !*v.AfterObserved {
+		h.finishUnobserved = true
+	}
 	if v.Usage == nil || v.Usage.PromptTokens == nil || v.Usage.CompletionTokens == nil {
 		return
 	}
@@ -28,7 +36,5 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 	if p < 0 || g < 0 {
 		return
 	}
-	if h, ok := in.pending[n.RequestID]; ok {
-		h.tokens = &attribution.Tokens{Prompt: p, Generation: g}
-	}
+	h.tokens = &attribution.Tokens{Prompt: p, Generation: g}
 }

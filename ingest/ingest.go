@@ -65,6 +65,7 @@ type half struct {
 	beforeTime, afterTime        time.Time
 	tokens                       *attribution.Tokens
 	bad                          bool // one of its snapshots was unusable
+	finishUnobserved             bool
 	dupBefore, dupAfter, decided bool
 	seen                         time.Time
 }
@@ -284,7 +285,8 @@ func (in *Ingester) updatePending() {
 
 func (h *half) request(id string) *attribution.Request {
 	return &attribution.Request{ID: id, Before: h.before, After: h.after, First: h.first, Tokens: h.tokens,
-		BeforeTime: h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
+		FinishUnobserved: h.finishUnobserved,
+		BeforeTime:       h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
 }
 
 // retry loads deferred files again.
