@@ -167,6 +167,15 @@ var e2eFamilies = [][]byte{
 	[]byte("sglang:e2e_request_latency_seconds_count"),
 }
 
+func isE2E(name []byte) bool {
+	for _, fam := range e2eFamilies {
+		if bytes.Equal(name, fam) {
+			return true
+		}
+	}
+	return false
+}
+
 var errEmpty = errors.New("empty exposition")
 
 // checkExposition checks that body is a complete exposition in the
@@ -194,16 +203,14 @@ func checkExposition(body []byte) (e2e float64, hasE2E bool, err error) {
 		if len(bytes.TrimSpace(line)) == 0 || line[0] == '#' {
 			continue
 		}
-		name, value, err := splitSample(line)
+		name, value, err := splitSample(line, isE2E)
 		if err != nil {
 			return 0, false, fmt.Errorf("line %d: %w", lineNo, err)
 		}
 		samples++
-		for _, fam := range e2eFamilies {
-			if bytes.Equal(name, fam) {
-				e2e += value
-				hasE2E = true
-			}
+		if isE2E(name) {
+			e2e += value
+			hasE2E = true
 		}
 	}
 	if samples == 0 {
@@ -212,8 +219,10 @@ func checkExposition(body []byte) (e2e float64, hasE2E bool, err error) {
 	return e2e, hasE2E, nil
 }
 
-// splitSample parses one sample line: name{labels} value [timestamp].
-func splitSample(line []byte) (name []byte, value float64, err error) {
+// splitSample parses one sample line: name{labels} value [timestamp]. It
+// parses the value only when wantValue is set; otherwise it only checks
+// its syntax (the scan then allocates nothing).
+func splitSample(line []byte, wantValue func(name []byte) bool) (name []byte, value float64, err error) {
 	i := 0
 	for i < len(line) && isNameByte(line[i], i == 0) {
 		i++
@@ -229,23 +238,87 @@ func splitSample(line []byte) (name []byte, value float64, err error) {
 		}
 		i = end
 	}
-	rest := bytes.Fields(line[i:])
-	if len(rest) != 1 && len(rest) != 2 {
+	rest := line[i:]
+	if len(rest) == 0 || (rest[0] != ' ' && rest[0] != '\t') {
+		return nil, 0, errors.New("no value after the metric name or labels")
+	}
+	val, rest := nextField(rest)
+	ts, rest := nextField(rest)
+	if len(val) == 0 || len(bytes.TrimSpace(rest)) != 0 {
 		return nil, 0, errors.New("sample line needs a value and at most a timestamp")
 	}
-	if i < len(line) && line[i] != ' ' && line[i] != '\t' {
-		return nil, 0, errors.New("no space after the metric name or labels")
+	if !isFloat(val) {
+		return nil, 0, fmt.Errorf("bad sample value %q", val)
 	}
-	value, err = strconv.ParseFloat(string(rest[0]), 64)
-	if err != nil {
-		return nil, 0, fmt.Errorf("bad sample value: %w", err)
+	if len(ts) > 0 && !isInt(ts) {
+		return nil, 0, fmt.Errorf("bad timestamp %q", ts)
 	}
-	if len(rest) == 2 {
-		if _, err := strconv.ParseInt(string(rest[1]), 10, 64); err != nil {
-			return nil, 0, fmt.Errorf("bad timestamp: %w", err)
+	if wantValue(name) {
+		if value, err = strconv.ParseFloat(string(val), 64); err != nil {
+			return nil, 0, fmt.Errorf("bad sample value: %w", err)
 		}
 	}
 	return name, value, nil
+}
+
+// nextField skips blanks and returns the next blank-separated field.
+func nextField(b []byte) (field, rest []byte) {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	i := 0
+	for i < len(b) && b[i] != ' ' && b[i] != '\t' {
+		i++
+	}
+	return b[:i], b[i:]
+}
+
+// isFloat accepts the values of the text format: decimal floats with an
+// optional exponent, and NaN and ±Inf in any case.
+func isFloat(b []byte) bool {
+	if len(b) > 0 && (b[0] == '+' || b[0] == '-') {
+		b = b[1:]
+	}
+	if bytes.EqualFold(b, []byte("inf")) || bytes.EqualFold(b, []byte("infinity")) || bytes.EqualFold(b, []byte("nan")) {
+		return true
+	}
+	digits := 0
+	for len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
+		b, digits = b[1:], digits+1
+	}
+	if len(b) > 0 && b[0] == '.' {
+		b = b[1:]
+		for len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
+			b, digits = b[1:], digits+1
+		}
+	}
+	if digits == 0 {
+		return false
+	}
+	if len(b) > 0 && (b[0] == 'e' || b[0] == 'E') {
+		b = b[1:]
+		if len(b) > 0 && (b[0] == '+' || b[0] == '-') {
+			b = b[1:]
+		}
+		return isDigits(b)
+	}
+	return len(b) == 0
+}
+
+func isInt(b []byte) bool {
+	if len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+	}
+	return isDigits(b)
+}
+
+func isDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 func isNameByte(c byte, first bool) bool {

@@ -457,6 +457,13 @@ var trickyInputs = []string{
 	"sglang:time_to_first_token_seconds_bucket{\"le\"=\"+Inf\",\"dotted.name\"=\"x\",model_name=\"m\"} 1\n" +
 		"sglang:time_to_first_token_seconds_count{\"dotted.name\"=\"x\",model_name=\"m\"} 1\n" +
 		"sglang:time_to_first_token_seconds_sum{model_name=\"m\",\"dotted.name\"=\"x\"} NaN\n",
+	// model_name wins over name; name sorts after model_name, and before.
+	"sglang:e2e_request_latency_seconds_bucket{le=\"+Inf\",model_name=\"m\",name=\"n\"} 1\n" +
+		"sglang:e2e_request_latency_seconds_count{name=\"n\",model_name=\"m\"} 1\n" +
+		"sglang:e2e_request_latency_seconds_sum{model_name=\"m\",name=\"n\"} 1\n" +
+		"sglang:time_to_first_token_seconds_bucket{le=\"+Inf\",a=\"x\",name=\"n\",zz=\"m\"} 1\n" +
+		"sglang:time_to_first_token_seconds_count{name=\"n\",zz=\"m\",a=\"x\"} 1\n" +
+		"sglang:time_to_first_token_seconds_sum{name=\"n\",a=\"x\",zz=\"m\"} 1\n",
 	// Errors and strictness.
 	"vllm:request_decode_time_seconds_bucket{le=\"+Inf\"} 1\nvllm:request_decode_time_seconds_bucket{le=\"+Inf\"} 1\n",
 	"vllm:request_decode_time_seconds_bucket{le=\"1\"} 1\nvllm:request_decode_time_seconds_bucket{le=\"1.0\"} 1\n",
@@ -492,7 +499,8 @@ var trickyInputs = []string{
 	"# TYPE vllm:request_generation_tokens counter\n# TYPE vllm:request_generation_tokens counter\n" +
 		"vllm:request_generation_tokens_bucket{le=\"+Inf\"} 3\nvllm:request_generation_tokens_bucket{le=\"-0\"} 0\n" +
 		"vllm:request_generation_tokens_bucket{le=\"-Inf\"} 0\nvllm:request_generation_tokens_bucket{le=\"1e1\"} 2\n" +
-		"vllm:request_generation_tokens_bucket{le=\"0\"} 0\nvllm:request_generation_tokens_count 3\nvllm:request_generation_tokens_sum 9\n",
+		"vllm:request_generation_tokens_bucket{le=\"0.5\"} 1\nvllm:request_generation_tokens_count 3\nvllm:request_generation_tokens_sum 9\n",
+	"vllm:request_generation_tokens_bucket{le=\"-0\"} 0\nvllm:request_generation_tokens_bucket{le=\"+Inf\"} 0\nvllm:request_generation_tokens_bucket{le=\"0\"} 0\n",
 	"garbage line {{{\nvllm:time_to_first_token_seconds_bucket{le=\"+Inf\"} 0\nvllm:time_to_first_token_seconds_sum 0\nvllm:time_to_first_token_seconds_count 0\n",
 	// Both servers' families, same metric and labels.
 	"vllm:time_to_first_token_seconds_bucket{le=\"+Inf\"} 1\nvllm:time_to_first_token_seconds_sum 1\nvllm:time_to_first_token_seconds_count 1\n" +

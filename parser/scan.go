@@ -387,6 +387,9 @@ func (s *scanner) sample(sn sampleName, rest []byte) error {
 					if !ok || math.IsNaN(v) {
 						return s.syntaxErr("le label %q is not a number", le)
 					}
+					if v == 0 {
+						v = 0 // le="-0" is the bound 0
+					}
 					set, bound, tail = c.set, v, t
 				}
 			}
@@ -575,6 +578,9 @@ func (s *scanner) fullLabels(sn sampleName, rest []byte) (set int32, bound float
 		v, ok := parseFloat(ps[leIdx].value)
 		if !ok || math.IsNaN(v) {
 			return -1, 0, nil, false, s.syntaxErr("le label %q is not a number", ps[leIdx].value)
+		}
+		if v == 0 {
+			v = 0 // le="-0" is the bound 0
 		}
 		bound = v
 	default:

@@ -1,10 +1,3 @@
-// Package report reads a whole snapshot directory once and renders what
-// the exporter would publish for every request in it, as a table (text), a
-// document for other tools (JSON) or a spreadsheet (CSV). It replaces the
-// parse script of the snapshot method. It does no attribution of its own:
-// the directory is read by package ingest, exactly as `serve` reads it at
-// startup, and this package only collects, filters, summarises and writes
-// the results.
 package report
 
 import (

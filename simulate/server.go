@@ -3,6 +3,7 @@ package simulate
 import (
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -65,9 +66,11 @@ type ServerConfig struct {
 	MaxModelLen int
 	// Padding adds the families a real scrape carries besides vllm:* —
 	// python_gc_*, python_info, process_* and the http_* families of
-	// prometheus-fastapi-instrumentator — so that a V1 scrape of one model
-	// and one engine is about 34 KB. Without it a single-process scrape
-	// still has process_start_time_seconds, which restart detection needs.
+	// prometheus-fastapi-instrumentator (about 7 KB). A V1 scrape of one
+	// model and one engine is about 35 KB without padding and 43 KB with
+	// it for model "Qwen/Qwen3-8B" (each character of the model name adds
+	// about 380 bytes). Without padding a single-process scrape still has
+	// process_start_time_seconds, which restart detection needs.
 	Padding bool
 	// Style selects the vLLM era imitated; the zero value is V1.
 	Style Style
@@ -659,4 +662,24 @@ func (s *Server) WriteTo(w io.Writer) (int64, error) {
 	b := s.AppendText(make([]byte, 0, n+n/8+1024))
 	written, err := w.Write(b)
 	return int64(written), err
+}
+
+// ServeHTTP serves the current scrape, as vLLM's /metrics does, whatever
+// the path: mount it where the fake server needs it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	s.mu.Lock()
+	n := s.lastSize
+	s.mu.Unlock()
+	b := s.AppendText(make([]byte, 0, n+n/8+1024))
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	w.Write(b)
 }

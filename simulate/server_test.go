@@ -5,6 +5,8 @@ import (
 	"flag"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -273,6 +275,25 @@ func TestServerConcurrent(t *testing.T) {
 	}
 	if n != 800 {
 		t.Errorf("e2e count = %d, want 800", n)
+	}
+}
+
+func TestServeHTTP(t *testing.T) {
+	s := NewServer(ServerConfig{})
+	s.ObserveFinish(DefaultModel, 0, Finish{E2E: 2})
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Fatalf("status %d, content type %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	fams := parseScrape(t, rec.Body.Bytes())
+	if h := findHist(t, fams, "vllm:e2e_request_latency_seconds", map[string]string{"engine": "0"}); h.GetSampleSum() != 2 {
+		t.Errorf("e2e sum %v, want 2", h.GetSampleSum())
+	}
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/metrics", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST: status %d", rec.Code)
 	}
 }
 

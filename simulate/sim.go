@@ -22,7 +22,10 @@ type Config struct {
 	// after snapshot was taken, so no two request windows overlap.
 	MeanInFlight float64
 	// Models and Engines override Server.Models and Server.Engines when
-	// set. Each request picks a model and an engine uniformly at random.
+	// set. Each request picks a model and an engine uniformly at random;
+	// models differ in speed. In styles without an engine label the
+	// engines of a model share one series (Truth.Engine is still the
+	// engine that served the request).
 	Models  []string
 	Engines int
 	// Start is the time of the run's beginning; zero means a fixed date

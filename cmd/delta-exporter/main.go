@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -38,7 +39,7 @@ type env struct {
 }
 
 // logger builds the logger from the parsed --log.* flags.
-func (e *env) logger() *promslog.Logger {
+func (e *env) logger() *slog.Logger {
 	return promslog.New(e.logConfig)
 }
 
@@ -56,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flag.AddFlags(app, e.logConfig)
 
 	runners := map[string]func(context.Context) int{}
-	for _, c := range []command{serveCommand} {
+	for _, c := range []command{serveCommand, reportCommand} {
 		name, r := c(app, e)
 		runners[name] = r
 	}

@@ -1,0 +1,250 @@
+package capture
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/fakeupstream"
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// TestUpstreamDown: a clear 502 in the OpenAI error format, and no files.
+func TestUpstreamDown(t *testing.T) {
+	up := httptest.NewServer(http.NotFoundHandler())
+	up.Close() // nothing listens on its address now
+	h := startProxy(t, up, nil)
+	for _, stream := range []bool{false, true} {
+		r := h.chat(stream, 2, nil)
+		var e struct {
+			Error struct {
+				Message string
+				Code    int
+			}
+		}
+		if r.status != http.StatusBadGateway || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") ||
+			json.Unmarshal(r.body, &e) != nil || e.Error.Code != 502 || !strings.Contains(e.Error.Message, "could not be reached") {
+			t.Fatalf("status %d, %s", r.status, r.body)
+		}
+	}
+	h.p.Wait()
+	if ents, _ := os.ReadDir(h.dir); len(ents) != 0 {
+		t.Errorf("files written while the upstream is down: %v", ents)
+	}
+	if n := h.counter("delta_exporter_capture_requests_total", "outcome", "upstream_unavailable"); n != 2 {
+		t.Errorf("upstream_unavailable counted %v", n)
+	}
+}
+
+// checkSnapshotFiles fails if any .txt file in dir is not a complete
+// exposition: capture never writes an empty or error-text snapshot.
+func checkSnapshotFiles(t *testing.T, dir string) (n int) {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".txt") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := checkExposition(b); err != nil {
+			t.Errorf("%s is not a complete exposition: %v", e.Name(), err)
+		}
+		n++
+	}
+	return n
+}
+
+// TestMetricsFailing: with the metrics endpoint failing in each way, the
+// request is still served whole, no snapshot file is written from a bad
+// scrape, the info says why the pair is missing, and the failure is
+// counted by reason.
+func TestMetricsFailing(t *testing.T) {
+	for name, tc := range map[string]struct {
+		fault  fakeupstream.MetricsFault
+		reason string
+	}{
+		"status":   {fakeupstream.MetricsFault{Status: 500}, reasonStatus},
+		"garbage":  {fakeupstream.MetricsFault{Garbage: true}, reasonInvalid},
+		"truncate": {fakeupstream.MetricsFault{Truncate: true}, reasonError},
+		"slow":     {fakeupstream.MetricsFault{Delay: 5 * time.Second}, reasonTimeout},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, fakeupstream.Config{}, func(c *Config) {
+				c.ScrapeTimeout = 40 * time.Millisecond
+				c.AfterTimeout = 100 * time.Millisecond
+			})
+			h.waitReady()
+			// A stream whose before is taken while the endpoint works, and
+			// which ends after it broke.
+			h.fake.SetMetricsFault(tc.fault)
+			r := h.chat(true, 3, nil)
+			if r.status != 200 || !strings.HasSuffix(string(r.body), "data: [DONE]\n\n") {
+				t.Fatalf("status %d body %q", r.status, r.body)
+			}
+			h.p.Wait()
+			d := h.files()
+			info := h.info(d.one(t, r.id, parser.Info))
+			if info.After != nil || info.AfterError == "" || len(d.byID[r.id][parser.After]) != 0 || len(d.byID[r.id][parser.First]) != 0 {
+				t.Errorf("stream: info %+v, files %v", info, d.byID[r.id])
+			}
+			// Non-streaming: no before is written when no after can be.
+			r = h.chat(false, 3, nil)
+			if r.status != 200 || r.id == "" {
+				t.Fatalf("status %d body %q", r.status, r.body)
+			}
+			h.p.Wait()
+			d = h.files()
+			info = h.info(d.one(t, r.id, parser.Info))
+			if info.Before != nil || info.After != nil || info.AfterError == "" || len(d.byID[r.id]) != 1 {
+				t.Errorf("non-stream: info %+v, files %v", info, d.byID[r.id])
+			}
+			if n := checkSnapshotFiles(t, h.dir); n != 1 {
+				t.Errorf("%d snapshot files, want only the stream's before", n)
+			}
+			if n := h.counter("delta_exporter_capture_scrape_failures_total", "reason", tc.reason); n < 2 {
+				t.Errorf("scrape failures (%s) counted %v", tc.reason, n)
+			}
+			if n := h.counter("delta_exporter_capture_snapshots_failed_total", "stage", "after"); n < 2 {
+				t.Errorf("after failures counted %v", n)
+			}
+		})
+	}
+}
+
+// TestMetricsNeverWorked: no before exists, so nothing but the info is
+// written, and requests are served.
+func TestMetricsNeverWorked(t *testing.T) {
+	h := newHarness(t, fakeupstream.Config{}, func(c *Config) { c.AfterTimeout = 50 * time.Millisecond })
+	h.fake.SetMetricsFault(fakeupstream.MetricsFault{Status: 503})
+	r := h.chat(false, 2, nil)
+	if r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	h.p.Wait()
+	if h.p.Ready() {
+		t.Error("ready without a successful scrape")
+	}
+	if n := checkSnapshotFiles(t, h.dir); n != 0 {
+		t.Errorf("%d snapshot files", n)
+	}
+	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "stage", "before", "reason", reasonNoScrape); n != 1 {
+		t.Errorf("before no_scrape counted %v", n)
+	}
+}
+
+// TestClientDisconnectMidStream: the upstream request is cancelled (the
+// fake aborts, as vLLM does), and the after is still written, marked.
+func TestClientDisconnectMidStream(t *testing.T) {
+	done := make(chan fakeupstream.Observation, 1)
+	h := newHarness(t, fakeupstream.Config{
+		Plan:   func(*fakeupstream.Request) fakeupstream.Plan { return fakeupstream.Plan{Decode: time.Hour, GenerationTokens: 9} },
+		OnDone: func(o fakeupstream.Observation) { done <- o },
+	}, func(c *Config) { c.AfterTimeout = 50 * time.Millisecond })
+	h.waitReady()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.srv.URL+"/v1/chat/completions", strings.NewReader(`{"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bodyID([]byte(line))
+	cancel()
+	resp.Body.Close()
+	o := <-done
+	if !o.Aborted || o.ID != id {
+		t.Fatalf("the upstream did not see the cancellation: %+v", o)
+	}
+	h.p.Wait()
+	d := h.files()
+	d.one(t, id, parser.Before)
+	d.one(t, id, parser.First)
+	d.one(t, id, parser.After)
+	info := h.info(d.one(t, id, parser.Info))
+	if !info.ClientDisconnected || info.AfterObserved || info.After == nil {
+		t.Errorf("info %+v", info)
+	}
+	if n := h.counter("delta_exporter_capture_requests_total", "outcome", "client_disconnected"); n != 1 {
+		t.Errorf("client_disconnected counted %v", n)
+	}
+}
+
+// TestClientDisconnectBeforeHeaders: a non-streaming client that leaves
+// while the server works; the response never comes, so the id is a
+// generated one.
+func TestClientDisconnectBeforeHeaders(t *testing.T) {
+	arrived := make(chan struct{})
+	done := make(chan fakeupstream.Observation, 1)
+	h := newHarness(t, fakeupstream.Config{
+		Plan: func(*fakeupstream.Request) fakeupstream.Plan {
+			close(arrived)
+			return fakeupstream.Plan{Prefill: time.Hour}
+		},
+		OnDone: func(o fakeupstream.Observation) { done <- o },
+	}, func(c *Config) { c.AfterTimeout = 50 * time.Millisecond })
+	h.waitReady()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.srv.URL+"/v1/chat/completions", strings.NewReader(`{}`))
+	go func() {
+		<-arrived
+		cancel()
+	}()
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("request succeeded")
+	}
+	if o := <-done; !o.Aborted {
+		t.Fatalf("upstream not cancelled: %+v", o)
+	}
+	h.p.Wait()
+	d := h.files()
+	if len(d.byID) != 1 {
+		t.Fatalf("files %v", d.byID)
+	}
+	for id := range d.byID {
+		info := h.info(d.one(t, id, parser.Info))
+		if info.IDSource != "generated" || !strings.HasPrefix(id, "capture-") || !info.ClientDisconnected || info.Status != 0 {
+			t.Errorf("info %+v", info)
+		}
+		d.one(t, id, parser.After)
+	}
+}
+
+// TestUnwritableDir: with the directory gone, requests are served and
+// failures counted; when it is back, writing resumes.
+func TestUnwritableDir(t *testing.T) {
+	h := newHarness(t, fakeupstream.Config{}, nil)
+	h.waitReady()
+	if err := os.RemoveAll(h.dir); err != nil {
+		t.Fatal(err)
+	}
+	r := h.chat(true, 2, nil)
+	if r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	h.p.Wait()
+	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "reason", reasonWrite); n < 2 {
+		t.Errorf("write failures counted %v", n)
+	}
+	if err := os.Mkdir(h.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r = h.chat(false, 2, nil)
+	h.p.Wait()
+	d := h.files()
+	d.one(t, r.id, parser.Before)
+	d.one(t, r.id, parser.After)
+	d.one(t, r.id, parser.Info)
+}

@@ -1,0 +1,233 @@
+package deploy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+const rulesPath = "prometheus/rules.yml"
+
+// The parts of a Prometheus rules file the tests read.
+type ruleFile struct {
+	Groups []ruleGroup `yaml:"groups"`
+}
+
+type ruleGroup struct {
+	Name  string `yaml:"name"`
+	Rules []rule `yaml:"rules"`
+}
+
+type rule struct {
+	Record      string            `yaml:"record"`
+	Alert       string            `yaml:"alert"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+}
+
+func loadRules(t *testing.T) *ruleFile {
+	t.Helper()
+	b, err := os.ReadFile(rulesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f ruleFile
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatalf("%s: %v", rulesPath, err)
+	}
+	if len(f.Groups) == 0 {
+		t.Fatalf("%s: no groups", rulesPath)
+	}
+	return &f
+}
+
+func TestPromtoolCheckRules(t *testing.T) {
+	promtool := requirePromtool(t)
+	files, err := filepath.Glob("prometheus/*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no rule files in prometheus/: %v", err)
+	}
+	out, err := exec.Command(promtool, append([]string{"check", "rules"}, files...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+}
+
+func TestPromtoolTestRules(t *testing.T) {
+	promtool := requirePromtool(t)
+	files, err := filepath.Glob("prometheus/tests/*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no rule tests in prometheus/tests/: %v", err)
+	}
+	out, err := exec.Command(promtool, append([]string{"test", "rules"}, files...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+}
+
+var (
+	// recordName is the level:metric:operations convention.
+	recordName = regexp.MustCompile(`^[a-z_]+:[a-z_]+:[a-z0-9_]+$`)
+	alertName  = regexp.MustCompile(`^[A-Z][A-Za-z0-9]+$`)
+)
+
+// TestRulesMetricsExist parses every rule expression and checks its metric
+// names and labels against a real scrape; a rule may use what an earlier
+// rule records.
+func TestRulesMetricsExist(t *testing.T) {
+	f := loadRules(t)
+	e := scrapeExporter(t)
+	recorded := map[string]bool{}
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			name := r.Record + r.Alert
+			expr, err := parsePromQL(r.Expr)
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+				continue
+			}
+			for _, p := range checkExpr(expr, e, recorded) {
+				t.Errorf("%s: %s", name, p)
+			}
+			native, classic := histogramUse(expr, e)
+			if diff := sameKeys(native, classic); diff != "" {
+				t.Errorf("%s: want both native and classic branches: %s", name, diff)
+			}
+			if r.Record != "" {
+				recorded[r.Record] = true
+			}
+		}
+	}
+}
+
+// TestAlertConventions checks the mixin conventions and that every alert
+// has a runbook entry in the README and unit tests that fire and that do
+// not fire.
+func TestAlertConventions(t *testing.T) {
+	f := loadRules(t)
+	alerts := readmeSection(t, "Alerts")
+	tested := ruleTestCoverage(t)
+	n := 0
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				if !recordName.MatchString(r.Record) {
+					t.Errorf("recording rule %q: want level:metric:operations", r.Record)
+				}
+				continue
+			}
+			n++
+			if !alertName.MatchString(r.Alert) {
+				t.Errorf("alert %q: want a CamelCase name", r.Alert)
+			}
+			switch r.Labels["severity"] {
+			case "info", "warning", "critical":
+			default:
+				t.Errorf("alert %s: severity %q, want info, warning or critical", r.Alert, r.Labels["severity"])
+			}
+			for _, a := range []string{"summary", "description", "runbook_url"} {
+				if strings.TrimSpace(r.Annotations[a]) == "" {
+					t.Errorf("alert %s: no %s annotation", r.Alert, a)
+				}
+			}
+			if r.For == "" {
+				t.Errorf("alert %s: no for: duration", r.Alert)
+			}
+			anchor := "#" + strings.ToLower(r.Alert)
+			if !strings.HasSuffix(r.Annotations["runbook_url"], "deploy/README.md"+anchor) {
+				t.Errorf("alert %s: runbook_url %q, want …deploy/README.md%s", r.Alert, r.Annotations["runbook_url"], anchor)
+			}
+			if !strings.Contains(alerts, "\n### "+r.Alert+"\n") {
+				t.Errorf("alert %s: no \"### %s\" runbook heading in the README's Alerts section", r.Alert, r.Alert)
+			}
+			cov := tested[r.Alert]
+			if cov.fires == 0 {
+				t.Errorf("alert %s: no unit test where it fires", r.Alert)
+			}
+			if cov.silent == 0 {
+				t.Errorf("alert %s: no unit test where it stays silent", r.Alert)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no alerts")
+	}
+	// The cases issue 5 names explicitly.
+	for alert, cases := range map[string][]string{
+		"LLMTimeToFirstTokenHigh":          {"low traffic"},
+		"LLMTimeToFirstTokenRegression":    {"low traffic", "without a baseline"},
+		"DeltaExporterAttributionDegraded": {"low traffic"},
+		"DeltaExporterStalled":             {"idle"},
+	} {
+		for _, c := range cases {
+			found := false
+			for _, name := range tested[alert].silentCases {
+				found = found || strings.Contains(name, c)
+			}
+			if !found {
+				t.Errorf("alert %s: no silent unit test named for %q", alert, c)
+			}
+		}
+	}
+}
+
+type coverage struct {
+	fires, silent int
+	silentCases   []string
+}
+
+// ruleTestCoverage reads the promtool unit tests and counts, per alert,
+// the evaluations that expect it firing and those that expect silence.
+func ruleTestCoverage(t *testing.T) map[string]*coverage {
+	t.Helper()
+	files, err := filepath.Glob("prometheus/tests/*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no rule tests: %v", err)
+	}
+	out := map[string]*coverage{}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			RuleFiles []string `yaml:"rule_files"`
+			Tests     []struct {
+				Name      string `yaml:"name"`
+				AlertTest []struct {
+					Alert     string `yaml:"alertname"`
+					ExpAlerts []any  `yaml:"exp_alerts"`
+				} `yaml:"alert_rule_test"`
+			} `yaml:"tests"`
+		}
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if len(doc.RuleFiles) != 1 || filepath.Clean(filepath.Join(filepath.Dir(file), doc.RuleFiles[0])) != filepath.Clean(rulesPath) {
+			t.Errorf("%s: rule_files %v, want the one rules file %s", file, doc.RuleFiles, rulesPath)
+		}
+		for _, tc := range doc.Tests {
+			for _, at := range tc.AlertTest {
+				c := out[at.Alert]
+				if c == nil {
+					c = &coverage{}
+					out[at.Alert] = c
+				}
+				if len(at.ExpAlerts) > 0 {
+					c.fires++
+				} else {
+					c.silent++
+					c.silentCases = append(c.silentCases, tc.Name)
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,84 @@
+// Package report reads a whole snapshot directory once and renders what
+// the exporter would publish for every request in it, as a table (text), a
+// document for other tools (JSON) or a spreadsheet (CSV). It replaces the
+// parse script of the snapshot method. It does no attribution of its own:
+// the directory is read by package ingest, exactly as `serve` reads it at
+// startup, and this package only collects, filters, summarises and writes
+// the results.
+//
+// # The JSON document
+//
+// `delta-exporter report --format=json` writes one object. Other tools
+// read it; fields are only ever added.
+//
+//	{
+//	  "requests": [
+//	    {
+//	      "request_id": "chatcmpl-…",
+//	      "model_name": "Qwen/Qwen3-VL-30B-A3B-Instruct",  // null: no attributed model
+//	      "before_file": "…_before_20251006_101427_370123.txt", // null: none
+//	      "after_file": "…_after_20251006_101428_112233.txt",   // null: none
+//	      "started_at": "2025-10-06T10:14:27.370123Z", // the before file's time (UTC); null without one
+//	      "outcome": "exact",        // exact, partial, withheld, rejected, unpaired
+//	      "reject_reason": null,     // rejected: restart, counter_reset, duplicate, bad_snapshot
+//	      "ttft_seconds": 0.123,
+//	      "queue_seconds": 0.0004,
+//	      "prefill_seconds": 0.05,
+//	      "decode_seconds": 1.2,
+//	      "inference_seconds": 1.25,
+//	      "e2e_seconds": 1.26,
+//	      "prompt_tokens": 123,      // integers
+//	      "generation_tokens": 45,
+//	      "time_per_output_token_seconds": 0.0273, // decode / (generation_tokens - 1)
+//	      "withheld": {}             // value key -> reason, for every null value
+//	    }
+//	  ],
+//	  "summary": { … }
+//	}
+//
+// A value is a number only when it is exact for that request (see
+// docs/attribution.md); otherwise it is null and "withheld" gives the
+// reason: missing, overlap or inconsistent; absent when the server does
+// not have the metric (SGLang has no prefill histogram; a one-token answer
+// has no TPOT); the reject reason for a rejected request and "unpaired"
+// for a half without its other half.
+//
+// Requests are ordered by start time, then id. The summary holds:
+//
+//	"requests": 14,                         // requests listed
+//	"outcomes": {"exact": 10, "partial": 1, "withheld": 1, "rejected": 1, "unpaired": 1},
+//	"rejected_by_reason": {"bad_snapshot": 1},
+//	"excluded": {"time": 0, "model": 0, "no_model": 0}, // left out by --since/--until/--model
+//	"snapshots": {
+//	  "read": 26,                           // snapshot files parsed
+//	  "rejected": [{"file": "…", "reason": "empty", "error": "empty snapshot"}],
+//	  "ignored": 1                          // entries whose names are not snapshot names
+//	},
+//	"models": [                             // by name; model_name null last
+//	  {"model_name": "…", "requests": 12, "outcomes": {…}, "rejected_by_reason": {…},
+//	   "metrics": {
+//	     "ttft_seconds": {"count": 10, "total": 1.9, "mean": 0.19, "p50": 0.17,
+//	                      "p90": 0.3, "p99": 0.41, "max": 0.41, "withheld": {"overlap": 2}},
+//	     …                                  // every value key, in request order
+//	   }}
+//	]
+//
+// Statistics are over exact values only (null when count is 0);
+// percentiles are nearest-rank, so each is a value a request really had.
+// "withheld" counts, per metric, the values withheld from requests that
+// were attributed (missing, overlap, inconsistent); rejected and unpaired
+// requests are counted in "outcomes" instead. "snapshots.rejected" lists
+// every unusable file of the directory, whatever the filters.
+//
+// CSV has one row per request with the same columns, header first; a null
+// is an empty cell and "withheld" is "key=reason;key=reason".
+//
+// # Filters
+//
+// --since (inclusive) and --until (exclusive) select requests by start
+// time; a half with no before file is placed at its after file's time.
+// --model keeps requests attributed to that model_name; a request with no
+// attributed model cannot be placed and is left out, counted in
+// excluded.no_model. Filters only select rows: every file of the directory
+// is always attributed, so a value never depends on them.
+package report
