@@ -124,8 +124,9 @@ func TestMetricsFailing(t *testing.T) {
 // TestMetricsNeverWorked: no before exists, so nothing but the info is
 // written, and requests are served.
 func TestMetricsNeverWorked(t *testing.T) {
-	h := newHarness(t, fakeupstream.Config{}, func(c *Config) { c.AfterTimeout = 50 * time.Millisecond })
-	h.fake.SetMetricsFault(fakeupstream.MetricsFault{Status: 503})
+	fake := fakeupstream.New(fakeupstream.Config{})
+	fake.SetMetricsFault(fakeupstream.MetricsFault{Status: 503})
+	h := startProxy(t, httptest.NewServer(fake), func(c *Config) { c.AfterTimeout = 50 * time.Millisecond })
 	r := h.chat(false, 2, nil)
 	if r.status != 200 {
 		t.Fatalf("status %d", r.status)
@@ -147,7 +148,9 @@ func TestMetricsNeverWorked(t *testing.T) {
 func TestClientDisconnectMidStream(t *testing.T) {
 	done := make(chan fakeupstream.Observation, 1)
 	h := newHarness(t, fakeupstream.Config{
-		Plan:   func(*fakeupstream.Request) fakeupstream.Plan { return fakeupstream.Plan{Decode: time.Hour, GenerationTokens: 9} },
+		Plan: func(*fakeupstream.Request) fakeupstream.Plan {
+			return fakeupstream.Plan{Decode: time.Hour, GenerationTokens: 9}
+		},
 		OnDone: func(o fakeupstream.Observation) { done <- o },
 	}, func(c *Config) { c.AfterTimeout = 50 * time.Millisecond })
 	h.waitReady()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -154,9 +155,16 @@ type Usage struct {
 	TotalTokens      int `json:"total_tokens,omitempty"`
 }
 
-// writer writes files into the snapshot directory, each under a temporary
-// dot-name first and renamed into place, so a reader never sees a partial
-// file. Names are resolved inside an os.Root, so no name can leave the
+// TempDir is the subdirectory of the snapshot directory where files are
+// written before they are renamed into place. Readers see one directory
+// entry, not a stream of temporary names.
+const TempDir = ".capture-tmp"
+
+// writer writes files into the snapshot directory: each is written under
+// TempDir first and renamed into place, so a reader never sees a partial
+// file. A scrape shared by several requests is written once; its other
+// names are hard links to the first (a link is a fraction of the cost of
+// a copy). Names are resolved inside an os.Root, so no name can leave the
 // directory even if a check upstream were wrong.
 type writer struct {
 	dir string
@@ -171,13 +179,61 @@ func newWriter(dir string) (*writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening snapshot directory: %w", err)
 	}
-	return &writer{dir: dir, root: root}, nil
+	w := &writer{dir: dir, root: root}
+	w.cleanTemp(root)
+	return w, nil
+}
+
+// cleanTemp removes temporary files left by a crash: those of an hour ago
+// or more (another capture may share the directory).
+func (w *writer) cleanTemp(root *os.Root) {
+	tmp, err := root.OpenRoot(TempDir)
+	if err != nil {
+		return
+	}
+	defer tmp.Close()
+	f, err := tmp.Open(".")
+	if err != nil {
+		return
+	}
+	ents, _ := f.ReadDir(-1)
+	_ = f.Close()
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && time.Since(info.ModTime()) > time.Hour {
+			_ = tmp.Remove(e.Name())
+		}
+	}
 }
 
 func (w *writer) close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.root.Close()
+}
+
+func (w *writer) current() *os.Root {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.root
+}
+
+// reopen replaces root after a failure, when the directory can be opened
+// again (it may have been removed and made anew); it returns the root to
+// retry with, or nil.
+func (w *writer) reopen(root *os.Root) *os.Root {
+	fresh, err := os.OpenRoot(w.dir)
+	if err != nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.root == root {
+		w.root = fresh
+		_ = root.Close()
+	} else {
+		_ = fresh.Close()
+	}
+	return w.root
 }
 
 var errBadName = errors.New("refusing file name")
@@ -202,36 +258,61 @@ func (w *writer) write(name string, data []byte) error {
 	return w.commit(tmp, name)
 }
 
-// prepare writes data to a new temporary file in the directory and
-// returns its name. On failure it reopens the directory once (it may have
-// been removed and made again) and retries.
+// writeScrape stores the body of s as name, as a hard link to a file
+// already holding it when there is one.
+func (w *writer) writeScrape(name string, s *scrape) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if src := s.file.Load(); src != nil {
+		if err := w.current().Link(*src, name); err == nil {
+			return nil
+		}
+	}
+	if err := w.write(name, s.body); err != nil {
+		return err
+	}
+	s.file.Store(&name)
+	return nil
+}
+
+// prepareScrape is prepare for the body of s, linking when it can.
+func (w *writer) prepareScrape(s *scrape) (string, error) {
+	if src := s.file.Load(); src != nil {
+		tmp := w.tempName()
+		if err := w.current().Link(*src, tmp); err == nil {
+			return tmp, nil
+		}
+	}
+	return w.prepare(s.body)
+}
+
+// prepare writes data to a new temporary file and returns its name. On
+// failure it reopens the directory once and retries.
 func (w *writer) prepare(data []byte) (string, error) {
-	w.mu.Lock()
-	root := w.root
-	w.mu.Unlock()
+	root := w.current()
 	tmp, err := w.writeTemp(root, data)
 	if err == nil {
 		return tmp, nil
 	}
-	fresh, rerr := os.OpenRoot(w.dir)
-	if rerr != nil {
+	if root = w.reopen(root); root == nil {
 		return "", err
 	}
-	w.mu.Lock()
-	if w.root == root {
-		w.root = fresh
-		_ = root.Close()
-	} else {
-		_ = fresh.Close()
-	}
-	root = w.root
-	w.mu.Unlock()
 	return w.writeTemp(root, data)
 }
 
+func (w *writer) tempName() string {
+	return TempDir + "/" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(w.seq.Add(1), 36)
+}
+
 func (w *writer) writeTemp(root *os.Root, data []byte) (string, error) {
-	tmp := ".capture-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(w.seq.Add(1), 36) + ".tmp"
+	tmp := w.tempName()
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrNotExist) {
+		if merr := root.Mkdir(TempDir, 0o755); merr == nil || errors.Is(merr, fs.ErrExist) {
+			f, err = root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("creating %s: %w", filepath.Join(w.dir, tmp), err)
 	}
@@ -248,9 +329,7 @@ func (w *writer) writeTemp(root *os.Root, data []byte) (string, error) {
 
 // commit renames the temporary file tmp to name, or removes it.
 func (w *writer) commit(tmp, name string) error {
-	w.mu.Lock()
-	root := w.root
-	w.mu.Unlock()
+	root := w.current()
 	err := checkName(name)
 	if err == nil {
 		err = root.Rename(tmp, name)

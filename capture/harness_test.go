@@ -28,7 +28,7 @@ import (
 // harness runs a capture proxy in front of an upstream, with its snapshot
 // directory and registry.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	fake    *fakeupstream.Server // nil for a custom upstream
 	up      *httptest.Server
 	p       *Proxy
@@ -40,7 +40,7 @@ type harness struct {
 }
 
 // newHarness starts a fake upstream from fc and a proxy in front of it.
-func newHarness(t *testing.T, fc fakeupstream.Config, mod func(*Config)) *harness {
+func newHarness(t testing.TB, fc fakeupstream.Config, mod func(*Config)) *harness {
 	t.Helper()
 	fake := fakeupstream.New(fc)
 	h := startProxy(t, httptest.NewServer(fake), mod)
@@ -49,7 +49,7 @@ func newHarness(t *testing.T, fc fakeupstream.Config, mod func(*Config)) *harnes
 }
 
 // startProxy starts a proxy in front of up; it owns up from then on.
-func startProxy(t *testing.T, up *httptest.Server, mod func(*Config)) *harness {
+func startProxy(t testing.TB, up *httptest.Server, mod func(*Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, up: up, dir: t.TempDir(), reg: prometheus.NewRegistry(), runDone: make(chan struct{})}
 	u, err := url.Parse(up.URL)
@@ -60,6 +60,7 @@ func startProxy(t *testing.T, up *httptest.Server, mod func(*Config)) *harness {
 	if mod != nil {
 		mod(&cfg)
 	}
+	h.dir = cfg.Dir
 	h.p, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -174,6 +175,12 @@ func (h *harness) files() dirFiles {
 	}
 	d := dirFiles{byID: map[string]map[parser.Stage][]string{}}
 	for _, e := range ents {
+		if e.Name() == TempDir {
+			if left, _ := os.ReadDir(filepath.Join(h.dir, TempDir)); len(left) != 0 {
+				h.t.Errorf("temporary files left behind: %v", left)
+			}
+			continue
+		}
 		n, err := parser.ParseName(e.Name())
 		if err != nil {
 			d.other = append(d.other, e.Name())

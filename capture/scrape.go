@@ -46,6 +46,10 @@ type scrape struct {
 	// when the scrape has no such family.
 	e2eCount float64
 	hasE2E   bool
+
+	// file is the name of a snapshot file holding body, once one is
+	// written: further names are hard links to it.
+	file atomic.Pointer[string]
 }
 
 func (s *scrape) ok() bool { return s.failure == "" }

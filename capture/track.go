@@ -472,7 +472,7 @@ func (t *tracker) writeClosing(info *Info, after *scrape) {
 		}
 		name := snapshotName(info.RequestID, parser.After, after)
 		var err error
-		if tmp, err = p.files.prepare(after.body); err != nil {
+		if tmp, err = p.files.prepareScrape(after); err != nil {
 			p.writeFailed(parser.After, name, err)
 			info.AfterError = "writing the after snapshot failed"
 		} else {
@@ -493,6 +493,7 @@ func (t *tracker) writeClosing(info *Info, after *scrape) {
 		if err := p.files.commit(tmp, info.After.File); err != nil {
 			p.writeFailed(parser.After, info.After.File, err)
 		} else {
+			after.file.CompareAndSwap(nil, &info.After.File)
 			p.wrote(parser.After)
 		}
 	}
@@ -544,7 +545,7 @@ func ref(name string, s *scrape) *SnapshotRef {
 // result; it returns the reference, nil on failure.
 func (p *Proxy) writeSnapshot(id string, stage parser.Stage, s *scrape) *SnapshotRef {
 	name := snapshotName(id, stage, s)
-	if err := p.files.write(name, s.body); err != nil {
+	if err := p.files.writeScrape(name, s); err != nil {
 		p.writeFailed(stage, name, err)
 		return nil
 	}

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -231,9 +233,12 @@ func TestDockerfileLdflags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, "--version").CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s --version: %v\n%s", bin, err, out)
+		// The exit status is main's business; this test is about -ldflags.
+		t.Logf("%s --version: %v", bin, err)
 	}
 	for k, v := range args {
 		if !strings.Contains(string(out), v) {

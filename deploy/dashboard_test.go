@@ -100,7 +100,7 @@ func (d *dashboard) allPanels() []panel {
 type dashQuery struct {
 	where string // panel title and refId, or variable name
 	panel *panel
-	raw   string
+	query string // as sent to Prometheus, variables substituted
 	expr  parser.Expr
 }
 
@@ -123,7 +123,7 @@ func (d *dashboard) queries(t *testing.T) []dashQuery {
 			t.Errorf("%s: PromQL does not parse: %v\n%s", where, err, q)
 			return
 		}
-		out = append(out, dashQuery{where: where, panel: p, raw: raw, expr: expr})
+		out = append(out, dashQuery{where: where, panel: p, query: q, expr: expr})
 	}
 	panels := d.allPanels()
 	for i := range panels {
@@ -502,7 +502,7 @@ func TestDashboardQueriesPromtool(t *testing.T) {
 	}
 	var rules []rule
 	for i, q := range d.queries(t) {
-		rules = append(rules, rule{Record: fmt.Sprintf("dashboard:query_%d", i), Expr: q.expr.String()})
+		rules = append(rules, rule{Record: fmt.Sprintf("dashboard:query_%d", i), Expr: q.query})
 	}
 	doc := map[string]any{"groups": []any{map[string]any{"name": "dashboard", "rules": rules}}}
 	b, err := yaml.Marshal(doc)

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -329,9 +330,27 @@ func TestKubernetesManifests(t *testing.T) {
 	if ef["snapshots.retention"] == "" {
 		t.Error("exporter: no --snapshots.retention; the emptyDir would fill up")
 	}
+	// Retention by size must act before the kubelet evicts the pod for
+	// exceeding the volume's sizeLimit.
+	var sizeLimit string
+	for _, v := range dep.Template.Spec.Volumes {
+		if v.Name == "snapshots" && v.EmptyDir != nil {
+			sizeLimit = v.EmptyDir.SizeLimit
+		}
+	}
+	limit, err1 := parseBinarySize(sizeLimit)
+	retained, err2 := parseBinarySize(ef["snapshots.retention-size"])
+	if err1 != nil || err2 != nil || retained <= 0 || retained >= limit {
+		t.Errorf("exporter --snapshots.retention-size=%q must be below the snapshot volume's sizeLimit %q (%v, %v)",
+			ef["snapshots.retention-size"], sizeLimit, err1, err2)
+	}
 	for name, p := range map[string]*probe{"/-/ready": exporter.ReadinessProbe, "/-/healthy": exporter.LivenessProbe} {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != name || p.HTTPGet.Port != "metrics" {
-			t.Errorf("exporter: want an HTTP probe of %s on port metrics, got %+v", name, p)
+			got := "none"
+			if p != nil && p.HTTPGet != nil {
+				got = p.HTTPGet.Path + " on port " + p.HTTPGet.Port
+			}
+			t.Errorf("exporter: want an HTTP probe of %s on port metrics, got %s", name, got)
 		}
 	}
 
@@ -438,4 +457,19 @@ func checkFlagsExist(t *testing.T, bin string, args []string) {
 			t.Errorf("%s %s has no flag --%s:\n%s", filepath.Base(bin), sub, name, out)
 		}
 	}
+}
+
+// parseBinarySize reads the sizes the manifests use: a number with a
+// Kubernetes (Ki, Mi, Gi) or kingpin (KiB, MiB, GiB) binary suffix.
+func parseBinarySize(s string) (int64, error) {
+	m := regexp.MustCompile(`^([0-9]+)(Ki|Mi|Gi|Ti)B?$`).FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("size %q: want <n>Ki|Mi|Gi|Ti[B]", s)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	shift := map[string]uint{"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40}[m[2]]
+	return n << shift, nil
 }

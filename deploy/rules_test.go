@@ -1,10 +1,12 @@
 package deploy
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -230,4 +232,66 @@ func ruleTestCoverage(t *testing.T) map[string]*coverage {
 		}
 	}
 	return out
+}
+
+// TestPrometheusScrapeConfig checks the example configuration's settings
+// for exemplars and native histograms. (Debian's promtool predates them,
+// so it cannot check this file.)
+func TestPrometheusScrapeConfig(t *testing.T) {
+	b, err := os.ReadFile("prometheus/config/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every key of the file is modelled, so a misspelt setting fails.
+	var cfg struct {
+		Global struct {
+			ScrapeInterval     string `yaml:"scrape_interval"`
+			EvaluationInterval string `yaml:"evaluation_interval"`
+		} `yaml:"global"`
+		Storage struct {
+			Exemplars struct {
+				MaxExemplars int `yaml:"max_exemplars"`
+			} `yaml:"exemplars"`
+		} `yaml:"storage"`
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName         string   `yaml:"job_name"`
+			ScrapeProtocols []string `yaml:"scrape_protocols"`
+			Native          *bool    `yaml:"scrape_native_histograms"`
+			Classic         *bool    `yaml:"always_scrape_classic_histograms"`
+			StaticConfigs   []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatalf("prometheus.yml: %v", err)
+	}
+	if cfg.Storage.Exemplars.MaxExemplars <= 0 {
+		t.Error("storage.exemplars.max_exemplars not set")
+	}
+	if len(cfg.RuleFiles) != 1 || filepath.Base(cfg.RuleFiles[0]) != filepath.Base(rulesPath) {
+		t.Errorf("rule_files %v: want the rules file %s", cfg.RuleFiles, filepath.Base(rulesPath))
+	}
+	found := false
+	for _, sc := range cfg.ScrapeConfigs {
+		if sc.JobName != "delta-exporter" {
+			continue
+		}
+		found = true
+		if len(sc.ScrapeProtocols) == 0 || sc.ScrapeProtocols[0] != "PrometheusProto" || !slices.Contains(sc.ScrapeProtocols, "OpenMetricsText1.0.0") {
+			t.Errorf("scrape_protocols %v: want PrometheusProto first and OpenMetricsText1.0.0", sc.ScrapeProtocols)
+		}
+		if sc.Native == nil || !*sc.Native || sc.Classic == nil || !*sc.Classic {
+			t.Error("want scrape_native_histograms and always_scrape_classic_histograms true")
+		}
+		if len(sc.StaticConfigs) == 0 || !slices.Contains(sc.StaticConfigs[0].Targets, "127.0.0.1:9464") {
+			t.Errorf("targets %v: want the exporter's default port 9464", sc.StaticConfigs)
+		}
+	}
+	if !found {
+		t.Error("no delta-exporter scrape job")
+	}
 }

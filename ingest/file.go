@@ -84,6 +84,7 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 		}
 		return l
 	}
+	l.st.read = true
 	if n.Stage == parser.Info {
 		l.info = data
 		return l
@@ -117,7 +118,11 @@ func (in *Ingester) file(name string, n parser.Name) {
 // counted reason and one log line; none stops the ingester.
 func (in *Ingester) apply(l loaded) {
 	if l.gone {
-		delete(in.files, l.name)
+		// Listed (or announced) but deleted before it could be read:
+		// someone removes files the exporter has not read. Counted once:
+		// the name is remembered until a scan no longer lists it.
+		in.files[l.name] = &fileState{done: true}
+		in.reject(l.name, l.n, "read_error", fmt.Errorf("vanished before it could be read: %w", fs.ErrNotExist))
 		return
 	}
 	if l.later {
@@ -222,7 +227,9 @@ func (in *Ingester) setStage(h *half, name string, n parser.Name, p *attribution
 		// The first request with this id is paired but not decided yet:
 		// reject it too, rather than guess.
 		h.dupBefore = true
-		in.publish(attribution.NewRejected(&attribution.Request{ID: id}, attribution.RejectDuplicate))
+		w := in.waiting[id]
+		delete(in.waiting, id)
+		in.publish(attribution.NewRejected(&attribution.Request{ID: id, BeforeFile: w.beforeFile, AfterFile: w.afterFile, BeforeTime: w.beforeTime}, attribution.RejectDuplicate))
 	}
 	switch n.Stage {
 	case parser.Before:
@@ -257,5 +264,7 @@ func (in *Ingester) setStage(h *half, name string, n parser.Name, p *attribution
 	}
 	if done {
 		in.publish(res)
+		return
 	}
+	in.waiting[id] = held{beforeFile: h.beforeName, afterFile: h.afterName, beforeTime: h.beforeTime}
 }

@@ -74,6 +74,17 @@ type fileState struct {
 	size    int64
 	modTime time.Time
 	done    bool
+	// read: a regular file whose whole content was read and accounted for
+	// (used, or rejected for what it holds). Only such files are ever
+	// offered to retention (Settled).
+	read bool
+}
+
+// held is a paired request waiting in the timeline for its decision: its
+// files, so that every result names the files it was decided from.
+type held struct {
+	beforeFile, afterFile string
+	beforeTime            time.Time
 }
 
 // Ingester reads, pairs and attributes. Not safe for concurrent use.
@@ -83,6 +94,7 @@ type Ingester struct {
 	tl       *attribution.Timeline
 	pending  map[string]*half
 	decided  map[string]time.Time // request ids decided, to reject ids seen again
+	waiting  map[string]held      // paired requests waiting in the timeline
 	files    map[string]*fileState
 	deferred map[string]bool // files to look at again (settling, incomplete)
 	// finishing: no more waiting, files are taken as they are (Finish).
@@ -109,7 +121,7 @@ func New(cfg Config) *Ingester {
 	return &Ingester{
 		cfg: cfg, log: cfg.Logger.With("component", "ingest"),
 		tl: attribution.NewTimeline(), pending: map[string]*half{}, decided: map[string]time.Time{},
-		files: map[string]*fileState{}, deferred: map[string]bool{},
+		waiting: map[string]held{}, files: map[string]*fileState{}, deferred: map[string]bool{},
 	}
 }
 
@@ -263,6 +275,7 @@ func (in *Ingester) decide(opt attribution.ResolveOptions) {
 		return results[i].RequestID < results[j].RequestID
 	})
 	for _, r := range results {
+		delete(in.waiting, r.RequestID)
 		in.publish(r)
 	}
 	if len(results) > 0 {

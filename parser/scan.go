@@ -114,43 +114,52 @@ var nameChar = func() (t [256]bool) {
 // Scan extracts from one Prometheus text-format scrape the histogram series
 // of the per-request source families (see SourceFamilies) and
 // process_start_time_seconds. It reads only the lines it needs: a line is
-// relevant when its metric name, read as expfmt reads an unquoted name, is
-// X_bucket, X_sum or X_count of a source family X, or
-// process_start_time_seconds. Relevant lines are parsed and validated as
-// strictly as expfmt parses them; all other lines are skipped unparsed.
+// relevant when its metric name, read as an unquoted name (the longest run
+// of [A-Za-z0-9_:] after leading blanks, not followed by '"'), is X_bucket,
+// X_sum or X_count of a source family X, or process_start_time_seconds.
+// Relevant lines are parsed and checked as strictly as expfmt parses them
+// (label syntax and escapes, UTF-8, duplicate label names, float values,
+// integer timestamps); all other lines are skipped unparsed.
 //
 // Accepted: any order of lines and of labels within a line (multiprocess
 // output puts all _sum lines first; le may be anywhere in the label set),
-// leading blanks (the indented AIBrix docs sample), optional integer
-// timestamps, the float forms of the text format ("1.0", "8.128902e+06",
-// "+Inf", "NaN"), a trailing "# EOF". The series identity is the family plus
-// its labels other than le; every series must have _count, _sum and a +Inf
-// bucket equal to _count, with cumulative buckets.
+// leading blanks (the indented AIBrix docs sample), optional timestamps,
+// the float forms of the text format ("1.0", "8.128902e+06", "+Inf",
+// "NaN"), a trailing "# EOF". A series is the family plus its labels other
+// than le (Series.Labels: sorted by name; label values as written, so
+// escaped; label names bare, or quoted when not legacy names); its Model is
+// the model_name label, else the name label (SGLang's first version).
+// Every series must have _count, _sum and a +Inf bucket equal to _count,
+// with non-decreasing, non-negative bucket counts. Series are ordered by
+// Metric, then Labels, then family name; buckets by le (le="-0" is 0).
 //
 // What Scan does not validate, where expfmt would fail:
 //   - comment lines (# HELP, # TYPE, anything else after '#'): never read.
-//     TYPE is not used; a relevant family is recognised by its sample names,
-//     whatever TYPE (if any) says;
-//   - lines of every other family, including lines whose metric name uses
-//     the quoted UTF-8 syntax ({"name",...} or "name"{...}): only the name
-//     is read (up to the first byte that cannot continue an unquoted name),
-//     and such lines never count as relevant;
-//   - process_start_time_seconds lines with labels are checked and then
-//     ignored (only the unlabelled one is the process start time).
+//     TYPE is not used: a relevant family is recognised by its sample
+//     names, whatever TYPE (if any) says;
+//   - lines of other families: only their name is read;
+//   - lines in the quoted-name syntax ({"name",...}, "name"{...}): never
+//     relevant, even for a relevant name (clients quote only names that are
+//     not valid unquoted, which ours are);
+//   - process_start_time_seconds lines with labels: checked, then ignored
+//     (only the unlabelled one is the process start time).
 //
 // Where Scan is stricter than expfmt's TextParser (which assembles
 // histograms leniently): a repeated sample (same series and part, or same
-// le value) is ErrSyntax, as Prometheus' scrape rejects it; a _bucket line
-// must have exactly one le label with a non-NaN float value, and _sum/_count
-// lines must not have one (ErrSyntax); a missing final '\n' and the series
-// checks above are ErrIncomplete.
+// le) is ErrSyntax, as Prometheus' scrape rejects it; a _bucket line must
+// have one le label with a non-NaN float value, and _sum/_count lines none
+// (ErrSyntax); a missing final '\n' and the series checks above are
+// ErrIncomplete.
 //
 // Errors are *ScanError wrapping ErrEmpty, ErrSyntax, ErrIncomplete or
 // ErrNoFamilies, checked in that order (a file cut in the middle of a line
-// is ErrIncomplete, not ErrSyntax). A curl error message saved as a file
-// gives ErrNoFamilies (ErrIncomplete if it lacks the final newline).
+// is ErrIncomplete, not ErrSyntax); ErrSyntax names the first offending
+// line. A curl error message saved as a file is ErrNoFamilies
+// (ErrIncomplete if it lacks the final newline). A file cut exactly
+// between two families cannot be told from a complete one: the text format
+// has no end marker.
 //
-// Scan does not keep data; it is safe for concurrent use.
+// The snapshot shares nothing with data. Scan is safe for concurrent use.
 func Scan(data []byte) (*Snapshot, error) {
 	s := scannerPool.Get().(*scanner)
 	defer func() {
@@ -230,19 +239,13 @@ type blockCache struct {
 
 // scanner holds the state of one Scan; pooled, so its slices are reused.
 type scanner struct {
-	line    int
-	strs    []byte // canonical label texts and models of all label sets
-	sets    []labelSet
-	series  []seriesAcc
-	buckets []bucketEntry
-	pairs   []pair
-	names   []byte // unescaped label names of the line being parsed
-	canon   []byte
-	cache   blockCache
-	perm    []int32
-	rank    []int32
-	starts  []int32
-	has     []uint8
+	line     int
+	strs     []byte // canonical label texts and models of all label sets
+	sets     []labelSet
+	series   []seriesAcc
+	buckets  []bucketEntry // in line order
+	unsorted bool          // some series got buckets out of le order
+	cache    blockCache
 
 	startTime    float64
 	hasStartTime bool
@@ -251,13 +254,27 @@ type scanner struct {
 	lastName []byte
 	lastSN   sampleName
 	lastOK   bool
+
+	// Scratch space, kept across pooled uses.
+	pairs  []pair
+	names  []byte // unescaped label names of the line being parsed
+	canon  []byte
+	dups   []bucketEntry
+	perm   []int32
+	rank   []int32
+	starts []int32
+	has    []uint8 // per output series: bit 0 _count seen, bit 1 _sum seen
 }
 
-// release drops the references to the caller's data before pooling.
+// release drops the references to the caller's data before pooling, and
+// the scratch space grown by an unusually large file.
 func (s *scanner) release() {
 	s.pairs = s.pairs[:0]
 	s.cache = blockCache{set: -1}
 	s.lastName = nil
+	if cap(s.buckets) > 1<<14 {
+		s.buckets, s.dups = nil, nil
+	}
 }
 
 func (s *scanner) syntaxErr(msg string, args ...any) error {
@@ -272,6 +289,7 @@ func (s *scanner) run(data []byte) (*Snapshot, error) {
 	s.sets = s.sets[:0]
 	s.series = s.series[:0]
 	s.buckets = s.buckets[:0]
+	s.unsorted = false
 	s.cache = blockCache{set: -1}
 	s.startTime, s.hasStartTime = 0, false
 	s.lastName, s.lastOK = nil, false
@@ -356,8 +374,14 @@ func (s *scanner) scan(data []byte) error {
 			continue // name continued in quotes: not an unquoted relevant name
 		}
 		if err := s.sample(sn, rest); err != nil {
+			if dup := s.dupBucket(); dup != nil {
+				return dup // on an earlier line
+			}
 			return err
 		}
+	}
+	if err := s.dupBucket(); err != nil {
+		return err
 	}
 	if len(s.series) == 0 && !s.hasStartTime {
 		return &ScanError{Reason: ErrNoFamilies}
@@ -438,14 +462,10 @@ func (s *scanner) sample(sn sampleName, rest []byte) error {
 		sr.sum, sr.hasSum = val, true
 	case partBucket:
 		if sr.nb > 0 && !(bound > sr.maxBound) {
-			// Out of order: only now can le repeat (rare; linear search).
-			for _, b := range s.buckets {
-				if b.series == idx && b.bound == bound {
-					return s.syntaxErr("duplicate bucket le=%v of %s (first on line %d)",
-						bound, s.seriesName(sr), b.line)
-				}
-			}
+			// Out of order: only now can le repeat. Checked once, by
+			// dupBucket, to stay O(n log n) on hostile input.
 			sr.sorted = false
+			s.unsorted = true
 		} else {
 			sr.maxBound = bound
 		}
@@ -453,6 +473,45 @@ func (s *scanner) sample(sn sampleName, rest []byte) error {
 		s.buckets = append(s.buckets, bucketEntry{series: idx, line: int32(s.line), bound: bound, count: val})
 	}
 	return nil
+}
+
+// dupBucket returns the error for the first line that repeats a bucket
+// (same series, same le) among series whose buckets came out of order.
+func (s *scanner) dupBucket() error {
+	if !s.unsorted {
+		return nil
+	}
+	s.unsorted = false
+	s.dups = s.dups[:0]
+	for _, b := range s.buckets {
+		if !s.series[b.series].sorted {
+			s.dups = append(s.dups, b)
+		}
+	}
+	slices.SortFunc(s.dups, func(a, b bucketEntry) int {
+		switch {
+		case a.series != b.series:
+			return int(a.series - b.series)
+		case a.bound < b.bound:
+			return -1
+		case a.bound > b.bound:
+			return 1
+		}
+		return int(a.line - b.line)
+	})
+	var first *bucketEntry
+	var prev int32
+	for k := 1; k < len(s.dups); k++ {
+		a, b := &s.dups[k-1], &s.dups[k]
+		if a.series == b.series && a.bound == b.bound && (first == nil || b.line < first.line) {
+			first, prev = b, a.line
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	return &ScanError{Reason: ErrSyntax, Line: int(first.line), Msg: fmt.Sprintf(
+		"duplicate bucket le=%v of %s (first on line %d)", first.bound, s.seriesName(&s.series[first.series]), prev)}
 }
 
 // value parses what follows the label block: blanks, the value, and

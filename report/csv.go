@@ -2,7 +2,6 @@ package report
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"io"
 	"math"
 	"strconv"
@@ -59,11 +58,8 @@ func csvValue(c column, v attribution.Value) string {
 	if c.tokens() {
 		return strconv.FormatInt(int64(math.Round(v.V)), 10)
 	}
-	if n := number(v.V); n != nil {
-		b, err := json.Marshal(n)
-		if err == nil {
-			return string(b)
-		}
+	if math.IsNaN(v.V) || math.IsInf(v.V, 0) {
+		return ""
 	}
-	return ""
+	return string(appendJSONFloat(nil, v.V))
 }

@@ -1,11 +1,12 @@
 package report
 
 import (
-	"bytes"
-	"encoding/json"
+	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/delta-exporter/delta-exporter/attribution"
 )
@@ -16,18 +17,31 @@ const StartedAtLayout = "2006-01-02T15:04:05.000000Z07:00"
 
 // WriteJSON writes the report as one JSON document. The format is a
 // contract that other tools read; the package documentation describes it.
+// The document is written as it is built, a request at a time, so that
+// writing costs little next to reading the directory.
 func WriteJSON(w io.Writer, r *Report) error {
-	reqs := make([]object, len(r.Requests))
+	var b []byte
+	b = append(b, "{\n  \"requests\": ["...)
 	for i := range r.Requests {
-		reqs[i] = requestJSON(&r.Requests[i])
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, "\n    "...)
+		b = appendJSON(b, requestJSON(&r.Requests[i]), 2)
+		if len(b) >= 64<<10 {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			b = b[:0]
+		}
 	}
-	doc := object{{"requests", reqs}, {"summary", summaryJSON(r)}}
-	b, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return err
+	if len(r.Requests) > 0 {
+		b = append(b, "\n  "...)
 	}
-	b = append(b, '\n')
-	_, err = w.Write(b)
+	b = append(b, "],\n  \"summary\": "...)
+	b = appendJSON(b, summaryJSON(r), 1)
+	b = append(b, "\n}\n"...)
+	_, err := w.Write(b)
 	return err
 }
 
@@ -50,7 +64,7 @@ func requestJSON(r *attribution.Result) object {
 		case v.Exact && c.tokens():
 			o = append(o, member{c.key, int64(math.Round(v.V))})
 		case v.Exact:
-			o = append(o, member{c.key, number(v.V)})
+			o = append(o, member{c.key, v.V})
 		default:
 			o = append(o, member{c.key, nil})
 			withheld = append(withheld, member{c.key, string(v.Reason)})
@@ -117,24 +131,14 @@ func statsJSON(st *Stats) object {
 			withheld = append(withheld, member{string(reason), n})
 		}
 	}
-	o := object{{"count", st.Count}, {"total", number(st.Total)}}
+	o := object{{"count", st.Count}, {"total", st.Total}}
 	for _, m := range []member{{"mean", st.Mean}, {"p50", st.P50}, {"p90", st.P90}, {"p99", st.P99}, {"max", st.Max}} {
 		if st.Count == 0 {
 			m.val = nil
-		} else {
-			m.val = number(m.val.(float64))
 		}
 		o = append(o, m)
 	}
 	return append(o, member{"withheld", withheld})
-}
-
-// number is v, or nil (null) when JSON cannot hold it.
-func number(v float64) any {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return nil
-	}
-	return v
 }
 
 func nullString(s string) any {
@@ -150,28 +154,123 @@ type object []member
 
 type member struct {
 	key string
-	val any
+	val any // nil, string, int, int64, float64, object or []object
 }
 
-func (o object) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, m := range o {
-		if i > 0 {
-			b.WriteByte(',')
+// appendJSON appends v as indented JSON (two spaces a level, like
+// json.MarshalIndent), v's first line being at the given depth. It knows
+// only the types a report is made of; encoding/json's reflection made
+// writing cost a sizeable part of a report's time.
+func appendJSON(b []byte, v any, depth int) []byte {
+	switch v := v.(type) {
+	case nil:
+		return append(b, "null"...)
+	case string:
+		return appendJSONString(b, v)
+	case int:
+		return strconv.AppendInt(b, int64(v), 10)
+	case int64:
+		return strconv.AppendInt(b, v, 10)
+	case float64:
+		return appendJSONFloat(b, v)
+	case object:
+		if len(v) == 0 {
+			return append(b, "{}"...)
 		}
-		k, err := json.Marshal(m.key)
-		if err != nil {
-			return nil, err
+		b = append(b, '{')
+		for i, m := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendIndent(b, depth+1)
+			b = appendJSONString(b, m.key)
+			b = append(b, ": "...)
+			b = appendJSON(b, m.val, depth+1)
 		}
-		b.Write(k)
-		b.WriteByte(':')
-		v, err := json.Marshal(m.val)
-		if err != nil {
-			return nil, err
+		return append(appendIndent(b, depth), '}')
+	case []object:
+		if len(v) == 0 {
+			return append(b, "[]"...)
 		}
-		b.Write(v)
+		b = append(b, '[')
+		for i, o := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendIndent(b, depth+1)
+			b = appendJSON(b, o, depth+1)
+		}
+		return append(appendIndent(b, depth), ']')
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	panic(fmt.Sprintf("report: no JSON for %T", v))
+}
+
+func appendIndent(b []byte, depth int) []byte {
+	b = append(b, '\n')
+	for range depth {
+		b = append(b, "  "...)
+	}
+	return b
+}
+
+// appendJSONFloat writes v as encoding/json does (shortest round-trip
+// digits, exponent only for very small or large values); non-finite
+// values, which JSON cannot hold, as null.
+func appendJSONFloat(b []byte, v float64) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(b, "null"...)
+	}
+	abs := math.Abs(v)
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		n := len(b)
+		b = strconv.AppendFloat(b, v, 'e', -1, 64)
+		// e-09 -> e-9, as encoding/json writes it.
+		if m := len(b) - n; m >= 4 && b[len(b)-4] == 'e' && b[len(b)-3] == '-' && b[len(b)-2] == '0' {
+			b[len(b)-2] = b[len(b)-1]
+			b = b[:len(b)-1]
+		}
+		return b
+	}
+	return strconv.AppendFloat(b, v, 'f', -1, 64)
+}
+
+// appendJSONString quotes s for JSON: quotes, backslashes and control
+// characters escaped, invalid UTF-8 replaced by U+FFFD (file names and
+// curl's error text may hold anything).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, "\\ufffd"...)
+		case r == '\u2028' || r == '\u2029':
+			// Valid JSON, but not valid JavaScript: escaped as encoding/json does.
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }

@@ -12,6 +12,10 @@ import (
 // look alive, rarely enough to cost nothing.
 const progressEvery = 100 * time.Millisecond
 
+// progressAfter is how long a run goes before it shows progress at all: a
+// report that takes a blink should not flash a status line.
+const progressAfter = time.Second
+
 // progress wraps the collecting publisher and redraws one status line as
 // files are done. ingest calls the publisher once per file it finishes
 // (read, rejected or ignored), on its own goroutine, so counting calls is
@@ -21,6 +25,7 @@ type progress struct {
 	w     io.Writer
 	total int
 	now   func() time.Time
+	start time.Time
 	last  time.Time
 	shown bool
 	// attributing: every file is done, the requests are being decided.
@@ -31,7 +36,8 @@ func newProgress(w io.Writer, total int, now func() time.Time, c *collect) *prog
 	if now == nil {
 		now = time.Now
 	}
-	return &progress{collect: c, w: w, total: total, now: now, last: now()}
+	start := now()
+	return &progress{collect: c, w: w, total: total, now: now, start: start, last: start}
 }
 
 func (p *progress) SnapshotRead() {
@@ -55,14 +61,18 @@ func (p *progress) Publish(r attribution.Result) {
 }
 
 func (p *progress) tick() {
+	now := p.now()
+	if now.Sub(p.start) < progressAfter {
+		return
+	}
 	done := p.filesDone()
 	if done >= p.total && !p.attributing {
 		// Shown at once: deciding can take a moment after the last file.
 		p.attributing = true
-	} else if now := p.now(); now.Sub(p.last) < progressEvery {
+	} else if p.shown && now.Sub(p.last) < progressEvery {
 		return
 	}
-	p.last = p.now()
+	p.last = now
 	p.shown = true
 	fmt.Fprintf(p.w, "\rdelta-exporter report: %d/%d files, %d requests decided\x1b[K", min(done, p.total), p.total, len(p.results))
 }

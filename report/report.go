@@ -58,15 +58,16 @@ type Report struct {
 }
 
 // Run reads the directory, decides every request and returns the report.
-// Its only error is a directory that cannot be listed; unusable files end
-// up in Report.Rejected and the requests they belong to as rejected or
-// unpaired.
+// Its errors are a directory that cannot be listed and ctx's: unusable
+// files end up in Report.Rejected and the requests they belong to as
+// rejected or unpaired.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	c := &collect{}
 	var pub ingest.Publisher = c
+	var p *progress
 	if cfg.Progress != nil {
 		// The directory is listed once more just for the total: a few
 		// milliseconds for thousands of files, and only on a terminal.
@@ -74,16 +75,33 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := newProgress(cfg.Progress, len(entries), cfg.Now, c)
-		defer p.done()
+		p = newProgress(cfg.Progress, len(entries), cfg.Now, c)
 		pub = p
 	}
-	in := ingest.New(ingest.Config{FS: cfg.FS, Logger: cfg.Logger, Publisher: pub, MaxBytes: cfg.MaxBytes})
-	if err := in.Scan(true); err != nil {
-		return nil, err
+	// An ingester cannot be stopped half-way, so it runs on its own
+	// goroutine and an interrupted report returns at once (the command
+	// then exits) instead of finishing a long directory first.
+	done := make(chan error, 1)
+	go func() {
+		in := ingest.New(ingest.Config{FS: cfg.FS, Logger: cfg.Logger, Publisher: pub, MaxBytes: cfg.MaxBytes})
+		err := in.Scan(true)
+		if err == nil {
+			in.Finish()
+		}
+		if p != nil {
+			p.done()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, err
+		}
+		return c.report(cfg.Filter), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	in.Finish()
-	return c.report(cfg.Filter), nil
 }
 
 // collect is the ingest.Publisher of a report: it keeps every result and

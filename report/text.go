@@ -2,6 +2,7 @@ package report
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -36,8 +37,18 @@ func WriteText(w io.Writer, r *Report) error {
 	return bw.Flush()
 }
 
-func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+// table aligns the cells that fill writes (tab-separated, one row a line)
+// and writes them to w without the padding tabwriter leaves after the last
+// non-empty cell of a row.
+func table(w io.Writer, fill func(tw io.Writer)) {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	fill(tw)
+	tw.Flush()
+	for line := range bytes.Lines(buf.Bytes()) {
+		w.Write(bytes.TrimRight(line, " \n"))
+		w.Write([]byte{'\n'})
+	}
 }
 
 func writeRequests(w io.Writer, r *Report) {
@@ -45,25 +56,25 @@ func writeRequests(w io.Writer, r *Report) {
 		fmt.Fprintln(w, "No requests.")
 		return
 	}
-	tw := newTable(w)
-	fmt.Fprint(tw, "REQUEST\tMODEL\tSTARTED (UTC)")
-	for _, c := range textColumns {
-		fmt.Fprint(tw, "\t", columns[c].label)
-	}
-	fmt.Fprintln(tw, "\tOUTCOME")
-	for i := range r.Requests {
-		res := &r.Requests[i]
-		started := dash
-		if res.BeforeFile != "" {
-			started = res.BeforeTime.UTC().Format("2006-01-02 15:04:05.000000")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s", res.RequestID, orDash(res.Model), started)
+	table(w, func(tw io.Writer) {
+		fmt.Fprint(tw, "REQUEST\tMODEL\tSTARTED (UTC)")
 		for _, c := range textColumns {
-			fmt.Fprint(tw, "\t", cell(res, columns[c]))
+			fmt.Fprint(tw, "\t", columns[c].label)
 		}
-		fmt.Fprintln(tw, "\t"+outcome(res))
-	}
-	tw.Flush()
+		fmt.Fprintln(tw, "\tOUTCOME")
+		for i := range r.Requests {
+			res := &r.Requests[i]
+			started := dash
+			if res.BeforeFile != "" {
+				started = res.BeforeTime.UTC().Format("2006-01-02 15:04:05.000000")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s", res.RequestID, orDash(res.Model), started)
+			for _, c := range textColumns {
+				fmt.Fprint(tw, "\t", cell(res, columns[c]))
+			}
+			fmt.Fprintln(tw, "\t"+outcome(res))
+		}
+	})
 }
 
 // cell is one value of the table: the number when it is exact, "n/a" when
@@ -107,7 +118,7 @@ func orDash(s string) string {
 func writeSummary(w io.Writer, r *Report) {
 	s := &r.Summary
 	fmt.Fprintf(w, "\nRequests: %d%s\n", s.Outcomes.Requests(), outcomesText(s.Outcomes))
-	fmt.Fprintf(w, "Snapshots: %d read, %d rejected, %d other files ignored\n", r.SnapshotsRead, len(r.Rejected), r.Ignored)
+	fmt.Fprintf(w, "Files: %d snapshots read, %d not used, %d ignored (not snapshot names)\n", r.SnapshotsRead, len(r.Rejected), r.Ignored)
 	if e := r.Excluded; e.Total() > 0 {
 		fmt.Fprintf(w, "Not shown (filters): %d (%d outside the time range, %d of other models, %d without an attributed model)\n",
 			e.Total(), e.Time, e.Model, e.NoModel)
@@ -122,24 +133,24 @@ func writeSummary(w io.Writer, r *Report) {
 		if !hasStats(ms) {
 			continue
 		}
-		tw := newTable(w)
-		fmt.Fprintln(tw, "METRIC\tEXACT\tTOTAL\tMEAN\tP50\tP90\tP99\tMAX\tWITHHELD")
-		for c, col := range columns {
-			st := &ms.Metrics[c]
-			fmt.Fprintf(tw, "%s\t%d", col.key, st.Count)
-			if st.Count == 0 {
-				fmt.Fprint(tw, strings.Repeat("\t"+dash, 6))
-			} else {
-				mean := strconv.FormatFloat(st.Mean, 'f', 4, 64)
-				if col.tokens() {
-					mean = strconv.FormatFloat(st.Mean, 'f', 1, 64)
+		table(w, func(tw io.Writer) {
+			fmt.Fprintln(tw, "METRIC\tEXACT\tTOTAL\tMEAN\tP50\tP90\tP99\tMAX\tWITHHELD")
+			for c, col := range columns {
+				st := &ms.Metrics[c]
+				fmt.Fprintf(tw, "%s\t%d", col.key, st.Count)
+				if st.Count == 0 {
+					fmt.Fprint(tw, strings.Repeat("\t"+dash, 6))
+				} else {
+					mean := strconv.FormatFloat(st.Mean, 'f', 4, 64)
+					if col.tokens() {
+						mean = strconv.FormatFloat(st.Mean, 'f', 1, 64)
+					}
+					fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t%s\t%s", formatValue(col, st.Total), mean,
+						formatValue(col, st.P50), formatValue(col, st.P90), formatValue(col, st.P99), formatValue(col, st.Max))
 				}
-				fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t%s\t%s", formatValue(col, st.Total), mean,
-					formatValue(col, st.P50), formatValue(col, st.P90), formatValue(col, st.P99), formatValue(col, st.Max))
+				fmt.Fprintln(tw, "\t"+withheldText(st.Withheld))
 			}
-			fmt.Fprintln(tw, "\t"+withheldText(st.Withheld))
-		}
-		tw.Flush()
+		})
 	}
 }
 
@@ -153,7 +164,7 @@ func hasStats(ms *ModelSummary) bool {
 	return false
 }
 
-// outcomesText is ": 3 exact, 1 unpaired" (only the outcomes present).
+// outcomesText is " — 3 exact, 1 unpaired" (only the outcomes present).
 func outcomesText(o Outcomes) string {
 	var parts []string
 	for _, p := range []struct {
@@ -178,7 +189,7 @@ func outcomesText(o Outcomes) string {
 	if len(parts) == 0 {
 		return ""
 	}
-	return ": " + strings.Join(parts, ", ")
+	return " " + dash + " " + strings.Join(parts, ", ")
 }
 
 func withheldText(m map[attribution.Reason]int) string {
@@ -204,12 +215,12 @@ func writeIncomplete(w io.Writer, r *Report) {
 		return
 	}
 	fmt.Fprintf(w, "\nIncomplete pairs (%d):\n", len(rows))
-	tw := newTable(w)
-	fmt.Fprintln(tw, "REQUEST\tOUTCOME\tBEFORE\tAFTER")
-	for _, res := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", res.RequestID, outcome(res), orDash(res.BeforeFile), orDash(res.AfterFile))
-	}
-	tw.Flush()
+	table(w, func(tw io.Writer) {
+		fmt.Fprintln(tw, "REQUEST\tOUTCOME\tBEFORE\tAFTER")
+		for _, res := range rows {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", res.RequestID, outcome(res), orDash(res.BeforeFile), orDash(res.AfterFile))
+		}
+	})
 }
 
 func writeFiles(w io.Writer, r *Report) {
@@ -217,12 +228,12 @@ func writeFiles(w io.Writer, r *Report) {
 		return
 	}
 	fmt.Fprintf(w, "\nFiles not used (%d):\n", len(r.Rejected))
-	tw := newTable(w)
-	fmt.Fprintln(tw, "FILE\tREASON\tERROR")
-	for _, f := range r.Rejected {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.File, f.Reason, oneLine(f.Err))
-	}
-	tw.Flush()
+	table(w, func(tw io.Writer) {
+		fmt.Fprintln(tw, "FILE\tREASON\tERROR")
+		for _, f := range r.Rejected {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", f.File, f.Reason, oneLine(f.Err))
+		}
+	})
 }
 
 // oneLine keeps an error message on its table row.

@@ -17,12 +17,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/delta-exporter/delta-exporter/collector"
 	"github.com/delta-exporter/delta-exporter/ingest"
+	"github.com/delta-exporter/delta-exporter/retention"
+	"github.com/delta-exporter/delta-exporter/state"
 	"github.com/delta-exporter/delta-exporter/watch"
 )
 
@@ -35,6 +36,16 @@ type Config struct {
 
 	Ingest ingest.Config // FS, Logger, Publisher and Now are filled in by Run
 	Watch  watch.Config  // Dir, Logger and Counter are filled in by Run
+	// Retention deletes settled snapshot files (MaxAge, MaxBytes); Dir,
+	// Logger and Metrics are filled in by Run. Only with Dir.
+	Retention retention.Config
+
+	// StateFile is the durable record of the requests Prometheus may have
+	// seen (package state); "" means none. Only with Dir.
+	StateFile string
+	// StateForgetAfter: how long an entry of the record outlives its files
+	// (state.Config.ForgetAfter); 0 means the default.
+	StateForgetAfter time.Duration
 
 	MaxModels              int
 	TelemetryPath          string
@@ -42,6 +53,9 @@ type Config struct {
 	MaxRequests            int           // concurrent scrapes
 	ScrapeTimeout          time.Duration // per scrape
 	TickInterval           time.Duration // how often held requests are reconsidered; default 25ms
+	// ReadHeaderTimeout bounds reading a request's headers (slow clients);
+	// 0 means 10s.
+	ReadHeaderTimeout time.Duration
 
 	Web    *web.FlagConfig
 	Logger *slog.Logger
@@ -66,13 +80,40 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	stateMetrics, err := collector.NewStateMetrics(reg)
+	if err != nil {
+		return err
+	}
+	retentionMetrics, err := collector.NewRetentionMetrics(reg)
+	if err != nil {
+		return err
+	}
 	reg.MustRegister(versioncollector.NewCollector("delta_exporter"))
 	if !cfg.DisableExporterMetrics {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 
+	stateFile := cfg.StateFile
+	if cfg.Dir == "" {
+		stateFile = "" // the embedded demo is read once: nothing to remember
+	}
+	journal, rep, err := state.Open(state.Config{Path: stateFile, Logger: log, Metrics: stateMetrics, ForgetAfter: cfg.StateForgetAfter})
+	if err != nil {
+		return err
+	}
+	defer journal.Close()
+	if stateFile != "" && rep.Records > 0 {
+		log.Info("requests recorded as published by an earlier run will not be published again", "records", rep.Records)
+	}
+	var ret *retention.Retention
+	if cfg.Dir != "" {
+		rc := cfg.Retention
+		rc.Dir, rc.Logger, rc.Metrics = cfg.Dir, log, retentionMetrics
+		ret = retention.New(rc)
+	}
+
 	ic := cfg.Ingest
-	ic.Logger, ic.Publisher = log, coll
+	ic.Logger, ic.Publisher = log, journaled{Publisher: coll, j: journal}
 	if cfg.Dir != "" {
 		st, err := os.Stat(cfg.Dir)
 		if err != nil {
@@ -93,12 +134,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if path == "" {
 		path = "/metrics"
 	}
-	mux.Handle(path, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		EnableOpenMetrics:   true,
-		MaxRequestsInFlight: cfg.MaxRequests,
-		Timeout:             cfg.ScrapeTimeout,
-		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelError),
-	}))
+	mux.Handle(path, newScrapeHandler(reg, journal, log, cfg.MaxRequests, cfg.ScrapeTimeout))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
 	})
@@ -123,9 +159,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	mux.Handle("/", landing)
+	readHeader := cfg.ReadHeaderTimeout
+	if readHeader <= 0 {
+		readHeader = 10 * time.Second
+	}
 	srv := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeader,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -135,7 +175,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	loopDone := make(chan error, 1)
 	go func() {
-		loopDone <- loop(ctx, cfg, in, coll, log, func() {
+		loopDone <- loop(ctx, cfg, in, coll, journal, ret, log, func() {
 			ready.Store(true)
 			if cfg.Ready != nil {
 				close(cfg.Ready)
@@ -167,7 +207,7 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // loop is the single goroutine that owns the ingester.
-func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.Collector, log *slog.Logger, markReady func()) error {
+func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.Collector, journal *state.Journal, ret *retention.Retention, log *slog.Logger, markReady func()) error {
 	tickEvery := cfg.TickInterval
 	if tickEvery <= 0 {
 		tickEvery = 25 * time.Millisecond
@@ -194,6 +234,7 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 	events := make(chan watch.Event, 1024)
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- watch.Run(ctx, wc, events) }()
+	scanFailing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -210,14 +251,33 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 			}
 			coll.Rescan(ev.Trigger)
 			initial := ev.Trigger == "initial"
-			if err := in.Scan(initial); err != nil {
-				log.Warn("scanning snapshot directory", "dir", cfg.Dir, "err", err)
+			err := in.Scan(initial)
+			switch {
+			case err != nil && !scanFailing:
+				// Once per outage, not once per rescan.
+				log.Warn("cannot list the snapshot directory; retrying on every rescan", "dir", cfg.Dir, "err", err)
+			case err == nil && scanFailing:
+				log.Info("snapshot directory readable again", "dir", cfg.Dir)
 			}
+			scanFailing = err != nil
 			if initial {
 				markReady()
+			}
+			if err == nil {
+				maintain(in, journal, ret, log)
 			}
 		case <-tick.C:
 			in.Tick()
 		}
+	}
+}
+
+// maintain runs after a successful directory scan: retention deletes the
+// settled files beyond its limits (only requests the record has made
+// durable), then the record forgets requests whose files are gone.
+func maintain(in *ingest.Ingester, journal *state.Journal, ret *retention.Retention, log *slog.Logger) {
+	ret.Apply(in.Settled(), in.Bytes(), journal.Queued)
+	if err := journal.Compact(in.Known); err != nil {
+		log.Warn("cannot compact the state file", "err", err)
 	}
 }

@@ -52,6 +52,31 @@ type Config struct {
 	PollInterval   time.Duration // poll mode and while the directory is missing; default 1s
 	Logger         *slog.Logger
 	Counter        Counter
+
+	// newWatcher replaces fsnotify in tests (a watcher that fails to
+	// start, or one that never reports anything, as on NFS).
+	newWatcher func() (fsWatcher, error)
+}
+
+// fsWatcher is the part of fsnotify.Watcher that Run uses.
+type fsWatcher interface {
+	Add(name string) error
+	Close() error
+	events() <-chan fsnotify.Event
+	errors() <-chan error
+}
+
+type fsnotifyWatcher struct{ *fsnotify.Watcher }
+
+func (w fsnotifyWatcher) events() <-chan fsnotify.Event { return w.Events }
+func (w fsnotifyWatcher) errors() <-chan error          { return w.Errors }
+
+func newFsnotify() (fsWatcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	return fsnotifyWatcher{w}, nil
 }
 
 // Run sends events on out until ctx is done. The first event is always
@@ -80,10 +105,13 @@ func Run(ctx context.Context, cfg Config, out chan<- Event) error {
 			cfg.Counter.WatchEvent(e)
 		}
 	}
-	var w *fsnotify.Watcher
+	if cfg.newWatcher == nil {
+		cfg.newWatcher = newFsnotify
+	}
+	var w fsWatcher
 	if cfg.Mode != Poll {
 		var err error
-		w, err = fsnotify.NewWatcher()
+		w, err = cfg.newWatcher()
 		if err == nil {
 			err = w.Add(cfg.Dir)
 			if err != nil {
@@ -114,7 +142,7 @@ func Run(ctx context.Context, cfg Config, out chan<- Event) error {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if w != nil {
-		events, errs = w.Events, w.Errors
+		events, errs = w.events(), w.errors()
 	}
 	missing := false
 	for {

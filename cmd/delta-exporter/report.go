@@ -22,7 +22,7 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 		PlaceHolder("DIR").String()
 	dirArg := c.Arg("dir", "Same as --snapshots.dir.").String()
 	format := c.Flag("format", "Output: text (a table), json (a document for tools), csv (one row per request).").
-		Default("text").Enum("text", "json", "csv")
+		Default("text").String()
 	var f report.Filter
 	c.Flag("model", "Show only requests attributed to this model_name.").StringVar(&f.Model)
 	since := c.Flag("since", "Show only requests started at or after this time: RFC 3339 or YYYYMMDD_HHMMSS (UTC, like the file names).").String()
@@ -42,6 +42,14 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 			return fail(2, "--snapshots.dir=%s and the argument %s disagree", dir, *dirArg)
 		case dir == "":
 			dir = *dirArg
+		}
+		write, ok := map[string]func(io.Writer, *report.Report) error{
+			"text": report.WriteText, "json": report.WriteJSON, "csv": report.WriteCSV,
+		}[*format]
+		if !ok {
+			// Checked here rather than by kingpin's Enum, whose message
+			// does not name the flag.
+			return fail(2, "--format=%s: want text, json or csv", *format)
 		}
 		for _, t := range []struct {
 			flag string
@@ -74,13 +82,13 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 			cfg.Progress = e.stderr
 		}
 		rep, err := report.Run(ctx, cfg)
-		if err != nil {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return fail(1, "interrupted")
+		case err != nil:
 			return fail(1, "cannot read the snapshot directory %s: %v", dir, err)
 		}
 
-		write := map[string]func(io.Writer, *report.Report) error{
-			"text": report.WriteText, "json": report.WriteJSON, "csv": report.WriteCSV,
-		}[*format]
 		out := bufio.NewWriterSize(e.stdout, 64<<10)
 		if err := write(out, rep); err != nil {
 			return fail(1, "writing the report: %v", err)

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
@@ -35,6 +37,15 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 		Default("5s").DurationVar(&cfg.Ingest.MaxDelay)
 	c.Flag("labels.max-models", "Maximum distinct model_name values; further models are published as model_name=\"other\".").
 		Default("100").IntVar(&cfg.MaxModels)
+	dataDir := c.Flag("data.dir", "Directory for the exporter's own files (the state file). It must survive restarts as long as the snapshots do; it may be outside a read-only snapshot directory.").
+		Default("data").String()
+	stateFile := c.Flag("state.file", "Durable record of the requests Prometheus may have seen, so that a restart neither counts a request twice nor loses one (default: <data.dir>/delta-exporter.state). \"none\": no record; a restart publishes every pair still on disk again.").
+		String()
+	var retentionAge model.Duration
+	c.Flag("snapshots.retention", "Delete ingested snapshot files older than this (e.g. 7d); only files of decided requests, never other files. 0: keep everything.").
+		Default("0s").SetValue(&retentionAge)
+	retentionSize := c.Flag("snapshots.retention-size", "Delete the oldest ingested requests' files while the snapshot files total more than this (e.g. 20GiB). 0: no limit.").
+		Default("0").Bytes()
 	mode := c.Flag("watch.mode", "How to notice new files: auto (inotify, else polling), inotify, poll.").Default("auto").Enum("auto", "inotify", "poll")
 	c.Flag("watch.rescan-interval", "Full directory rescan interval with inotify (events are only hints).").Default("30s").DurationVar(&cfg.Watch.RescanInterval)
 	c.Flag("watch.poll-interval", "Rescan interval in poll mode and while the directory is missing.").Default("1s").DurationVar(&cfg.Watch.PollInterval)
@@ -45,10 +56,19 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 		cfg.Logger = logger
 		cfg.Ingest.MaxBytes = int64(*maxBytes)
 		cfg.Watch.Mode = watch.Mode(*mode)
+		cfg.Retention.MaxAge, cfg.Retention.MaxBytes = time.Duration(retentionAge), int64(*retentionSize)
+		switch {
+		case *stateFile == "none":
+		case *stateFile != "":
+			cfg.StateFile = *stateFile
+		default:
+			cfg.StateFile = filepath.Join(*dataDir, "delta-exporter.state")
+		}
 		if cfg.Dir == "" {
 			cfg.FS = deltaexporter.Demo()
+			cfg.StateFile = ""
 		}
-		logger.Info("starting delta-exporter", "version", version.Info(), "snapshots_dir", cfg.Dir)
+		logger.Info("starting delta-exporter", "version", version.Info(), "snapshots_dir", cfg.Dir, "state_file", cfg.StateFile)
 		start := time.Now()
 		if err := serve.Run(ctx, cfg); err != nil {
 			fmt.Fprintf(e.stderr, "delta-exporter: %v\n", err)

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Checks of the Prometheus rules, run by .ci/run after
+# `apt-get install -y prometheus` (Debian's package provides promtool).
+# The Go tests in deploy/ run the same commands and more (dashboard
+# queries, metric names against a real scrape, manifests, Dockerfile).
+set -eu
+cd "$(dirname "$0")/.."
+
+if ! command -v promtool >/dev/null 2>&1; then
+	echo "deploy-checks: promtool not found; install the Debian package prometheus" >&2
+	exit 1
+fi
+promtool --version 2>&1 | head -n 1
+
+echo "deploy-checks: promtool check rules"
+promtool check rules deploy/prometheus/*.yml
+
+echo "deploy-checks: promtool test rules"
+promtool test rules deploy/prometheus/tests/*.yml

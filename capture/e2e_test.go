@@ -1,0 +1,209 @@
+package capture
+
+import (
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/attribution"
+	"github.com/delta-exporter/delta-exporter/fakeupstream"
+	"github.com/delta-exporter/delta-exporter/ingest"
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// results collects what the ingest pipeline decides.
+type results struct {
+	mu       sync.Mutex
+	byID     map[string]attribution.Result
+	rejected []string
+}
+
+func (r *results) Publish(res attribution.Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byID[res.RequestID] = res
+}
+func (r *results) SnapshotRead() {}
+func (r *results) SnapshotRejected(file, reason string, err error) {
+	r.rejected = append(r.rejected, file+": "+reason+": "+err.Error())
+}
+func (r *results) FileIgnored(string)     {}
+func (r *results) SetPending(string, int) {}
+
+// attribute runs the exporter's ingest and attribution over the capture
+// directory, as `delta-exporter report` does.
+func (h *harness) attribute() *results {
+	h.t.Helper()
+	res := &results{byID: map[string]attribution.Result{}}
+	in := ingest.New(ingest.Config{FS: os.DirFS(h.dir), Publisher: res})
+	if err := in.Scan(true); err != nil {
+		h.t.Fatal(err)
+	}
+	in.Finish()
+	if len(res.rejected) != 0 {
+		h.t.Errorf("files rejected by ingest: %v", res.rejected)
+	}
+	return res
+}
+
+// score compares every published value with what the fake observed. It
+// fails the test on any wrong value and returns how many requests were
+// decided exact.
+type scoreCard struct {
+	requests, exact, ttftExact, finishExact, values, exactValues int
+	// the same for streaming requests only
+	streams, streamExact, streamTTFTExact int
+}
+
+func (h *harness) score(res *results) scoreCard {
+	h.t.Helper()
+	var s scoreCard
+	for _, o := range h.fake.Observations() {
+		if !o.Finished {
+			continue
+		}
+		s.requests++
+		r, ok := res.byID[SanitizeID(o.ID)]
+		if !ok {
+			h.t.Errorf("%s: no result", o.ID)
+			continue
+		}
+		if r.Outcome == attribution.Exact {
+			s.exact++
+		}
+		finish := true
+		for i, tr := range truth {
+			m := parser.Metric(i)
+			v := r.Values[m]
+			s.values++
+			if v.Exact {
+				s.exactValues++
+				if !sameValue(v.V, tr.value(o)) {
+					h.t.Errorf("%s %s: published %v, the fake observed %v", o.ID, m.Name(), v.V, tr.value(o))
+				}
+			} else if m.Group() == parser.Finish {
+				finish = false
+			}
+		}
+		if r.Values[parser.TTFT].Exact {
+			s.ttftExact++
+		}
+		if finish {
+			s.finishExact++
+		}
+		if o.Stream {
+			s.streams++
+			if r.Outcome == attribution.Exact {
+				s.streamExact++
+			}
+			if r.Values[parser.TTFT].Exact {
+				s.streamTTFTExact++
+			}
+		}
+	}
+	return s
+}
+
+// TestEndToEndSequential: fake upstream -> capture -> ingest and
+// attribution. With one request at a time every value of every request is
+// published and equals what the fake observed.
+func TestEndToEndSequential(t *testing.T) {
+	if parser.Metric(len(truth)) != parser.NumMetrics {
+		t.Fatal("truth table does not follow parser's metric order")
+	}
+	for i, tr := range truth {
+		if fam, ok := parser.LookupSource(tr.family); !ok || fam != parser.Metric(i) {
+			t.Fatalf("truth row %d (%s) is not parser metric %d", i, tr.family, i)
+		}
+	}
+	h := newHarness(t, fakeupstream.Config{Plan: concurrentPlan}, nil)
+	h.waitReady()
+	for i := range 8 {
+		h.chat(i%2 == 0, 3, nil)
+	}
+	h.p.Wait()
+	s := h.score(h.attribute())
+	if s.requests != 8 || s.exact != 8 {
+		t.Errorf("%d of %d requests exact", s.exact, s.requests)
+	}
+}
+
+// TestEndToEndConcurrent: the same under concurrency, with timeline
+// snapshots. Every published value must be right; the share published is
+// logged (it depends on timing: see BenchmarkAttributable for the figures).
+func TestEndToEndConcurrent(t *testing.T) {
+	h := newHarness(t, fakeupstream.Config{Plan: concurrentPlan}, nil)
+	h.waitReady()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 5 {
+				h.chat((w+i)%2 == 0, 3, nil)
+			}
+		})
+	}
+	wg.Wait()
+	h.p.Wait()
+	s := h.score(h.attribute())
+	if s.requests != 40 {
+		t.Errorf("%d requests scored", s.requests)
+	}
+	t.Logf("8 clients: %d of %d requests exact (TTFT %d, finish %d), %d of %d values",
+		s.exact, s.requests, s.ttftExact, s.finishExact, s.exactValues, s.values)
+}
+
+// BenchmarkAttributable measures the share of requests the exporter
+// attributes exactly from a capture directory: Poisson arrivals at a mean
+// of 4 and of 16 requests in flight, requests of 0.2-1.2 s on one model
+// and engine (one series: every observation competes with every other),
+// all streaming or half streaming. About 45 s; run it alone:
+//
+//	go test -run XXX -bench Attributable -benchtime 1x ./capture
+func BenchmarkAttributable(b *testing.B) {
+	for _, mix := range []string{"all", "half"} {
+		for _, inflight := range []float64{4, 16} {
+			b.Run("stream="+mix+"/inflight="+strconv.FormatFloat(inflight, 'g', -1, 64), func(b *testing.B) {
+				for b.Loop() {
+					s := attributableRun(b, inflight, 100, mix == "all")
+					pct := func(a, n int) float64 { return 100 * float64(a) / float64(max(n, 1)) }
+					b.ReportMetric(pct(s.exact, s.requests), "%exact")
+					b.ReportMetric(pct(s.ttftExact, s.requests), "%ttft_exact")
+					b.ReportMetric(pct(s.finishExact, s.requests), "%finish_exact")
+					b.ReportMetric(pct(s.streamExact, s.streams), "%stream_exact")
+				}
+			})
+		}
+	}
+}
+
+// durationPlan: requests of 0.2-1.2 s: prefill 20-200 ms, decode
+// 180-1000 ms over 4-40 tokens.
+func durationPlan(r *fakeupstream.Request) fakeupstream.Plan {
+	rng := rand.New(rand.NewPCG(uint64(r.Seq), 11))
+	return fakeupstream.Plan{
+		Prefill:          time.Duration(20+rng.IntN(180)) * time.Millisecond,
+		Decode:           time.Duration(180+rng.IntN(820)) * time.Millisecond,
+		PromptTokens:     50 + rng.IntN(4000),
+		GenerationTokens: 4 + rng.IntN(37),
+	}
+}
+
+// attributableRun sends n requests with Poisson arrivals at a rate giving
+// inflight requests in flight on average, then attributes the directory.
+func attributableRun(tb testing.TB, inflight float64, n int, allStream bool) scoreCard {
+	h := newHarness(tb, fakeupstream.Config{Plan: durationPlan}, nil)
+	h.waitReady()
+	const meanDuration = 0.71 // seconds: mean prefill + decode of durationPlan
+	rng := rand.New(rand.NewPCG(uint64(inflight), 3))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { h.chat(allStream || i%2 == 0, 8, nil) })
+		time.Sleep(time.Duration(rng.ExpFloat64() * meanDuration / inflight * float64(time.Second)))
+	}
+	wg.Wait()
+	h.p.Wait()
+	return h.score(h.attribute())
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/delta-exporter/delta-exporter/capture"
+)
+
+// captureCommand runs the reverse proxy that writes snapshots around each
+// inference request (docs/capture.md).
+func captureCommand(app *kingpin.Application, e *env) (string, func(context.Context) int) {
+	c := app.Command("capture", "Reverse proxy in front of an OpenAI-compatible server that writes the before/first/after and timeline snapshots of every inference request.")
+	var cfg capture.ServeConfig
+	upstream := c.Flag("upstream.url", "Base URL of the inference server, e.g. http://127.0.0.1:8000.").Required().URL()
+	c.Flag("upstream.metrics-path", "The server's metrics endpoint: a path on --upstream.url, or an absolute URL.").
+		Default("/metrics").StringVar(&cfg.Proxy.MetricsPath)
+	c.Flag("upstream.scrape-timeout", "Maximum time for one scrape of the metrics endpoint.").
+		Default("1s").DurationVar(&cfg.Proxy.ScrapeTimeout)
+	c.Flag("snapshots.dir", "Directory to write snapshots into (created if missing).").Required().StringVar(&cfg.Proxy.Dir)
+	c.Flag("timeline.interval", "Period of timeline snapshots while requests are in flight; 0 disables them.").
+		Default("50ms").DurationVar(&cfg.Proxy.TimelineInterval)
+	c.Flag("capture.idle-interval", "Period of the background scrape that keeps a recent before snapshot ready while idle.").
+		Default("1s").DurationVar(&cfg.Proxy.IdleInterval)
+	c.Flag("capture.after-timeout", "How long to wait after a response for its finish observation to show in a scrape; the after is then written marked after_observed=false.").
+		Default("2s").DurationVar(&cfg.Proxy.AfterTimeout)
+	c.Flag("capture.path", "POST path that is an inference request (repeatable; default: the OpenAI-compatible generation and pooling endpoints).").
+		StringsVar(&cfg.Proxy.Paths)
+	c.Flag("web.telemetry-path", "Path of the proxy's own metrics; every other path is forwarded.").
+		Default(capture.DefaultTelemetryPath).StringVar(&cfg.TelemetryPath)
+	c.Flag("web.disable-exporter-metrics", "Exclude the Go runtime and process metrics of the proxy itself.").BoolVar(&cfg.DisableExporterMetrics)
+	c.Flag("web.shutdown-grace", "On shutdown, how long running requests may continue before their connections are closed.").
+		Default("30s").DurationVar(&cfg.ShutdownGrace)
+	cfg.Web = kingpinflag.AddFlags(c, ":11434")
+
+	return c.FullCommand(), func(ctx context.Context) int {
+		logger := e.logger()
+		cfg.Logger = logger
+		cfg.Proxy.Upstream = (*url.URL)(*upstream)
+		if cfg.Proxy.TimelineInterval == 0 {
+			cfg.Proxy.TimelineInterval = -1 // the flag's 0 means off; the Config's 0 means default
+		}
+		logger.Info("starting delta-exporter capture", "version", version.Info(),
+			"upstream", cfg.Proxy.Upstream.String(), "snapshots_dir", cfg.Proxy.Dir)
+		if err := capture.Serve(ctx, cfg); err != nil {
+			fmt.Fprintf(e.stderr, "delta-exporter: %v\n", err)
+			return 1
+		}
+		logger.Info("stopped")
+		return 0
+	}
+}

@@ -1,0 +1,170 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/delta-exporter/delta-exporter/attribution"
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+func exact(id, model string, e2e float64) attribution.Result {
+	res := attribution.Result{RequestID: id, Model: model, Outcome: attribution.Exact}
+	for m := range res.Values {
+		res.Values[m] = attribution.Value{V: 1, Exact: true}
+	}
+	res.Values[parser.E2E].V = e2e
+	res.Values[parser.GenerationTokens].V = 5
+	res.Values[parser.Decode].V = 0.4
+	res.TPOT = attribution.Value{V: 0.1, Exact: true}
+	return res
+}
+
+func newCollector(t *testing.T, maxModels int) (*Collector, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	c, err := New(Config{Registerer: reg, MaxModels: maxModels, Now: func() time.Time { return time.Unix(1700000000, 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewStateMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewRetentionMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	return c, reg
+}
+
+// TestMaxModelsFoldsIntoOther: model names are input. Beyond
+// --labels.max-models distinct values, observations go to
+// model_name="other" and are counted; the label never takes more than
+// max+1 values, whatever arrives (a flood of names, a model literally
+// called "other").
+func TestMaxModelsFoldsIntoOther(t *testing.T) {
+	c, reg := newCollector(t, 3)
+	for i := 0; i < 1000; i++ {
+		c.Publish(exact(fmt.Sprintf("r%d", i), fmt.Sprintf("attacker/model-%d-%s", i, strings.Repeat("x", i%50)), 0.5))
+	}
+	c.Publish(exact("again", "attacker/model-1-x", 0.5)) // a kept model stays itself
+	c.Publish(exact("named-other", OtherModel, 0.5))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := map[string]uint64{}
+	var folded float64
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "llm_request_e2e_seconds":
+			for _, m := range mf.GetMetric() {
+				models[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleCount()
+			}
+		case "delta_exporter_models_folded_total":
+			folded = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if len(models) != 4 {
+		t.Fatalf("model_name values: %d (%v), want 3 + other", len(models), models)
+	}
+	if models["attacker/model-1-x"] != 2 || models[OtherModel] != 998 {
+		t.Fatalf("counts %v", models)
+	}
+	if folded != 998 {
+		t.Fatalf("folded = %v, want 998", folded)
+	}
+	var total uint64
+	for _, n := range models {
+		total += n
+	}
+	if total != 1002 {
+		t.Fatalf("observations = %d, want every request once (1002)", total)
+	}
+}
+
+// TestMetricsLint: every family, including the state and retention ones,
+// passes the Prometheus naming lint once requests are published.
+func TestMetricsLint(t *testing.T) {
+	c, reg := newCollector(t, 0)
+	c.Publish(exact("a", "m", 0.25))
+	rej := attribution.NewRejected(&attribution.Request{ID: "b"}, attribution.RejectRestart)
+	c.Publish(rej)
+	c.SnapshotRejected("f", "parse_error", errors.New("x"))
+	c.FileIgnored("name")
+	c.WatchEvent("create")
+	c.Rescan("initial")
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// TestPublishedRequest: one exact request is one observation in each
+// histogram and one count of its outcome; a rejected one is no
+// observation and one rejection.
+func TestPublishedRequest(t *testing.T) {
+	c, reg := newCollector(t, 0)
+	c.Publish(exact("req-1", "org/model", 0.25))
+	c.Publish(attribution.NewRejected(&attribution.Request{ID: "req-2"}, attribution.RejectCounterReset))
+	want := `
+# HELP delta_exporter_request_rejections_total Rejected requests, by reason.
+# TYPE delta_exporter_request_rejections_total counter
+delta_exporter_request_rejections_total{reason="bad_snapshot"} 0
+delta_exporter_request_rejections_total{reason="counter_reset"} 1
+delta_exporter_request_rejections_total{reason="duplicate"} 0
+delta_exporter_request_rejections_total{reason="restart"} 0
+# HELP delta_exporter_requests_total Requests decided, by outcome (exact, partial, withheld, rejected, unpaired).
+# TYPE delta_exporter_requests_total counter
+delta_exporter_requests_total{outcome="exact"} 1
+delta_exporter_requests_total{outcome="partial"} 0
+delta_exporter_requests_total{outcome="rejected"} 1
+delta_exporter_requests_total{outcome="unpaired"} 0
+delta_exporter_requests_total{outcome="withheld"} 0
+# HELP delta_exporter_last_ingest_timestamp_seconds Unix time at which the last request was decided.
+# TYPE delta_exporter_last_ingest_timestamp_seconds gauge
+delta_exporter_last_ingest_timestamp_seconds 1.7e+09
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"delta_exporter_requests_total", "delta_exporter_request_rejections_total", "delta_exporter_last_ingest_timestamp_seconds"); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "llm_request_e2e_seconds" {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		if len(mf.GetMetric()) != 1 || h.GetSampleCount() != 1 || h.GetSampleSum() != 0.25 {
+			t.Fatalf("e2e histogram: %v", mf)
+		}
+		var le025 uint64
+		for _, b := range h.GetBucket() {
+			if b.GetUpperBound() == 0.3 {
+				le025 = b.GetCumulativeCount()
+			}
+			if b.GetUpperBound() == 0.2 && b.GetCumulativeCount() != 0 {
+				t.Errorf("0.25 counted in le=0.2")
+			}
+			if ex := b.GetExemplar(); ex != nil && ex.GetLabel()[0].GetValue() != "req-1" {
+				t.Errorf("exemplar %v", ex)
+			}
+		}
+		if le025 != 1 {
+			t.Errorf("0.25 not in le=0.3")
+		}
+		return
+	}
+	t.Fatal("no llm_request_e2e_seconds family")
+}

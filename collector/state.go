@@ -1,0 +1,58 @@
+package collector
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// StateRecoveryReasons are the label values of delta_exporter_state_recoveries_total.
+var StateRecoveryReasons = []string{"corrupt", "unfinished_write"}
+
+// StateMetrics are the metrics of the durable record of published
+// requests (package state, --state.file). It implements state.Metrics.
+type StateMetrics struct {
+	records   prometheus.Gauge
+	writes    prometheus.Counter
+	failures  prometheus.Counter
+	already   prometheus.Counter
+	recovered *prometheus.CounterVec
+}
+
+// NewStateMetrics creates the metrics and registers them on reg.
+func NewStateMetrics(reg prometheus.Registerer) (*StateMetrics, error) {
+	m := &StateMetrics{
+		records: prometheus.NewGauge(prometheus.GaugeOpts{Name: "delta_exporter_state_records",
+			Help: "Published requests held in the state file (--state.file): they are not published again after a restart."}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_state_writes_total",
+			Help: "Writes of the state file made before a scrape was answered."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_state_write_failures_total",
+			Help: "State file writes that failed; the scrape they belonged to was answered with an error."}),
+		already: prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_requests_already_published_total",
+			Help: "Requests decided again after a restart and not published, because the state file shows that an earlier run published them and a scrape saw them."}),
+		recovered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_state_recoveries_total",
+			Help: "Problems found in the state file at startup, by reason: corrupt (moved aside, record started empty), unfinished_write (the tail of a write cut short by a crash, dropped)."}, []string{"reason"}),
+	}
+	for _, r := range StateRecoveryReasons {
+		m.recovered.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.records, m.writes, m.failures, m.already, m.recovered} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// SetRecords sets the number of records held.
+func (m *StateMetrics) SetRecords(n int) { m.records.Set(float64(n)) }
+
+// Write counts a state file write and whether it failed.
+func (m *StateMetrics) Write(err error) {
+	m.writes.Inc()
+	if err != nil {
+		m.failures.Inc()
+	}
+}
+
+// AlreadyPublished counts a request not published again after a restart.
+func (m *StateMetrics) AlreadyPublished() { m.already.Inc() }
+
+// Recovered counts a problem found in the state file at startup.
+func (m *StateMetrics) Recovered(reason string) { m.recovered.WithLabelValues(reason).Inc() }

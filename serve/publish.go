@@ -1,0 +1,19 @@
+package serve
+
+import (
+	"github.com/delta-exporter/delta-exporter/attribution"
+	"github.com/delta-exporter/delta-exporter/ingest"
+	"github.com/delta-exporter/delta-exporter/state"
+)
+
+// journaled publishes through the state record: a request an earlier run
+// published (and a scrape saw) is not published again, and every
+// publication is queued to be recorded by the next scrape.
+type journaled struct {
+	ingest.Publisher
+	j *state.Journal
+}
+
+func (p journaled) Publish(r attribution.Result) {
+	p.j.Publish([]string{r.BeforeFile, r.AfterFile}, func() { p.Publisher.Publish(r) })
+}
