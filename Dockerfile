@@ -41,6 +41,10 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/delta-exporter /bin/delta-exporter
 # 65532 is distroless's nonroot user.
 USER 65532:65532
+# serve keeps its state file in --data.dir (default ./data): nonroot's home
+# is writable. Mount a volume there, or pass --data.dir, to keep it across
+# container restarts as long as the snapshots are kept.
+WORKDIR /home/nonroot
 # 9464: serve (/metrics, /-/healthy, /-/ready); 11434: capture (proxy).
 EXPOSE 9464 11434
 ENTRYPOINT ["/bin/delta-exporter"]

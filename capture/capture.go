@@ -310,11 +310,12 @@ type trackerKey struct{}
 // ServeHTTP forwards the request to the upstream and, for inference
 // requests, records what the snapshots need.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	t := &tracker{p: p, ctx: r.Context(), receivedAt: time.Now()}
+	t := &tracker{p: p, ctx: r.Context()}
 	if r.Method == http.MethodPost && p.paths[r.URL.Path] {
 		// The before is taken from scrapes that completed before the
 		// request is forwarded: all of their content precedes it.
 		t.before = p.scr.latest.Load()
+		t.receivedAt = time.Now() // after the before was chosen: it precedes this
 		t.inference = true
 		t.method, t.path = r.Method, r.URL.Path
 		t.idKnown = make(chan struct{})

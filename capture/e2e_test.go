@@ -123,6 +123,7 @@ func TestEndToEndSequential(t *testing.T) {
 	h.waitReady()
 	for i := range 8 {
 		h.chat(i%2 == 0, 3, nil)
+		h.p.Wait() // the next request's before follows this request's after
 	}
 	h.p.Wait()
 	s := h.score(h.attribute())

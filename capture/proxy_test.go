@@ -282,14 +282,14 @@ func TestAfterTimeout(t *testing.T) {
 // request runs, under the documented name.
 func TestTimelineWhileInFlight(t *testing.T) {
 	h := newHarness(t, fakeupstream.Config{Plan: func(*fakeupstream.Request) fakeupstream.Plan {
-		return fakeupstream.Plan{Decode: 150 * time.Millisecond, GenerationTokens: 3}
+		return fakeupstream.Plan{Decode: 300 * time.Millisecond, GenerationTokens: 3}
 	}}, func(c *Config) { c.TimelineInterval = 5 * time.Millisecond })
 	h.waitReady()
 	h.chat(true, 3, nil)
 	h.p.Wait()
 	d := h.files()
 	if len(d.timeline) < 2 {
-		t.Fatalf("%d timeline snapshots during a 150ms request at a 5ms interval", len(d.timeline))
+		t.Fatalf("%d timeline snapshots during a 300ms request at a 5ms interval", len(d.timeline))
 	}
 	for _, name := range d.timeline {
 		if !strings.HasPrefix(name, TimelineID+"_timeline_") {

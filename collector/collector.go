@@ -148,6 +148,13 @@ func New(cfg Config) (*Collector, error) {
 	for _, r := range SnapshotRejectReasons {
 		c.snapshotsRejects.WithLabelValues(r)
 	}
+	for _, e := range []string{"create", "write", "remove", "rename", "overflow", "error"} {
+		c.watchEvents.WithLabelValues(e)
+	}
+	for _, tr := range []string{"initial", "timer", "overflow", "error", "recreated"} {
+		c.rescans.WithLabelValues(tr)
+	}
+	c.filesIgnored.WithLabelValues("name")
 	c.pending.WithLabelValues("unpaired")
 	c.pending.WithLabelValues("attributing")
 

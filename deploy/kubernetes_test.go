@@ -344,6 +344,11 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Errorf("exporter --snapshots.retention-size=%q must be below the snapshot volume's sizeLimit %q (%v, %v)",
 			ef["snapshots.retention-size"], sizeLimit, err1, err2)
 	}
+	// The state file goes to --data.dir (default: ./data); with a read-only
+	// root it must be a mounted volume other than the snapshots.
+	if dd := ef["data.dir"]; dd == "" || dd == dir || !mountedVolume(exporter, dd, dep) {
+		t.Errorf("exporter --data.dir=%q: want the mount path of its own volume (the root filesystem is read-only)", dd)
+	}
 	for name, p := range map[string]*probe{"/-/ready": exporter.ReadinessProbe, "/-/healthy": exporter.LivenessProbe} {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != name || p.HTTPGet.Port != "metrics" {
 			got := "none"
@@ -472,4 +477,19 @@ func parseBinarySize(s string) (int64, error) {
 	}
 	shift := map[string]uint{"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40}[m[2]]
 	return n << shift, nil
+}
+
+// mountedVolume reports whether c mounts one of the pod's volumes at path.
+func mountedVolume(c *container, path string, dep deploymentSpec) bool {
+	for _, m := range c.VolumeMounts {
+		if m.MountPath != path {
+			continue
+		}
+		for _, v := range dep.Template.Spec.Volumes {
+			if v.Name == m.Name {
+				return true
+			}
+		}
+	}
+	return false
 }

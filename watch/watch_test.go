@@ -222,6 +222,7 @@ func (p *pairWriter) pairs(dir string, n int) {
 		p.n++
 		id := "req-" + strconv.Itoa(p.n)
 		p.file(dir, id, parser.Before)
+		p.srv.ObserveFirstToken("m", 0, 0.03)
 		p.srv.ObserveFinish("m", 0, simulate.Finish{Queue: 0.01, Prefill: 0.02, Decode: 0.1, Inference: 0.12, E2E: 0.13 + float64(p.n)*1e-3, PromptTokens: 9, GenerationTokens: 4})
 		p.file(dir, id, parser.After)
 	}

@@ -49,7 +49,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := kingpin.New("delta-exporter", "Exact per-request latency histograms for LLM inference servers, from /metrics snapshots.")
 	app.UsageWriter(stderr)
 	app.ErrorWriter(stderr)
-	app.Terminate(nil)
+	// --help and --version end the program in kingpin; here they end run,
+	// so that tests can call it and defers run.
+	terminated := false
+	app.Terminate(func(int) { terminated = true })
 	app.Version(version.Print("delta-exporter"))
 	app.HelpFlag.Short('h')
 
@@ -57,11 +60,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flag.AddFlags(app, e.logConfig)
 
 	runners := map[string]func(context.Context) int{}
-	for _, c := range []command{serveCommand, reportCommand} {
+	for _, c := range []command{serveCommand, reportCommand, captureCommand} {
 		name, r := c(app, e)
 		runners[name] = r
 	}
 	chosen, err := app.Parse(args)
+	if terminated {
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "delta-exporter: %v (try --help)\n", err)
 		return 2
