@@ -35,6 +35,7 @@ type harness struct {
 	srv     *httptest.Server
 	dir     string
 	reg     *prometheus.Registry
+	client  *http.Client // keeps connections to the proxy alive
 	stop    context.CancelFunc
 	runDone chan struct{}
 }
@@ -72,11 +73,15 @@ func startProxy(t testing.TB, up *httptest.Server, mod func(*Config)) *harness {
 		close(h.runDone)
 	}()
 	h.srv = httptest.NewServer(h.p)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	h.client = &http.Client{Transport: tr}
 	t.Cleanup(h.close)
 	return h
 }
 
 func (h *harness) close() {
+	h.client.CloseIdleConnections()
 	h.srv.Close()
 	h.stop()
 	<-h.runDone
@@ -113,14 +118,16 @@ func (h *harness) post(path, body string, header http.Header) response {
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
-		h.t.Fatal(err)
+		h.t.Errorf("POST %s: %v", path, err)
+		return response{status: -1}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		h.t.Fatal(err)
+		h.t.Errorf("POST %s: reading the response: %v", path, err)
+		return response{status: -1}
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: b, id: bodyID(b)}
 }

@@ -142,7 +142,7 @@ func TestConcurrentWindows(t *testing.T) {
 				s := (w+i)%2 == 0
 				r := h.chat(s, 4, nil)
 				if r.status != 200 || r.id == "" {
-					t.Errorf("status %d id %q", r.status, r.id)
+					t.Errorf("status %d id %q body %.200q", r.status, r.id, r.body)
 					return
 				}
 				mu.Lock()
@@ -165,13 +165,12 @@ func TestConcurrentWindows(t *testing.T) {
 	for _, name := range d.timeline {
 		all = append(all, h.readSnap(name))
 	}
-	for id, s := range stream {
+	for id := range stream {
 		for _, st := range []parser.Stage{parser.Before, parser.First, parser.After} {
 			for _, name := range d.byID[id][st] {
 				all = append(all, h.readSnap(name))
 			}
 		}
-		_ = s
 	}
 	levels := map[string]map[uint64]float64{} // family -> count -> sum
 	for _, s := range all {
@@ -349,6 +348,7 @@ func TestPassThrough(t *testing.T) {
 	}
 	resp.Body.Close()
 	<-got
+	h.srv.Close() // waits for the handlers, which count the requests when they return
 	h.p.Wait()
 	if d := h.files(); len(d.byID)+len(d.other)+len(d.timeline) != 0 {
 		t.Errorf("files written for pass-through requests: %+v", d)

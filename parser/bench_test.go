@@ -1,21 +1,25 @@
 package parser
 
 // Cost of Scan against reading the file, on the realistic vLLM V1 scrape
-// (testdata/realistic/vllm-v1-34k.prom, 49.7 KB, or synthScrape when it is
-// absent). Run, on an otherwise idle machine:
+// (testdata/realistic/vllm-v1-34k.prom, 49.7 KB, 514 lines, 179 of them
+// relevant; synthScrape stands in when it is absent). Run:
 //
 //	go test -run '^$' -bench . -benchmem ./parser
 //
-// BenchmarkRatio interleaves the three operations in one loop, so that load
-// from other processes hits all of them alike, and reports the ratios
-// scan/read and expfmt/read. Measured (linux/amd64, 2 shared cores, Go 1.26,
-// see the report in the commit message for the raw ns/op):
+// BenchmarkRatio prints the ratios directly (metrics scan/read and
+// expfmt/read): each iteration reads the file and scans the fresh buffer,
+// as the exporter does. Measured on the team machine (linux/amd64, 2 shared
+// cores under a load average of 3-5, Go 1.26), several runs:
 //
-//	scan/read   ≈ 0.5–0.6   (target: ≤ 2)
-//	expfmt/read ≈ 25–30
+//	                      ReadFile    Scan        expfmt
+//	ns/op (standalone)    24-38 µs    20-29 µs    1.0-3.5 ms
+//	Scan / ReadFile       0.6-0.9 standalone, 0.5-1.5 in BenchmarkRatio (target ≤ 2)
+//	expfmt / ReadFile     25-60 (up to ~100 in the most loaded runs)
 //
-// Scan allocates 4 times per call (snapshot, series, buckets, one string
-// for labels and models); TestScanAllocs pins that.
+// Of Scan's time, splitting the 514 lines (bytes.IndexByte) is ~4-11 µs;
+// the rest is the 179 relevant lines. Scan allocates 4 times (snapshot,
+// series, buckets, one string for all labels and models; 3.5 KB), pinned
+// by TestScanAllocs; ReadFile 5 times (57 KB), expfmt 13,329 (468 KB).
 
 import (
 	"bytes"
@@ -87,12 +91,16 @@ func BenchmarkExpfmt(b *testing.B) {
 	}
 }
 
-// BenchmarkRatio reports scan/read and expfmt/read: per iteration it reads
-// the file, scans it and parses it with expfmt, timing each.
+// BenchmarkRatio reports scan/read and expfmt/read as the exporter meets
+// them: each iteration reads the file and scans the buffer it just read;
+// every 16th iteration also parses it with expfmt (timed apart, and rare
+// enough that its garbage does not dominate the collector's work). Its own
+// ns/op is a mix and means nothing; read the custom metrics.
 func BenchmarkRatio(b *testing.B) {
 	p, _ := readBench(b)
 	var read, scan, exp time.Duration
-	for b.Loop() {
+	nexp := 0
+	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
 		data, err := os.ReadFile(p)
 		t1 := time.Now()
@@ -103,17 +111,20 @@ func BenchmarkRatio(b *testing.B) {
 			b.Fatal(err)
 		}
 		t2 := time.Now()
-		tp := expfmt.NewTextParser(model.UTF8Validation)
-		if _, err := tp.TextToMetricFamilies(bytes.NewReader(data)); err != nil {
-			b.Fatal(err)
-		}
-		t3 := time.Now()
 		read += t1.Sub(t0)
 		scan += t2.Sub(t1)
-		exp += t3.Sub(t2)
+		if i%16 == 0 {
+			tp := expfmt.NewTextParser(model.UTF8Validation)
+			if _, err := tp.TextToMetricFamilies(bytes.NewReader(data)); err != nil {
+				b.Fatal(err)
+			}
+			exp += time.Since(t2)
+			nexp++
+		}
 	}
+	perRead := float64(read) / float64(b.N)
 	b.ReportMetric(float64(scan)/float64(read), "scan/read")
-	b.ReportMetric(float64(exp)/float64(read), "expfmt/read")
-	b.ReportMetric(float64(read)/float64(b.N), "read-ns/op")
+	b.ReportMetric(float64(exp)/float64(nexp)/perRead, "expfmt/read")
+	b.ReportMetric(perRead, "read-ns/op")
 	b.ReportMetric(float64(scan)/float64(b.N), "scan-ns/op")
 }

@@ -23,6 +23,14 @@ package parser
 //  3. If Scan succeeds, the relevant lines alone are a valid exposition for
 //     expfmt: whatever expfmt rejects in the whole input is in lines Scan
 //     does not read (comments, TYPE/HELP misuse, other families).
+//
+// Run (seeds: every file of testdata/samples and testdata/realistic, the
+// synthetic scrape, trickyInputs, committed under testdata/fuzz):
+//
+//	go test -run '^$' -fuzz FuzzScanAgainstExpfmt -fuzztime 30s -fuzzminimizetime 2s ./parser
+//
+// Keep -fuzzminimizetime short: minimising an interesting 150 KB input
+// with the default 60 s looks like a stall.
 
 import (
 	"bytes"

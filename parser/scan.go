@@ -558,8 +558,14 @@ func matchBucket(rest []byte, c *blockCache) (le, tail []byte, ok bool) {
 		return nil, nil, false
 	}
 	v := rest[p+4:]
-	q := bytes.IndexByte(v, '"')
-	if q < 0 || bytes.IndexByte(v[:q], '\\') >= 0 || !bytes.HasPrefix(v[q:], c.post) {
+	q := 0
+	for q < len(v) && v[q] != '"' { // le values are short: no IndexByte call
+		if v[q] == '\\' {
+			return nil, nil, false
+		}
+		q++
+	}
+	if !bytes.HasPrefix(v[q:], c.post) { // post starts with the quote
 		return nil, nil, false
 	}
 	return v[:q], v[q+len(c.post):], true

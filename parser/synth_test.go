@@ -38,7 +38,7 @@ func pyFloat(v float64) string {
 }
 
 // synthScrape builds a vLLM V1 (≈v0.10, single API server, engine="0")
-// /metrics output of about 36 KB: the python_gc/process families, the
+// /metrics output of about 41 KB: the python_gc/process families, the
 // prometheus-fastapi-instrumentator http families, and every vllm: family
 // with its _created companion, with the bucket layouts of that version and
 // consistent (cumulative) random counts. It stands in for

@@ -1,0 +1,224 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// sampleSum adds the values of the exposition lines whose name (before
+// the labels) is name.
+func sampleSum(body []byte, name string) (float64, bool) {
+	sum, found := 0.0, false
+	for _, l := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
+			continue
+		}
+		f := strings.Fields(l)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			continue
+		}
+		sum, found = sum+v, true
+	}
+	return sum, found
+}
+
+// generations tracks what the scrapes saw of each exporter process. The
+// lock makes a scrape belong to one process: a restart waits for the
+// scrapes in flight (they fail fast: the old process is dead) before the
+// next process starts.
+type generations struct {
+	mu      sync.RWMutex
+	gen     int
+	count   []float64 // last llm_request_e2e_seconds_count seen, per process
+	sum     []float64 // last llm_request_e2e_seconds_sum seen, per process
+	history []float64 // every count seen, in order (what Prometheus stores)
+	scrapes int
+}
+
+func (g *generations) scrape(base string) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	code, body, err := httpGet(ctx, base+"/metrics", nil)
+	if err != nil || code != 200 {
+		return
+	}
+	c, ok := sampleSum(body, "llm_request_e2e_seconds_count")
+	if !ok {
+		c = 0 // nothing published yet: the histogram has no series
+	}
+	s, _ := sampleSum(body, "llm_request_e2e_seconds_sum")
+	g.count[g.gen], g.sum[g.gen] = c, s
+	g.history = append(g.history, c)
+	g.scrapes++
+}
+
+func (g *generations) next() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gen++
+	g.count, g.sum = append(g.count, 0), append(g.sum, 0)
+}
+
+func (g *generations) totals() (count, sum float64) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for i := range g.count {
+		count += g.count[i]
+		sum += g.sum[i]
+	}
+	return count, sum
+}
+
+// naiveIncrease is increase() over the whole history as Prometheus
+// computes it from the samples alone: a drop is a reset.
+func (g *generations) naiveIncrease() (inc float64, resets int) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	prev := 0.0
+	for _, v := range g.history {
+		if v < prev {
+			inc += v
+			resets++
+		} else {
+			inc += v - prev
+		}
+		prev = v
+	}
+	return inc, resets
+}
+
+// TestRestartKill9CountsEachPairOnce: the exporter is killed with SIGKILL
+// at random moments (while pairs arrive, during scrapes, during its
+// initial scan), pairs are written while it is down, and it is started
+// again. Over the exporter's lifetime every pair is counted exactly once:
+// the counts each process showed to scrapes add up to the number of pairs
+// written (none twice, none lost), and so do the sums of the values.
+func TestRestartKill9CountsEachPairOnce(t *testing.T) {
+	bin := binary(t)
+	dir, data := t.TempDir(), t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	base := "http://" + addr
+	args := []string{"--snapshots.dir=" + dir, "--data.dir=" + data, "--web.listen-address=" + addr,
+		"--attribution.max-delay=50ms", "--watch.rescan-interval=300ms", "--log.level=debug"}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("DELTA_RESTART_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d (DELTA_RESTART_SEED to replay)", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	w := newWriter(t, dir)
+	g := &generations{count: []float64{0}, sum: []float64{0}}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(15 * time.Millisecond):
+				g.scrape(base)
+			}
+		}
+	}()
+
+	const rounds = 6
+	var cmd *exec.Cmd
+	for r := 0; r <= rounds; r++ {
+		cmd = start(t, bin, args...)
+		if r == rounds {
+			break
+		}
+		// Run for a while: pairs arrive, scrapes happen.
+		for n := rng.IntN(25); n > 0; n-- {
+			w.request()
+			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		g.next()
+		// Pairs written while it is down.
+		for n := rng.IntN(10); n > 0; n-- {
+			w.request()
+		}
+	}
+	want := float64(len(w.sent))
+	waitFor(t, "every pair counted", 60*time.Second, func() (bool, string) {
+		c, _ := g.totals()
+		return c >= want, fmt.Sprintf("%v of %v", c, want)
+	})
+	// A few more scrapes and rescans: nothing more may show up.
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	count, sum := g.totals()
+	wantSum := 0.0
+	for _, f := range w.sent {
+		wantSum += f.E2E
+	}
+	if count != want {
+		t.Fatalf("pairs counted over the lifetime: %v, written %v", count, want)
+	}
+	if math.Abs(sum-wantSum) > 1e-6*wantSum {
+		t.Fatalf("sum of e2e over the lifetime %v, truth %v", sum, wantSum)
+	}
+	naive, resets := g.naiveIncrease()
+	if naive > want {
+		t.Fatalf("increase() from the samples alone is %v > %v pairs: a double count", naive, want)
+	}
+	t.Logf("%v pairs, %d processes (%d SIGKILLs), %d scrapes; per-process totals add up exactly; increase() from samples alone %v (%d resets visible)",
+		want, rounds+1, rounds, g.scrapes, naive, resets)
+	st, err := os.Stat(filepath.Join(data, "delta-exporter.state"))
+	if err != nil || st.Size() == 0 {
+		t.Fatalf("state file: %v", err)
+	}
+}
+
+// TestCorruptStateFileIsSetAside: a state file that does not parse does
+// not stop the exporter: it is moved aside, explained in the log and
+// counted, and the record starts empty.
+func TestCorruptStateFileIsSetAside(t *testing.T) {
+	bin := binary(t)
+	dir, data := t.TempDir(), t.TempDir()
+	w := newWriter(t, dir)
+	w.request()
+	stateFile := filepath.Join(data, "delta-exporter.state")
+	if err := os.WriteFile(stateFile, []byte("\x00\x01garbage\n. 1 00000000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	start(t, bin, "--snapshots.dir="+dir, "--state.file="+stateFile, "--web.listen-address="+addr)
+	var body []byte
+	waitFor(t, "the pair published", 30*time.Second, func() (bool, string) {
+		var err error
+		_, body, err = httpGet(context.Background(), "http://"+addr+"/metrics", nil)
+		c, _ := sampleSum(body, "llm_request_e2e_seconds_count")
+		return err == nil && c == 1, fmt.Sprint(c, err)
+	})
+	if v, _ := sampleSum(body, `delta_exporter_state_recoveries_total{reason="corrupt"}`); v != 1 {
+		t.Fatalf("corrupt state not counted:\n%s", body)
+	}
+	moved, _ := filepath.Glob(stateFile + ".corrupt-*")
+	if len(moved) != 1 {
+		t.Fatalf("corrupt file not moved aside: %v", moved)
+	}
+}
