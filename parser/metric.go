@@ -93,6 +93,10 @@ var sources = map[string]Metric{
 	"sglang:e2e_request_latency_seconds": E2E,
 	"sglang:prompt_tokens_histogram":     PromptTokens,
 	"sglang:generation_tokens_histogram": GenerationTokens,
+	// The first SGLang metrics (PR #1853) and 2026 versions use
+	// vLLM-compatible names for the token histograms.
+	"sglang:request_prompt_tokens":     PromptTokens,
+	"sglang:request_generation_tokens": GenerationTokens,
 }
 
 // SourceFamilies returns the source family names feeding m (for docs and tests).

@@ -102,8 +102,9 @@ func TestScanSamples(t *testing.T) {
 		},
 		{
 			file: "sglang-v0.3.x-name-label-pr1853.excerpt.prom", err: ErrIncomplete, // model from the name label
-			series: map[Metric]int{TTFT: 1, E2E: 1}, labels: []string{`name="` + sgl03 + `"`, `name="` + sgl03 + `"`},
-			spots: []spot{{E2E, sgl03, "sum", 12786.840049982071}, {E2E, sgl03, "le=10.0", 438}, {TTFT, sgl03, "le=+Inf", 1029}, {TTFT, sgl03, "buckets", 8}},
+			series: map[Metric]int{TTFT: 1, E2E: 1, GenerationTokens: 1}, labels: []string{`name="` + sgl03 + `"`, `name="` + sgl03 + `"`, `name="` + sgl03 + `"`},
+			spots: []spot{{E2E, sgl03, "sum", 12786.840049982071}, {E2E, sgl03, "le=10.0", 438}, {TTFT, sgl03, "le=+Inf", 1029}, {TTFT, sgl03, "buckets", 8},
+				{GenerationTokens, sgl03, "count", 1003}},
 		},
 		{
 			file: "sglang-v0.4.4-queue-metrics-pr4444.excerpt.prom", err: ErrIncomplete,
