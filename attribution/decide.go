@@ -1,6 +1,7 @@
 package attribution
 
 import (
+	"math"
 	"slices"
 
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -58,8 +59,16 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 	for i, rs := range comp {
 		var hiBound int64 = -1
 		var e2e Value
+		minTTFT := math.Inf(-1)
 		if fin != nil {
 			e2e = results[i].Values[parser.E2E]
+			if q, p := results[i].Values[parser.Queue], results[i].Values[parser.Prefill]; q.Exact && p.Exact {
+				// A5: the server's TTFT (frontend clock, from arrival to
+				// the first token's output) contains its queue and
+				// prefill intervals (engine clock). The slack covers
+				// clock-rate differences between the two clocks.
+				minTTFT = q.V + p.V - (1e-3 + 1e-3*(q.V+p.V))
+			}
 			if p := fin[i].pinned; p != nil {
 				hiBound = t.firstBound(*p)
 			}
@@ -79,8 +88,8 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 				if si.taken[k] || (g == parser.Finish && t.excluded(o, rs.Tokens)) {
 					continue
 				}
-				if fin != nil && e2e.Exact {
-					if v := t.value(o, parser.TTFT); v.Exact && v.V > e2e.V+1e-6 {
+				if fin != nil && (e2e.Exact || minTTFT > 0) {
+					if v := t.value(o, parser.TTFT); v.Exact && ((e2e.Exact && v.V > e2e.V+1e-6) || v.V < minTTFT) {
 						continue
 					}
 				}
