@@ -64,7 +64,8 @@ func TestBurst(t *testing.T) {
 	sort.Strings(names)
 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := start(t, bin, "--snapshots.dir="+dir, "--data.dir="+t.TempDir(), "--web.listen-address="+addr, "--log.level=warn")
+	data := t.TempDir()
+	cmd := start(t, bin, "--snapshots.dir="+dir, "--data.dir="+data, "--web.listen-address="+addr, "--log.level=warn")
 	base := "http://" + addr
 	waitFor(t, "exporter ready", 30*time.Second, func() (bool, string) {
 		code, _, err := httpGet(context.Background(), base+"/-/ready", nil)
@@ -112,13 +113,20 @@ func TestBurst(t *testing.T) {
 	if c := get("llm_request_e2e_seconds_count"); c > float64(pairs) || c < exact {
 		t.Fatalf("e2e observations %v for %d requests, %v exact", c, pairs, exact)
 	}
+	if r := get("delta_exporter_state_records"); r != float64(pairs) {
+		t.Fatalf("state records %v, want %d", r, pairs)
+	}
+	st, err := os.Stat(filepath.Join(data, "delta-exporter.state"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	const rssBound = 256 << 20
 	if peak > rssBound {
 		t.Fatalf("peak RSS %d MiB > %d MiB", peak>>20, rssBound>>20)
 	}
 	t.Logf("burst of %d pairs (%d files, %.0f MiB) renamed in %v; all decided after %v: %.0f files/s; exact %v; "+
-		"exporter VmHWM %.1f MiB (%.1f MiB before the burst); overflow rescans %v",
+		"exporter VmHWM %.1f MiB (%.1f MiB before the burst); overflow rescans %v; state file %d KiB",
 		pairs, len(names), float64(bytes)/(1<<20), moved.Round(time.Millisecond), elapsed.Round(time.Millisecond),
 		float64(len(names))/elapsed.Seconds(), exact, float64(peak)/(1<<20), float64(idle)/(1<<20),
-		get(`delta_exporter_rescans_total{trigger="overflow"}`))
+		get(`delta_exporter_rescans_total{trigger="overflow"}`), st.Size()>>10)
 }

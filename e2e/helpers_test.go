@@ -63,6 +63,12 @@ func freePort(t *testing.T) int {
 // on failure.
 func start(t *testing.T, name string, args ...string) *exec.Cmd {
 	t.Helper()
+	if name == binPath && !hasFlag(args, "--data.dir") && !hasFlag(args, "--state.file") {
+		// The default --data.dir is ./data: a state file kept in the
+		// source tree would outlive the test and make the next run's
+		// exporter skip the pairs as already published.
+		args = append(args, "--data.dir="+t.TempDir())
+	}
 	cmd := exec.Command(name, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -77,6 +83,15 @@ func start(t *testing.T, name string, args ...string) *exec.Cmd {
 		}
 	})
 	return cmd
+}
+
+func hasFlag(args []string, flag string) bool {
+	for _, a := range args {
+		if a == flag || strings.HasPrefix(a, flag+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // waitFor polls cond every 100ms until it holds or the deadline passes.

@@ -39,8 +39,12 @@ func sampleSum(body []byte, name string) (float64, bool) {
 // scrapes in flight (they fail fast: the old process is dead) before the
 // next process starts.
 type generations struct {
-	mu      sync.RWMutex
-	gen     int
+	// mu is held shared by a scrape in flight and exclusively to move to
+	// the next process.
+	mu  sync.RWMutex
+	gen int
+	// data guards what the scrapes saw.
+	data    sync.Mutex
 	count   []float64 // last llm_request_e2e_seconds_count seen, per process
 	sum     []float64 // last llm_request_e2e_seconds_sum seen, per process
 	history []float64 // every count seen, in order (what Prometheus stores)
@@ -61,6 +65,8 @@ func (g *generations) scrape(base string) {
 		c = 0 // nothing published yet: the histogram has no series
 	}
 	s, _ := sampleSum(body, "llm_request_e2e_seconds_sum")
+	g.data.Lock()
+	defer g.data.Unlock()
 	g.count[g.gen], g.sum[g.gen] = c, s
 	g.history = append(g.history, c)
 	g.scrapes++
@@ -69,13 +75,15 @@ func (g *generations) scrape(base string) {
 func (g *generations) next() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.data.Lock()
+	defer g.data.Unlock()
 	g.gen++
 	g.count, g.sum = append(g.count, 0), append(g.sum, 0)
 }
 
 func (g *generations) totals() (count, sum float64) {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
+	g.data.Lock()
+	defer g.data.Unlock()
 	for i := range g.count {
 		count += g.count[i]
 		sum += g.sum[i]
@@ -86,8 +94,8 @@ func (g *generations) totals() (count, sum float64) {
 // naiveIncrease is increase() over the whole history as Prometheus
 // computes it from the samples alone: a drop is a reset.
 func (g *generations) naiveIncrease() (inc float64, resets int) {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
+	g.data.Lock()
+	defer g.data.Unlock()
 	prev := 0.0
 	for _, v := range g.history {
 		if v < prev {
