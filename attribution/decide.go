@@ -88,6 +88,12 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 				if si.taken[k] || (g == parser.Finish && t.excluded(o, rs.Tokens)) {
 					continue
 				}
+				if g == parser.Finish && t.exceeds(o, parser.E2E, rs.MaxE2E) {
+					continue
+				}
+				if g == parser.FirstToken && t.exceeds(o, parser.TTFT, rs.MaxTTFT) {
+					continue
+				}
 				if fin != nil && (e2e.Exact || minTTFT > 0) {
 					if v := t.value(o, parser.TTFT); v.Exact && ((e2e.Exact && v.V > e2e.V+1e-6) || v.V < minTTFT) {
 						continue
@@ -181,4 +187,16 @@ func (t *Timeline) firstBound(o obs) int64 {
 		}
 	}
 	return -1
+}
+
+// exceeds reports whether observation o's exact value of metric m is
+// larger than the bound can allow (0: no bound). The slack covers the
+// difference between the proxy's and the server's clocks over the
+// interval (rate, not offset: both measure durations).
+func (t *Timeline) exceeds(o obs, m parser.Metric, bound float64) bool {
+	if bound <= 0 {
+		return false
+	}
+	v := t.value(o, m)
+	return v.Exact && v.V > bound+1e-3+1e-3*bound
 }

@@ -30,6 +30,13 @@ type Request struct {
 	// group altogether: with its observation possibly outside its window
 	// (A1 false), it could take another request's.
 	FinishUnobserved bool
+	// MaxTTFT and MaxE2E, when > 0, are upper bounds on the request's
+	// TTFT and e2e in seconds, known from outside the server: capture saw
+	// the request arrive and its first and last byte leave, and the server
+	// measures both from an arrival no earlier than the proxy's and
+	// observes them before those bytes are sent. Candidates whose exact
+	// values exceed them (plus a clock slack) are ruled out.
+	MaxTTFT, MaxE2E float64
 
 	BeforeTime, AfterTime time.Time
 	BeforeFile, AfterFile string

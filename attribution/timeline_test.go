@@ -334,3 +334,47 @@ func TestRandomTimelinesNeverWrong(t *testing.T) {
 		rr.check(t)
 	}
 }
+
+// TestBoundsFromCapture: two requests with the same window and both
+// observations isolated are ambiguous, until capture's timing bounds rule
+// out the slow request's e2e for the fast one.
+func TestBoundsFromCapture(t *testing.T) {
+	const A = `engine="0",model_name="a"`
+	srv := newFakeServer(A)
+	r := rand.New(rand.NewPCG(5, 5))
+	fast, slow := randomTruth(r, A), randomTruth(r, A)
+	fast.v[parser.E2E], slow.v[parser.E2E] = 0.5, 2.0
+	b0 := srv.point(t)
+	b1 := srv.point(t)
+	srv.observeFirst(&fast)
+	srv.observeFirst(&slow)
+	srv.observeFinish(&slow)
+	mid := srv.point(t)
+	srv.observeFinish(&fast)
+	end := srv.point(t)
+	for _, bounds := range []bool{false, true} {
+		tl := NewTimeline()
+		tl.AddPoint(mid)
+		f := Request{ID: "fast", Before: b0, After: end}
+		s := Request{ID: "slow", Before: b1, After: end}
+		if bounds {
+			f.MaxE2E, s.MaxE2E = 0.6, 2.1
+		}
+		tl.Add(f, time.Time{})
+		tl.Add(s, time.Time{})
+		got := map[string]Result{}
+		for _, res := range tl.Resolve(ResolveOptions{All: true}) {
+			got[res.RequestID] = res
+		}
+		fe, se := got["fast"].Values[parser.E2E], got["slow"].Values[parser.E2E]
+		if !bounds {
+			if fe.Exact || se.Exact {
+				t.Fatalf("without bounds: fast %+v slow %+v, want both withheld", fe, se)
+			}
+			continue
+		}
+		if !fe.Exact || fe.V != 0.5 || !se.Exact || se.V != 2.0 {
+			t.Fatalf("with bounds: fast %+v slow %+v", fe, se)
+		}
+	}
+}
