@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -11,9 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/delta-exporter/delta-exporter/state"
 )
 
 // sampleSum adds the values of the exposition lines whose name (before
@@ -49,11 +53,15 @@ type generations struct {
 	sum     []float64 // last llm_request_e2e_seconds_sum seen, per process
 	history []float64 // every count seen, in order (what Prometheus stores)
 	scrapes int
+	// inflight is set while a scrape is in flight.
+	inflight atomic.Bool
 }
 
 func (g *generations) scrape(base string) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
+	g.inflight.Store(true)
+	defer g.inflight.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	code, body, err := httpGet(ctx, base+"/metrics", nil)
@@ -109,12 +117,31 @@ func (g *generations) naiveIncrease() (inc float64, resets int) {
 	return inc, resets
 }
 
+// recorded counts the requests a state file holds.
+func recorded(t *testing.T, path string) float64 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	entries, _, err := state.Parse(data)
+	if err != nil {
+		t.Fatalf("state file after SIGKILL: %v", err)
+	}
+	return float64(len(entries))
+}
+
 // TestRestartKill9CountsEachPairOnce: the exporter is killed with SIGKILL
 // at random moments (while pairs arrive, during scrapes, during its
 // initial scan), pairs are written while it is down, and it is started
-// again. Over the exporter's lifetime every pair is counted exactly once:
-// the counts each process showed to scrapes add up to the number of pairs
-// written (none twice, none lost), and so do the sums of the values.
+// again. Over the exporter's lifetime no pair is counted twice, and none
+// is lost but in the one documented window: a kill after a scrape's
+// record was made durable and before its answer reached the scraper
+// (docs/guarantees.md). The test checks this exactly: after each kill the
+// state file must hold every request the scrapes saw (else the next
+// process would count it again) and may hold more only if the kill cut a
+// scrape in flight; at the end, the counts every process showed plus
+// those cut-scrape losses equal the pairs written.
 func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	bin := binary(t)
 	dir, data := t.TempDir(), t.TempDir()
@@ -128,6 +155,8 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	}
 	t.Logf("seed %d (DELTA_RESTART_SEED to replay)", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
+	stateFile := filepath.Join(data, "delta-exporter.state")
+	lost := 0.0 // recorded, never seen: the kill cut the scrape that showed them
 	w := newWriter(t, dir)
 	g := &generations{count: []float64{0}, sum: []float64{0}}
 
@@ -159,11 +188,24 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
+		cut := g.inflight.Load()
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
+		cut = cut || g.inflight.Load()
 		cmd.Wait()
 		g.next()
+		seen, _ := g.totals()
+		switch rec := recorded(t, stateFile); {
+		case rec < seen+lost:
+			t.Fatalf("kill %d: scrapes saw %v requests, the state file holds %v: the next process would count %v again",
+				r+1, seen, rec, seen+lost-rec)
+		case rec > seen+lost && !cut:
+			t.Fatalf("kill %d: the state file holds %v requests, scrapes saw %v, and no scrape was in flight", r+1, rec, seen+lost)
+		case rec > seen+lost:
+			t.Logf("kill %d cut a scrape after its record was written: %v requests lost", r+1, rec-seen-lost)
+			lost = rec - seen
+		}
 		// Pairs written while it is down.
 		for n := rng.IntN(10); n > 0; n-- {
 			w.request()
@@ -172,7 +214,22 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	want := float64(len(w.sent))
 	waitFor(t, "every pair counted", 60*time.Second, func() (bool, string) {
 		c, _ := g.totals()
-		return c >= want, fmt.Sprintf("%v of %v", c, want)
+		if c+lost >= want {
+			return true, ""
+		}
+		// Say where a missing pair went.
+		_, body, _ := httpGet(context.Background(), base+"/metrics", nil)
+		var diag []string
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, "delta_exporter_requests") || strings.HasPrefix(l, "delta_exporter_state_records") ||
+				strings.HasPrefix(l, "delta_exporter_snapshots_re") {
+				diag = append(diag, l)
+			}
+		}
+		g.data.Lock()
+		perProcess := fmt.Sprint(g.count)
+		g.data.Unlock()
+		return false, fmt.Sprintf("%v (+%v lost) of %v; per process %s; final process: %s", c, lost, want, perProcess, strings.Join(diag, ", "))
 	})
 	// A few more scrapes and rescans: nothing more may show up.
 	time.Sleep(time.Second)
@@ -183,18 +240,21 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	for _, f := range w.sent {
 		wantSum += f.E2E
 	}
-	if count != want {
-		t.Fatalf("pairs counted over the lifetime: %v, written %v", count, want)
+	if count+lost != want {
+		t.Fatalf("pairs counted over the lifetime: %v (+%v lost in cut scrapes), written %v", count, lost, want)
 	}
-	if math.Abs(sum-wantSum) > 1e-6*wantSum {
+	if lost == 0 && math.Abs(sum-wantSum) > 1e-6*wantSum {
 		t.Fatalf("sum of e2e over the lifetime %v, truth %v", sum, wantSum)
+	}
+	if lost > 0 && sum > wantSum*(1+1e-6) {
+		t.Fatalf("sum of e2e over the lifetime %v > truth %v", sum, wantSum)
 	}
 	naive, resets := g.naiveIncrease()
 	if naive > want {
 		t.Fatalf("increase() from the samples alone is %v > %v pairs: a double count", naive, want)
 	}
-	t.Logf("%v pairs, %d processes (%d SIGKILLs), %d scrapes; per-process totals add up exactly; increase() from samples alone %v (%d resets visible)",
-		want, rounds+1, rounds, g.scrapes, naive, resets)
+	t.Logf("%v pairs, %d processes (%d SIGKILLs), %d scrapes; counted once: %v, lost in cut scrapes: %v, twice: 0; increase() from samples alone %v (%d resets visible)",
+		want, rounds+1, rounds, g.scrapes, count, lost, naive, resets)
 	st, err := os.Stat(filepath.Join(data, "delta-exporter.state"))
 	if err != nil || st.Size() == 0 {
 		t.Fatalf("state file: %v", err)

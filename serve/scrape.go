@@ -3,8 +3,10 @@ package serve
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -21,8 +23,10 @@ import (
 // and only then writes the answer. A scrape that times out or whose
 // record cannot be written is answered with an error and records nothing:
 // Prometheus did not see those requests, and a restart publishes them
-// again. Between the fsync and the write there is nothing but a copy, so
-// a crash there is the only way a recorded request can go unseen.
+// again. Between the record's write and the answer's there is nothing but
+// the fsync and a copy, so a crash there is the only way a recorded
+// request can go unseen (it is then lost, never counted twice:
+// docs/guarantees.md).
 type scrapeHandler struct {
 	reg     prometheus.Gatherer
 	journal *state.Journal
@@ -41,14 +45,10 @@ func newScrapeHandler(reg prometheus.Gatherer, j *state.Journal, log *slog.Logge
 	return h
 }
 
-// Outcomes of a scrape's race against its timeout.
-const (
-	running int32 = iota
-	committing
-	abandoned
-)
-
 func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The slot is held until both this call and the gather are done: a
+	// gather abandoned at the timeout still counts against the bound.
+	release := func() {}
 	if h.sem != nil {
 		select {
 		case h.sem <- struct{}{}:
@@ -56,21 +56,30 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "too many concurrent scrapes (--web.max-requests)", http.StatusServiceUnavailable)
 			return
 		}
+		var refs atomic.Int32
+		refs.Store(2)
+		release = func() {
+			if refs.Add(-1) == 0 {
+				<-h.sem
+			}
+		}
 	}
+	defer release()
 	ctx := r.Context()
 	if h.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, h.timeout)
 		defer cancel()
 	}
-	var phase atomic.Int32
-	done := make(chan *bufferedResponse, 1)
+	type gathered struct {
+		buf *bufferedResponse
+		seq uint64
+	}
+	done := make(chan gathered, 1)
 	// The gather may outlive this call (timeout): it works on a copy.
 	req := r.Clone(ctx)
 	go func() {
-		if h.sem != nil {
-			defer func() { <-h.sem }()
-		}
+		defer release()
 		var seq uint64
 		gather := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 			var mfs []*dto.MetricFamily
@@ -83,30 +92,32 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			EnableOpenMetrics: true,
 			ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelError),
 		}).ServeHTTP(buf, req)
-		if !phase.CompareAndSwap(running, committing) {
-			return // timed out: nothing recorded, nothing shown
-		}
-		if buf.code == http.StatusOK {
-			if err := h.journal.Sync(seq); err != nil {
-				buf = &bufferedResponse{header: http.Header{}, code: http.StatusInternalServerError}
-				buf.header.Set("Content-Type", "text/plain; charset=utf-8")
-				buf.body.WriteString("cannot record the published requests in the state file; see the exporter's log\n")
-			}
-		}
-		done <- buf
+		done <- gathered{buf, seq}
 	}()
+	var g gathered
 	select {
-	case buf := <-done:
-		buf.writeTo(w)
+	case g = <-done:
 	case <-ctx.Done():
-		if phase.CompareAndSwap(running, abandoned) {
+		// Nothing was recorded: Prometheus does not see these requests
+		// now, and a restart would publish them again.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			h.log.Warn("scrape timed out", "timeout", h.timeout)
 			http.Error(w, "scrape timed out (--web.scrape-timeout)", http.StatusServiceUnavailable)
+		}
+		return
+	}
+	if g.buf.code == http.StatusOK {
+		if err := h.journal.Sync(g.seq); err != nil {
+			http.Error(w, "cannot record the published requests in the state file; see the exporter's log", http.StatusInternalServerError)
 			return
 		}
-		// Already recording: the answer follows within an fsync.
-		(<-done).writeTo(w)
 	}
+	// From the record's write inside Sync (the file is visible to the
+	// next process as soon as it is written, before the fsync returns)
+	// to the last byte handed to the kernel is the only window in which a
+	// crash loses requests (recorded, not seen). Hence nothing in between
+	// but the fsync, one write and an explicit flush.
+	g.buf.writeTo(w)
 }
 
 // bufferedResponse holds an answer until it may be shown.
@@ -134,6 +145,8 @@ func (b *bufferedResponse) writeTo(w http.ResponseWriter) {
 	for k, v := range b.header {
 		w.Header()[k] = v
 	}
+	w.Header().Set("Content-Length", strconv.Itoa(b.body.Len()))
 	w.WriteHeader(b.code)
 	w.Write(b.body.Bytes())
+	http.NewResponseController(w).Flush()
 }

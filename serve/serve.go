@@ -276,7 +276,9 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 // settled files beyond its limits (only requests the record has made
 // durable), then the record forgets requests whose files are gone.
 func maintain(in *ingest.Ingester, journal *state.Journal, ret *retention.Retention, log *slog.Logger) {
-	ret.Apply(in.Settled(), in.Bytes(), journal.Queued)
+	if ret != nil {
+		ret.Apply(in.Settled(), in.Bytes(), journal.Queued)
+	}
 	if err := journal.Compact(in.Known); err != nil {
 		log.Warn("cannot compact the state file", "err", err)
 	}
