@@ -259,6 +259,9 @@ type ResolveOptions struct {
 	// MaxDelay.
 	Now      time.Time
 	MaxDelay time.Duration
+	// Hold: decide only the groups that have waited MaxDelay (the caller
+	// knows of files not read yet that may belong to the others).
+	Hold bool
 }
 
 // Resolve decides the waiting requests that are ready and returns their
@@ -359,6 +362,9 @@ func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) bool {
 	}
 	if opt.Now.Sub(oldest) >= opt.MaxDelay {
 		return true
+	}
+	if opt.Hold {
+		return false
 	}
 	for _, before := range t.open {
 		for sid, h := range hi {

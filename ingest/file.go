@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -50,7 +51,9 @@ type loaded struct {
 }
 
 // load reads and parses one file. It is safe to call concurrently.
-func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bool) loaded {
+// buf is the caller's read buffer, reused from file to file; what load
+// returns never points into it.
+func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bool, buf *[]byte) loaded {
 	l := loaded{name: name, n: n}
 	info, err := lstat(in.cfg.FS, name)
 	if err != nil {
@@ -75,7 +78,10 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 		l.later = true
 		return l
 	}
-	data, err := readFile(in.cfg.FS, name, info.Size(), in.cfg.MaxBytes)
+	data, err := readFile(in.cfg.FS, name, info.Size(), in.cfg.MaxBytes, (*buf)[:0])
+	if cap(data) <= maxKeptBuffer {
+		*buf = data
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			l.gone = true
@@ -86,7 +92,7 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 	}
 	l.st.read = true
 	if n.Stage == parser.Info {
-		l.info = data
+		l.info = bytes.Clone(data)
 		return l
 	}
 	snap, err := parser.Scan(data)
@@ -111,7 +117,7 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 
 // file ingests one snapshot file now.
 func (in *Ingester) file(name string, n parser.Name) {
-	in.apply(in.load(name, n, in.cfg.Now(), in.finishing))
+	in.apply(in.load(name, n, in.cfg.Now(), in.finishing, &in.buf))
 }
 
 // apply records a loaded file. Every way a file can be unusable ends in a
@@ -149,15 +155,22 @@ func (in *Ingester) apply(l loaded) {
 	}
 }
 
-// readFile reads at most limit bytes (the file may have grown since stat);
-// size is the size seen by stat, used to read in one allocation.
-func readFile(fsys fs.FS, name string, size, limit int64) ([]byte, error) {
+// maxKeptBuffer: a read buffer larger than this (an unusually large file)
+// is not kept for the next file.
+const maxKeptBuffer = 4 << 20
+
+// readFile reads at most limit bytes (the file may have grown since stat)
+// into buf, growing it when needed; size is the size seen by stat, so
+// that one allocation is usually enough.
+func readFile(fsys fs.FS, name string, size, limit int64, buf []byte) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	buf := make([]byte, 0, min(size, limit)+512)
+	if want := int(min(size, limit)) + 512; cap(buf) < want {
+		buf = make([]byte, 0, want)
+	}
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]

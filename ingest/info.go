@@ -2,16 +2,23 @@ package ingest
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/delta-exporter/delta-exporter/attribution"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
-// info reads a capture sidecar. Only the token counts are used: they rule
-// out candidate observations (docs/attribution.md, fingerprints).
+// info reads a capture sidecar (docs/capture.md). What it says narrows
+// the request's candidates (docs/attribution.md): token counts are
+// fingerprints; the proxy's receive, first-byte and last-byte times bound
+// the server's TTFT and e2e from above; an after that capture could not
+// confirm keeps the request out of the finish matching.
 func (in *Ingester) info(name string, n parser.Name, data []byte) {
 	var v struct {
-		AfterObserved *bool `json:"after_observed"`
+		ReceivedAt    time.Time `json:"received_at"`
+		FirstByteAt   time.Time `json:"first_byte_at"`
+		LastByteAt    time.Time `json:"last_byte_at"`
+		AfterObserved *bool     `json:"after_observed"`
 		Usage         *struct {
 			PromptTokens     *int `json:"prompt_tokens"`
 			CompletionTokens *int `json:"completion_tokens"`
@@ -28,6 +35,14 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 	}
 	if v.AfterObserved != nil && !*v.AfterObserved {
 		h.finishUnobserved = true
+	}
+	if !v.ReceivedAt.IsZero() {
+		if d := v.FirstByteAt.Sub(v.ReceivedAt); !v.FirstByteAt.IsZero() && d > 0 {
+			h.maxTTFT = d.Seconds()
+		}
+		if d := v.LastByteAt.Sub(v.ReceivedAt); !v.LastByteAt.IsZero() && d > 0 {
+			h.maxE2E = d.Seconds()
+		}
 	}
 	if v.Usage == nil || v.Usage.PromptTokens == nil || v.Usage.CompletionTokens == nil {
 		return

@@ -66,6 +66,7 @@ type half struct {
 	tokens                       *attribution.Tokens
 	bad                          bool // one of its snapshots was unusable
 	finishUnobserved             bool
+	maxTTFT, maxE2E              float64 // capture's timing bounds, seconds; 0: none
 	dupBefore, dupAfter, decided bool
 	seen                         time.Time
 }
@@ -99,6 +100,7 @@ type Ingester struct {
 	deferred map[string]bool // files to look at again (settling, incomplete)
 	// finishing: no more waiting, files are taken as they are (Finish).
 	finishing bool
+	buf       []byte // read buffer of the sequential path
 }
 
 // New returns an Ingester.
@@ -134,15 +136,11 @@ func (in *Ingester) Scan(all bool) error {
 	if err != nil {
 		return err
 	}
-	type item struct {
-		name string
-		n    parser.Name
-	}
-	var items []item
+	var items []named
 	present := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		present[e.Name()] = true
-		if fsState := in.files[e.Name()]; fsState != nil && fsState.done {
+		if fsState := in.files[e.Name()]; (fsState != nil && fsState.done) || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		n, err := parser.ParseName(e.Name())
@@ -154,7 +152,7 @@ func (in *Ingester) Scan(all bool) error {
 			}
 			continue
 		}
-		items = append(items, item{e.Name(), n})
+		items = append(items, named{e.Name(), n})
 	}
 	// Forget files that are gone, so the map follows the directory.
 	for name := range in.files {
@@ -163,14 +161,13 @@ func (in *Ingester) Scan(all bool) error {
 			delete(in.deferred, name)
 		}
 	}
-	sort.SliceStable(items, func(i, j int) bool {
-		if !items[i].n.Time.Equal(items[j].n.Time) {
-			return items[i].n.Time.Before(items[j].n.Time)
-		}
-		return stageOrder(items[i].n.Stage) < stageOrder(items[j].n.Stage)
-	})
+	sortByTime(items)
 	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n })
-	in.decide(attribution.ResolveOptions{All: all, Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay})
+	if all {
+		in.decide(attribution.ResolveOptions{All: true})
+	} else {
+		in.Decide()
+	}
 	return nil
 }
 
@@ -180,9 +177,30 @@ func stageOrder(s parser.Stage) int {
 	return strings.Index("btfia", string(s[0]))
 }
 
-// File ingests one file by name (a watcher event). Names that are not
-// snapshots are counted once and ignored.
+// File ingests one file by name (a watcher event) and decides what is
+// ready. Names that are not snapshots are counted once and ignored.
 func (in *Ingester) File(name string) {
+	in.Ingest(name)
+	in.Decide()
+}
+
+// Decide decides the paired requests that are ready (see
+// attribution.ResolveOptions). While files are deferred (settling or
+// incomplete), only requests past --attribution.max-delay are decided: a
+// deferred file may be a before that overlaps them.
+func (in *Ingester) Decide() {
+	in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay, Hold: len(in.deferred) > 0})
+}
+
+// Ingest ingests one file by name without deciding anything: a caller
+// with a batch of events ingests them all, then calls Decide once, so
+// that requests are decided with every file of the batch known.
+func (in *Ingester) Ingest(name string) {
+	if strings.HasPrefix(name, ".") {
+		// Writers' temporary files and folders (".name.tmp",
+		// ".capture-tmp") by convention: not snapshots, not worth a count.
+		return
+	}
 	if st := in.files[name]; st != nil && st.done {
 		in.checkModified(name, st)
 		return
@@ -196,7 +214,6 @@ func (in *Ingester) File(name string) {
 		return
 	}
 	in.file(name, n)
-	in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay})
 }
 
 // checkModified warns when a file changes after it was ingested: its
@@ -222,7 +239,6 @@ func (in *Ingester) Tick() {
 		for name := range in.deferred {
 			names = append(names, name)
 		}
-		slices.Sort(names)
 		in.retry(names)
 	}
 	for id, h := range in.pending {
@@ -238,7 +254,7 @@ func (in *Ingester) Tick() {
 			delete(in.decided, id)
 		}
 	}
-	in.decide(attribution.ResolveOptions{Now: now, MaxDelay: in.cfg.MaxDelay})
+	in.Decide()
 }
 
 // Finish decides everything still held, as at the end of a report: paired
@@ -250,7 +266,6 @@ func (in *Ingester) Finish() {
 	for name := range in.deferred {
 		names = append(names, name)
 	}
-	slices.Sort(names)
 	in.retry(names)
 	in.decide(attribution.ResolveOptions{All: true})
 	ids := make([]string, 0, len(in.pending))
@@ -298,21 +313,38 @@ func (in *Ingester) updatePending() {
 
 func (h *half) request(id string) *attribution.Request {
 	return &attribution.Request{ID: id, Before: h.before, After: h.after, First: h.first, Tokens: h.tokens,
-		FinishUnobserved: h.finishUnobserved,
-		BeforeTime:       h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
+		FinishUnobserved: h.finishUnobserved, MaxTTFT: h.maxTTFT, MaxE2E: h.maxE2E,
+		BeforeTime: h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
 }
 
-// retry loads deferred files again.
+// retry loads deferred files again, in the order they were written.
 func (in *Ingester) retry(names []string) {
-	var items []string
-	var ns []parser.Name
+	var items []named
 	for _, name := range names {
 		delete(in.deferred, name)
 		if n, err := parser.ParseName(name); err == nil {
-			items, ns = append(items, name), append(ns, n)
+			items = append(items, named{name, n})
 		}
 	}
-	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i], ns[i] })
+	sortByTime(items)
+	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n })
+}
+
+// named is a file name and what it says.
+type named struct {
+	name string
+	n    parser.Name
+}
+
+// sortByTime orders files as they were written: by the time in their
+// names, then by stage.
+func sortByTime(items []named) {
+	sort.SliceStable(items, func(i, j int) bool {
+		if !items[i].n.Time.Equal(items[j].n.Time) {
+			return items[i].n.Time.Before(items[j].n.Time)
+		}
+		return stageOrder(items[i].n.Stage) < stageOrder(items[j].n.Stage)
+	})
 }
 
 // loadAll loads files 0..count-1 on all cores and applies them in order.
@@ -332,6 +364,10 @@ func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name)) {
 		}
 		return
 	}
+	// One read buffer per worker: allocating and zeroing a fresh buffer
+	// per file costs about as much as parsing it. Nothing loaded keeps a
+	// reference into the buffer (the parser copies what it keeps; info
+	// sidecars are copied).
 	now, finishing := in.cfg.Now(), in.finishing
 	window := 8 * workers
 	slots := make([]chan loaded, window)
@@ -345,9 +381,10 @@ func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var buf []byte
 			for i := range next {
 				name, n := item(i)
-				slots[i%window] <- in.load(name, n, now, finishing)
+				slots[i%window] <- in.load(name, n, now, finishing, &buf)
 			}
 		}()
 	}

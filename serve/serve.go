@@ -246,8 +246,10 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 			return nil
 		case ev := <-events:
 			if !ev.Rescan {
-				in.File(ev.Name)
-				continue
+				var more bool
+				if ev, more = ingestBatch(in, ev, events); !more {
+					continue
+				}
 			}
 			coll.Rescan(ev.Trigger)
 			initial := ev.Trigger == "initial"
@@ -281,5 +283,25 @@ func maintain(in *ingest.Ingester, journal *state.Journal, ret *retention.Retent
 	}
 	if err := journal.Compact(in.Known); err != nil {
 		log.Warn("cannot compact the state file", "err", err)
+	}
+}
+
+// ingestBatch ingests ev and every file event already queued behind it,
+// then decides once: a burst of files is decided with all of them known,
+// whatever order they arrive in. It stops at a rescan event and returns
+// it (more=true) for the caller to run.
+func ingestBatch(in *ingest.Ingester, ev watch.Event, events <-chan watch.Event) (watch.Event, bool) {
+	defer in.Decide()
+	in.Ingest(ev.Name)
+	for {
+		select {
+		case next := <-events:
+			if next.Rescan {
+				return next, true
+			}
+			in.Ingest(next.Name)
+		default:
+			return watch.Event{}, false
+		}
 	}
 }
