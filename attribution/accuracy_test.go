@@ -21,7 +21,7 @@ import (
 // value compared with the truth. It fails on a single wrong value. The
 // table it logs is the one quoted in the README:
 //
-//	ACCURACY_REQUESTS=2000 go test -run TestAccuracy -v ./attribution
+//	ACCURACY_REQUESTS=1000 go test -run TestAccuracy -v ./attribution
 //
 // Rows: "pairs" is a directory of before/after pairs only, the after
 // taken 0-20 ms after the request finished (as a log-hook tool does at

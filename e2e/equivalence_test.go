@@ -105,7 +105,12 @@ func (a aggregate) equal(t *testing.T, b aggregate, what string) {
 }
 
 // runServe serves dir in-process until the returned stop is called.
-func runServe(t *testing.T, dir string) (*prometheus.Registry, <-chan struct{}, func()) {
+func runServe(t testing.TB, dir string) (*prometheus.Registry, <-chan struct{}, func()) {
+	return runServeWith(t, dir, time.Millisecond, 5*time.Millisecond)
+}
+
+// runServeWith is runServe with a settle time and a tick interval.
+func runServeWith(t testing.TB, dir string, settle, tick time.Duration) (*prometheus.Registry, <-chan struct{}, func()) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	ready := make(chan struct{})
@@ -116,9 +121,9 @@ func runServe(t *testing.T, dir string) (*prometheus.Registry, <-chan struct{}, 
 	cfg := serve.Config{Dir: dir, Registry: reg, Ready: ready, DisableExporterMetrics: true,
 		Web: &web.FlagConfig{WebListenAddresses: &addrs, WebConfigFile: &cfgFile}}
 	cfg.Ingest.MaxDelay = time.Minute // decide only when no open request overlaps
-	cfg.Ingest.Settle = time.Millisecond
+	cfg.Ingest.Settle = settle
 	cfg.Watch.RescanInterval = time.Second
-	cfg.TickInterval = 5 * time.Millisecond
+	cfg.TickInterval = tick
 	go func() { done <- serve.Run(ctx, cfg) }()
 	return reg, ready, func() {
 		cancel()

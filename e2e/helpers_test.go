@@ -153,7 +153,7 @@ func promQuery(base, q string) (string, error) {
 // writer produces sequential request pairs from a simulated vLLM server,
 // written as a careful snapshot tool would: temp name, then rename.
 type writer struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	srv  *simulate.Server
 	now  time.Time
@@ -161,7 +161,7 @@ type writer struct {
 	sent []simulate.Finish
 }
 
-func newWriter(t *testing.T, dir string) *writer {
+func newWriter(t testing.TB, dir string) *writer {
 	return &writer{t: t, dir: dir, now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC),
 		srv: simulate.NewServer(simulate.ServerConfig{Models: []string{"meta-llama/Llama-3.1-8B-Instruct"}})}
 }

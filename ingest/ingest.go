@@ -8,6 +8,7 @@ package ingest
 
 import (
 	"io/fs"
+	"math"
 	"log/slog"
 	"runtime"
 	"slices"
@@ -99,8 +100,9 @@ type Ingester struct {
 	files    map[string]*fileState
 	deferred map[string]bool // files to look at again (settling, incomplete)
 	// finishing: no more waiting, files are taken as they are (Finish).
-	finishing bool
-	buf       []byte // read buffer of the sequential path
+	finishing  bool
+	buf        []byte    // read buffer of the sequential path
+	lastForget time.Time // when decided ids were last pruned
 }
 
 // New returns an Ingester.
@@ -162,7 +164,19 @@ func (in *Ingester) Scan(all bool) error {
 		}
 	}
 	sortByTime(items)
-	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n })
+	// In chunks, deciding between them what no open request overlaps any
+	// more: memory then follows the requests in flight, not the size of
+	// the directory. Files are in time order, so a later file cannot open
+	// a request that overlaps what is decided (if name times lie, the
+	// request is decided with less known: sound, maybe less exact).
+	const chunk = 512
+	for lo := 0; lo < len(items); lo += chunk {
+		part := items[lo:min(lo+chunk, len(items))]
+		in.loadAll(len(part), func(i int) (string, parser.Name) { return part[i].name, part[i].n })
+		if all && lo+chunk < len(items) {
+			in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: math.MaxInt64})
+		}
+	}
 	if all {
 		in.decide(attribution.ResolveOptions{All: true})
 	} else {
@@ -249,9 +263,13 @@ func (in *Ingester) Tick() {
 		in.tl.ClearOpen(id)
 		in.publish(attribution.NewUnpaired(h.request(id)))
 	}
-	for id, at := range in.decided {
-		if now.Sub(at) > 2*in.cfg.PairingTTL {
-			delete(in.decided, id)
+	// Forgetting decided ids walks them all: once a second is enough.
+	if now.Sub(in.lastForget) >= time.Second {
+		in.lastForget = now
+		for id, at := range in.decided {
+			if now.Sub(at) > 2*in.cfg.PairingTTL {
+				delete(in.decided, id)
+			}
 		}
 	}
 	in.Decide()

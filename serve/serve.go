@@ -52,7 +52,7 @@ type Config struct {
 	DisableExporterMetrics bool
 	MaxRequests            int           // concurrent scrapes
 	ScrapeTimeout          time.Duration // per scrape
-	TickInterval           time.Duration // how often held requests are reconsidered; default 25ms
+	TickInterval           time.Duration // how often held requests are reconsidered; default 10ms
 	// ReadHeaderTimeout bounds reading a request's headers (slow clients);
 	// 0 means 10s.
 	ReadHeaderTimeout time.Duration
@@ -210,7 +210,9 @@ func Run(ctx context.Context, cfg Config) error {
 func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.Collector, journal *state.Journal, ret *retention.Retention, log *slog.Logger, markReady func()) error {
 	tickEvery := cfg.TickInterval
 	if tickEvery <= 0 {
-		tickEvery = 25 * time.Millisecond
+		// Short: a file that is still settling is looked at again on
+		// the next tick, and must show up on /metrics within ~50 ms.
+		tickEvery = 10 * time.Millisecond
 	}
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()

@@ -29,7 +29,7 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 	c.Flag("web.scrape-timeout", "Maximum time to answer one scrape.").Default("10s").DurationVar(&cfg.ScrapeTimeout)
 	maxBytes := c.Flag("snapshot.max-bytes", "Snapshot files larger than this are rejected.").Default("64MiB").Bytes()
 	c.Flag("snapshot.settle", "Read a file only once it has not changed for this long (writers should write a temporary name and rename).").
-		Default("20ms").DurationVar(&cfg.Ingest.Settle)
+		Default("10ms").DurationVar(&cfg.Ingest.Settle)
 	c.Flag("snapshot.incomplete-grace", "Retry an incomplete file (no final newline, a series cut short) until it is this old, then reject it.").
 		Default("5s").DurationVar(&cfg.Ingest.IncompleteGrace)
 	c.Flag("pairing.ttl", "Give up on a before without an after (or the reverse) after this long.").Default("10m").DurationVar(&cfg.Ingest.PairingTTL)
