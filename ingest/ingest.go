@@ -169,14 +169,12 @@ func (in *Ingester) Scan(all bool) error {
 	// the directory. Files are in time order, so a later file cannot open
 	// a request that overlaps what is decided (if name times lie, the
 	// request is decided with less known: sound, maybe less exact).
-	const chunk = 512
-	for lo := 0; lo < len(items); lo += chunk {
-		part := items[lo:min(lo+chunk, len(items))]
-		in.loadAll(len(part), func(i int) (string, parser.Name) { return part[i].name, part[i].n })
-		if all && lo+chunk < len(items) {
-			in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: math.MaxInt64})
-		}
-	}
+	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n },
+		func(i int) {
+			if all && i%512 == 511 {
+				in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: math.MaxInt64})
+			}
+		})
 	if all {
 		in.decide(attribution.ResolveOptions{All: true})
 	} else {
@@ -345,7 +343,7 @@ func (in *Ingester) retry(names []string) {
 		}
 	}
 	sortByTime(items)
-	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n })
+	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n }, nil)
 }
 
 // named is a file name and what it says.
@@ -370,7 +368,9 @@ func sortByTime(items []named) {
 // applying is cheap and must be sequential. At most a small window of
 // loaded files is held at once, so memory does not grow with the
 // directory (a loaded file is a few numbers per series, not its bytes).
-func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name)) {
+//
+// applied, when not nil, is called after file i is applied.
+func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name), applied func(i int)) {
 	workers := runtime.GOMAXPROCS(0)
 	if workers > count {
 		workers = count
@@ -379,6 +379,9 @@ func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name)) {
 		for i := 0; i < count; i++ {
 			name, n := item(i)
 			in.file(name, n)
+			if applied != nil {
+				applied(i)
+			}
 		}
 		return
 	}
@@ -420,6 +423,9 @@ func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name)) {
 	for i := 0; i < count; i++ {
 		in.apply(<-slots[i%window])
 		drained <- struct{}{}
+		if applied != nil {
+			applied(i)
+		}
 	}
 	wg.Wait()
 }
