@@ -222,10 +222,9 @@ func (t *Timeline) Add(r Request, now time.Time) (Result, bool) {
 			}
 		}
 	}
-	if old, dup := t.active[r.ID]; dup {
-		// Cannot happen through ingest (it rejects duplicates first); keep
-		// the first and reject the second rather than overwrite.
-		_ = old
+	if _, dup := t.active[r.ID]; dup {
+		// Ingest rejects duplicates before they get here; should one slip
+		// through, keep the first rather than overwrite it.
 		return NewRejected(&r, RejectDuplicate), true
 	}
 	t.active[r.ID] = rs

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"context"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"github.com/delta-exporter/delta-exporter/fakeupstream"
 	"github.com/delta-exporter/delta-exporter/ingest"
 	"github.com/delta-exporter/delta-exporter/parser"
+	"github.com/delta-exporter/delta-exporter/report"
 )
 
 // results collects what the ingest pipeline decides.
@@ -148,9 +150,22 @@ func TestEndToEndConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	h.p.Wait()
-	s := h.score(h.attribute())
+	got := h.attribute()
+	s := h.score(got)
 	if s.requests != 40 {
 		t.Errorf("%d requests scored", s.requests)
+	}
+	// `report` on the same directory: the same request values (it is the
+	// same ingest; serve's initial scan is too, see e2e TestServeAndReportAgree).
+	rep, err := report.Run(context.Background(), report.Config{FS: os.DirFS(h.dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Requests {
+		want, ok := got.byID[r.RequestID]
+		if !ok || want.Outcome != r.Outcome || want.Values != r.Values || want.Model != r.Model {
+			t.Errorf("report differs for %s: %+v vs %+v", r.RequestID, r, want)
+		}
 	}
 	t.Logf("8 clients: %d of %d requests exact (TTFT %d, finish %d), %d of %d values",
 		s.exact, s.requests, s.ttftExact, s.finishExact, s.exactValues, s.values)
