@@ -8,8 +8,8 @@ package ingest
 
 import (
 	"io/fs"
-	"math"
 	"log/slog"
+	"math"
 	"runtime"
 	"slices"
 	"sort"
