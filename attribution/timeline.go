@@ -164,14 +164,22 @@ func (t *Timeline) SetOpen(id string, before *Point) { t.open[id] = before }
 // ClearOpen forgets an open request (paired or expired).
 func (t *Timeline) ClearOpen(id string) { delete(t.open, id) }
 
-// Remove forgets a waiting request (it turned out to be a duplicate). It
-// reports whether the request was waiting.
-func (t *Timeline) Remove(id string) bool {
-	if _, ok := t.active[id]; !ok {
-		return false
+// Remove forgets a waiting request (it turned out to be a duplicate) and
+// returns it; ok is false when no request with that id was waiting.
+func (t *Timeline) Remove(id string) (r Request, ok bool) {
+	rs, ok := t.active[id]
+	if !ok {
+		return Request{}, false
 	}
 	delete(t.active, id)
-	return true
+	return rs.Request, true
+}
+
+// Waiting calls f for every paired request waiting for a decision.
+func (t *Timeline) Waiting(f func(r *Request)) {
+	for _, rs := range t.active {
+		f(&rs.Request)
+	}
 }
 
 // Pending is the number of paired requests waiting for a decision.

@@ -236,13 +236,11 @@ func (in *Ingester) setStage(h *half, name string, n parser.Name, p *attribution
 		// file): which files belong together is ambiguous.
 		h.dupBefore = true
 	}
-	if in.tl.Remove(id) {
+	if first, ok := in.tl.Remove(id); ok {
 		// The first request with this id is paired but not decided yet:
 		// reject it too, rather than guess.
 		h.dupBefore = true
-		w := in.waiting[id]
-		delete(in.waiting, id)
-		in.publish(attribution.NewRejected(&attribution.Request{ID: id, BeforeFile: w.beforeFile, AfterFile: w.afterFile, BeforeTime: w.beforeTime}, attribution.RejectDuplicate))
+		in.publish(attribution.NewRejected(&first, attribution.RejectDuplicate))
 	}
 	switch n.Stage {
 	case parser.Before:
@@ -277,7 +275,5 @@ func (in *Ingester) setStage(h *half, name string, n parser.Name, p *attribution
 	}
 	if done {
 		in.publish(res)
-		return
 	}
-	in.waiting[id] = held{beforeFile: h.beforeName, afterFile: h.afterName, beforeTime: h.beforeTime}
 }

@@ -61,15 +61,15 @@ type Config struct {
 // half is what is known of a request before it is paired: a few numbers
 // per series (the reduced points), not the files.
 type half struct {
-	before, after, first         *attribution.Point
-	beforeName, afterName        string
-	beforeTime, afterTime        time.Time
-	tokens                       *attribution.Tokens
-	bad                          bool // one of its snapshots was unusable
-	finishUnobserved             bool
-	maxTTFT, maxE2E              float64 // capture's timing bounds, seconds; 0: none
-	dupBefore, dupAfter, decided bool
-	seen                         time.Time
+	before, after, first  *attribution.Point
+	beforeName, afterName string
+	beforeTime, afterTime time.Time
+	tokens                *attribution.Tokens
+	bad                   bool // one of its snapshots was unusable
+	finishUnobserved      bool
+	maxTTFT, maxE2E       float64 // capture's timing bounds, seconds; 0: none
+	dupBefore, dupAfter   bool
+	seen                  time.Time
 }
 
 type fileState struct {
@@ -82,13 +82,6 @@ type fileState struct {
 	read bool
 }
 
-// held is a paired request waiting in the timeline for its decision: its
-// files, so that every result names the files it was decided from.
-type held struct {
-	beforeFile, afterFile string
-	beforeTime            time.Time
-}
-
 // Ingester reads, pairs and attributes. Not safe for concurrent use.
 type Ingester struct {
 	cfg      Config
@@ -96,7 +89,6 @@ type Ingester struct {
 	tl       *attribution.Timeline
 	pending  map[string]*half
 	decided  map[string]time.Time // request ids decided, to reject ids seen again
-	waiting  map[string]held      // paired requests waiting in the timeline
 	files    map[string]*fileState
 	deferred map[string]bool // files to look at again (settling, incomplete)
 	// finishing: no more waiting, files are taken as they are (Finish).
@@ -125,7 +117,7 @@ func New(cfg Config) *Ingester {
 	return &Ingester{
 		cfg: cfg, log: cfg.Logger.With("component", "ingest"),
 		tl: attribution.NewTimeline(), pending: map[string]*half{}, decided: map[string]time.Time{},
-		waiting: map[string]held{}, files: map[string]*fileState{}, deferred: map[string]bool{},
+		files: map[string]*fileState{}, deferred: map[string]bool{},
 	}
 }
 
@@ -306,7 +298,6 @@ func (in *Ingester) decide(opt attribution.ResolveOptions) {
 		return results[i].RequestID < results[j].RequestID
 	})
 	for _, r := range results {
-		delete(in.waiting, r.RequestID)
 		in.publish(r)
 	}
 	if len(results) > 0 {

@@ -3,6 +3,7 @@ package ingest
 import (
 	"time"
 
+	"github.com/delta-exporter/delta-exporter/attribution"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -37,7 +38,7 @@ type SettledFile struct {
 //     undecided request can need it as a point of the timeline (timeline
 //     snapshots have no request of their own: this is their only rule).
 func (in *Ingester) Settled() []SettledFile {
-	heldIDs := make(map[string]bool, len(in.pending)+len(in.waiting))
+	heldIDs := make(map[string]bool, len(in.pending)+in.tl.Pending())
 	var oldest time.Time
 	older := func(t time.Time) {
 		if !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
@@ -49,10 +50,10 @@ func (in *Ingester) Settled() []SettledFile {
 		older(h.beforeTime)
 		older(h.afterTime)
 	}
-	for id, w := range in.waiting {
-		heldIDs[id] = true
-		older(w.beforeTime)
-	}
+	in.tl.Waiting(func(r *attribution.Request) {
+		heldIDs[r.ID] = true
+		older(r.BeforeTime)
+	})
 	var out []SettledFile
 	for name, st := range in.files {
 		if !st.done || !st.read || in.deferred[name] {
