@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -30,6 +31,12 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 	maxBytes := c.Flag("snapshot.max-bytes", "Snapshot files larger than this are rejected.").Default("64MiB").Bytes()
 
 	return c.FullCommand(), func(ctx context.Context) int {
+		if os.Getenv("GOGC") == "" {
+			// A report is a batch run over a small live heap (requests
+			// are decided during the scan): collecting less often saves
+			// ~13% of its time for a few MB (scripts/bench-report.sh).
+			debug.SetGCPercent(400)
+		}
 		fail := func(code int, format string, args ...any) int {
 			fmt.Fprintf(e.stderr, "delta-exporter report: "+format+"\n", args...)
 			return code
