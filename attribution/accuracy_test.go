@@ -38,28 +38,6 @@ func (c *collect) SnapshotRejected(_, reason string, err error) { panic(reason +
 func (c *collect) FileIgnored(string)                           {}
 func (c *collect) SetPending(string, int)                       {}
 
-// truthValue returns the truth of metric m.
-func truthValue(tr simulate.Truth, m parser.Metric) float64 {
-	switch m {
-	case parser.TTFT:
-		return tr.TTFT
-	case parser.Queue:
-		return tr.Queue
-	case parser.Prefill:
-		return tr.Prefill
-	case parser.Decode:
-		return tr.Decode
-	case parser.Inference:
-		return tr.Inference
-	case parser.E2E:
-		return tr.E2E
-	case parser.PromptTokens:
-		return float64(tr.PromptTokens)
-	default:
-		return float64(tr.GenerationTokens)
-	}
-}
-
 // close enough: 1 µs for seconds, exact for tokens.
 func matches(m parser.Metric, got, want float64) bool {
 	if m.IsTokens() {
@@ -137,9 +115,9 @@ func score(t *testing.T, results []attribution.Result, truths []simulate.Truth) 
 		for m, v := range r.Values {
 			s.values++
 			switch {
-			case v.Exact && !matches(parser.Metric(m), v.V, truthValue(tr, parser.Metric(m))):
+			case v.Exact && !matches(parser.Metric(m), v.V, tr.Value(parser.Metric(m))):
 				s.wrong++
-				t.Errorf("%s %s = %v, truth %v", r.RequestID, parser.Metric(m).Name(), v.V, truthValue(tr, parser.Metric(m)))
+				t.Errorf("%s %s = %v, truth %v", r.RequestID, parser.Metric(m).Name(), v.V, tr.Value(parser.Metric(m)))
 			case v.Exact:
 				s.exact++
 			default:
@@ -202,7 +180,7 @@ func naive(t *testing.T, files []simulate.File, truths []simulate.Truth) tally {
 		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
 			s.values++
 			v := first(p.after, m) - first(p.before, m)
-			if matches(m, v, truthValue(tr, m)) {
+			if matches(m, v, tr.Value(m)) {
 				s.exact++
 				if m == parser.TTFT {
 					s.ttftExact++

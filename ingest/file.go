@@ -50,6 +50,17 @@ type loaded struct {
 	info   []byte // the contents of an info sidecar
 }
 
+// failed records a stat or read error: a file deleted meanwhile is
+// forgotten, any other error rejects it.
+func (l loaded) failed(err error) loaded {
+	if errors.Is(err, fs.ErrNotExist) {
+		l.gone = true
+	} else {
+		l.reason, l.err = "read_error", err
+	}
+	return l
+}
+
 // load reads and parses one file. It is safe to call concurrently.
 // buf is the caller's read buffer, reused from file to file; what load
 // returns never points into it.
@@ -57,12 +68,7 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 	l := loaded{name: name, n: n}
 	info, err := lstat(in.cfg.FS, name)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			l.gone = true
-		} else {
-			l.reason, l.err = "read_error", err
-		}
-		return l
+		return l.failed(err)
 	}
 	l.st = fileState{size: info.Size(), modTime: info.ModTime()}
 	if !info.Mode().IsRegular() {
@@ -79,16 +85,11 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 		return l
 	}
 	data, err := readFile(in.cfg.FS, name, info.Size(), in.cfg.MaxBytes, (*buf)[:0])
-	if cap(data) <= maxKeptBuffer {
+	if err == nil && cap(data) <= maxKeptBuffer {
 		*buf = data
 	}
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			l.gone = true
-		} else {
-			l.reason, l.err = "read_error", err
-		}
-		return l
+		return l.failed(err)
 	}
 	l.st.read = true
 	if n.Stage == parser.Info {

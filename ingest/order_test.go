@@ -51,11 +51,8 @@ func TestArrivalOrderNeverMakesAValueWrong(t *testing.T) {
 			if !ok {
 				t.Fatalf("seed %d: %s not decided", seed, tr.RequestID)
 			}
-			want := map[parser.Metric]float64{parser.TTFT: tr.TTFT, parser.Queue: tr.Queue, parser.Prefill: tr.Prefill,
-				parser.Decode: tr.Decode, parser.Inference: tr.Inference, parser.E2E: tr.E2E,
-				parser.PromptTokens: float64(tr.PromptTokens), parser.GenerationTokens: float64(tr.GenerationTokens)}
-			for m, v := range want {
-				if got := res.Values[m]; got.Exact && math.Abs(got.V-v) > 1e-9 {
+			for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+				if got, v := res.Values[m], tr.Value(m); got.Exact && math.Abs(got.V-v) > 1e-9 {
 					t.Fatalf("seed %d: %s %s = %v, truth %v", seed, tr.RequestID, m.Name(), got.V, v)
 				}
 			}

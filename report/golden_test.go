@@ -176,11 +176,7 @@ func truthValue(tr simulate.Truth, c column) (float64, bool) {
 		}
 		return tr.Decode / float64(tr.GenerationTokens-1), true
 	}
-	return [parser.NumMetrics]float64{
-		parser.TTFT: tr.TTFT, parser.Queue: tr.Queue, parser.Prefill: tr.Prefill, parser.Decode: tr.Decode,
-		parser.Inference: tr.Inference, parser.E2E: tr.E2E,
-		parser.PromptTokens: float64(tr.PromptTokens), parser.GenerationTokens: float64(tr.GenerationTokens),
-	}[c.metric], true
+	return tr.Value(c.metric), true
 }
 
 // checkNeverWrong asserts the report's promise: every value it shows is

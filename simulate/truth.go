@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
 )
 
 // Truth is what one simulated request really was: the values the server
@@ -98,4 +100,14 @@ func MeasuredInFlight(ts []Truth) float64 {
 		return 0
 	}
 	return float64(busy) / float64(span)
+}
+
+// Value is the request's true value of metric m, in the units the
+// exporter publishes (seconds, or tokens).
+func (t Truth) Value(m parser.Metric) float64 {
+	return [parser.NumMetrics]float64{
+		parser.TTFT: t.TTFT, parser.Queue: t.Queue, parser.Prefill: t.Prefill, parser.Decode: t.Decode,
+		parser.Inference: t.Inference, parser.E2E: t.E2E,
+		parser.PromptTokens: float64(t.PromptTokens), parser.GenerationTokens: float64(t.GenerationTokens),
+	}[m]
 }
