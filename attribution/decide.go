@@ -3,6 +3,7 @@ package attribution
 import (
 	"math"
 	"slices"
+	"time"
 
 	"github.com/delta-exporter/delta-exporter/parser"
 )
@@ -73,6 +74,12 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 				hiBound = t.firstBound(*p)
 			}
 		}
+		arr := t.arrival(&rs.Request, fin, i, e2e)
+		timed := arr.known()
+		measured := parser.TTFT
+		if g == parser.Finish {
+			measured = parser.E2E
+		}
 		for _, iv := range rs.ivals[g] {
 			hadIvals[i] = true
 			si := t.series[iv.sid]
@@ -92,6 +99,9 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 					continue
 				}
 				if g == parser.FirstToken && t.exceeds(o, parser.TTFT, rs.MaxTTFT) {
+					continue
+				}
+				if timed && !t.fitsArrival(o, measured, arr) {
 					continue
 				}
 				if fin != nil && (e2e.Exact || minTTFT > 0) {
@@ -199,4 +209,77 @@ func (t *Timeline) exceeds(o obs, m parser.Metric, bound float64) bool {
 	}
 	v := t.value(o, m)
 	return v.Exact && v.V > bound+1e-3+1e-3*bound
+}
+
+// window is a span of time on the snapshot taker's clock; zero ends are
+// unknown.
+type window struct{ lo, hi time.Time }
+
+func (w window) known() bool { return !w.lo.IsZero() || !w.hi.IsZero() }
+
+// slack is the allowance for comparing a duration the server measured
+// (value v, seconds) with one on the snapshot taker's clock: the clocks'
+// rates may differ slightly, and file names keep microseconds.
+func slack(v float64) float64 { return 1e-3 + 1e-3*v }
+
+// obsTimes bounds when observation o was made: after the content of a
+// snapshot one below it, no later than the content of one at it (A6).
+func (t *Timeline) obsTimes(o obs) window {
+	si := t.series[o.sid]
+	var w window
+	if lv := si.levels[o.k-1]; lv != nil {
+		w.lo = lv.tLo
+	}
+	if lv := si.levels[o.k]; lv != nil {
+		w.hi = lv.tHi
+	}
+	return w
+}
+
+// arrival bounds when request i reached the server: what the snapshot
+// taker saw (Request.ArrivalLo/Hi) and, for the first-token group, what
+// its pinned finish observation tells: the server observed the e2e of an
+// arrival at that arrival plus e2e, within MaxObserveDelay after it.
+func (t *Timeline) arrival(r *Request, fin []finishInfo, i int, e2e Value) window {
+	w := window{r.ArrivalLo, r.ArrivalHi}
+	if fin == nil || fin[i].pinned == nil || !e2e.Exact {
+		return w
+	}
+	ot := t.obsTimes(*fin[i].pinned)
+	s := slack(e2e.V)
+	if !ot.hi.IsZero() {
+		if hi := ot.hi.Add(-time.Duration((e2e.V - s) * 1e9)); w.hi.IsZero() || hi.Before(w.hi) {
+			w.hi = hi
+		}
+	}
+	if !ot.lo.IsZero() && t.MaxObserveDelay > 0 {
+		lo := ot.lo.Add(-time.Duration((e2e.V+s)*1e9) - t.MaxObserveDelay)
+		if w.lo.IsZero() || lo.After(w.lo) {
+			w.lo = lo
+		}
+	}
+	return w
+}
+
+// fitsArrival reports whether observation o can be the request's own
+// given its arrival window: the server observed metric m's value v (a
+// duration from arrival) at arrival + v, or at most MaxObserveDelay later
+// (A6). A value too large for the time the observation was made by
+// rules o out for any arrival in the window; one too small needs the
+// observe-delay bound. Unknown times rule nothing out.
+func (t *Timeline) fitsArrival(o obs, m parser.Metric, arr window) bool {
+	v := t.value(o, m)
+	if !v.Exact {
+		return true
+	}
+	ot := t.obsTimes(o)
+	s := slack(v.V)
+	if !ot.hi.IsZero() && !arr.lo.IsZero() && v.V > ot.hi.Sub(arr.lo).Seconds()+s {
+		return false
+	}
+	if t.MaxObserveDelay > 0 && !ot.lo.IsZero() && !arr.hi.IsZero() &&
+		v.V < (ot.lo.Sub(arr.hi)-t.MaxObserveDelay).Seconds()-s {
+		return false
+	}
+	return true
 }

@@ -17,6 +17,7 @@ package attribution
 import (
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/delta-exporter/delta-exporter/parser"
 )
@@ -49,6 +50,22 @@ type Point struct {
 	// counts of different epochs are not comparable.
 	Epoch  string
 	groups [parser.NumGroups][]seriesState
+	// lo and hi bracket when the server generated the content (see
+	// SetTimes); zero when unknown.
+	lo, hi time.Time
+}
+
+// SetTimes records that the server generated the snapshot's content no
+// earlier than lo and no later than hi, on the snapshot taker's clock
+// (capture: the scrape's start, and the arrival of its response). The
+// bounds let attribution rule out candidates whose values do not fit the
+// time they were observed at (docs/attribution.md, A6). Bounds that are
+// not both set, or out of order, are ignored.
+func (p *Point) SetTimes(lo, hi time.Time) {
+	if lo.IsZero() || hi.IsZero() || hi.Before(lo) {
+		return
+	}
+	p.lo, p.hi = lo, hi
 }
 
 // anchorOrder lists, per group, which family's count serves as the

@@ -37,6 +37,13 @@ type Request struct {
 	// observes them before those bytes are sent. Candidates whose exact
 	// values exceed them (plus a clock slack) are ruled out.
 	MaxTTFT, MaxE2E float64
+	// ArrivalLo and ArrivalHi, when set, bracket the moment the request
+	// reached the server, on the clock of the snapshot times (capture: it
+	// forwarded the request after receiving it, and saw the first response
+	// byte after the server had it). With snapshot times (Point.SetTimes)
+	// they rule out candidates observed at a time their value cannot
+	// reach from this arrival (docs/attribution.md, A6).
+	ArrivalLo, ArrivalHi time.Time
 
 	BeforeTime, AfterTime time.Time
 	BeforeFile, AfterFile string
@@ -78,6 +85,11 @@ type level struct {
 	conflict  [parser.NumMetrics]bool
 	tokBounds [2][]float64
 	tokCounts [2][]uint64
+	// tLo is the latest content-start bound and tHi the earliest
+	// content-end bound of the timed snapshots seen at this level (zero:
+	// none). Observation k happened after tLo of level k-1 and no later
+	// than tHi of level k.
+	tLo, tHi time.Time
 }
 
 type seriesKey struct {
@@ -96,6 +108,12 @@ type seriesInfo struct {
 // Timeline holds every snapshot point seen and the requests not yet
 // decided. It is not safe for concurrent use: one ingest goroutine owns it.
 type Timeline struct {
+	// MaxObserveDelay bounds how long after the end of the interval it
+	// measures the server observes a value (A6). It is the slack of the
+	// time checks that bound a value from below; 0 turns those off (the
+	// checks from above need no such bound).
+	MaxObserveDelay time.Duration
+
 	ids    map[seriesKey]int32
 	series []*seriesInfo
 	active map[string]*reqState
@@ -141,8 +159,10 @@ func (t *Timeline) AddPoint(p *Point) {
 				si.levels[st.anchor] = lv
 				i, _ := slices.BinarySearch(si.ks, st.anchor)
 				si.ks = slices.Insert(si.ks, i, st.anchor)
+				lv.addTimes(p)
 				continue
 			}
+			lv.addTimes(p)
 			// The same observation index seen twice must show the same
 			// state; if not (a restart without process_start_time, or a
 			// scrape that interleaved with the server's observe calls),
@@ -153,6 +173,18 @@ func (t *Timeline) AddPoint(p *Point) {
 				}
 			}
 		}
+	}
+}
+
+func (lv *level) addTimes(p *Point) {
+	if p.lo.IsZero() {
+		return
+	}
+	if lv.tLo.IsZero() || p.lo.After(lv.tLo) {
+		lv.tLo = p.lo
+	}
+	if lv.tHi.IsZero() || p.hi.Before(lv.tHi) {
+		lv.tHi = p.hi
 	}
 }
 

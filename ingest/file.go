@@ -112,6 +112,11 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 		l.reason, l.err = "parse_error", errors.New("histogram count is not a non-negative integer")
 		return l
 	}
+	if !snap.ScrapeStarted.IsZero() {
+		// A capture-written file: the content was generated between the
+		// scrape's start and the response, the time in its name.
+		p.SetTimes(snap.ScrapeStarted, n.Time)
+	}
 	l.point = p
 	return l
 }

@@ -11,8 +11,9 @@ import (
 // info reads a capture sidecar (docs/capture.md). What it says narrows
 // the request's candidates (docs/attribution.md): token counts are
 // fingerprints; the proxy's receive, first-byte and last-byte times bound
-// the server's TTFT and e2e from above; an after that capture could not
-// confirm keeps the request out of the finish matching.
+// the server's TTFT and e2e from above, and bracket its arrival for the
+// time checks (A6); an after that capture could not confirm keeps the
+// request out of the finish matching.
 func (in *Ingester) info(name string, n parser.Name, data []byte) {
 	var v struct {
 		ReceivedAt    time.Time `json:"received_at"`
@@ -29,12 +30,20 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 		in.log.Warn("info file rejected", "file", name, "err", err)
 		return
 	}
-	h, ok := in.pending[n.RequestID]
-	if !ok {
+	if _, done := in.decided[n.RequestID]; done {
 		return
 	}
+	// The info may be read before the before: in a scan sorted by name
+	// times, its time (the proxy's receipt) can precede the before's.
+	h := in.half(n.RequestID)
 	if v.AfterObserved != nil && !*v.AfterObserved {
 		h.finishUnobserved = true
+	}
+	// The server's arrival is after capture received the request and
+	// before the first response byte (the last, when none is recorded).
+	h.arrivalLo, h.arrivalHi = v.ReceivedAt, v.FirstByteAt
+	if h.arrivalHi.IsZero() {
+		h.arrivalHi = v.LastByteAt
 	}
 	if !v.ReceivedAt.IsZero() {
 		if d := v.FirstByteAt.Sub(v.ReceivedAt); !v.FirstByteAt.IsZero() && d > 0 {

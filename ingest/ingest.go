@@ -54,9 +54,21 @@ type Config struct {
 	// MaxDelay: how long a paired request may wait for overlapping
 	// requests before it is decided with what is known.
 	MaxDelay time.Duration
+	// MaxObserveDelay is assumption A6's bound (docs/attribution.md): how
+	// long after the end of the interval a value measures the server
+	// observes it. It lets the time checks of capture-written directories
+	// bound values from below. 0 means DefaultMaxObserveDelay; negative
+	// turns those checks off.
+	MaxObserveDelay time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// DefaultMaxObserveDelay is the default of Config.MaxObserveDelay. vLLM V1
+// observes in the same synchronous stretch of its output handler that took
+// the timestamp, which yields to other work only for batches of more than
+// 128 outputs; 50 ms leaves a wide margin.
+const DefaultMaxObserveDelay = 50 * time.Millisecond
 
 // half is what is known of a request before it is paired: a few numbers
 // per series (the reduced points), not the files.
@@ -67,7 +79,8 @@ type half struct {
 	tokens                *attribution.Tokens
 	bad                   bool // one of its snapshots was unusable
 	finishUnobserved      bool
-	maxTTFT, maxE2E       float64 // capture's timing bounds, seconds; 0: none
+	maxTTFT, maxE2E       float64   // capture's timing bounds, seconds; 0: none
+	arrivalLo, arrivalHi  time.Time // capture's bounds on the server's arrival
 	dupBefore, dupAfter   bool
 	seen                  time.Time
 }
@@ -114,9 +127,14 @@ func New(cfg Config) *Ingester {
 	if cfg.IncompleteGrace <= 0 {
 		cfg.IncompleteGrace = 5 * time.Second
 	}
+	if cfg.MaxObserveDelay == 0 {
+		cfg.MaxObserveDelay = DefaultMaxObserveDelay
+	}
+	tl := attribution.NewTimeline()
+	tl.MaxObserveDelay = max(0, cfg.MaxObserveDelay)
 	return &Ingester{
 		cfg: cfg, log: cfg.Logger.With("component", "ingest"),
-		tl: attribution.NewTimeline(), pending: map[string]*half{}, decided: map[string]time.Time{},
+		tl: tl, pending: map[string]*half{}, decided: map[string]time.Time{},
 		files: map[string]*fileState{}, deferred: map[string]bool{},
 	}
 }
@@ -251,7 +269,9 @@ func (in *Ingester) Tick() {
 		}
 		delete(in.pending, id)
 		in.tl.ClearOpen(id)
-		in.publish(attribution.NewUnpaired(h.request(id)))
+		if h.hasSnapshot() {
+			in.publish(attribution.NewUnpaired(h.request(id)))
+		}
 	}
 	// Forgetting decided ids walks them all: once a second is enough.
 	if now.Sub(in.lastForget) >= time.Second {
@@ -282,7 +302,9 @@ func (in *Ingester) Finish() {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		in.publish(attribution.NewUnpaired(in.pending[id].request(id)))
+		if h := in.pending[id]; h.hasSnapshot() {
+			in.publish(attribution.NewUnpaired(h.request(id)))
+		}
 		in.tl.ClearOpen(id)
 		delete(in.pending, id)
 	}
@@ -318,9 +340,14 @@ func (in *Ingester) updatePending() {
 	in.cfg.Publisher.SetPending("attributing", in.tl.Pending())
 }
 
+// hasSnapshot: a before or after was seen. A half with an info sidecar
+// only (capture abandoned the pair) is dropped without a result.
+func (h *half) hasSnapshot() bool { return h.beforeName != "" || h.afterName != "" }
+
 func (h *half) request(id string) *attribution.Request {
 	return &attribution.Request{ID: id, Before: h.before, After: h.after, First: h.first, Tokens: h.tokens,
 		FinishUnobserved: h.finishUnobserved, MaxTTFT: h.maxTTFT, MaxE2E: h.maxE2E,
+		ArrivalLo: h.arrivalLo, ArrivalHi: h.arrivalHi,
 		BeforeTime: h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
 }
 

@@ -237,3 +237,31 @@ func TestDuplicateRequestID(t *testing.T) {
 		t.Fatalf("dup published %d times, want 2 (both requests rejected)", n)
 	}
 }
+
+// TestInfoBeforeItsBefore: a capture sidecar named (by the proxy's receive
+// time) before its before snapshot still applies in a sorted scan. Its
+// after_observed=false keeps the request out of the finish matching; an
+// info whose request has no snapshot at all leaves no result.
+func TestInfoBeforeItsBefore(t *testing.T) {
+	w := newDirWriter(t)
+	id := "chatcmpl-early-info"
+	w.put(parser.FormatName(id, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"after_observed": false}`))
+	w.put(parser.FormatName("chatcmpl-abandoned", parser.Info, w.now.Add(2*time.Millisecond)), []byte(`{"after_observed": false}`))
+	w.request(id, 1)
+	w.request("chatcmpl-plain", 2)
+	rec := newRecorder()
+	in := newTestIngester(w.dir, rec)
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	if len(rec.results) != 2 {
+		t.Fatalf("%d results, want 2: %v", len(rec.results), rec.order)
+	}
+	if v := rec.results[id].Values[parser.E2E]; v.Exact {
+		t.Errorf("e2e of a request whose after was not confirmed published: %v", v.V)
+	}
+	if !rec.results[id].Values[parser.TTFT].Exact || rec.results["chatcmpl-plain"].Outcome != attribution.Exact {
+		t.Errorf("outcomes: %s TTFT %v, plain %s", id, rec.results[id].Values[parser.TTFT], rec.results["chatcmpl-plain"].Outcome)
+	}
+}

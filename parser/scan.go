@@ -170,6 +170,7 @@ func Scan(data []byte) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	snap.ScrapeStarted = scrapeStarted(data)
 	return snap, nil
 }
 

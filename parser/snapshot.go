@@ -1,5 +1,7 @@
 package parser
 
+import "time"
+
 // Bucket is one cumulative histogram bucket.
 type Bucket struct {
 	UpperBound float64
@@ -29,4 +31,7 @@ type Snapshot struct {
 	ProcessStartTime    float64
 	HasProcessStartTime bool
 	Series              []Series
+	// ScrapeStarted is when capture started the scrape (its first line,
+	// ScrapeStartedPrefix); zero for files not written by capture.
+	ScrapeStarted time.Time
 }

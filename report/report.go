@@ -23,7 +23,9 @@ type Config struct {
 	// MaxBytes: larger files are rejected (too_large). 0 means ingest's
 	// default.
 	MaxBytes int64
-	Filter   Filter
+	// MaxObserveDelay: assumption A6's bound; 0 means ingest's default.
+	MaxObserveDelay time.Duration
+	Filter          Filter
 	// Progress, when set, receives a one-line progress display that is
 	// rewritten in place ("\r"): meant for a terminal.
 	Progress io.Writer
@@ -83,7 +85,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// then exits) instead of finishing a long directory first.
 	done := make(chan error, 1)
 	go func() {
-		in := ingest.New(ingest.Config{FS: cfg.FS, Logger: cfg.Logger, Publisher: pub, MaxBytes: cfg.MaxBytes})
+		in := ingest.New(ingest.Config{FS: cfg.FS, Logger: cfg.Logger, Publisher: pub, MaxBytes: cfg.MaxBytes,
+			MaxObserveDelay: cfg.MaxObserveDelay})
 		err := in.Scan(true)
 		if err == nil {
 			in.Finish()

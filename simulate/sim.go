@@ -51,6 +51,22 @@ type Config struct {
 	// MaxRunning is how many requests one engine runs at once; further
 	// requests wait in its queue. 0 means 48.
 	MaxRunning int
+
+	// Capture writes what `delta-exporter capture` writes around the
+	// snapshots (see capture.go): each snapshot opens with the scrape's
+	// start line and is named by when its response arrived, the first and
+	// after snapshots are taken after the first and last response bytes,
+	// and each request has an info sidecar with the proxy's times and the
+	// token usage.
+	Capture bool
+	// NonStreaming is the fraction of requests that do not stream (with
+	// Capture): no first snapshot; the first response byte comes at the
+	// end.
+	NonStreaming float64
+	// ObserveDelay: the server observes each request's values up to this
+	// long (uniform) after the timestamp that ends them, as vLLM's output
+	// handler does after processing a batch. 0: at that moment.
+	ObserveDelay time.Duration
 }
 
 // speed is how fast a model processes tokens.
@@ -82,6 +98,14 @@ type request struct {
 	arrival, queued, sched, first, finish, before, after time.Duration
 	ttft                                                 float64
 	truth                                                int // index in run.truths, set at finish
+
+	// With ObserveDelay: the values wait here between their timestamp and
+	// their observation.
+	finishValues Finish
+	delay        time.Duration // the first token's observe delay
+	// With Capture: the proxy's view.
+	stream                        bool
+	received, firstByte, lastByte time.Duration
 }
 
 type evKind uint8
@@ -92,6 +116,8 @@ const (
 	evReady
 	evFirst
 	evFinish
+	evObserveFirst  // with ObserveDelay
+	evObserveFinish // with ObserveDelay
 	// Snapshots: at equal times they come after observations.
 	evBefore
 	evFirstSnap
@@ -150,6 +176,10 @@ type run struct {
 
 	buf    []byte
 	truths []Truth
+
+	// crng draws what only Capture and ObserveDelay use, so that runs
+	// without them stay identical to earlier versions.
+	crng *rand.Rand
 }
 
 // Run simulates cfg.Requests requests against a simulated server, hands
@@ -162,7 +192,7 @@ func Run(cfg Config, sink Sink) ([]Truth, error) {
 	if cfg.MeanInFlight < 0 || math.IsNaN(cfg.MeanInFlight) || math.IsInf(cfg.MeanInFlight, 0) {
 		return nil, fmt.Errorf("simulate: bad mean in flight %v", cfg.MeanInFlight)
 	}
-	if cfg.TimelineInterval < 0 || cfg.BeforeDelay < 0 || cfg.AfterDelay < 0 || cfg.AfterJitter < 0 {
+	if cfg.TimelineInterval < 0 || cfg.BeforeDelay < 0 || cfg.AfterDelay < 0 || cfg.AfterJitter < 0 || cfg.ObserveDelay < 0 {
 		return nil, errors.New("simulate: negative delay")
 	}
 	if len(cfg.Models) > 0 {
@@ -194,6 +224,7 @@ func Run(cfg Config, sink Sink) ([]Truth, error) {
 		loads:    map[loadKey]*Load{},
 		kvTokens: map[loadKey]int{},
 		nextTick: cfg.TimelineInterval,
+		crng:     rand.New(rand.NewPCG(uint64(cfg.Seed), 0x2545f4914f6cdd1d)),
 	}
 	r.draw()
 	r.scheduleArrivals()
@@ -339,6 +370,7 @@ func (r *run) handle(ev event) error {
 	switch ev.kind {
 	case evArrive:
 		q.arrival = t
+		r.arrive(q)
 		r.inFlight++
 		r.push(t+r.cfg.BeforeDelay, evBefore, ev.req)
 		r.push(t+q.tok, evQueued, ev.req)
@@ -357,19 +389,27 @@ func (r *run) handle(ev event) error {
 			r.fifo[q.engine] = append(r.fifo[q.engine], ev.req)
 		}
 	case evFirst:
-		q.first = t
 		q.ttft = (t - q.arrival).Seconds()
-		r.srv.ObserveFirstToken(r.cfg.Models[q.model], q.engine, q.ttft)
-		if r.cfg.FirstSnapshots {
-			r.push(t, evFirstSnap, ev.req)
+		if r.cfg.ObserveDelay > 0 {
+			q.delay = r.observeDelay()
+			r.push(t+q.delay, evObserveFirst, ev.req)
+		} else {
+			r.observeFirst(ev.req, t)
 		}
+	case evObserveFirst:
+		r.observeFirst(ev.req, t)
 	case evFirstSnap:
 		return r.snapshot(q.id, parser.First, t)
 	case evFinish:
 		return r.finish(ev.req, t)
+	case evObserveFinish:
+		r.observeFinish(ev.req, t)
 	case evAfter:
 		q.after = t
 		r.truths[q.truth].AfterScrape = r.cfg.Start.Add(t)
+		if err := r.writeInfo(q); err != nil {
+			return err
+		}
 		if err := r.snapshot(q.id, parser.After, t); err != nil {
 			return err
 		}
@@ -412,7 +452,7 @@ func (r *run) finish(i int, t time.Duration) error {
 	queue := (q.sched - q.queued).Seconds()
 	prefill := q.prefill.Seconds()
 	decode := q.decode.Seconds()
-	f := Finish{
+	q.finishValues = Finish{
 		Queue:            queue,
 		Prefill:          prefill,
 		Decode:           decode,
@@ -423,6 +463,29 @@ func (r *run) finish(i int, t time.Duration) error {
 		FinishedReason:   q.reason,
 		MaxTokens:        q.maxTokens,
 	}
+	if r.cfg.ObserveDelay > 0 {
+		d := r.observeDelay()
+		if q.gen == 1 {
+			// One frontend step observes both, first token first.
+			d = q.delay
+		}
+		r.push(t+d, evObserveFinish, i)
+	} else {
+		r.observeFinish(i, t)
+	}
+
+	// A slot is free: the longest-waiting request of this engine starts.
+	if w := r.fifo[q.engine]; len(w) > 0 {
+		r.fifo[q.engine] = w[1:]
+		r.start(w[0], t)
+	}
+	return nil
+}
+
+// observeFinish makes request i's finish observations at t.
+func (r *run) observeFinish(i int, t time.Duration) {
+	q := &r.reqs[i]
+	f := q.finishValues
 	r.srv.ObserveFinish(r.cfg.Models[q.model], q.engine, f)
 	r.truths = append(r.truths, Truth{
 		RequestID: q.id, Model: r.cfg.Models[q.model], Engine: q.engine,
@@ -437,14 +500,7 @@ func (r *run) finish(i int, t time.Duration) error {
 	if j := r.cfg.AfterJitter; j > 0 {
 		after += time.Duration(r.rng.Int64N(int64(2*j)+1)) - j
 	}
-	r.push(max(after, t), evAfter, i)
-
-	// A slot is free: the longest-waiting request of this engine starts.
-	if w := r.fifo[q.engine]; len(w) > 0 {
-		r.fifo[q.engine] = w[1:]
-		r.start(w[0], t)
-	}
-	return nil
+	r.push(max(after, r.afterSnapshotAt(q, t)), evAfter, i)
 }
 
 func (r *run) load(q *request) *Load {
@@ -467,7 +523,8 @@ func (r *run) publishLoad(q *request) {
 func (r *run) snapshot(id string, stage parser.Stage, t time.Duration) error {
 	now := r.cfg.Start.Add(t)
 	r.srv.SetTime(now)
-	r.buf = r.srv.AppendText(r.buf[:0])
+	r.buf, now = r.scrapeLine(r.buf[:0], now)
+	r.buf = r.srv.AppendText(r.buf)
 	name := parser.FormatName(id, stage, now)
 	if err := r.sink.Snapshot(name, r.buf); err != nil {
 		return fmt.Errorf("simulate: snapshot %s: %w", name, err)

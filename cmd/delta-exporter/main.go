@@ -14,8 +14,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/delta-exporter/delta-exporter/ingest"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
@@ -78,4 +80,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	return r(ctx)
+}
+
+// observeDelayFlag is the A6 bound, shared by serve and report so that
+// both decide alike. It returns the value for ingest.Config, where 0 means
+// the default and a negative value turns the checks off.
+func observeDelayFlag(c *kingpin.CmdClause) func() time.Duration {
+	d := c.Flag("attribution.max-observe-delay", "Assumption A6 (docs/attribution.md): the server observes a value at most this long after the moment it measures to. Bounds values from below in capture-written directories; 0: no such checks.").
+		Default(ingest.DefaultMaxObserveDelay.String()).Duration()
+	return func() time.Duration {
+		if *d <= 0 {
+			return -1
+		}
+		return *d
+	}
 }

@@ -29,6 +29,7 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 	since := c.Flag("since", "Show only requests started at or after this time: RFC 3339 or YYYYMMDD_HHMMSS (UTC, like the file names).").String()
 	until := c.Flag("until", "Show only requests started before this time (same formats as --since).").String()
 	maxBytes := c.Flag("snapshot.max-bytes", "Snapshot files larger than this are rejected.").Default("64MiB").Bytes()
+	observeDelay := observeDelayFlag(c)
 
 	return c.FullCommand(), func(ctx context.Context) int {
 		if os.Getenv("GOGC") == "" {
@@ -78,7 +79,7 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 		} else if !fi.IsDir() {
 			return fail(1, "cannot read the snapshot directory: %s is not a directory", dir)
 		}
-		cfg := report.Config{FS: os.DirFS(dir), Filter: f, MaxBytes: int64(*maxBytes)}
+		cfg := report.Config{FS: os.DirFS(dir), Filter: f, MaxBytes: int64(*maxBytes), MaxObserveDelay: observeDelay()}
 		// Every unusable file is in the report itself; ingest's per-file
 		// warnings would only repeat it on stderr, so they are kept for
 		// --log.level=debug.

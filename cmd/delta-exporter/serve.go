@@ -35,6 +35,7 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 	c.Flag("pairing.ttl", "Give up on a before without an after (or the reverse) after this long.").Default("10m").DurationVar(&cfg.Ingest.PairingTTL)
 	c.Flag("attribution.max-delay", "How long a paired request may wait for overlapping requests to finish before it is decided with what is known.").
 		Default("5s").DurationVar(&cfg.Ingest.MaxDelay)
+	observeDelay := observeDelayFlag(c)
 	c.Flag("labels.max-models", "Maximum distinct model_name values; further models are published as model_name=\"other\".").
 		Default("100").IntVar(&cfg.MaxModels)
 	dataDir := c.Flag("data.dir", "Directory for the exporter's own files (the state file). It must survive restarts as long as the snapshots do; it may be outside a read-only snapshot directory.").
@@ -55,6 +56,7 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 		logger := e.logger()
 		cfg.Logger = logger
 		cfg.Ingest.MaxBytes = int64(*maxBytes)
+		cfg.Ingest.MaxObserveDelay = observeDelay()
 		cfg.Watch.Mode = watch.Mode(*mode)
 		cfg.Retention.MaxAge, cfg.Retention.MaxBytes = time.Duration(retentionAge), int64(*retentionSize)
 		switch {

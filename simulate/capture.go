@@ -1,0 +1,105 @@
+package simulate
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// What Config.Capture adds: the proxy's view of each request, and the
+// scrape times capture records. The proxy's clock is the simulation's.
+// The small delays below (loopback hops, a scrape's duration, the
+// transfer of its response) are drawn from crng so that runs without
+// Capture are unchanged.
+
+func (r *run) short(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(r.crng.Int64N(int64(hi-lo)+1))
+}
+
+func (r *run) observeDelay() time.Duration {
+	return time.Duration(r.crng.Int64N(int64(r.cfg.ObserveDelay) + 1))
+}
+
+// arrive draws whether the request streams and when the proxy received it
+// (a loopback hop before the server's arrival).
+func (r *run) arrive(q *request) {
+	q.stream = true
+	if !r.cfg.Capture {
+		return
+	}
+	q.stream = r.crng.Float64() >= r.cfg.NonStreaming
+	q.received = max(0, q.arrival-r.short(50*time.Microsecond, 400*time.Microsecond))
+}
+
+// observeFirst makes request i's TTFT observation at t.
+func (r *run) observeFirst(i int, t time.Duration) {
+	q := &r.reqs[i]
+	q.first = t
+	r.srv.ObserveFirstToken(r.cfg.Models[q.model], q.engine, q.ttft)
+	if r.cfg.Capture && q.stream {
+		// The server sends the first chunk after the observation.
+		q.firstByte = t + r.short(50*time.Microsecond, 500*time.Microsecond)
+	}
+	if r.cfg.FirstSnapshots && q.stream {
+		at := t
+		if r.cfg.Capture {
+			// Capture starts a scrape when the first byte passes.
+			at = q.firstByte + r.short(200*time.Microsecond, 1500*time.Microsecond)
+		}
+		r.push(at, evFirstSnap, i)
+	}
+}
+
+// afterSnapshotAt is the earliest the after snapshot can be taken for a
+// request whose finish was observed at t: then, or with Capture once the
+// last response byte has passed.
+func (r *run) afterSnapshotAt(q *request, t time.Duration) time.Duration {
+	if !r.cfg.Capture {
+		return t
+	}
+	// A one-token stream's first chunk may still be on its way.
+	q.lastByte = max(q.firstByte, t+r.short(50*time.Microsecond, 500*time.Microsecond))
+	if !q.stream {
+		q.firstByte = q.lastByte
+	}
+	return q.lastByte + r.short(200*time.Microsecond, 1500*time.Microsecond)
+}
+
+// scrapeLine opens a snapshot whose content is generated at now with
+// capture's scrape-start line, and returns the time capture names it by:
+// when the response arrived. Without Capture it returns now unchanged.
+func (r *run) scrapeLine(b []byte, now time.Time) ([]byte, time.Time) {
+	if !r.cfg.Capture {
+		return b, now
+	}
+	started := now.Add(-r.short(100*time.Microsecond, time.Millisecond))
+	b = append(b, parser.ScrapeStartedPrefix...)
+	b = started.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '\n')
+	return b, now.Add(r.short(50*time.Microsecond, 500*time.Microsecond))
+}
+
+// writeInfo writes the request's capture sidecar (the fields ingest
+// reads; docs/capture.md has the whole format).
+func (r *run) writeInfo(q *request) error {
+	if !r.cfg.Capture {
+		return nil
+	}
+	at := func(d time.Duration) time.Time { return r.cfg.Start.Add(d).UTC() }
+	info := map[string]any{
+		"version":        1,
+		"request_id":     q.id,
+		"stream":         q.stream,
+		"received_at":    at(q.received),
+		"first_byte_at":  at(q.firstByte),
+		"last_byte_at":   at(q.lastByte),
+		"after_observed": true,
+		"usage":          map[string]int{"prompt_tokens": q.prompt, "completion_tokens": q.gen},
+	}
+	body, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	return r.sink.Snapshot(parser.FormatName(q.id, parser.Info, at(q.received)), body)
+}
