@@ -250,9 +250,11 @@ func (p *Proxy) Close() error {
 
 // Run keeps a recent scrape ready for the before snapshots, and writes a
 // timeline snapshot every TimelineInterval while inference requests are in
-// flight. It returns when ctx is done.
+// flight. A request's own scrape taken in the last half interval stands
+// for the loop's. It returns when ctx is done.
 func (p *Proxy) Run(ctx context.Context) error {
 	var last time.Time // start of the loop's last scrape
+	var prev *scrape   // the loop's last scrape (its own or a request's)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -272,8 +274,22 @@ func (p *Proxy) Run(ctx context.Context) error {
 			timer.Reset(wait)
 			continue
 		}
+		if s := p.scr.latest.Load(); s != nil && s != prev && s.started.After(last) && time.Since(s.started) < interval/2 {
+			// A scrape taken for a request (a first or an after) since the
+			// loop's last one, in the last half interval, stands for this
+			// one: it is the next before, and while busy the timeline
+			// snapshot (a hard link to the request's file). The server is
+			// not scraped more often than the requests need.
+			if timeline {
+				p.writeSnapshot(TimelineID, parser.Timeline, s)
+			}
+			last, prev = s.started, s
+			timer.Reset(max(0, interval-time.Since(last)))
+			continue
+		}
 		last = time.Now()
 		s := p.scr.next()
+		prev = s
 		select {
 		case <-s.done:
 		case <-ctx.Done():
@@ -327,8 +343,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			default:
 			}
 		}
-		p.wg.Add(1)
-		go t.run()
+		p.wg.Add(1) // for t.run, started when there is work for it
 	}
 	defer t.done()
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), trackerKey{}, t)))

@@ -175,15 +175,23 @@ func TestEndToEndConcurrent(t *testing.T) {
 // attributes exactly from a capture directory: Poisson arrivals at a mean
 // of 4 and of 16 requests in flight, requests of 0.2-1.2 s on one model
 // and engine (one series: every observation competes with every other),
-// all streaming or half streaming. About 45 s; run it alone:
+// all streaming or half streaming, and half streaming with timeline
+// snapshots every 10 ms instead of 50. About 70 s; run it alone:
 //
 //	go test -run XXX -bench Attributable -benchtime 1x ./capture
 func BenchmarkAttributable(b *testing.B) {
-	for _, mix := range []string{"all", "half"} {
+	for _, run := range []struct {
+		mix      string
+		timeline time.Duration
+	}{{"all", 0}, {"half", 0}, {"half", 10 * time.Millisecond}} {
 		for _, inflight := range []float64{4, 16} {
-			b.Run("stream="+mix+"/inflight="+strconv.FormatFloat(inflight, 'g', -1, 64), func(b *testing.B) {
+			name := "stream=" + run.mix + "/inflight=" + strconv.FormatFloat(inflight, 'g', -1, 64)
+			if run.timeline > 0 {
+				name += "/timeline=" + run.timeline.String()
+			}
+			b.Run(name, func(b *testing.B) {
 				for b.Loop() {
-					s := attributableRun(b, inflight, 100, mix == "all")
+					s := attributableRun(b, inflight, 100, run.mix == "all", run.timeline)
 					pct := func(a, n int) float64 { return 100 * float64(a) / float64(max(n, 1)) }
 					b.ReportMetric(pct(s.exact, s.requests), "%exact")
 					b.ReportMetric(pct(s.ttftExact, s.requests), "%ttft_exact")
@@ -209,8 +217,12 @@ func durationPlan(r *fakeupstream.Request) fakeupstream.Plan {
 
 // attributableRun sends n requests with Poisson arrivals at a rate giving
 // inflight requests in flight on average, then attributes the directory.
-func attributableRun(tb testing.TB, inflight float64, n int, allStream bool) scoreCard {
-	h := newHarness(tb, fakeupstream.Config{Plan: durationPlan}, nil)
+func attributableRun(tb testing.TB, inflight float64, n int, allStream bool, timeline time.Duration) scoreCard {
+	var mod func(*Config)
+	if timeline > 0 {
+		mod = func(c *Config) { c.TimelineInterval = timeline }
+	}
+	h := newHarness(tb, fakeupstream.Config{Plan: durationPlan}, mod)
 	h.waitReady()
 	const meanDuration = 0.71 // seconds: mean prefill + decode of durationPlan
 	rng := rand.New(rand.NewPCG(uint64(inflight), 3))

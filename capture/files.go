@@ -258,8 +258,8 @@ func (w *writer) write(name string, data []byte) error {
 	return w.commit(tmp, name)
 }
 
-// writeScrape stores the body of s as name, as a hard link to a file
-// already holding it when there is one.
+// writeScrape stores the content of s (the header line and the body) as
+// name, as a hard link to a file already holding it when there is one.
 func (w *writer) writeScrape(name string, s *scrape) error {
 	if err := checkName(name); err != nil {
 		return err
@@ -269,14 +269,14 @@ func (w *writer) writeScrape(name string, s *scrape) error {
 			return nil
 		}
 	}
-	if err := w.write(name, s.body); err != nil {
+	if err := w.write(name, s.data); err != nil {
 		return err
 	}
 	s.file.Store(&name)
 	return nil
 }
 
-// prepareScrape is prepare for the body of s, linking when it can.
+// prepareScrape is prepare for the content of s, linking when it can.
 func (w *writer) prepareScrape(s *scrape) (string, error) {
 	if src := s.file.Load(); src != nil {
 		tmp := w.tempName()
@@ -284,7 +284,7 @@ func (w *writer) prepareScrape(s *scrape) (string, error) {
 			return tmp, nil
 		}
 	}
-	return w.prepare(s.body)
+	return w.prepare(s.data)
 }
 
 // prepare writes data to a new temporary file and returns its name. On

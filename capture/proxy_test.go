@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -297,6 +299,63 @@ func TestTimelineWhileInFlight(t *testing.T) {
 		if len(h.readSnap(name)) == 0 {
 			t.Errorf("timeline %s has no histograms", name)
 		}
+	}
+}
+
+// TestTimelineReusesRequestScrapes: while requests keep the proxy busy,
+// a request's recent first or after scrape stands for the timeline's: the
+// timeline file is then a hard link to the request's file, and no two
+// timeline files hold the same scrape.
+func TestTimelineReusesRequestScrapes(t *testing.T) {
+	h := newHarness(t, fakeupstream.Config{Plan: func(*fakeupstream.Request) fakeupstream.Plan {
+		return fakeupstream.Plan{Prefill: time.Millisecond, Decode: 8 * time.Millisecond, GenerationTokens: 3}
+	}}, func(c *Config) { c.TimelineInterval = 20 * time.Millisecond })
+	h.waitReady()
+	for end := time.Now().Add(400 * time.Millisecond); time.Now().Before(end); {
+		h.chat(true, 3, nil)
+	}
+	h.p.Wait()
+	h.stop()
+	<-h.runDone
+	d := h.files()
+	stat := func(name string) os.FileInfo {
+		fi, err := os.Stat(filepath.Join(h.dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	var requestFiles []os.FileInfo
+	for _, stages := range d.byID {
+		for stage, names := range stages {
+			if stage != parser.Info {
+				for _, name := range names {
+					requestFiles = append(requestFiles, stat(name))
+				}
+			}
+		}
+	}
+	var timeline []os.FileInfo
+	linked := 0
+	for _, name := range d.timeline {
+		fi := stat(name)
+		for _, other := range timeline {
+			if os.SameFile(fi, other) {
+				t.Errorf("timeline %s holds the scrape of an earlier timeline file", name)
+			}
+		}
+		timeline = append(timeline, fi)
+		for _, r := range requestFiles {
+			if os.SameFile(fi, r) {
+				linked++
+				break
+			}
+		}
+	}
+	t.Logf("%d requests, %d timeline files, %d of them a request's scrape, %d upstream scrapes",
+		len(d.byID), len(d.timeline), linked, h.fake.Scrapes())
+	if len(d.timeline) < 3 || linked == 0 {
+		t.Errorf("%d timeline files, %d of them a request's scrape", len(d.timeline), linked)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
 )
 
 // Reasons a scrape of the upstream /metrics is not usable. They are the
@@ -37,9 +39,13 @@ type scrape struct {
 
 	started   time.Time // when the GET was sent
 	responded time.Time // when the response headers arrived; the content was generated before
-	body      []byte    // the complete, validated exposition; nil on failure
-	failure   string    // one of the reason constants; "" on success
-	err       error
+	// data is the content of the snapshot files: the header line
+	// (parser.ScrapeStartedPrefix, the start time) followed by body. body is the
+	// complete, validated exposition as the upstream sent it, a slice of
+	// data. Both are nil on failure.
+	data, body []byte
+	failure    string // one of the reason constants; "" on success
+	err        error
 
 	// e2eCount is the sum over all series of the finish histogram's count
 	// (vllm:e2e_request_latency_seconds_count, or SGLang's); hasE2E is false
@@ -132,20 +138,32 @@ func (sc *scraper) do(s *scrape) {
 		s.failure, s.err = reasonTooLarge, fmt.Errorf("metrics body of %d bytes exceeds %d", resp.ContentLength, sc.maxBytes)
 		return
 	}
-	var buf bytes.Buffer
-	if resp.ContentLength > 0 {
-		buf.Grow(int(resp.ContentLength))
+	// The file content is read into one buffer behind the header line:
+	// no copy. A known length is read into a buffer of exactly that size.
+	var hdr [len(parser.ScrapeStartedPrefix) + len(time.RFC3339Nano) + 8]byte
+	head := parser.AppendScrapeStarted(hdr[:0], s.started)
+	var data []byte
+	if cl := resp.ContentLength; cl > 0 {
+		data = make([]byte, len(head)+int(cl))
+		copy(data, head)
+		if _, err := io.ReadFull(resp.Body, data[len(head):]); err != nil {
+			s.fail(ctx, err)
+			return
+		}
+	} else {
+		buf := bytes.NewBuffer(append(make([]byte, 0, 64<<10), head...))
+		n, err := buf.ReadFrom(io.LimitReader(resp.Body, sc.maxBytes+1))
+		if err != nil {
+			s.fail(ctx, err)
+			return
+		}
+		if n > sc.maxBytes {
+			s.failure, s.err = reasonTooLarge, fmt.Errorf("metrics body exceeds %d bytes", sc.maxBytes)
+			return
+		}
+		data = buf.Bytes()
 	}
-	n, err := buf.ReadFrom(io.LimitReader(resp.Body, sc.maxBytes+1))
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	if n > sc.maxBytes {
-		s.failure, s.err = reasonTooLarge, fmt.Errorf("metrics body exceeds %d bytes", sc.maxBytes)
-		return
-	}
-	body := buf.Bytes()
+	body := data[len(head):]
 	e2e, has, err := checkExposition(body)
 	if err != nil {
 		s.failure, s.err = reasonInvalid, err
@@ -154,7 +172,7 @@ func (sc *scraper) do(s *scrape) {
 		}
 		return
 	}
-	s.body, s.e2eCount, s.hasE2E = body, e2e, has
+	s.data, s.body, s.e2eCount, s.hasE2E = data, body, e2e, has
 }
 
 func (s *scrape) fail(ctx context.Context, err error) {
@@ -339,16 +357,27 @@ func isNameByte(c byte, first bool) bool {
 // opens at line[open]. Label values are quoted and may hold escaped quotes
 // and any other byte, '}' included.
 func skipLabels(line []byte, open int) (int, error) {
-	inQuote := false
 	for i := open + 1; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case inQuote && c == '\\':
-			i++
-		case c == '"':
-			inQuote = !inQuote
-		case !inQuote && c == '}':
+		switch line[i] {
+		case '}':
 			return i + 1, nil
+		case '"':
+			// A value: jump to its closing quote, one not escaped by an odd
+			// number of backslashes.
+			for {
+				j := bytes.IndexByte(line[i+1:], '"')
+				if j < 0 {
+					return 0, errors.New("unterminated label set")
+				}
+				i += 1 + j
+				k := i - 1
+				for k > open && line[k] == '\\' {
+					k--
+				}
+				if (i-1-k)%2 == 0 {
+					break
+				}
+			}
 		}
 	}
 	return 0, errors.New("unterminated label set")

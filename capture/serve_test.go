@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
 
@@ -47,6 +48,18 @@ func TestServe(t *testing.T) {
 		})
 	}()
 	<-ready
+	// Ready says the upstream was scraped, not that the listener is up.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	base := "http://" + addr
 	get := func(path string) (int, string) {
 		t.Helper()

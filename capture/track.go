@@ -23,7 +23,8 @@ const maxIDLines = 8
 // the goroutine serving the request (ServeHTTP and the ReverseProxy it
 // calls, which reads the body in the same goroutine); the run goroutine
 // reads them after idKnown (the id fields and first) or ended (all) is
-// closed.
+// closed. The serving goroutine starts the run goroutine once there is
+// work for it: when a stream's id is known, or when the response is over.
 type tracker struct {
 	p          *Proxy
 	ctx        context.Context // the client's request context
@@ -52,6 +53,7 @@ type tracker struct {
 	bodyFull bool   // body was cut at MaxBodyCapture
 	partial  []byte // start of an SSE line not ended yet
 	skipping bool   // inside an SSE line too long to keep
+	running  bool   // the run goroutine was started
 	// --- end of fields owned by the serving goroutine
 
 	idKnown chan struct{} // closed when rawID is set from a stream
@@ -70,6 +72,16 @@ func (t *tracker) done() {
 		t.p.inFlight.Add(-1)
 		t.p.m.inFlight.Dec()
 		close(t.ended)
+		t.startRun()
+	}
+}
+
+// startRun starts the run goroutine, once. ServeHTTP counted it in the
+// proxy's wait group.
+func (t *tracker) startRun() {
+	if !t.running {
+		t.running = true
+		go t.run()
 	}
 }
 
@@ -90,27 +102,35 @@ func (t *tracker) outcome() string {
 // bodyWatcher wraps an inference response body: it notes the first and
 // last byte, starts the first scrape, and reads the id, usage and metrics
 // as the bytes pass. It is read and closed by the serving goroutine.
+//
+// Nothing it does delays a chunk on its way to the client: ReverseProxy
+// writes (and flushes) each chunk Read returns before it calls Read again,
+// so the work on a stream's chunk (starting the first scrape, parsing the
+// events, starting the goroutine that writes the files) waits in pending
+// until the next Read or Close, when the chunk has been passed on.
 type bodyWatcher struct {
 	rc  io.ReadCloser
 	t   *tracker
 	eof bool // Read has returned an error, or Close was called
+
+	pending    []byte // stream bytes passed on but not looked at yet
+	firstStart bool   // the first scrape is due
 }
 
 func (b *bodyWatcher) Read(p []byte) (int, error) {
+	b.catchUp()
 	n, err := b.rc.Read(p)
 	t := b.t
 	if n > 0 {
 		if t.firstByteAt.IsZero() {
 			t.firstByteAt = time.Now()
-			if t.stream {
-				// The server observed TTFT before sending this byte: a
-				// scrape started now contains it.
-				t.first = t.p.scr.next()
-			}
+			// The server observed TTFT before sending this byte: a scrape
+			// started from now on contains it.
+			b.firstStart = t.stream
 		}
 		if !t.encoded {
 			if t.stream {
-				t.consumeSSE(p[:n])
+				b.pending = append(b.pending, p[:n]...)
 			} else {
 				t.consumeBody(p[:n])
 			}
@@ -130,9 +150,23 @@ func (b *bodyWatcher) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// catchUp does the work on the bytes passed on since the last call.
+func (b *bodyWatcher) catchUp() {
+	t := b.t
+	if b.firstStart {
+		b.firstStart = false
+		t.first = t.p.scr.next()
+	}
+	if len(b.pending) > 0 {
+		t.consumeSSE(b.pending)
+		b.pending = b.pending[:0]
+	}
+}
+
 // Close is called by ReverseProxy when the copy ends. Before the end of
 // the body that means the client side failed: the client went away.
 func (b *bodyWatcher) Close() error {
+	b.catchUp()
 	if !b.eof {
 		b.eof = true
 		b.t.lastByteAt = time.Now()
@@ -208,6 +242,7 @@ func (t *tracker) sseLine(line []byte) {
 		t.takeFields(payload)
 		if t.rawID != "" {
 			close(t.idKnown)
+			t.startRun() // writes the before and first files at once
 		}
 		return
 	}

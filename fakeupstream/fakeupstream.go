@@ -393,19 +393,25 @@ type gen struct {
 	scheduled, first, final time.Time
 }
 
-// sleep waits d unless the client leaves first.
+// sleep waits d unless the client leaves first. The wait ends when due,
+// whatever else the process does (see after).
 func (g *gen) sleep(d time.Duration) bool {
 	if d <= 0 {
 		return g.ctx.Err() == nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-after(time.Now().Add(d)):
 		return true
 	case <-g.ctx.Done():
 		return false
 	}
+}
+
+// timerAfter returns a channel closed at due, by a Go timer.
+func timerAfter(due time.Time) <-chan struct{} {
+	done := make(chan struct{})
+	time.AfterFunc(time.Until(due), func() { close(done) })
+	return done
 }
 
 func (g *gen) setLoad(dRun, dWait int) {

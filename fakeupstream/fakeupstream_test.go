@@ -219,3 +219,34 @@ func TestMetricsFaults(t *testing.T) {
 		t.Fatalf("scrapes %d, want 3", fake.Scrapes())
 	}
 }
+
+// TestAfter: waits made in any order end in order of their due times,
+// none before it is due.
+func TestAfter(t *testing.T) {
+	start := time.Now()
+	type w struct {
+		due  time.Time
+		done <-chan struct{}
+	}
+	var ws []w
+	for i := range 40 {
+		due := start.Add(time.Duration((i*7)%40) * 500 * time.Microsecond)
+		ws = append(ws, w{due, after(due)})
+	}
+	for _, x := range ws {
+		select {
+		case <-x.done:
+			if now := time.Now(); now.Before(x.due) {
+				t.Fatalf("a wait due at +%v ended at +%v", x.due.Sub(start), now.Sub(start))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("a wait due at +%v never ended", x.due.Sub(start))
+		}
+	}
+	// A wait already due ends at once.
+	select {
+	case <-after(time.Now().Add(-time.Second)):
+	case <-time.After(10 * time.Second):
+		t.Fatal("a past wait never ended")
+	}
+}

@@ -12,6 +12,13 @@ import (
 // the server generated the content (docs/capture.md).
 const ScrapeStartedPrefix = "# delta-exporter capture: scrape_started="
 
+// AppendScrapeStarted appends the capture line of a scrape started at t.
+func AppendScrapeStarted(b []byte, t time.Time) []byte {
+	b = append(b, ScrapeStartedPrefix...)
+	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, '\n')
+}
+
 // scrapeStarted reads the capture line at the start of data; zero when
 // there is none or it does not parse (a comment: never an error).
 func scrapeStarted(data []byte) time.Time {

@@ -74,10 +74,7 @@ func (r *run) scrapeLine(b []byte, now time.Time) ([]byte, time.Time) {
 		return b, now
 	}
 	started := now.Add(-r.short(100*time.Microsecond, time.Millisecond))
-	b = append(b, parser.ScrapeStartedPrefix...)
-	b = started.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, '\n')
-	return b, now.Add(r.short(50*time.Microsecond, 500*time.Microsecond))
+	return parser.AppendScrapeStarted(b, started), now.Add(r.short(50*time.Microsecond, 500*time.Microsecond))
 }
 
 // writeInfo writes the request's capture sidecar (the fields ingest
