@@ -349,7 +349,6 @@ func gapInterval(blocks []latencyBlock, pick func(latencyBlock) (direct, proxied
 func BenchmarkAddedLatency(b *testing.B) {
 	up, proxy, reportCreate := benchSetup(b, fakeupstream.Plan{Prefill: 2 * time.Millisecond, Decode: 3 * time.Millisecond, PromptTokens: 9, GenerationTokens: 4})
 	const n, k, warm = 2000, 10, 100
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 	for b.Loop() {
 		for _, stream := range []bool{false, true} {
 			c := benchClient()
@@ -393,28 +392,30 @@ func BenchmarkAddedLatency(b *testing.B) {
 				name = "sse"
 			}
 			lo, hi := gapInterval(blocks, func(bl latencyBlock) ([]time.Duration, []time.Duration) { return bl.direct, bl.proxied })
-			b.ReportMetric(us(percentile(proxied, .99)-percentile(direct, .99)), name+"_p99_gap_µs")
-			b.ReportMetric(us(lo), name+"_p99_gap_lo_µs")
-			b.ReportMetric(us(hi), name+"_p99_gap_hi_µs")
-			b.ReportMetric(us(percentile(direct, .5)), name+"_direct_p50_µs")
-			b.ReportMetric(us(percentile(direct, .99)), name+"_direct_p99_µs")
-			b.ReportMetric(us(percentile(proxied, .5)), name+"_proxy_p50_µs")
-			b.ReportMetric(us(percentile(proxied, .99)), name+"_proxy_p99_µs")
-			b.ReportMetric(us(percentile(diff, .5)), name+"_added_p50_µs")
-			b.ReportMetric(us(percentile(diff, .99)), name+"_added_p99_µs")
+			reportLatency(b, name, direct, proxied, diff, lo, hi)
 			if stream {
 				lo, hi := gapInterval(blocks, func(bl latencyBlock) ([]time.Duration, []time.Duration) { return bl.directFirst, bl.proxiedFirst })
-				b.ReportMetric(us(percentile(proxiedFirst, .99)-percentile(directFirst, .99)), name+"_first_p99_gap_µs")
-				b.ReportMetric(us(lo), name+"_first_p99_gap_lo_µs")
-				b.ReportMetric(us(hi), name+"_first_p99_gap_hi_µs")
-				b.ReportMetric(us(percentile(directFirst, .99)), name+"_first_direct_p99_µs")
-				b.ReportMetric(us(percentile(proxiedFirst, .99)), name+"_first_proxy_p99_µs")
-				b.ReportMetric(us(percentile(diffFirst, .5)), name+"_first_added_p50_µs")
-				b.ReportMetric(us(percentile(diffFirst, .99)), name+"_first_added_p99_µs")
+				reportLatency(b, name+"_first", directFirst, proxiedFirst, diffFirst, lo, hi)
 			}
 		}
 	}
 	reportCreate()
+}
+
+// reportLatency reports one latency's figures: the p99 gap (proxied p99
+// minus direct p99) with its interval [lo, hi], both sides' p50 and p99,
+// and the paired difference's p50 and p99.
+func reportLatency(b *testing.B, name string, direct, proxied, diff []time.Duration, lo, hi time.Duration) {
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	b.ReportMetric(us(percentile(proxied, .99)-percentile(direct, .99)), name+"_p99_gap_µs")
+	b.ReportMetric(us(lo), name+"_p99_gap_lo_µs")
+	b.ReportMetric(us(hi), name+"_p99_gap_hi_µs")
+	b.ReportMetric(us(percentile(direct, .5)), name+"_direct_p50_µs")
+	b.ReportMetric(us(percentile(direct, .99)), name+"_direct_p99_µs")
+	b.ReportMetric(us(percentile(proxied, .5)), name+"_proxy_p50_µs")
+	b.ReportMetric(us(percentile(proxied, .99)), name+"_proxy_p99_µs")
+	b.ReportMetric(us(percentile(diff, .5)), name+"_added_p50_µs")
+	b.ReportMetric(us(percentile(diff, .99)), name+"_added_p99_µs")
 }
 
 // BenchmarkThroughput64: 64 streaming clients back to back for 5 s,
