@@ -391,9 +391,18 @@ func (t *tracker) run() {
 	select {
 	case <-t.idKnown:
 		early = true
+	case <-t.ended:
+		// A short stream can be over before this goroutine runs: both
+		// are closed then, and select picks either; the id decides.
+		select {
+		case <-t.idKnown:
+			early = true
+		default:
+		}
+	}
+	if early {
 		t.setID(info)
 		t.writeOpening(info)
-	case <-t.ended:
 	}
 	<-t.ended
 	switch {
