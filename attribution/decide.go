@@ -68,17 +68,18 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 				// the first token's output) contains its queue and
 				// prefill intervals (engine clock). The slack covers
 				// clock-rate differences between the two clocks.
-				minTTFT = q.V + p.V - (1e-3 + 1e-3*(q.V+p.V))
+				minTTFT = q.V + p.V - slack(q.V+p.V)
 			}
 			if p := fin[i].pinned; p != nil {
 				hiBound = t.firstBound(*p)
 			}
 		}
 		arr := t.arrival(&rs.Request, fin, i, e2e)
-		timed := arr.known()
-		measured := parser.TTFT
+		// Every value check below reads the one metric the group measures
+		// from arrival: e2e for finish, TTFT for first token.
+		measured, maxValue := parser.TTFT, rs.MaxTTFT
 		if g == parser.Finish {
-			measured = parser.E2E
+			measured, maxValue = parser.E2E, rs.MaxE2E
 		}
 		for _, iv := range rs.ivals[g] {
 			hadIvals[i] = true
@@ -95,17 +96,12 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 				if si.taken[k] || (g == parser.Finish && t.excluded(o, rs.Tokens)) {
 					continue
 				}
-				if g == parser.Finish && t.exceeds(o, parser.E2E, rs.MaxE2E) {
-					continue
-				}
-				if g == parser.FirstToken && t.exceeds(o, parser.TTFT, rs.MaxTTFT) {
-					continue
-				}
-				if timed && !t.fitsArrival(o, measured, arr) {
-					continue
-				}
-				if fin != nil && (e2e.Exact || minTTFT > 0) {
-					if v := t.value(o, parser.TTFT); v.Exact && ((e2e.Exact && v.V > e2e.V+1e-6) || v.V < minTTFT) {
+				if v := t.value(o, measured); v.Exact {
+					if exceeds(v.V, maxValue) || !t.fitsArrival(o, v.V, arr) {
+						continue
+					}
+					// First token only (fin is set): TTFT ≤ e2e, and A5.
+					if fin != nil && ((e2e.Exact && v.V > e2e.V+1e-6) || v.V < minTTFT) {
 						continue
 					}
 				}
@@ -199,23 +195,17 @@ func (t *Timeline) firstBound(o obs) int64 {
 	return -1
 }
 
-// exceeds reports whether observation o's exact value of metric m is
-// larger than the bound can allow (0: no bound). The slack covers the
-// difference between the proxy's and the server's clocks over the
-// interval (rate, not offset: both measure durations).
-func (t *Timeline) exceeds(o obs, m parser.Metric, bound float64) bool {
-	if bound <= 0 {
-		return false
-	}
-	v := t.value(o, m)
-	return v.Exact && v.V > bound+1e-3+1e-3*bound
+// exceeds reports whether an exact value v is larger than the bound can
+// allow (0: no bound). The slack covers the difference between the
+// proxy's and the server's clocks over the interval (rate, not offset:
+// both measure durations).
+func exceeds(v, bound float64) bool {
+	return bound > 0 && v > bound+slack(bound)
 }
 
 // window is a span of time on the snapshot taker's clock; zero ends are
 // unknown.
 type window struct{ lo, hi time.Time }
-
-func (w window) known() bool { return !w.lo.IsZero() || !w.hi.IsZero() }
 
 // slack is the allowance for comparing a duration the server measured
 // (value v, seconds) with one on the snapshot taker's clock: the clocks'
@@ -261,24 +251,23 @@ func (t *Timeline) arrival(r *Request, fin []finishInfo, i int, e2e Value) windo
 	return w
 }
 
-// fitsArrival reports whether observation o can be the request's own
-// given its arrival window: the server observed metric m's value v (a
-// duration from arrival) at arrival + v, or at most MaxObserveDelay later
-// (A6). A value too large for the time the observation was made by
-// rules o out for any arrival in the window; one too small needs the
-// observe-delay bound. Unknown times rule nothing out.
-func (t *Timeline) fitsArrival(o obs, m parser.Metric, arr window) bool {
-	v := t.value(o, m)
-	if !v.Exact {
+// fitsArrival reports whether observation o, whose exact value v is a
+// duration from arrival, can be the request's own given its arrival
+// window: the server observed it at arrival + v, or at most
+// MaxObserveDelay later (A6). A value too large for the time the
+// observation was made by rules o out for any arrival in the window; one
+// too small needs the observe-delay bound. Unknown times rule nothing out.
+func (t *Timeline) fitsArrival(o obs, v float64, arr window) bool {
+	if arr.lo.IsZero() && arr.hi.IsZero() {
 		return true
 	}
 	ot := t.obsTimes(o)
-	s := slack(v.V)
-	if !ot.hi.IsZero() && !arr.lo.IsZero() && v.V > ot.hi.Sub(arr.lo).Seconds()+s {
+	s := slack(v)
+	if !ot.hi.IsZero() && !arr.lo.IsZero() && v > ot.hi.Sub(arr.lo).Seconds()+s {
 		return false
 	}
 	if t.MaxObserveDelay > 0 && !ot.lo.IsZero() && !arr.hi.IsZero() &&
-		v.V < (ot.lo.Sub(arr.hi)-t.MaxObserveDelay).Seconds()-s {
+		v < (ot.lo.Sub(arr.hi)-t.MaxObserveDelay).Seconds()-s {
 		return false
 	}
 	return true
