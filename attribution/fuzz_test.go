@@ -4,21 +4,26 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // FuzzTimeline drives the fake server through timelines the fuzzer
 // shapes: four bytes per request choose its series, its arrival gap, its
 // duration, when its first token comes and how late its after snapshot
-// is taken; two flags add periodic timeline snapshots and response token
-// counts. Whatever the overlap, no published value may differ from the
-// truth the generator knows (check), and every request gets a result.
+// is taken; three flags add periodic timeline snapshots, response token
+// counts, and times (scrape times, arrival windows and values that agree
+// with them, as capture writes: assumption A6). Whatever the overlap, no
+// published value may differ from the truth the generator knows (check),
+// and every request gets a result.
 func FuzzTimeline(f *testing.F) {
-	f.Add([]byte{0, 10, 20, 0x35}, false, false)
-	f.Add([]byte{0, 0, 40, 0x10, 1, 0, 40, 0x10, 2, 0, 40, 0x10}, true, false)
-	f.Add([]byte{0, 1, 200, 0xf0, 0, 1, 2, 0x01, 0, 1, 3, 0x02, 1, 90, 9, 0x77}, false, true)
-	f.Add([]byte("overlapping requests on three series, with tokens"), true, true)
+	f.Add([]byte{0, 10, 20, 0x35}, false, false, false)
+	f.Add([]byte{0, 0, 40, 0x10, 1, 0, 40, 0x10, 2, 0, 40, 0x10}, true, false, false)
+	f.Add([]byte{0, 1, 200, 0xf0, 0, 1, 2, 0x01, 0, 1, 3, 0x02, 1, 90, 9, 0x77}, false, true, false)
+	f.Add([]byte("overlapping requests on three series, with tokens"), true, true, false)
+	f.Add([]byte{0, 0, 40, 0x18, 0, 2, 40, 0x14, 0, 1, 10, 0x0c, 0, 0, 80, 0x22}, true, false, true)
+	f.Add([]byte("same series, close arrivals, timed: A6 decides"), false, true, true)
 	labels := []string{`engine="0",model_name="a"`, `engine="1",model_name="a"`, `engine="0",model_name="b"`}
-	f.Fuzz(func(t *testing.T, data []byte, timeline, tokens bool) {
+	f.Fuzz(func(t *testing.T, data []byte, timeline, tokens, times bool) {
 		const maxRequests = 120
 		if len(data) > 4*maxRequests {
 			data = data[:4*maxRequests]
@@ -31,13 +36,22 @@ func FuzzTimeline(f *testing.F) {
 		truths := make([]truth, n)
 		var events []event
 		at := 0.0
+		var tm *timing
+		if times {
+			tm = &timing{r: rand.New(rand.NewPCG(h.Sum64(), 8)), delay: 5 * time.Millisecond}
+		}
 		for i := 0; i < n; i++ {
 			b := data[4*i : 4*i+4]
-			truths[i] = randomTruth(r, labels[int(b[0])%len(labels)])
 			at += float64(b[1]) / 64       // 0 to 4 s after the previous arrival
 			dur := 0.01 + float64(b[2])/32 // 0.01 to 8 s
 			first := at + dur*float64(b[3]&0x0f)/16
 			late := float64(b[3]>>4) / 100 // the after snapshot 0 to 150 ms after the finish
+			if tm != nil {
+				first = at + 0.002 + (dur-0.002)*float64(b[3]&0x0f)/16 // a TTFT of 2 ms at least
+				truths[i] = timedTruth(r, labels[int(b[0])%len(labels)], at, first, at+dur, tm.delay)
+			} else {
+				truths[i] = randomTruth(r, labels[int(b[0])%len(labels)])
+			}
 			events = append(events, event{at, 0, i}, event{first, 1, i}, event{at + dur, 2, i}, event{at + dur + late, 3, i})
 		}
 		if timeline && n > 0 {
@@ -47,7 +61,7 @@ func FuzzTimeline(f *testing.F) {
 				events = append(events, event{x, 4, -1})
 			}
 		}
-		rr := runEvents(t, srv, truths, events, tokens)
+		rr := runTimedEvents(t, srv, truths, events, tokens, tm)
 		rr.check(t)
 	})
 }

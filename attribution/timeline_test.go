@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -114,23 +115,86 @@ type runResult struct {
 	results map[string]Result
 }
 
+// timing, when set, gives runEvents' snapshots scrape times around their
+// event and its requests an arrival window, as capture writes them
+// (assumption A6). The truths must then agree with the event times: see
+// timedTruth.
+type timing struct {
+	r     *rand.Rand
+	delay time.Duration // the timeline's MaxObserveDelay
+}
+
+// clock is the wall time of event time x.
+func (tm *timing) clock(x float64) time.Time {
+	return time.Unix(1_700_000_000, 0).Add(time.Duration(x * 1e9))
+}
+
+// jitter is a random 0–3 ms: how far a scrape's start and end, or the
+// proxy's receive and first-byte times, lie from the event.
+func (tm *timing) jitter() time.Duration { return time.Duration(tm.r.Float64() * 3e6) }
+
+// timedTruth is a request that reaches the server at arrival, has its
+// first token observed at first and its finish at end (arrival < first <
+// end), each observation up to delay after the timestamp the value is
+// measured to, as A6 allows.
+func timedTruth(r *rand.Rand, labels string, arrival, first, end float64, delay time.Duration) truth {
+	var tr truth
+	tr.labels = labels
+	d := delay.Seconds()
+	late1 := min(r.Float64()*d, (first-arrival)/2)
+	tr.v[parser.TTFT] = first - arrival - late1
+	// e2e ≥ TTFT: the finish's lateness is capped by the time between.
+	tr.v[parser.E2E] = end - arrival - min(r.Float64()*d, late1+end-first)
+	tr.v[parser.Queue] = tr.v[parser.TTFT] * r.Float64() / 2
+	tr.v[parser.Prefill] = tr.v[parser.TTFT] - tr.v[parser.Queue] - r.Float64()*0.0005
+	tr.v[parser.Decode] = tr.v[parser.E2E] - tr.v[parser.TTFT]
+	tr.v[parser.Inference] = tr.v[parser.Prefill] + tr.v[parser.Decode]
+	tr.v[parser.PromptTokens] = float64(1 + r.IntN(3000))
+	tr.v[parser.GenerationTokens] = float64(1 + r.IntN(500))
+	return tr
+}
+
 func runEvents(t *testing.T, srv *fakeServer, truths []truth, events []event, tokens bool) runResult {
+	return runTimedEvents(t, srv, truths, events, tokens, nil)
+}
+
+// runTimedEvents is runEvents with times when tm is not nil.
+func runTimedEvents(t *testing.T, srv *fakeServer, truths []truth, events []event, tokens bool, tm *timing) runResult {
 	t.Helper()
 	sort.SliceStable(events, func(i, j int) bool { return events[i].at < events[j].at })
 	tl := NewTimeline()
+	if tm != nil {
+		tl.MaxObserveDelay = tm.delay
+	}
 	befores := map[int]*Point{}
+	arrived, firstAt := map[int]float64{}, map[int]float64{}
+	point := func(x float64) *Point {
+		p := srv.point(t)
+		if tm != nil {
+			p.SetTimes(tm.clock(x).Add(-tm.jitter()), tm.clock(x).Add(tm.jitter()))
+		}
+		return p
+	}
 	out := runResult{truths: truths, results: map[string]Result{}}
 	now := time.Unix(0, 0)
 	for _, ev := range events {
 		switch ev.kind {
 		case 0:
-			befores[ev.req] = srv.point(t)
+			befores[ev.req] = point(ev.at)
+			arrived[ev.req] = ev.at
 		case 1:
 			srv.observeFirst(&truths[ev.req])
+			firstAt[ev.req] = ev.at
 		case 2:
 			srv.observeFinish(&truths[ev.req])
 		case 3:
-			req := Request{ID: fmt.Sprintf("r%d", ev.req), Before: befores[ev.req], After: srv.point(t)}
+			req := Request{ID: fmt.Sprintf("r%d", ev.req), Before: befores[ev.req], After: point(ev.at)}
+			if tm != nil {
+				// The proxy received the request before the server did, and
+				// saw the first byte after the TTFT observation.
+				req.ArrivalLo = tm.clock(arrived[ev.req]).Add(-tm.jitter())
+				req.ArrivalHi = tm.clock(firstAt[ev.req]).Add(tm.jitter())
+			}
 			if tokens {
 				req.Tokens = &Tokens{Prompt: int(truths[ev.req].v[parser.PromptTokens]), Generation: int(truths[ev.req].v[parser.GenerationTokens])}
 			}
@@ -138,7 +202,7 @@ func runEvents(t *testing.T, srv *fakeServer, truths []truth, events []event, to
 				out.results[res.RequestID] = res
 			}
 		case 4:
-			tl.AddPoint(srv.point(t))
+			tl.AddPoint(point(ev.at))
 		}
 	}
 	for _, res := range tl.Resolve(ResolveOptions{All: true}) {
@@ -376,5 +440,43 @@ func TestBoundsFromCapture(t *testing.T) {
 		if !fe.Exact || fe.V != 0.5 || !se.Exact || se.V != 2.0 {
 			t.Fatalf("with bounds: fast %+v slow %+v", fe, se)
 		}
+	}
+}
+
+// TestRandomTimedTimelines: the same random timelines with values that
+// agree with their times, attributed without and with the times capture
+// records (A6). Neither publishes a wrong value; the times make more
+// requests exact, so the generator FuzzTimeline shares does reach the A6
+// checks.
+func TestRandomTimedTimelines(t *testing.T) {
+	labels := []string{`engine="0",model_name="a"`, `engine="0",model_name="b"`}
+	var plain, timed int
+	for seed := uint64(0); seed < 40; seed++ {
+		r := rand.New(rand.NewPCG(seed, 7))
+		tm := &timing{r: rand.New(rand.NewPCG(seed, 8)), delay: 5 * time.Millisecond}
+		n := 40 + r.IntN(40)
+		inflight := []float64{1.5, 4, 16}[seed%3]
+		truths := make([]truth, n)
+		var events []event
+		at := 0.0
+		for i := range truths {
+			dur := 0.2 + r.ExpFloat64()
+			at += r.ExpFloat64() * dur / inflight
+			first := at + 0.002 + r.Float64()*dur*0.5
+			fin := at + dur
+			truths[i] = timedTruth(r, labels[r.IntN(len(labels))], at, first, fin, tm.delay)
+			events = append(events, event{at, 0, i}, event{first, 1, i}, event{fin, 2, i},
+				event{fin + r.Float64()*0.02, 3, i})
+		}
+		for x := 0.0; x < at+5; x += 0.05 {
+			events = append(events, event{x, 4, -1})
+		}
+		// Each run observes into a server of its own.
+		plain += runEvents(t, newFakeServer(labels...), slices.Clone(truths), slices.Clone(events), false).check(t)
+		timed += runTimedEvents(t, newFakeServer(labels...), slices.Clone(truths), slices.Clone(events), false, tm).check(t)
+	}
+	t.Logf("exact: %d without times, %d with", plain, timed)
+	if timed <= plain {
+		t.Errorf("times made no request exact: %d without, %d with", plain, timed)
 	}
 }

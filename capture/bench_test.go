@@ -163,6 +163,17 @@ func benchProxy(t *testing.T) (http.Handler, func()) {
 		}
 		fmt.Fprint(w, files)
 	})
+	// The mean time to create a file during the run, in µs.
+	mux.HandleFunc("GET /-/bench/files", func(w http.ResponseWriter, _ *http.Request) {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "delta_exporter_capture_file_create_seconds" {
+				if h := mf.GetMetric()[0].GetHistogram(); h.GetSampleCount() > 0 {
+					fmt.Fprintf(w, "create_mean_µs %g\n", h.GetSampleSum()/float64(h.GetSampleCount())*1e6)
+				}
+			}
+		}
+	})
 	mux.Handle("/", p)
 	return mux, func() {
 		cancel()
@@ -238,15 +249,29 @@ func benchProcess(b *testing.B, role string, env ...string) (string, map[string]
 
 // benchSetup starts the fake upstream with plan and the proxy in front
 // of it, each in its own process; it returns their base URLs and a
-// function reporting create_µs, the time to create a file in the snapshot
-// directory (call it after b.Loop, which drops earlier metrics).
-func benchSetup(b *testing.B, plan fakeupstream.Plan) (upstream, proxy string, reportCreate func()) {
+// function reporting the cost of creating files (call it after b.Loop,
+// which drops earlier metrics): create_µs, the median time to create a
+// file in the snapshot directory when the proxy started, and
+// create_mean_µs, the mean over the run from the proxy's metrics.
+func benchSetup(b *testing.B, plan fakeupstream.Plan) (upstream, proxy string, reportFiles func()) {
 	upstream, _ = benchProcess(b, "fake", fmt.Sprintf("CAPTURE_BENCH_PLAN=%v,%v,%d,%d",
 		plan.Prefill, plan.Decode, plan.PromptTokens, plan.GenerationTokens))
 	proxy, info := benchProcess(b, "proxy", "CAPTURE_BENCH_UPSTREAM="+upstream)
 	return upstream, proxy, func() {
 		if v, err := strconv.ParseFloat(info["CREATE_US"], 64); err == nil {
 			b.ReportMetric(v, "create_µs")
+		}
+		resp, err := http.Get(proxy + "/-/bench/files")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		lines := bufio.NewScanner(resp.Body)
+		for lines.Scan() {
+			name, value, _ := strings.Cut(lines.Text(), " ")
+			if v, err := strconv.ParseFloat(value, 64); err == nil {
+				b.ReportMetric(v, name)
+			}
 		}
 	}
 }
@@ -347,7 +372,7 @@ func gapInterval(blocks []latencyBlock, pick func(latencyBlock) (direct, proxied
 // block minus its i-th direct call), and for streams the same to the
 // first byte.
 func BenchmarkAddedLatency(b *testing.B) {
-	up, proxy, reportCreate := benchSetup(b, fakeupstream.Plan{Prefill: 2 * time.Millisecond, Decode: 3 * time.Millisecond, PromptTokens: 9, GenerationTokens: 4})
+	up, proxy, reportFiles := benchSetup(b, fakeupstream.Plan{Prefill: 2 * time.Millisecond, Decode: 3 * time.Millisecond, PromptTokens: 9, GenerationTokens: 4})
 	const n, k, warm = 2000, 10, 100
 	for b.Loop() {
 		for _, stream := range []bool{false, true} {
@@ -399,7 +424,7 @@ func BenchmarkAddedLatency(b *testing.B) {
 			}
 		}
 	}
-	reportCreate()
+	reportFiles()
 }
 
 // reportLatency reports one latency's figures: the p99 gap (proxied p99
@@ -424,7 +449,7 @@ func reportLatency(b *testing.B, name string, direct, proxied, diff []time.Durat
 // completed requests per second each way, their ratio, and how long the
 // proxy took after the window to write the files of its requests.
 func BenchmarkThroughput64(b *testing.B) {
-	up, proxy, reportCreate := benchSetup(b, fakeupstream.Plan{Prefill: 20 * time.Millisecond, Decode: 150 * time.Millisecond, PromptTokens: 9, GenerationTokens: 16})
+	up, proxy, reportFiles := benchSetup(b, fakeupstream.Plan{Prefill: 20 * time.Millisecond, Decode: 150 * time.Millisecond, PromptTokens: 9, GenerationTokens: 16})
 	const clients, window = 64, 5 * time.Second
 	run := func(base string) float64 {
 		c := benchClient()
@@ -459,7 +484,7 @@ func BenchmarkThroughput64(b *testing.B) {
 		// requests after the last response.
 		b.ReportMetric(float64(time.Since(ended).Milliseconds()), "drain_ms")
 	}
-	reportCreate()
+	reportFiles()
 	b.ReportMetric(files, "files")
 	b.ReportMetric(benchGet(b, c, up+"/-/bench/scrapes"), "scrapes")
 }

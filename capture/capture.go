@@ -174,6 +174,7 @@ func New(cfg Config) (*Proxy, error) {
 		wake:  make(chan struct{}, 1),
 		ready: make(chan struct{}),
 	}
+	files.created = func(d time.Duration) { p.m.createSeconds.Observe(d.Seconds()) }
 	for _, path := range cfg.Paths {
 		p.paths[path] = true
 	}

@@ -172,6 +172,11 @@ type writer struct {
 
 	mu   sync.Mutex
 	root *os.Root
+
+	// created is told how long each file creation took (nil: not told):
+	// the one step of a write whose cost depends on the filesystem more
+	// than on capture (docs/capture.md, "Cost").
+	created func(d time.Duration)
 }
 
 func newWriter(dir string) (*writer, error) {
@@ -307,12 +312,7 @@ func (w *writer) tempName() string {
 
 func (w *writer) writeTemp(root *os.Root, data []byte) (string, error) {
 	tmp := w.tempName()
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if errors.Is(err, fs.ErrNotExist) {
-		if merr := root.Mkdir(TempDir, 0o755); merr == nil || errors.Is(merr, fs.ErrExist) {
-			f, err = root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		}
-	}
+	f, err := w.createIn(root, tmp)
 	if err != nil {
 		return "", fmt.Errorf("creating %s: %w", filepath.Join(w.dir, tmp), err)
 	}
@@ -325,6 +325,23 @@ func (w *writer) writeTemp(root *os.Root, data []byte) (string, error) {
 		return "", fmt.Errorf("writing %s: %w", filepath.Join(w.dir, tmp), werr)
 	}
 	return tmp, nil
+}
+
+// createIn creates the file name under TempDir of root, and TempDir when
+// it is missing.
+func (w *writer) createIn(root *os.Root, name string) (*os.File, error) {
+	t0 := time.Now()
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrNotExist) {
+		if merr := root.Mkdir(TempDir, 0o755); merr == nil || errors.Is(merr, fs.ErrExist) {
+			t0 = time.Now()
+			f, err = root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		}
+	}
+	if err == nil && w.created != nil {
+		w.created(time.Since(t0))
+	}
+	return f, err
 }
 
 // commit renames the temporary file tmp to name, or removes it.

@@ -88,6 +88,10 @@ func (h *harness) close() {
 	if err := h.p.Close(); err != nil {
 		h.t.Error(err)
 	}
+	// Nothing is left in TempDir once the files are written.
+	if left, err := os.ReadDir(filepath.Join(h.dir, TempDir)); err == nil && len(left) != 0 {
+		h.t.Errorf("files left in %s after Close: %v", TempDir, left)
+	}
 	h.up.Close()
 }
 
@@ -290,6 +294,24 @@ var truth = []struct {
 // with the observed one.
 func sameValue(got, want float64) bool {
 	return math.Abs(got-want) <= 1e-9*math.Max(1, math.Abs(want))
+}
+
+// histogramCount is the observation count of the proxy's histogram name.
+func (h *harness) histogramCount(name string) uint64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return n
 }
 
 func (h *harness) counter(name string, labels ...string) float64 {

@@ -28,6 +28,7 @@ type metrics struct {
 	scrapeFailures   *prometheus.CounterVec
 	idsSanitized     prometheus.Counter
 	afterWaitSeconds prometheus.Histogram
+	createSeconds    prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -70,6 +71,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: namespace, Name: "after_wait_seconds",
 			Help:    "Time from the end of a response to the after scrape that was written for it.",
 			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		}),
+		createSeconds: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "file_create_seconds",
+			Help:    "Time to create one file in the snapshot directory (the filesystem's cost, which varies a lot).",
+			Buckets: []float64{.00001, .00003, .0001, .0003, .001, .003, .01, .03, .1},
 		}),
 	}
 	for _, kind := range []string{"inference", "other"} {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -108,6 +109,25 @@ func TestSequentialExact(t *testing.T) {
 	}
 	if got := h.counter("delta_exporter_capture_snapshots_written_total", "stage", "first"); got != 3 {
 		t.Errorf("first snapshots written %v, want 3", got)
+	}
+	// Every file was created once and timed: as many creates as distinct
+	// files (a shared scrape's other names are hard links to one file).
+	ents, err := os.ReadDir(h.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var distinct []os.FileInfo
+	for _, e := range ents {
+		fi, err := os.Stat(filepath.Join(h.dir, e.Name()))
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if !slices.ContainsFunc(distinct, func(d os.FileInfo) bool { return os.SameFile(d, fi) }) {
+			distinct = append(distinct, fi)
+		}
+	}
+	if got := h.histogramCount("delta_exporter_capture_file_create_seconds"); got != uint64(len(distinct)) {
+		t.Errorf("file creates timed: %d, distinct files: %d", got, len(distinct))
 	}
 	lint(t, h.reg)
 }

@@ -254,6 +254,9 @@ func (in *Ingester) setStage(h *half, name string, n parser.Name, p *attribution
 			h.dupBefore = true
 		}
 		h.before, h.beforeName, h.beforeTime = p, name, n.Time
+		if in.dropAbandoned(id, h) {
+			return
+		}
 		if p != nil && h.afterName == "" {
 			in.tl.SetOpen(id, p)
 		}

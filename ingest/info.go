@@ -13,13 +13,16 @@ import (
 // fingerprints; the proxy's receive, first-byte and last-byte times bound
 // the server's TTFT and e2e from above, and bracket its arrival for the
 // time checks (A6); an after that capture could not confirm keeps the
-// request out of the finish matching.
+// request out of the finish matching; an after_error (no after will come)
+// ends the request as unpaired as soon as its before is known, rather than
+// after --pairing.ttl.
 func (in *Ingester) info(name string, n parser.Name, data []byte) {
 	var v struct {
 		ReceivedAt    time.Time `json:"received_at"`
 		FirstByteAt   time.Time `json:"first_byte_at"`
 		LastByteAt    time.Time `json:"last_byte_at"`
 		AfterObserved *bool     `json:"after_observed"`
+		AfterError    string    `json:"after_error"`
 		Usage         *struct {
 			PromptTokens     *int `json:"prompt_tokens"`
 			CompletionTokens *int `json:"completion_tokens"`
@@ -36,6 +39,10 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 	// The info may be read before the before: in a scan sorted by name
 	// times, its time (the proxy's receipt) can precede the before's.
 	h := in.half(n.RequestID)
+	if v.AfterError != "" {
+		h.abandoned = true
+		_ = in.dropAbandoned(n.RequestID, h)
+	}
 	if v.AfterObserved != nil && !*v.AfterObserved {
 		h.finishUnobserved = true
 	}
@@ -61,4 +68,19 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 		return
 	}
 	h.tokens = &attribution.Tokens{Prompt: p, Generation: g}
+}
+
+// dropAbandoned publishes an abandoned request as unpaired once its before
+// is known (an info without one waits for it: a stream's before is usually
+// written, and named, before its info), and reports whether it did. A half
+// with an after after all is paired as usual.
+func (in *Ingester) dropAbandoned(id string, h *half) bool {
+	if !h.abandoned || h.beforeName == "" || h.afterName != "" {
+		return false
+	}
+	delete(in.pending, id)
+	in.tl.ClearOpen(id)
+	in.publish(attribution.NewUnpaired(h.request(id)))
+	in.updatePending()
+	return true
 }

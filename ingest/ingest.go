@@ -82,7 +82,9 @@ type half struct {
 	maxTTFT, maxE2E       float64   // capture's timing bounds, seconds; 0: none
 	arrivalLo, arrivalHi  time.Time // capture's bounds on the server's arrival
 	dupBefore, dupAfter   bool
-	seen                  time.Time
+	// abandoned: capture's info says no after will come (after_error).
+	abandoned bool
+	seen      time.Time
 }
 
 type fileState struct {

@@ -376,3 +376,44 @@ func TestSettled(t *testing.T) {
 		t.Fatalf("settled after Finish: %q, want 7 files", got)
 	}
 }
+
+// TestAbandonedPairDroppedAtOnce: capture's info says that no after will
+// come (after_error). The before is published as unpaired at once, not
+// after --pairing.ttl (a minute here); the request it overlaps is decided
+// as usual.
+func TestAbandonedPairDroppedAtOnce(t *testing.T) {
+	w := newDirWriter(t)
+	c := &clock{now: time.Now().Add(10 * time.Second)} // every file settled
+	rec := newRecorder()
+	in := clockedIngester(w, rec, c, nil)
+	abandon := func(id string, at time.Time) {
+		w.put(parser.FormatName(id, parser.Info, at),
+			[]byte(`{"after_error": "no scrape of the upstream metrics succeeded after the response: timeout"}`))
+	}
+	// One info named after its before, one before it (read first).
+	w.snap("chatcmpl-abandoned", parser.Before)
+	abandon("chatcmpl-info-first", w.now.Add(time.Millisecond))
+	w.snap("chatcmpl-info-first", parser.Before)
+	f := w.request("chatcmpl-overlapped", 1)
+	abandon("chatcmpl-abandoned", w.now.Add(time.Millisecond))
+	if err := in.Scan(false); err != nil {
+		t.Fatal(err)
+	}
+	c.now = c.now.Add(2 * time.Second) // past MaxDelay, far from PairingTTL
+	in.Tick()
+	for _, id := range []string{"chatcmpl-abandoned", "chatcmpl-info-first"} {
+		if r, ok := rec.results[id]; !ok || r.Outcome != attribution.Unpaired {
+			t.Errorf("%s: %q (published: %v), want unpaired now", id, r.Outcome, ok)
+		}
+	}
+	r, ok := rec.results["chatcmpl-overlapped"]
+	if !ok {
+		t.Fatal("the overlapped request is still held back")
+	}
+	if v := r.Values[parser.E2E]; !v.Exact || v.V != f.E2E {
+		t.Errorf("overlapped e2e %+v, want exact %v", v, f.E2E)
+	}
+	if n := rec.pending["unpaired"]; n != 0 {
+		t.Errorf("%d halves still pending", n)
+	}
+}
