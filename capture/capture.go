@@ -327,14 +327,6 @@ type trackerKey struct{}
 // ServeHTTP forwards the request to the upstream and, for inference
 // requests, records what the snapshots need.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// The transport may still read the request body (its final check for
-	// the end) when the upstream's answer starts. By default Go's HTTP/1
-	// server consumes and closes the request body when the response is
-	// first written, and the transport, failing to read it, then closes
-	// the upstream connection in the middle of the answer: the client got
-	// a stream cut short (seen under load). A proxy reads and writes at
-	// once; say so.
-	_ = http.NewResponseController(w).EnableFullDuplex()
 	t := &tracker{p: p, ctx: r.Context()}
 	if r.Method == http.MethodPost && p.paths[r.URL.Path] {
 		// The before is taken from scrapes that completed before the
