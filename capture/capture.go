@@ -349,43 +349,39 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.wg.Add(1) // for t.run, started when there is work for it
 	}
 	defer t.done()
-	if t.inference {
-		r.Body = readWhole(r)
-	}
+	r.Body = readWhole(r)
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), trackerKey{}, t)))
 }
 
 // maxReadWhole is the largest request body read whole before forwarding.
 const maxReadWhole = 1 << 20
 
-// readWhole reads an inference request's body (a JSON document of a few
-// kilobytes) before it is forwarded, and returns a body that replays it.
-// The transport forwarding a body still reads it, to check for its end,
-// when the upstream's answer may already have begun; Go's HTTP/1 server
-// consumes and closes the request body when the answer's first bytes are
-// written, and the transport, failing to read, closed the upstream
-// connection in the middle of the answer: under load, a stream was cut
-// short. (Letting the server read and write at once, EnableFullDuplex,
-// moves the race to after the handler returns, where the server panics
-// on the concurrent read.) A larger body (an audio upload), or one of
-// unknown length, is forwarded as it arrives; a body that breaks off is
-// forwarded as far as it came, then fails as it would have.
+// readWhole reads a request's body (for inference, a JSON document of a
+// few kilobytes) before it is forwarded, and returns a body that replays
+// it. The transport forwarding a body still reads it, to check for its
+// end, when the upstream's answer may already have begun; Go's HTTP/1
+// server consumes and closes the request body when the answer's first
+// bytes are written, and the transport, failing to read, closed the
+// upstream connection in the middle of the answer: under load, a stream
+// was cut short. (Letting the server read and write at once,
+// EnableFullDuplex, moves the race to after the handler returns, where
+// the server panics on the concurrent read.) A larger body (an audio
+// upload), or one of unknown length, is forwarded as it arrives; a body
+// that breaks off is forwarded as far as it came, then fails as it would
+// have.
 func readWhole(r *http.Request) io.ReadCloser {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength <= 0 || r.ContentLength > maxReadWhole {
 		return r.Body
 	}
 	buf := make([]byte, r.ContentLength)
-	n, err := io.ReadFull(r.Body, buf)
-	if err != nil {
-		return struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(buf[:n]), errorReader{err}), r.Body}
+	var rd io.Reader = bytes.NewReader(buf)
+	if n, err := io.ReadFull(r.Body, buf); err != nil {
+		rd = io.MultiReader(bytes.NewReader(buf[:n]), errorReader{err})
 	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{bytes.NewReader(buf), r.Body}
+	}{rd, r.Body}
 }
 
 type errorReader struct{ err error }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -296,31 +297,15 @@ func sameValue(got, want float64) bool {
 	return math.Abs(got-want) <= 1e-9*math.Max(1, math.Abs(want))
 }
 
-// histogramCount is the observation count of the proxy's histogram name.
-func (h *harness) histogramCount(name string) uint64 {
+// metrics returns the proxy's metrics of family name whose labels
+// include the given name/value pairs.
+func (h *harness) metrics(name string, labels ...string) []*dto.Metric {
 	h.t.Helper()
 	mfs, err := h.reg.Gather()
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	var n uint64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				n += m.GetHistogram().GetSampleCount()
-			}
-		}
-	}
-	return n
-}
-
-func (h *harness) counter(name string, labels ...string) float64 {
-	h.t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var total float64
+	var out []*dto.Metric
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -338,8 +323,29 @@ func (h *harness) counter(name string, labels ...string) float64 {
 					continue metric
 				}
 			}
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			out = append(out, m)
 		}
+	}
+	return out
+}
+
+// histogramCount is the observation count of the proxy's histogram name.
+func (h *harness) histogramCount(name string) uint64 {
+	h.t.Helper()
+	var n uint64
+	for _, m := range h.metrics(name) {
+		n += m.GetHistogram().GetSampleCount()
+	}
+	return n
+}
+
+// counter is the sum of the proxy's counters (or gauges) of family name
+// whose labels include the given name/value pairs.
+func (h *harness) counter(name string, labels ...string) float64 {
+	h.t.Helper()
+	var total float64
+	for _, m := range h.metrics(name, labels...) {
+		total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 	}
 	return total
 }
