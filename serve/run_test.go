@@ -3,9 +3,12 @@ package serve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -62,5 +65,83 @@ func TestSlowClientIsCut(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLandingPageLinksAnswer: every link on the landing page answers 200.
+// The toolkit's page links to /debug/pprof unless told not to, so pprof
+// is linked exactly when --web.enable-pprof serves it.
+func TestLandingPageLinksAnswer(t *testing.T) {
+	for _, pprofOn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pprof=%v", pprofOn), func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := l.Addr().String()
+			l.Close()
+			ctx, cancel := context.WithCancel(t.Context())
+			addrs, systemd, webConfig := []string{addr}, false, ""
+			ready := make(chan struct{})
+			done := make(chan error, 1)
+			go func() {
+				done <- Run(ctx, Config{FS: fstest.MapFS{}, Ready: ready, EnablePprof: pprofOn, DisableExporterMetrics: true,
+					Web: &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}})
+			}()
+			defer func() { cancel(); <-done }()
+			<-ready
+			var page []byte
+			for i := 0; ; i++ {
+				resp, err := http.Get("http://" + addr + "/")
+				if err == nil {
+					page, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+					break
+				}
+				if i == 100 {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond) // the listener starts right after the loop
+			}
+			links := regexp.MustCompile(`href="([^"#]+)"`).FindAllStringSubmatch(string(page), -1)
+			sawPprof := false
+			for _, m := range links {
+				link := m[1]
+				if strings.HasPrefix(link, "http") {
+					continue // external (the toolkit's pprof.me hint)
+				}
+				if strings.Contains(link, "pprof") {
+					sawPprof = true
+					if strings.Contains(link, "profile") {
+						continue // a 60 s CPU profile; the handler is checked below
+					}
+				}
+				if !strings.HasPrefix(link, "/") {
+					link = "/" + link
+				}
+				resp, err := http.Get("http://" + addr + link)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("link %s answers %d", link, resp.StatusCode)
+				}
+			}
+			if sawPprof != pprofOn {
+				t.Errorf("landing page links pprof: %v, pprof served: %v", sawPprof, pprofOn)
+			}
+			resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.StatusCode == http.StatusOK; got != pprofOn {
+				t.Errorf("/debug/pprof/profile answers %d with pprof %v", resp.StatusCode, pprofOn)
+			}
+		})
 	}
 }

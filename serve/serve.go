@@ -10,7 +10,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +58,10 @@ type Config struct {
 	// ReadHeaderTimeout bounds reading a request's headers (slow clients);
 	// 0 means 10s.
 	ReadHeaderTimeout time.Duration
+	// EnablePprof serves the Go profiler under /debug/pprof/ and links it
+	// from the landing page. Off by default: profiles expose internals and
+	// a CPU profile costs the process while it runs.
+	EnablePprof bool
 
 	Web    *web.FlagConfig
 	Logger *slog.Logger
@@ -154,11 +160,21 @@ func Run(ctx context.Context, cfg Config) error {
 		Description: "Exact per-request latency histograms from /metrics snapshots of " + source,
 		Version:     version.Info(),
 		Links:       []web.LandingLinks{{Address: path, Text: "Metrics"}, {Address: "/-/ready", Text: "Readiness"}},
+		// The toolkit's page links to /debug/pprof unless told not to;
+		// those links must answer.
+		Profiling: strconv.FormatBool(cfg.EnablePprof),
 	})
 	if err != nil {
 		return err
 	}
 	mux.Handle("/", landing)
+	if cfg.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	readHeader := cfg.ReadHeaderTimeout
 	if readHeader <= 0 {
 		readHeader = 10 * time.Second

@@ -50,6 +50,8 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 	mode := c.Flag("watch.mode", "How to notice new files: auto (inotify, else polling), inotify, poll.").Default("auto").Enum("auto", "inotify", "poll")
 	c.Flag("watch.rescan-interval", "Full directory rescan interval with inotify (events are only hints).").Default("30s").DurationVar(&cfg.Watch.RescanInterval)
 	c.Flag("watch.poll-interval", "Rescan interval in poll mode and while the directory is missing.").Default("1s").DurationVar(&cfg.Watch.PollInterval)
+	c.Flag("web.enable-pprof", "Serve the Go profiler under /debug/pprof/ (off: profiles expose internals and cost CPU while they run).").
+		BoolVar(&cfg.EnablePprof)
 	cfg.Web = kingpinflag.AddFlags(c, ":9464")
 
 	return c.FullCommand(), func(ctx context.Context) int {
