@@ -208,6 +208,7 @@ func TestDockerfile(t *testing.T) {
 // TestDockerfileLdflags builds the binary with the Dockerfile's -ldflags,
 // build arguments filled in, and requires --version to show them.
 func TestDockerfileLdflags(t *testing.T) {
+	skipStaticBuildInShort(t)
 	var goBuild string
 	for _, in := range parseDockerfile(t) {
 		if in.cmd == "RUN" && strings.Contains(in.args, "go build") {

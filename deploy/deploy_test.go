@@ -54,6 +54,17 @@ func requirePromtool(t *testing.T) string {
 	return ""
 }
 
+// skipStaticBuildInShort skips under -short: the image's static build
+// (CGO_ENABLED=0, -trimpath) shares no cache with the test builds, so it
+// compiles every dependency again, minutes on 2 cores. .ci/run runs the
+// suite without -short too.
+func skipStaticBuildInShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: needs a static build of the binary; run without -short (as .ci/run does) or set DELTA_EXPORTER_BIN")
+	}
+}
+
 // buildBinary builds ./cmd/delta-exporter into dir with the given -ldflags.
 func buildBinary(dir, ldflags string) (string, error) {
 	goCmd, err := exec.LookPath("go")
@@ -99,6 +110,7 @@ func exporterBinary(t *testing.T) string {
 	if p := os.Getenv("DELTA_EXPORTER_BIN"); p != "" {
 		return p
 	}
+	skipStaticBuildInShort(t)
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "deploy-test-bin-")
 		if binErr == nil {

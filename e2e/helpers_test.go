@@ -199,12 +199,3 @@ func (w *writer) request() string {
 	w.sent = append(w.sent, f)
 	return id
 }
-
-func hasLine(body []byte, prefix string) bool {
-	for _, l := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(l, prefix) {
-			return true
-		}
-	}
-	return false
-}
