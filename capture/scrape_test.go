@@ -62,18 +62,6 @@ func TestCheckExpositionRejects(t *testing.T) {
 	}
 }
 
-func FuzzCheckExposition(f *testing.F) {
-	f.Add([]byte(simulate.NewServer(simulate.ServerConfig{}).AppendText(nil)))
-	f.Add([]byte("up{a=\"}\"} 1 2\n"))
-	f.Add([]byte("x 1e5\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _, err := checkExposition(b)
-		if err == nil && (len(b) == 0 || b[len(b)-1] != '\n') {
-			t.Fatalf("accepted %q", b)
-		}
-	})
-}
-
 // TestScraperShares: while a scrape runs, every caller gets the one queued
 // scrape, which starts after they asked; at most one scrape is in flight.
 func TestScraperShares(t *testing.T) {
