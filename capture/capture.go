@@ -116,6 +116,9 @@ type Proxy struct {
 	readyOnce    sync.Once
 	scrapeState  atomic.Int32 // 0 unknown, 1 ok, 2 failing: logs on change
 	writeFailing atomic.Bool  // the last write failed: logs on change
+	// upstreamFailing: the last proxied request could not reach the
+	// upstream: logs on change.
+	upstreamFailing atomic.Bool
 }
 
 // New checks cfg and builds a Proxy. It fails if the upstream URL is not
@@ -394,6 +397,9 @@ func trackerOf(r *http.Request) *tracker {
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
+	if p.upstreamFailing.Swap(false) {
+		p.log.Info("upstream requests work again")
+	}
 	t := trackerOf(resp.Request)
 	if t == nil {
 		return nil
@@ -421,11 +427,22 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 			t.unavailable = true
 		}
 	}
-	p.log.Debug("upstream request failed", "path", r.URL.Path, "err", err)
+	// The error names the upstream's address and how it failed: that is
+	// for the operator's log, not for clients. A warning at the first
+	// failure after a success (an outage fails every request), debug lines
+	// after that; a client that left is not the upstream's failure.
+	switch {
+	case t != nil && t.clientGone:
+		p.log.Debug("upstream request abandoned by the client", "path", r.URL.Path, "err", err)
+	case p.upstreamFailing.Swap(true):
+		p.log.Debug("upstream request failed", "path", r.URL.Path, "err", err)
+	default:
+		p.log.Warn("upstream request failed", "path", r.URL.Path, "err", err)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusBadGateway)
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
-		"message": "delta-exporter capture: the upstream server could not be reached: " + err.Error(),
+		"message": "delta-exporter capture: the upstream server could not be reached",
 		"type":    "bad_gateway",
 		"param":   nil,
 		"code":    http.StatusBadGateway,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,10 +18,16 @@ import (
 )
 
 // TestUpstreamDown: a clear 502 in the OpenAI error format, and no files.
+// The client is not told where the upstream is (its address, the dial
+// error): the log has the detail, once per outage.
 func TestUpstreamDown(t *testing.T) {
 	up := httptest.NewServer(http.NotFoundHandler())
 	up.Close() // nothing listens on its address now
-	h := startProxy(t, up, nil)
+	upAddr := strings.TrimPrefix(up.URL, "http://")
+	var logs syncBuffer
+	h := startProxy(t, up, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
 	for _, stream := range []bool{false, true} {
 		r := h.chat(stream, 2, nil)
 		var e struct {
@@ -33,6 +40,13 @@ func TestUpstreamDown(t *testing.T) {
 			json.Unmarshal(r.body, &e) != nil || e.Error.Code != 502 || !strings.Contains(e.Error.Message, "could not be reached") {
 			t.Fatalf("status %d, %s", r.status, r.body)
 		}
+		host, port, _ := strings.Cut(upAddr, ":")
+		if strings.Contains(string(r.body), port) || strings.Contains(string(r.body), host) || strings.Contains(string(r.body), "dial") {
+			t.Errorf("the 502 tells the client about the upstream (%s): %s", upAddr, r.body)
+		}
+	}
+	if l := logs.String(); strings.Count(l, "upstream request failed") != 1 || !strings.Contains(l, upAddr) || !strings.Contains(l, "level=WARN") {
+		t.Errorf("want one warning with the upstream's address %s in the log, got:\n%s", upAddr, l)
 	}
 	h.p.Wait()
 	if ents, _ := os.ReadDir(h.dir); len(ents) != 0 {
