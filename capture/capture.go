@@ -96,6 +96,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the proxy's own metrics (not registered if nil).
 	Registerer prometheus.Registerer
+
+	// fault, when not nil (tests), fails the writing of files as a full
+	// disk would (writer.fault).
+	fault func(name string) error
 }
 
 // Proxy is the capturing reverse proxy. It is an http.Handler; Run must be
@@ -180,6 +184,7 @@ func New(cfg Config) (*Proxy, error) {
 		ready: make(chan struct{}),
 	}
 	files.created = func(d time.Duration) { p.m.createSeconds.Observe(d.Seconds()) }
+	files.fault = cfg.fault
 	for _, path := range cfg.Paths {
 		p.paths[path] = true
 	}

@@ -10,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -264,4 +267,96 @@ func TestUnwritableDir(t *testing.T) {
 	d.one(t, r.id, parser.Before)
 	d.one(t, r.id, parser.After)
 	d.one(t, r.id, parser.Info)
+}
+
+// errDiskFull fails injected writes.
+var errDiskFull = syscall.ENOSPC
+
+// TestFullDiskCleansUp: while every write fails as on a full disk, with
+// requests and timeline snapshots writing at once, requests are served,
+// failures counted, no file appears and no temporary file is left behind
+// (they used to stay until a restart an hour later). Once the disk has
+// room again, writing resumes.
+func TestFullDiskCleansUp(t *testing.T) {
+	var full atomic.Bool
+	full.Store(true)
+	h := newHarness(t, fakeupstream.Config{Plan: concurrentPlan}, func(c *Config) {
+		c.TimelineInterval = 2 * time.Millisecond
+		c.fault = func(string) error {
+			if full.Load() {
+				return errDiskFull
+			}
+			return nil
+		}
+	})
+	h.waitReady()
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := range 4 {
+				if r := h.chat((w+i)%2 == 0, 3, nil); r.status != 200 {
+					t.Errorf("status %d", r.status)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	h.p.Wait()
+	h.stop()
+	<-h.runDone
+	if left, _ := os.ReadDir(filepath.Join(h.dir, TempDir)); len(left) != 0 {
+		t.Errorf("%d temporary files left after failed writes: %v", len(left), left)
+	}
+	if d := h.files(); len(d.byID)+len(d.timeline)+len(d.other) != 0 {
+		t.Errorf("files written on a full disk: %+v", d)
+	}
+	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "reason", reasonWrite); n < 64 {
+		t.Errorf("write failures counted %v, want one per request at least", n)
+	}
+	full.Store(false)
+	r := h.chat(true, 2, nil)
+	h.p.Wait()
+	d := h.files()
+	d.one(t, r.id, parser.Before)
+	d.one(t, r.id, parser.After)
+	d.one(t, r.id, parser.Info)
+}
+
+// TestInfoFailureWithholdsAfter: when the info cannot be written, the
+// after is not either ("info before after": a reader that sees an after
+// can read its info), and its temporary file is removed.
+func TestInfoFailureWithholdsAfter(t *testing.T) {
+	h := newHarness(t, fakeupstream.Config{}, func(c *Config) {
+		c.TimelineInterval = -1
+		c.fault = func(name string) error {
+			if n, err := parser.ParseName(name); err == nil && n.Stage == parser.Info {
+				return errDiskFull
+			}
+			return nil
+		}
+	})
+	h.waitReady()
+	for _, stream := range []bool{false, true} {
+		r := h.chat(stream, 2, nil)
+		if r.status != 200 || r.id == "" {
+			t.Fatalf("status %d id %q", r.status, r.id)
+		}
+		h.p.Wait()
+		d := h.files()
+		if len(d.byID[r.id][parser.Info]) != 0 || len(d.byID[r.id][parser.After]) != 0 {
+			t.Errorf("stream=%v: files %v: an after without its info", stream, d.byID[r.id])
+		}
+		if left, _ := os.ReadDir(filepath.Join(h.dir, TempDir)); len(left) != 0 {
+			t.Errorf("stream=%v: temporary files left: %v", stream, left)
+		}
+	}
+	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "stage", "info", "reason", reasonWrite); n != 2 {
+		t.Errorf("info write failures counted %v, want 2", n)
+	}
+	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "stage", "after"); n != 2 {
+		t.Errorf("after failures counted %v, want 2", n)
+	}
+	if n := h.counter("delta_exporter_capture_snapshots_written_total", "stage", "after"); n != 0 {
+		t.Errorf("afters written: %v", n)
+	}
 }

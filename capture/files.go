@@ -172,11 +172,20 @@ type writer struct {
 
 	mu   sync.Mutex
 	root *os.Root
+	// old are roots replaced after the directory was removed (and maybe
+	// made anew). They stay open for a while: a write in progress may
+	// still use one, and a root closed under it could neither write nor
+	// remove its temporary file.
+	old []*os.Root
 
 	// created is told how long each file creation took (nil: not told):
 	// the one step of a write whose cost depends on the filesystem more
 	// than on capture (docs/capture.md, "Cost").
 	created func(d time.Duration)
+	// fault, when not nil (tests), is called as the data of the file to be
+	// named name is written; an error fails that write as a full disk
+	// would.
+	fault func(name string) error
 }
 
 func newWriter(dir string) (*writer, error) {
@@ -213,6 +222,10 @@ func (w *writer) cleanTemp(root *os.Root) {
 func (w *writer) close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for _, r := range w.old {
+		_ = r.Close()
+	}
+	w.old = nil
 	return w.root.Close()
 }
 
@@ -222,23 +235,39 @@ func (w *writer) current() *os.Root {
 	return w.root
 }
 
-// reopen replaces root after a failure, when the directory can be opened
-// again (it may have been removed and made anew); it returns the root to
-// retry with, or nil.
+// maxOldRoots bounds the replaced roots kept open. A write lasts
+// milliseconds; the directory being replaced this many times during one
+// is not a case worth more file descriptors.
+const maxOldRoots = 4
+
+// reopen is called after a write through root failed. When the directory
+// root refers to is no longer the one at the path (removed, maybe made
+// anew), it opens the path again and returns the root to retry with.
+// It returns nil when a retry cannot help: the same directory (a full
+// disk, a permission), or none to open. The replaced root is not closed
+// at once (see old).
 func (w *writer) reopen(root *os.Root) *os.Root {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.root != root {
+		return w.root // another write has reopened it already
+	}
+	if was, err := root.Stat("."); err == nil {
+		if now, err := os.Stat(w.dir); err == nil && os.SameFile(was, now) {
+			return nil
+		}
+	}
 	fresh, err := os.OpenRoot(w.dir)
 	if err != nil {
 		return nil
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.root == root {
-		w.root = fresh
-		_ = root.Close()
-	} else {
-		_ = fresh.Close()
+	w.old = append(w.old, root)
+	if len(w.old) > maxOldRoots {
+		_ = w.old[0].Close()
+		w.old = w.old[1:]
 	}
-	return w.root
+	w.root = fresh
+	return fresh
 }
 
 var errBadName = errors.New("refusing file name")
@@ -256,7 +285,7 @@ func (w *writer) write(name string, data []byte) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	tmp, err := w.prepare(data)
+	tmp, err := w.prepare(name, data)
 	if err != nil {
 		return err
 	}
@@ -281,42 +310,58 @@ func (w *writer) writeScrape(name string, s *scrape) error {
 	return nil
 }
 
-// prepareScrape is prepare for the content of s, linking when it can.
-func (w *writer) prepareScrape(s *scrape) (string, error) {
-	if src := s.file.Load(); src != nil {
-		tmp := w.tempName()
-		if err := w.current().Link(*src, tmp); err == nil {
-			return tmp, nil
-		}
-	}
-	return w.prepare(s.data)
+// temp is a file written under TempDir, not yet renamed into place, and
+// the root it was made in.
+type temp struct {
+	root *os.Root
+	name string
 }
 
-// prepare writes data to a new temporary file and returns its name. On
-// failure it reopens the directory once and retries.
-func (w *writer) prepare(data []byte) (string, error) {
+// prepareScrape is prepare for the content of s, linking when it can.
+func (w *writer) prepareScrape(name string, s *scrape) (temp, error) {
+	if src := s.file.Load(); src != nil {
+		root, tmp := w.current(), w.tempName()
+		if err := root.Link(*src, tmp); err == nil {
+			return temp{root, tmp}, nil
+		}
+	}
+	return w.prepare(name, s.data)
+}
+
+// prepare writes data, to be named name, to a new temporary file. On
+// failure it retries once if the directory was replaced (reopen).
+func (w *writer) prepare(name string, data []byte) (temp, error) {
 	root := w.current()
-	tmp, err := w.writeTemp(root, data)
+	tmp, err := w.writeTemp(root, name, data)
 	if err == nil {
-		return tmp, nil
+		return temp{root, tmp}, nil
 	}
 	if root = w.reopen(root); root == nil {
-		return "", err
+		return temp{}, err
 	}
-	return w.writeTemp(root, data)
+	if tmp, err = w.writeTemp(root, name, data); err != nil {
+		return temp{}, err
+	}
+	return temp{root, tmp}, nil
 }
 
 func (w *writer) tempName() string {
 	return TempDir + "/" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(w.seq.Add(1), 36)
 }
 
-func (w *writer) writeTemp(root *os.Root, data []byte) (string, error) {
+func (w *writer) writeTemp(root *os.Root, name string, data []byte) (string, error) {
 	tmp := w.tempName()
 	f, err := w.createIn(root, tmp)
 	if err != nil {
 		return "", fmt.Errorf("creating %s: %w", filepath.Join(w.dir, tmp), err)
 	}
-	_, werr := f.Write(data)
+	var werr error
+	if w.fault != nil {
+		werr = w.fault(name)
+	}
+	if werr == nil {
+		_, werr = f.Write(data)
+	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
@@ -345,17 +390,21 @@ func (w *writer) createIn(root *os.Root, name string) (*os.File, error) {
 }
 
 // commit renames the temporary file tmp to name, or removes it.
-func (w *writer) commit(tmp, name string) error {
-	root := w.current()
+func (w *writer) commit(tmp temp, name string) error {
 	err := checkName(name)
 	if err == nil {
-		err = root.Rename(tmp, name)
+		err = tmp.root.Rename(tmp.name, name)
 	}
 	if err != nil {
-		_ = root.Remove(tmp)
+		w.discard(tmp)
 		return fmt.Errorf("renaming into %s: %w", filepath.Join(w.dir, name), err)
 	}
 	return nil
+}
+
+// discard removes a temporary file that will not be renamed into place.
+func (w *writer) discard(tmp temp) {
+	_ = tmp.root.Remove(tmp.name)
 }
 
 // snapshotName is the file name of a snapshot of stage taken by s.

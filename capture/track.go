@@ -508,7 +508,7 @@ func (t *tracker) writeOpening(info *Info) {
 // can tell whether it will exist.
 func (t *tracker) writeClosing(info *Info, after *scrape) {
 	p := t.p
-	var tmp string
+	var tmp temp
 	if after != nil {
 		p.m.afterWaitSeconds.Observe(after.started.Sub(t.lastByteAt).Seconds())
 		if !info.AfterObserved {
@@ -516,7 +516,7 @@ func (t *tracker) writeClosing(info *Info, after *scrape) {
 		}
 		name := snapshotName(info.RequestID, parser.After, after)
 		var err error
-		if tmp, err = p.files.prepareScrape(after); err != nil {
+		if tmp, err = p.files.prepareScrape(name, after); err != nil {
 			p.writeFailed(parser.After, name, err)
 			info.AfterError = "writing the after snapshot failed"
 		} else {
@@ -527,13 +527,21 @@ func (t *tracker) writeClosing(info *Info, after *scrape) {
 	if err == nil {
 		infoData = append(infoData, '\n')
 		name := parser.FormatName(info.RequestID, parser.Info, t.receivedAt)
-		if err := p.files.write(name, infoData); err != nil {
+		if err = p.files.write(name, infoData); err != nil {
 			p.writeFailed(parser.Info, name, err)
 		} else {
 			p.wrote(parser.Info)
 		}
 	}
-	if tmp != "" {
+	if tmp.name != "" && err != nil {
+		// Without its info the after is not written: a reader that sees
+		// an after relies on the info being there. The request's before,
+		// if written, waits for --pairing.ttl in the exporter.
+		p.files.discard(tmp)
+		p.m.failed.WithLabelValues(string(parser.After), reasonUnwritten).Inc()
+		return
+	}
+	if tmp.name != "" {
 		if err := p.files.commit(tmp, info.After.File); err != nil {
 			p.writeFailed(parser.After, info.After.File, err)
 		} else {
