@@ -111,7 +111,9 @@ type Proxy struct {
 	scr   *scraper
 	files *writer
 	m     *metrics
-	paths map[string]bool
+	// usedIDs keeps apart the names of requests given the same id.
+	usedIDs *usedIDs
+	paths   map[string]bool
 
 	inFlight     atomic.Int64
 	wake         chan struct{}
@@ -175,13 +177,14 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
 	p := &Proxy{
-		cfg:   cfg,
-		log:   log.With("component", "capture"),
-		files: files,
-		m:     newMetrics(registererOrNone(cfg.Registerer)),
-		paths: map[string]bool{},
-		wake:  make(chan struct{}, 1),
-		ready: make(chan struct{}),
+		cfg:     cfg,
+		log:     log.With("component", "capture"),
+		files:   files,
+		usedIDs: newUsedIDs(),
+		m:       newMetrics(registererOrNone(cfg.Registerer)),
+		paths:   map[string]bool{},
+		wake:    make(chan struct{}, 1),
+		ready:   make(chan struct{}),
 	}
 	files.created = func(d time.Duration) { p.m.createSeconds.Observe(d.Seconds()) }
 	files.fault = cfg.fault

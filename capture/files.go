@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -22,10 +23,14 @@ import (
 // capture_timeline_{ts}.txt.
 const TimelineID = "capture"
 
-// MaxIDLen is the longest request id capture puts in a file name. With the
-// longest stage and the timestamp the name stays within the 255 bytes most
-// filesystems allow.
+// MaxIDLen is the longest request id SanitizeID returns. With a suffix
+// (idSuffixLen), the longest stage and the timestamp, a name stays within
+// the 255 bytes most filesystems allow.
 const MaxIDLen = 200
+
+// idSuffixLen is the length of the suffix that tells apart the names of
+// requests the server gave the same id: '+' and 8 hex digits.
+const idSuffixLen = 9
 
 // InfoVersion is the version of the info sidecar format (Info.Version).
 const InfoVersion = 1
@@ -88,6 +93,9 @@ type Info struct {
 	// UpstreamID is the id as the response gave it, when sanitising changed
 	// it (cut to 1024 bytes).
 	UpstreamID string `json:"upstream_id,omitempty"`
+	// ServerID is the id the server gave (sanitised as in the names) when
+	// the names carry a suffix: another request had that id recently.
+	ServerID string `json:"server_id,omitempty"`
 	// IDSource is "response" when the id came from the response body,
 	// "generated" otherwise.
 	IDSource string `json:"id_source"`
@@ -410,4 +418,56 @@ func (w *writer) discard(tmp temp) {
 // snapshotName is the file name of a snapshot of stage taken by s.
 func snapshotName(id string, stage parser.Stage, s *scrape) string {
 	return parser.FormatName(id, stage, s.responded)
+}
+
+// idWindow is how long a request id put in file names is remembered, so
+// that another request given the same id gets names of its own. The
+// exporter rejects a name id it sees twice while it still remembers the
+// first (twice --pairing.ttl after deciding it, 20 minutes by default).
+const idWindow = time.Hour
+
+// maxIDsPerWindow bounds the ids remembered per half window (a hash of 8
+// bytes each): under more traffic than that the memory is shorter.
+const maxIDsPerWindow = 1 << 18
+
+// usedIDs remembers the request ids capture has put in file names lately.
+// vLLM builds a response's id from the client's X-Request-Id, so two
+// clients can get the same id; with the same name id the exporter cannot
+// tell their files apart and rejects both, so one client could cancel
+// another's measurement. Ids are remembered as hashes in two generations
+// of half a window each: a lookup is two map probes, the memory is
+// bounded, and a hash collision only costs a needless suffix.
+type usedIDs struct {
+	seed maphash.Seed
+
+	mu        sync.Mutex
+	cur, prev map[uint64]struct{}
+	rotated   time.Time
+}
+
+func newUsedIDs() *usedIDs {
+	return &usedIDs{seed: maphash.MakeSeed(), cur: map[uint64]struct{}{}, prev: map[uint64]struct{}{}}
+}
+
+// claim returns the id for the file names of a request the server named
+// id (sanitised): id itself, or, when a request named id was seen in the
+// last idWindow (at least half of it), id followed by '+' and 8 random hex
+// digits. SanitizeID never writes '+', so a suffixed name cannot be
+// another request's.
+func (u *usedIDs) claim(id string, now time.Time) string {
+	h := maphash.String(u.seed, id)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if now.Sub(u.rotated) >= idWindow/2 || len(u.cur) >= maxIDsPerWindow {
+		u.prev, u.cur, u.rotated = u.cur, make(map[uint64]struct{}, len(u.cur)), now
+	}
+	_, inCur := u.cur[h]
+	_, inPrev := u.prev[h]
+	if !inCur && !inPrev {
+		u.cur[h] = struct{}{}
+		return id
+	}
+	var b [(idSuffixLen - 1) / 2]byte
+	_, _ = rand.Read(b[:])
+	return id + "+" + hex.EncodeToString(b[:])
 }

@@ -27,6 +27,7 @@ type metrics struct {
 	scrapeDuration   prometheus.Histogram
 	scrapeFailures   *prometheus.CounterVec
 	idsSanitized     prometheus.Counter
+	idsReused        prometheus.Counter
 	afterWaitSeconds prometheus.Histogram
 	createSeconds    prometheus.Histogram
 }
@@ -66,6 +67,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		idsSanitized: f.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "request_ids_sanitized_total",
 			Help: "Response ids that had to be escaped or shortened to be used in a file name.",
+		}),
+		idsReused: f.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "request_ids_reused_total",
+			Help: "Response ids another request had in the last hour: the request's file names got a suffix.",
 		}),
 		afterWaitSeconds: f.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "after_wait_seconds",

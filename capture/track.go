@@ -472,9 +472,17 @@ func (t *tracker) setID(info *Info) {
 		info.RequestID, info.IDSource = generatedID(), "generated"
 		return
 	}
-	info.RequestID, info.IDSource = SanitizeID(t.rawID), "response"
-	if info.RequestID != t.rawID {
+	id := SanitizeID(t.rawID)
+	if id != t.rawID {
 		t.p.m.idsSanitized.Inc()
+	}
+	info.RequestID, info.IDSource = t.p.usedIDs.claim(id, time.Now()), "response"
+	if info.RequestID != id {
+		// Another request had this id: these names carry a suffix.
+		t.p.m.idsReused.Inc()
+		info.ServerID = id
+	}
+	if info.RequestID != t.rawID {
 		raw := t.rawID
 		if len(raw) > 1024 {
 			raw = raw[:1024]

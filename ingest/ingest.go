@@ -82,6 +82,9 @@ type half struct {
 	maxTTFT, maxE2E       float64   // capture's timing bounds, seconds; 0: none
 	arrivalLo, arrivalHi  time.Time // capture's bounds on the server's arrival
 	dupBefore, dupAfter   bool
+	// serverID: capture's info names the server's id, which the
+	// request's file names carry with a suffix (info.go).
+	serverID string
 	// abandoned: capture's info says no after will come (after_error).
 	abandoned bool
 	seen      time.Time
@@ -99,13 +102,17 @@ type fileState struct {
 
 // Ingester reads, pairs and attributes. Not safe for concurrent use.
 type Ingester struct {
-	cfg      Config
-	log      *slog.Logger
-	tl       *attribution.Timeline
-	pending  map[string]*half
-	decided  map[string]time.Time // request ids decided, to reject ids seen again
-	files    map[string]*fileState
-	deferred map[string]bool // files to look at again (settling, incomplete)
+	cfg     Config
+	log     *slog.Logger
+	tl      *attribution.Timeline
+	pending map[string]*half
+	decided map[string]time.Time // request ids decided, to reject ids seen again
+	// serverIDs: the id to publish for a request handed on (to the
+	// timeline or a result) whose names carry capture's suffix; taken
+	// back when its result is published.
+	serverIDs map[string]string
+	files     map[string]*fileState
+	deferred  map[string]bool // files to look at again (settling, incomplete)
 	// finishing: no more waiting, files are taken as they are (Finish).
 	finishing  bool
 	buf        []byte    // read buffer of the sequential path
@@ -136,7 +143,7 @@ func New(cfg Config) *Ingester {
 	tl.MaxObserveDelay = max(0, cfg.MaxObserveDelay)
 	return &Ingester{
 		cfg: cfg, log: cfg.Logger.With("component", "ingest"),
-		tl: tl, pending: map[string]*half{}, decided: map[string]time.Time{},
+		tl: tl, pending: map[string]*half{}, decided: map[string]time.Time{}, serverIDs: map[string]string{},
 		files: map[string]*fileState{}, deferred: map[string]bool{},
 	}
 }
@@ -272,7 +279,7 @@ func (in *Ingester) Tick() {
 		delete(in.pending, id)
 		in.tl.ClearOpen(id)
 		if h.hasSnapshot() {
-			in.publish(attribution.NewUnpaired(h.request(id)))
+			in.publish(attribution.NewUnpaired(in.request(id, h)))
 		}
 	}
 	// Forgetting decided ids walks them all: once a second is enough.
@@ -305,7 +312,7 @@ func (in *Ingester) Finish() {
 	slices.Sort(ids)
 	for _, id := range ids {
 		if h := in.pending[id]; h.hasSnapshot() {
-			in.publish(attribution.NewUnpaired(h.request(id)))
+			in.publish(attribution.NewUnpaired(in.request(id, h)))
 		}
 		in.tl.ClearOpen(id)
 		delete(in.pending, id)
@@ -334,7 +341,22 @@ func (in *Ingester) publish(r attribution.Result) {
 	if r.RequestID != "" && r.Outcome != attribution.Unpaired {
 		in.decided[r.RequestID] = in.cfg.Now()
 	}
+	// Files are keyed by the id in their names, which is unique; the
+	// server's id is what its logs and the client know.
+	if sid, ok := in.serverIDs[r.RequestID]; ok {
+		delete(in.serverIDs, r.RequestID)
+		r.RequestID = sid
+	}
 	in.cfg.Publisher.Publish(r)
+}
+
+// request is h's request, handed on to the timeline or a result; the
+// server's id, if the names carry a suffix, is kept for its publication.
+func (in *Ingester) request(id string, h *half) *attribution.Request {
+	if h.serverID != "" {
+		in.serverIDs[id] = h.serverID
+	}
+	return h.request(id)
 }
 
 func (in *Ingester) updatePending() {
