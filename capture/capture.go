@@ -86,6 +86,16 @@ type Config struct {
 	// to read its id, usage and metrics (4 MiB). The client always gets
 	// the whole body.
 	MaxBodyCapture int
+	// UpstreamAuthorization, when not empty, is the Authorization header
+	// sent with every forwarded request (the server's API key), in place
+	// of the client's. Scrapes are sent without it (vLLM's --api-key
+	// guards /v1 only).
+	UpstreamAuthorization string
+	// OwnAuth reports whether the proxy asks clients for credentials of
+	// its own (basic auth in the web configuration): a client's
+	// Authorization header is then the proxy's credential and is not
+	// forwarded. Nil: it never does.
+	OwnAuth func() bool
 	// Transport carries the proxied requests; ScrapeTransport the scrapes.
 	// Defaults are tuned clones of http.DefaultTransport with keep-alive
 	// pools sized for many concurrent streams and compression left to the
@@ -198,10 +208,20 @@ func New(cfg Config) (*Proxy, error) {
 		maxBytes: cfg.MaxScrapeBytes,
 		observe:  p.observeScrape,
 	}
-	upstream := cfg.Upstream
+	upstream, upstreamAuth, ownAuth := cfg.Upstream, cfg.UpstreamAuthorization, cfg.OwnAuth
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
+			// A credential for the proxy is not the server's: forwarded,
+			// it would reach the server's logs, and clash with its own
+			// API key. The client's own Authorization goes to the server
+			// only when the proxy asks for none.
+			switch {
+			case upstreamAuth != "":
+				pr.Out.Header.Set("Authorization", upstreamAuth)
+			case ownAuth != nil && ownAuth():
+				pr.Out.Header.Del("Authorization")
+			}
 			// ReverseProxy drops the client's forwarding headers before
 			// Rewrite; the request is to reach the server unchanged.
 			for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {

@@ -22,6 +22,8 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 		Default("/metrics").StringVar(&cfg.Proxy.MetricsPath)
 	c.Flag("upstream.scrape-timeout", "Maximum time for one scrape of the metrics endpoint.").
 		Default("1s").DurationVar(&cfg.Proxy.ScrapeTimeout)
+	c.Flag("upstream.bearer-token-file", "File holding the server's API key (vLLM's --api-key), sent as \"Authorization: Bearer <key>\" with every forwarded request in place of the client's header. Needed when --web.config.file asks clients for basic auth: the proxy's own credentials are never forwarded.").
+		StringVar(&cfg.UpstreamBearerTokenFile)
 	c.Flag("snapshots.dir", "Directory to write snapshots into (created if missing).").Required().StringVar(&cfg.Proxy.Dir)
 	c.Flag("timeline.interval", "Period of timeline snapshots while requests are in flight; 0 disables them.").
 		Default("50ms").DurationVar(&cfg.Proxy.TimelineInterval)
