@@ -34,9 +34,10 @@ type tracker struct {
 	path       string
 	before     *scrape
 
-	status      int  // upstream status; 0 if none came
-	unavailable bool // the upstream could not be reached
-	clientGone  bool // the client left before the end of the response
+	refused     string // the request was not forwarded: its outcome (readBody)
+	status      int    // upstream status; 0 if none came
+	unavailable bool   // the upstream could not be reached
+	clientGone  bool   // the client left before the end of the response
 	bodyErr     error
 	stream      bool // text/event-stream response
 	encoded     bool // compressed body: not read
@@ -87,6 +88,8 @@ func (t *tracker) startRun() {
 
 func (t *tracker) outcome() string {
 	switch {
+	case t.refused != "":
+		return t.refused
 	case t.unavailable:
 		return outcomeUnavailable
 	case t.clientGone:
@@ -406,7 +409,7 @@ func (t *tracker) run() {
 	}
 	<-t.ended
 	switch {
-	case t.unavailable, t.status == 0 && !t.clientGone:
+	case t.refused != "", t.unavailable, t.status == 0 && !t.clientGone:
 		return // the request did not reach the server
 	case t.status != 0 && (t.status < 200 || t.status > 299):
 		return // an error answer: the server observed no request

@@ -31,6 +31,10 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 		Default("1s").DurationVar(&cfg.Proxy.IdleInterval)
 	c.Flag("capture.after-timeout", "How long to wait after a response for its finish observation to show in a scrape; the after is then written marked after_observed=false.").
 		Default("2s").DurationVar(&cfg.Proxy.AfterTimeout)
+	c.Flag("capture.body-timeout", "How long a request body of up to 1 MiB with a Content-Length, read whole before it is forwarded, may take to arrive; a slower client gets 408.").
+		Default("30s").DurationVar(&cfg.Proxy.BodyTimeout)
+	bodyMemory := c.Flag("capture.body-memory", "Most memory held at once by request bodies being received or waiting to be forwarded; a request whose body does not fit gets 503.").
+		Default("64MiB").Bytes()
 	c.Flag("capture.path", "POST path that is an inference request (repeatable; default: the OpenAI-compatible generation and pooling endpoints).").
 		StringsVar(&cfg.Proxy.Paths)
 	c.Flag("web.telemetry-path", "Path of the proxy's own metrics; every other path is forwarded.").
@@ -44,6 +48,7 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 		logger := e.logger()
 		cfg.Logger = logger
 		cfg.Proxy.Upstream = (*url.URL)(*upstream)
+		cfg.Proxy.MaxBodyMemory = int64(*bodyMemory)
 		if cfg.Proxy.TimelineInterval == 0 {
 			cfg.Proxy.TimelineInterval = -1 // the flag's 0 means off; the Config's 0 means default
 		}
