@@ -88,7 +88,7 @@ func (in *Ingester) dropAbandoned(id string, h *half) bool {
 	}
 	delete(in.pending, id)
 	in.tl.ClearOpen(id)
-	in.publish(attribution.NewUnpaired(in.request(id, h)))
+	in.publish(attribution.NewUnpaired(h.request(id)))
 	in.updatePending()
 	return true
 }

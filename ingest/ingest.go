@@ -102,21 +102,22 @@ type fileState struct {
 
 // Ingester reads, pairs and attributes. Not safe for concurrent use.
 type Ingester struct {
-	cfg     Config
-	log     *slog.Logger
-	tl      *attribution.Timeline
-	pending map[string]*half
-	decided map[string]time.Time // request ids decided, to reject ids seen again
-	// serverIDs: the id to publish for a request handed on (to the
-	// timeline or a result) whose names carry capture's suffix; taken
-	// back when its result is published.
-	serverIDs map[string]string
-	files     map[string]*fileState
-	deferred  map[string]bool // files to look at again (settling, incomplete)
+	cfg      Config
+	log      *slog.Logger
+	tl       *attribution.Timeline
+	pending  map[string]*half
+	decided  map[string]time.Time // request ids decided, to reject ids seen again
+	files    map[string]*fileState
+	deferred map[string]bool // files to look at again (settling, incomplete)
 	// finishing: no more waiting, files are taken as they are (Finish).
 	finishing  bool
 	buf        []byte    // read buffer of the sequential path
 	lastForget time.Time // when decided ids were last pruned
+
+	// serverIDs: the id to publish for a request handed on (to the
+	// timeline or a result) whose names carry capture's suffix; taken
+	// back when its result is published.
+	serverIDs map[string]string
 }
 
 // New returns an Ingester.
@@ -279,7 +280,7 @@ func (in *Ingester) Tick() {
 		delete(in.pending, id)
 		in.tl.ClearOpen(id)
 		if h.hasSnapshot() {
-			in.publish(attribution.NewUnpaired(in.request(id, h)))
+			in.publish(attribution.NewUnpaired(h.request(id)))
 		}
 	}
 	// Forgetting decided ids walks them all: once a second is enough.
@@ -312,7 +313,7 @@ func (in *Ingester) Finish() {
 	slices.Sort(ids)
 	for _, id := range ids {
 		if h := in.pending[id]; h.hasSnapshot() {
-			in.publish(attribution.NewUnpaired(in.request(id, h)))
+			in.publish(attribution.NewUnpaired(h.request(id)))
 		}
 		in.tl.ClearOpen(id)
 		delete(in.pending, id)
@@ -350,8 +351,10 @@ func (in *Ingester) publish(r attribution.Result) {
 	in.cfg.Publisher.Publish(r)
 }
 
-// request is h's request, handed on to the timeline or a result; the
-// server's id, if the names carry a suffix, is kept for its publication.
+// request is h's request once paired, handed on to the timeline or a
+// result; the server's id, if the names carry a suffix, is kept for its
+// publication. (An unpaired half is published under its name's id: it
+// has no value, hence no exemplar, and the id finds its files.)
 func (in *Ingester) request(id string, h *half) *attribution.Request {
 	if h.serverID != "" {
 		in.serverIDs[id] = h.serverID
