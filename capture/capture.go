@@ -486,15 +486,20 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) (body io.ReadCl
 	return b, ""
 }
 
-// refuse answers a request the proxy does not forward, in the OpenAI
-// error format, and closes the connection (the rest of the body is not
-// read).
+// refuse answers a request the proxy does not forward and closes the
+// connection (the rest of the body is not read).
 func (p *Proxy) refuse(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Connection", "close")
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
+	writeError(w, status, msg)
+}
+
+// writeError answers with status and msg in the OpenAI error format, the
+// one clients of an inference server parse.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
 		"message": "delta-exporter capture: " + msg,
@@ -605,14 +610,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	default:
 		p.log.Warn("upstream request failed", "path", r.URL.Path, "err", err)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusBadGateway)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
-		"message": "delta-exporter capture: the upstream server could not be reached",
-		"type":    "bad_gateway",
-		"param":   nil,
-		"code":    http.StatusBadGateway,
-	}})
+	writeError(w, http.StatusBadGateway, "the upstream server could not be reached")
 }
 
 // bufferPool recycles the copy buffers of the proxied bodies.
