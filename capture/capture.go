@@ -224,7 +224,7 @@ func New(cfg Config) (*Proxy, error) {
 		maxBytes: cfg.MaxScrapeBytes,
 		observe:  p.observeScrape,
 	}
-	upstream, upstreamAuth, ownAuth := cfg.Upstream, cfg.UpstreamAuthorization, cfg.OwnAuth
+	upstream := cfg.Upstream
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
@@ -233,9 +233,9 @@ func New(cfg Config) (*Proxy, error) {
 			// API key. The client's own Authorization goes to the server
 			// only when the proxy asks for none.
 			switch {
-			case upstreamAuth != "":
-				pr.Out.Header.Set("Authorization", upstreamAuth)
-			case ownAuth != nil && ownAuth():
+			case p.cfg.UpstreamAuthorization != "":
+				pr.Out.Header.Set("Authorization", p.cfg.UpstreamAuthorization)
+			case p.cfg.OwnAuth != nil && p.cfg.OwnAuth():
 				pr.Out.Header.Del("Authorization")
 			}
 			// ReverseProxy drops the client's forwarding headers before

@@ -20,10 +20,10 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 	upstream := c.Flag("upstream.url", "Base URL of the inference server, e.g. http://127.0.0.1:8000.").Required().URL()
 	c.Flag("upstream.metrics-path", "The server's metrics endpoint: a path on --upstream.url, or an absolute URL.").
 		Default("/metrics").StringVar(&cfg.Proxy.MetricsPath)
-	c.Flag("upstream.scrape-timeout", "Maximum time for one scrape of the metrics endpoint.").
-		Default("1s").DurationVar(&cfg.Proxy.ScrapeTimeout)
 	c.Flag("upstream.bearer-token-file", "File holding the server's API key (vLLM's --api-key), sent as \"Authorization: Bearer <key>\" with every forwarded request in place of the client's header. Needed when --web.config.file asks clients for basic auth: the proxy's own credentials are never forwarded.").
 		StringVar(&cfg.UpstreamBearerTokenFile)
+	c.Flag("upstream.scrape-timeout", "Maximum time for one scrape of the metrics endpoint.").
+		Default("1s").DurationVar(&cfg.Proxy.ScrapeTimeout)
 	c.Flag("snapshots.dir", "Directory to write snapshots into (created if missing).").Required().StringVar(&cfg.Proxy.Dir)
 	c.Flag("timeline.interval", "Period of timeline snapshots while requests are in flight; 0 disables them.").
 		Default("50ms").DurationVar(&cfg.Proxy.TimelineInterval)
@@ -45,10 +45,10 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 	cfg.Web = kingpinflag.AddFlags(c, ":11434")
 
 	return c.FullCommand(), func(ctx context.Context) int {
+		cfg.Proxy.MaxBodyMemory = int64(*bodyMemory)
 		logger := e.logger()
 		cfg.Logger = logger
 		cfg.Proxy.Upstream = (*url.URL)(*upstream)
-		cfg.Proxy.MaxBodyMemory = int64(*bodyMemory)
 		if cfg.Proxy.TimelineInterval == 0 {
 			cfg.Proxy.TimelineInterval = -1 // the flag's 0 means off; the Config's 0 means default
 		}
