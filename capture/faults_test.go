@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -359,4 +360,62 @@ func TestInfoFailureWithholdsAfter(t *testing.T) {
 	if n := h.counter("delta_exporter_capture_snapshots_written_total", "stage", "after"); n != 0 {
 		t.Errorf("afters written: %v", n)
 	}
+}
+
+// TestRealFullDisk: the snapshot directory on a 1 MiB tmpfs, filled by
+// concurrent requests. Writes fail with the kernel's ENOSPC; requests are
+// served, no temporary file is left, and every after that was written
+// has its info. Needs the right to mount (root): skipped otherwise, and
+// with -short (the everyday command mounts nothing); CI runs it.
+func TestRealFullDisk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("mounts a tmpfs: not with -short")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v %s", err, out)
+		}
+	})
+	h := newHarness(t, fakeupstream.Config{Plan: concurrentPlan}, func(c *Config) {
+		c.Dir = dir
+		c.TimelineInterval = 2 * time.Millisecond
+		c.AfterTimeout = 100 * time.Millisecond
+	})
+	h.waitReady()
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := range 6 {
+				if r := h.chat((w+i)%2 == 0, 3, nil); r.status != 200 {
+					t.Errorf("status %d", r.status)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	h.p.Wait()
+	h.stop()
+	<-h.runDone
+	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "reason", reasonWrite); n == 0 {
+		t.Fatal("the disk never filled up")
+	}
+	if left, _ := os.ReadDir(filepath.Join(h.dir, TempDir)); len(left) != 0 {
+		t.Errorf("%d temporary files left on a full disk: %v", len(left), left)
+	}
+	d := h.files()
+	afters := 0
+	for id, stages := range d.byID {
+		if len(stages[parser.After]) != 0 {
+			afters++
+			if len(stages[parser.Info]) == 0 {
+				t.Errorf("%s: an after without its info", id)
+			}
+		}
+	}
+	t.Logf("%d requests with files, %d afters, %v write failures", len(d.byID), afters,
+		h.counter("delta_exporter_capture_snapshots_failed_total", "reason", reasonWrite))
 }
