@@ -291,20 +291,7 @@ func TestFullDiskCleansUp(t *testing.T) {
 		}
 	})
 	h.waitReady()
-	var wg sync.WaitGroup
-	for w := range 16 {
-		wg.Go(func() {
-			for i := range 4 {
-				if r := h.chat((w+i)%2 == 0, 3, nil); r.status != 200 {
-					t.Errorf("status %d", r.status)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	h.p.Wait()
-	h.stop()
-	<-h.runDone
+	h.burstThenStop(16, 4)
 	if left, _ := os.ReadDir(filepath.Join(h.dir, TempDir)); len(left) != 0 {
 		t.Errorf("%d temporary files left after failed writes: %v", len(left), left)
 	}
@@ -386,20 +373,7 @@ func TestRealFullDisk(t *testing.T) {
 		c.AfterTimeout = 100 * time.Millisecond
 	})
 	h.waitReady()
-	var wg sync.WaitGroup
-	for w := range 16 {
-		wg.Go(func() {
-			for i := range 6 {
-				if r := h.chat((w+i)%2 == 0, 3, nil); r.status != 200 {
-					t.Errorf("status %d", r.status)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	h.p.Wait()
-	h.stop()
-	<-h.runDone
+	h.burstThenStop(16, 6)
 	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "reason", reasonWrite); n == 0 {
 		t.Fatal("the disk never filled up")
 	}
@@ -418,4 +392,24 @@ func TestRealFullDisk(t *testing.T) {
 	}
 	t.Logf("%d requests with files, %d afters, %v write failures", len(d.byID), afters,
 		h.counter("delta_exporter_capture_snapshots_failed_total", "reason", reasonWrite))
+}
+
+// burstThenStop runs workers clients sending each chats, half of them
+// streams, waits for their files and stops the background loop, so that
+// nothing writes any more.
+func (h *harness) burstThenStop(workers, each int) {
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if r := h.chat((w+i)%2 == 0, 3, nil); r.status != 200 {
+					h.t.Errorf("status %d", r.status)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	h.p.Wait()
+	h.stop()
+	<-h.runDone
 }
