@@ -17,7 +17,6 @@
 package capture
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,9 +24,11 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,10 +83,28 @@ type Config struct {
 	ScrapeTimeout time.Duration
 	// MaxScrapeBytes is the largest metrics body accepted (64 MiB).
 	MaxScrapeBytes int64
+	// BodyTimeout bounds how long a request body read whole before it is
+	// forwarded (see readBody) may take to arrive (30s). A client slower
+	// than that gets 408 and nothing is forwarded.
+	BodyTimeout time.Duration
+	// MaxBodyMemory bounds the bytes of request bodies held at once,
+	// being received or waiting to be forwarded (64 MiB). A request whose
+	// body does not fit gets 503 and nothing is forwarded.
+	MaxBodyMemory int64
 	// MaxBodyCapture is how much of a non-streaming response body is kept
 	// to read its id, usage and metrics (4 MiB). The client always gets
 	// the whole body.
 	MaxBodyCapture int
+	// UpstreamAuthorization, when not empty, is the Authorization header
+	// sent with every forwarded request (the server's API key), in place
+	// of the client's. Scrapes are sent without it (vLLM's --api-key
+	// guards /v1 only).
+	UpstreamAuthorization string
+	// OwnAuth reports whether the proxy asks clients for credentials of
+	// its own (basic auth in the web configuration): a client's
+	// Authorization header is then the proxy's credential and is not
+	// forwarded. Nil: it never does.
+	OwnAuth func() bool
 	// Transport carries the proxied requests; ScrapeTransport the scrapes.
 	// Defaults are tuned clones of http.DefaultTransport with keep-alive
 	// pools sized for many concurrent streams and compression left to the
@@ -96,6 +115,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the proxy's own metrics (not registered if nil).
 	Registerer prometheus.Registerer
+
+	// fault, when not nil (tests), fails the writing of files as a full
+	// disk would (writer.fault).
+	fault func(name string) error
 }
 
 // Proxy is the capturing reverse proxy. It is an http.Handler; Run must be
@@ -107,15 +130,21 @@ type Proxy struct {
 	scr   *scraper
 	files *writer
 	m     *metrics
-	paths map[string]bool
+	// usedIDs keeps apart the names of requests given the same id.
+	usedIDs *usedIDs
+	paths   map[string]bool
 
 	inFlight     atomic.Int64
+	bodyMemory   atomic.Int64 // bytes of request bodies held (heldBody)
 	wake         chan struct{}
 	wg           sync.WaitGroup // per-request goroutines
 	ready        chan struct{}  // closed by the first successful scrape
 	readyOnce    sync.Once
 	scrapeState  atomic.Int32 // 0 unknown, 1 ok, 2 failing: logs on change
 	writeFailing atomic.Bool  // the last write failed: logs on change
+	// upstreamFailing: the last proxied request could not reach the
+	// upstream: logs on change.
+	upstreamFailing atomic.Bool
 }
 
 // New checks cfg and builds a Proxy. It fails if the upstream URL is not
@@ -150,6 +179,12 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.MaxScrapeBytes <= 0 {
 		cfg.MaxScrapeBytes = 64 << 20
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 30 * time.Second
+	}
+	if cfg.MaxBodyMemory <= 0 {
+		cfg.MaxBodyMemory = 64 << 20
+	}
 	if cfg.MaxBodyCapture <= 0 {
 		cfg.MaxBodyCapture = 4 << 20
 	}
@@ -168,15 +203,17 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
 	p := &Proxy{
-		cfg:   cfg,
-		log:   log.With("component", "capture"),
-		files: files,
-		m:     newMetrics(registererOrNone(cfg.Registerer)),
-		paths: map[string]bool{},
-		wake:  make(chan struct{}, 1),
-		ready: make(chan struct{}),
+		cfg:     cfg,
+		log:     log.With("component", "capture"),
+		files:   files,
+		usedIDs: newUsedIDs(),
+		m:       newMetrics(registererOrNone(cfg.Registerer)),
+		paths:   map[string]bool{},
+		wake:    make(chan struct{}, 1),
+		ready:   make(chan struct{}),
 	}
 	files.created = func(d time.Duration) { p.m.createSeconds.Observe(d.Seconds()) }
+	files.fault = cfg.fault
 	for _, path := range cfg.Paths {
 		p.paths[path] = true
 	}
@@ -191,6 +228,16 @@ func New(cfg Config) (*Proxy, error) {
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
+			// A credential for the proxy is not the server's: forwarded,
+			// it would reach the server's logs, and clash with its own
+			// API key. The client's own Authorization goes to the server
+			// only when the proxy asks for none.
+			switch {
+			case p.cfg.UpstreamAuthorization != "":
+				pr.Out.Header.Set("Authorization", p.cfg.UpstreamAuthorization)
+			case p.cfg.OwnAuth != nil && p.cfg.OwnAuth():
+				pr.Out.Header.Del("Authorization")
+			}
 			// ReverseProxy drops the client's forwarding headers before
 			// Rewrite; the request is to reach the server unchanged.
 			for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
@@ -349,14 +396,26 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.wg.Add(1) // for t.run, started when there is work for it
 	}
 	defer t.done()
-	r.Body = readWhole(r)
+	body, refused := p.readBody(w, r)
+	if refused != "" {
+		t.refused = refused
+		return
+	}
+	if held, ok := body.(*heldBody); ok {
+		defer held.free() // if the transport did not read or close it
+	}
+	r.Body = body
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), trackerKey{}, t)))
 }
 
 // maxReadWhole is the largest request body read whole before forwarding.
 const maxReadWhole = 1 << 20
 
-// readWhole reads a request's body (for inference, a JSON document of a
+// minBodyBuffer is the first buffer of a body read whole; it doubles as
+// the bytes arrive.
+const minBodyBuffer = 4 << 10
+
+// readBody reads a request's body (for inference, a JSON document of a
 // few kilobytes) before it is forwarded, and returns a body that replays
 // it. The transport forwarding a body still reads it, to check for its
 // end, when the upstream's answer may already have begun; Go's HTTP/1
@@ -366,27 +425,142 @@ const maxReadWhole = 1 << 20
 // was cut short. (Letting the server read and write at once,
 // EnableFullDuplex, moves the race to after the handler returns, where
 // the server panics on the concurrent read.) A larger body (an audio
-// upload), or one of unknown length, is forwarded as it arrives; a body
-// that breaks off is forwarded as far as it came, then fails as it would
-// have.
-func readWhole(r *http.Request) io.ReadCloser {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength <= 0 || r.ContentLength > maxReadWhole {
-		return r.Body
+// upload), or one of unknown length, is forwarded as it arrives.
+//
+// A body read whole must arrive within BodyTimeout. Its buffer grows as
+// bytes arrive (a declared Content-Length reserves nothing), and all such
+// buffers together stay within MaxBodyMemory. A body that does not arrive
+// in time (408), does not fit (503: streaming it instead would bring the
+// race above back, under load, which is when the bound is reached) or
+// breaks off is not forwarded: refused is then the request's outcome,
+// and the answer, if any, has been written.
+func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) (body io.ReadCloser, refused string) {
+	n := r.ContentLength
+	if r.Body == nil || r.Body == http.NoBody || n <= 0 || n > maxReadWhole {
+		return r.Body, ""
 	}
-	buf := make([]byte, r.ContentLength)
-	var rd io.Reader = bytes.NewReader(buf)
-	if n, err := io.ReadFull(r.Body, buf); err != nil {
-		rd = io.MultiReader(bytes.NewReader(buf[:n]), errorReader{err})
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(p.cfg.BodyTimeout)) == nil {
+		defer func() {
+			if refused == "" {
+				// The server's own read of the connection, which watches
+				// for the client leaving, must not time out.
+				_ = rc.SetReadDeadline(time.Time{})
+			} else {
+				// The server would read what is left of the body (to
+				// reuse the connection) for as long as the client takes:
+				// not at all.
+				_ = rc.SetReadDeadline(time.Now())
+			}
+		}()
 	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{rd, r.Body}
+	b := &heldBody{p: p, orig: r.Body}
+	var buf []byte
+	for int64(len(buf)) < n {
+		if len(buf) == cap(buf) {
+			size := min(n, max(2*int64(cap(buf)), minBodyBuffer))
+			if !b.hold(size - int64(cap(buf))) {
+				b.free()
+				p.refuse(w, http.StatusServiceUnavailable, "the proxy holds too many request bodies; retry later")
+				return nil, outcomeBodyMemory
+			}
+			grown := make([]byte, len(buf), size)
+			copy(grown, buf)
+			buf = grown
+		}
+		m, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF && int64(len(buf)) < n {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil && err != io.EOF {
+			b.free()
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+				p.refuse(w, http.StatusRequestTimeout, "the request body did not arrive in time")
+				return nil, outcomeBodyTimeout
+			}
+			return nil, outcomeClientGone // the client left: no one to answer
+		}
+	}
+	b.buf = buf
+	return b, ""
 }
 
-type errorReader struct{ err error }
+// refuse answers a request the proxy does not forward and closes the
+// connection (the rest of the body is not read).
+func (p *Proxy) refuse(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Connection", "close")
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeError(w, status, msg)
+}
 
-func (e errorReader) Read([]byte) (int, error) { return 0, e.err }
+// writeError answers with status and msg in the OpenAI error format, the
+// one clients of an inference server parse.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+		"message": "delta-exporter capture: " + msg,
+		"type":    strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_")),
+		"param":   nil,
+		"code":    status,
+	}})
+}
+
+// heldBody replays a request body read whole. Its buffer counts towards
+// MaxBodyMemory until the transport has read it to the end or closed it
+// (or the request is over).
+type heldBody struct {
+	p    *Proxy
+	orig io.ReadCloser
+	buf  []byte
+	off  int
+
+	held  atomic.Int64 // bytes counted in the proxy's body memory
+	freed sync.Once
+}
+
+// hold counts n more bytes, if they fit within MaxBodyMemory.
+func (b *heldBody) hold(n int64) bool {
+	for {
+		used := b.p.bodyMemory.Load()
+		if used+n > b.p.cfg.MaxBodyMemory {
+			return false
+		}
+		if b.p.bodyMemory.CompareAndSwap(used, used+n) {
+			b.held.Add(n)
+			b.p.m.bodyBytes.Add(float64(n))
+			return true
+		}
+	}
+}
+
+// free gives back what b holds, once.
+func (b *heldBody) free() {
+	b.freed.Do(func() {
+		n := b.held.Load()
+		b.p.bodyMemory.Add(-n)
+		b.p.m.bodyBytes.Sub(float64(n))
+	})
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	if b.off >= len(b.buf) {
+		b.buf = nil // the transport has it all: let it go
+		b.free()
+		return 0, io.EOF
+	}
+	n := copy(p, b.buf[b.off:])
+	b.off += n
+	return n, nil
+}
+
+func (b *heldBody) Close() error {
+	b.free()
+	return b.orig.Close()
+}
 
 func trackerOf(r *http.Request) *tracker {
 	t, _ := r.Context().Value(trackerKey{}).(*tracker)
@@ -394,6 +568,9 @@ func trackerOf(r *http.Request) *tracker {
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
+	if p.upstreamFailing.Swap(false) {
+		p.log.Info("upstream requests work again")
+	}
 	t := trackerOf(resp.Request)
 	if t == nil {
 		return nil
@@ -421,15 +598,19 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 			t.unavailable = true
 		}
 	}
-	p.log.Debug("upstream request failed", "path", r.URL.Path, "err", err)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusBadGateway)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
-		"message": "delta-exporter capture: the upstream server could not be reached: " + err.Error(),
-		"type":    "bad_gateway",
-		"param":   nil,
-		"code":    http.StatusBadGateway,
-	}})
+	// The error names the upstream's address and how it failed: that is
+	// for the operator's log, not for clients. A warning at the first
+	// failure after a success (an outage fails every request), debug lines
+	// after that; a client that left is not the upstream's failure.
+	switch {
+	case t != nil && t.clientGone:
+		p.log.Debug("upstream request abandoned by the client", "path", r.URL.Path, "err", err)
+	case p.upstreamFailing.Swap(true):
+		p.log.Debug("upstream request failed", "path", r.URL.Path, "err", err)
+	default:
+		p.log.Warn("upstream request failed", "path", r.URL.Path, "err", err)
+	}
+	writeError(w, http.StatusBadGateway, "the upstream server could not be reached")
 }
 
 // bufferPool recycles the copy buffers of the proxied bodies.

@@ -20,6 +20,7 @@ import (
 type results struct {
 	mu       sync.Mutex
 	byID     map[string]attribution.Result
+	all      []attribution.Result // in the order published
 	rejected []string
 }
 
@@ -27,6 +28,7 @@ func (r *results) Publish(res attribution.Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.byID[res.RequestID] = res
+	r.all = append(r.all, res)
 }
 func (r *results) SnapshotRead() {}
 func (r *results) SnapshotRejected(file, reason string, err error) {

@@ -4,11 +4,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,10 +22,16 @@ import (
 )
 
 // TestUpstreamDown: a clear 502 in the OpenAI error format, and no files.
+// The client is not told where the upstream is (its address, the dial
+// error): the log has the detail, once per outage.
 func TestUpstreamDown(t *testing.T) {
 	up := httptest.NewServer(http.NotFoundHandler())
 	up.Close() // nothing listens on its address now
-	h := startProxy(t, up, nil)
+	upAddr := strings.TrimPrefix(up.URL, "http://")
+	var logs syncBuffer
+	h := startProxy(t, up, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
 	for _, stream := range []bool{false, true} {
 		r := h.chat(stream, 2, nil)
 		var e struct {
@@ -33,6 +44,13 @@ func TestUpstreamDown(t *testing.T) {
 			json.Unmarshal(r.body, &e) != nil || e.Error.Code != 502 || !strings.Contains(e.Error.Message, "could not be reached") {
 			t.Fatalf("status %d, %s", r.status, r.body)
 		}
+		host, port, _ := strings.Cut(upAddr, ":")
+		if strings.Contains(string(r.body), port) || strings.Contains(string(r.body), host) || strings.Contains(string(r.body), "dial") {
+			t.Errorf("the 502 tells the client about the upstream (%s): %s", upAddr, r.body)
+		}
+	}
+	if l := logs.String(); strings.Count(l, "upstream request failed") != 1 || !strings.Contains(l, upAddr) || !strings.Contains(l, "level=WARN") {
+		t.Errorf("want one warning with the upstream's address %s in the log, got:\n%s", upAddr, l)
 	}
 	h.p.Wait()
 	if ents, _ := os.ReadDir(h.dir); len(ents) != 0 {
@@ -250,4 +268,148 @@ func TestUnwritableDir(t *testing.T) {
 	d.one(t, r.id, parser.Before)
 	d.one(t, r.id, parser.After)
 	d.one(t, r.id, parser.Info)
+}
+
+// errDiskFull fails injected writes.
+var errDiskFull = syscall.ENOSPC
+
+// TestFullDiskCleansUp: while every write fails as on a full disk, with
+// requests and timeline snapshots writing at once, requests are served,
+// failures counted, no file appears and no temporary file is left behind
+// (they used to stay until a restart an hour later). Once the disk has
+// room again, writing resumes.
+func TestFullDiskCleansUp(t *testing.T) {
+	var full atomic.Bool
+	full.Store(true)
+	h := newHarness(t, fakeupstream.Config{Plan: concurrentPlan}, func(c *Config) {
+		c.TimelineInterval = 2 * time.Millisecond
+		c.fault = func(string) error {
+			if full.Load() {
+				return errDiskFull
+			}
+			return nil
+		}
+	})
+	h.waitReady()
+	h.burstThenStop(16, 4)
+	if left, _ := os.ReadDir(filepath.Join(h.dir, TempDir)); len(left) != 0 {
+		t.Errorf("%d temporary files left after failed writes: %v", len(left), left)
+	}
+	if d := h.files(); len(d.byID)+len(d.timeline)+len(d.other) != 0 {
+		t.Errorf("files written on a full disk: %+v", d)
+	}
+	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "reason", reasonWrite); n < 64 {
+		t.Errorf("write failures counted %v, want one per request at least", n)
+	}
+	full.Store(false)
+	r := h.chat(true, 2, nil)
+	h.p.Wait()
+	d := h.files()
+	d.one(t, r.id, parser.Before)
+	d.one(t, r.id, parser.After)
+	d.one(t, r.id, parser.Info)
+}
+
+// TestInfoFailureWithholdsAfter: when the info cannot be written, the
+// after is not either ("info before after": a reader that sees an after
+// can read its info), and its temporary file is removed.
+func TestInfoFailureWithholdsAfter(t *testing.T) {
+	h := newHarness(t, fakeupstream.Config{}, func(c *Config) {
+		c.TimelineInterval = -1
+		c.fault = func(name string) error {
+			if n, err := parser.ParseName(name); err == nil && n.Stage == parser.Info {
+				return errDiskFull
+			}
+			return nil
+		}
+	})
+	h.waitReady()
+	for _, stream := range []bool{false, true} {
+		r := h.chat(stream, 2, nil)
+		if r.status != 200 || r.id == "" {
+			t.Fatalf("status %d id %q", r.status, r.id)
+		}
+		h.p.Wait()
+		d := h.files()
+		if len(d.byID[r.id][parser.Info]) != 0 || len(d.byID[r.id][parser.After]) != 0 {
+			t.Errorf("stream=%v: files %v: an after without its info", stream, d.byID[r.id])
+		}
+		if left, _ := os.ReadDir(filepath.Join(h.dir, TempDir)); len(left) != 0 {
+			t.Errorf("stream=%v: temporary files left: %v", stream, left)
+		}
+	}
+	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "stage", "info", "reason", reasonWrite); n != 2 {
+		t.Errorf("info write failures counted %v, want 2", n)
+	}
+	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "stage", "after"); n != 2 {
+		t.Errorf("after failures counted %v, want 2", n)
+	}
+	if n := h.counter("delta_exporter_capture_snapshots_written_total", "stage", "after"); n != 0 {
+		t.Errorf("afters written: %v", n)
+	}
+}
+
+// TestRealFullDisk: the snapshot directory on a 1 MiB tmpfs, filled by
+// concurrent requests. Writes fail with the kernel's ENOSPC; requests are
+// served, no temporary file is left, and every after that was written
+// has its info. Needs the right to mount (root): skipped otherwise, and
+// with -short (the everyday command mounts nothing); CI runs it.
+func TestRealFullDisk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("mounts a tmpfs: not with -short")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v %s", err, out)
+		}
+	})
+	h := newHarness(t, fakeupstream.Config{Plan: concurrentPlan}, func(c *Config) {
+		c.Dir = dir
+		c.TimelineInterval = 2 * time.Millisecond
+		c.AfterTimeout = 100 * time.Millisecond
+	})
+	h.waitReady()
+	h.burstThenStop(16, 6)
+	if n := h.counter("delta_exporter_capture_snapshots_failed_total", "reason", reasonWrite); n == 0 {
+		t.Fatal("the disk never filled up")
+	}
+	if left, _ := os.ReadDir(filepath.Join(h.dir, TempDir)); len(left) != 0 {
+		t.Errorf("%d temporary files left on a full disk: %v", len(left), left)
+	}
+	d := h.files()
+	afters := 0
+	for id, stages := range d.byID {
+		if len(stages[parser.After]) != 0 {
+			afters++
+			if len(stages[parser.Info]) == 0 {
+				t.Errorf("%s: an after without its info", id)
+			}
+		}
+	}
+	t.Logf("%d requests with files, %d afters, %v write failures", len(d.byID), afters,
+		h.counter("delta_exporter_capture_snapshots_failed_total", "reason", reasonWrite))
+}
+
+// burstThenStop runs workers clients sending each chats, half of them
+// streams, waits for their files and stops the background loop, so that
+// nothing writes any more.
+func (h *harness) burstThenStop(workers, each int) {
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if r := h.chat((w+i)%2 == 0, 3, nil); r.status != 200 {
+					h.t.Errorf("status %d", r.status)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	h.p.Wait()
+	h.stop()
+	<-h.runDone
 }

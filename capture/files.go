@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -22,10 +23,14 @@ import (
 // capture_timeline_{ts}.txt.
 const TimelineID = "capture"
 
-// MaxIDLen is the longest request id capture puts in a file name. With the
-// longest stage and the timestamp the name stays within the 255 bytes most
-// filesystems allow.
+// MaxIDLen is the longest request id SanitizeID returns. With a suffix
+// (idSuffixLen), the longest stage and the timestamp, a name stays within
+// the 255 bytes most filesystems allow.
 const MaxIDLen = 200
+
+// idSuffixLen is the length of the suffix that tells apart the names of
+// requests the server gave the same id: '+' and 8 hex digits.
+const idSuffixLen = 9
 
 // InfoVersion is the version of the info sidecar format (Info.Version).
 const InfoVersion = 1
@@ -88,6 +93,9 @@ type Info struct {
 	// UpstreamID is the id as the response gave it, when sanitising changed
 	// it (cut to 1024 bytes).
 	UpstreamID string `json:"upstream_id,omitempty"`
+	// ServerID is the id the server gave (sanitised as in the names) when
+	// the names carry a suffix: another request had that id recently.
+	ServerID string `json:"server_id,omitempty"`
 	// IDSource is "response" when the id came from the response body,
 	// "generated" otherwise.
 	IDSource string `json:"id_source"`
@@ -172,11 +180,20 @@ type writer struct {
 
 	mu   sync.Mutex
 	root *os.Root
+	// old are roots replaced after the directory was removed (and maybe
+	// made anew). They stay open for a while: a write in progress may
+	// still use one, and a root closed under it could neither write nor
+	// remove its temporary file.
+	old []*os.Root
 
 	// created is told how long each file creation took (nil: not told):
 	// the one step of a write whose cost depends on the filesystem more
 	// than on capture (docs/capture.md, "Cost").
 	created func(d time.Duration)
+	// fault, when not nil (tests), is called as the data of the file to be
+	// named name is written; an error fails that write as a full disk
+	// would.
+	fault func(name string) error
 }
 
 func newWriter(dir string) (*writer, error) {
@@ -213,6 +230,10 @@ func (w *writer) cleanTemp(root *os.Root) {
 func (w *writer) close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for _, r := range w.old {
+		_ = r.Close()
+	}
+	w.old = nil
 	return w.root.Close()
 }
 
@@ -222,23 +243,39 @@ func (w *writer) current() *os.Root {
 	return w.root
 }
 
-// reopen replaces root after a failure, when the directory can be opened
-// again (it may have been removed and made anew); it returns the root to
-// retry with, or nil.
+// maxOldRoots bounds the replaced roots kept open. A write lasts
+// milliseconds; the directory being replaced this many times during one
+// is not a case worth more file descriptors.
+const maxOldRoots = 4
+
+// reopen is called after a write through root failed. When the directory
+// root refers to is no longer the one at the path (removed, maybe made
+// anew), it opens the path again and returns the root to retry with.
+// It returns nil when a retry cannot help: the same directory (a full
+// disk, a permission), or none to open. The replaced root is not closed
+// at once (see old).
 func (w *writer) reopen(root *os.Root) *os.Root {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.root != root {
+		return w.root // another write has reopened it already
+	}
+	if was, err := root.Stat("."); err == nil {
+		if now, err := os.Stat(w.dir); err == nil && os.SameFile(was, now) {
+			return nil
+		}
+	}
 	fresh, err := os.OpenRoot(w.dir)
 	if err != nil {
 		return nil
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.root == root {
-		w.root = fresh
-		_ = root.Close()
-	} else {
-		_ = fresh.Close()
+	w.old = append(w.old, root)
+	if len(w.old) > maxOldRoots {
+		_ = w.old[0].Close()
+		w.old = w.old[1:]
 	}
-	return w.root
+	w.root = fresh
+	return fresh
 }
 
 var errBadName = errors.New("refusing file name")
@@ -256,7 +293,7 @@ func (w *writer) write(name string, data []byte) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	tmp, err := w.prepare(data)
+	tmp, err := w.prepare(name, data)
 	if err != nil {
 		return err
 	}
@@ -281,42 +318,58 @@ func (w *writer) writeScrape(name string, s *scrape) error {
 	return nil
 }
 
-// prepareScrape is prepare for the content of s, linking when it can.
-func (w *writer) prepareScrape(s *scrape) (string, error) {
-	if src := s.file.Load(); src != nil {
-		tmp := w.tempName()
-		if err := w.current().Link(*src, tmp); err == nil {
-			return tmp, nil
-		}
-	}
-	return w.prepare(s.data)
+// temp is a file written under TempDir, not yet renamed into place, and
+// the root it was made in.
+type temp struct {
+	root *os.Root
+	name string
 }
 
-// prepare writes data to a new temporary file and returns its name. On
-// failure it reopens the directory once and retries.
-func (w *writer) prepare(data []byte) (string, error) {
+// prepareScrape is prepare for the content of s, linking when it can.
+func (w *writer) prepareScrape(name string, s *scrape) (temp, error) {
+	if src := s.file.Load(); src != nil {
+		root, tmp := w.current(), w.tempName()
+		if err := root.Link(*src, tmp); err == nil {
+			return temp{root, tmp}, nil
+		}
+	}
+	return w.prepare(name, s.data)
+}
+
+// prepare writes data, to be named name, to a new temporary file. On
+// failure it retries once if the directory was replaced (reopen).
+func (w *writer) prepare(name string, data []byte) (temp, error) {
 	root := w.current()
-	tmp, err := w.writeTemp(root, data)
+	tmp, err := w.writeTemp(root, name, data)
 	if err == nil {
-		return tmp, nil
+		return temp{root, tmp}, nil
 	}
 	if root = w.reopen(root); root == nil {
-		return "", err
+		return temp{}, err
 	}
-	return w.writeTemp(root, data)
+	if tmp, err = w.writeTemp(root, name, data); err != nil {
+		return temp{}, err
+	}
+	return temp{root, tmp}, nil
 }
 
 func (w *writer) tempName() string {
 	return TempDir + "/" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(w.seq.Add(1), 36)
 }
 
-func (w *writer) writeTemp(root *os.Root, data []byte) (string, error) {
+func (w *writer) writeTemp(root *os.Root, name string, data []byte) (string, error) {
 	tmp := w.tempName()
 	f, err := w.createIn(root, tmp)
 	if err != nil {
 		return "", fmt.Errorf("creating %s: %w", filepath.Join(w.dir, tmp), err)
 	}
-	_, werr := f.Write(data)
+	var werr error
+	if w.fault != nil {
+		werr = w.fault(name)
+	}
+	if werr == nil {
+		_, werr = f.Write(data)
+	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
@@ -345,20 +398,76 @@ func (w *writer) createIn(root *os.Root, name string) (*os.File, error) {
 }
 
 // commit renames the temporary file tmp to name, or removes it.
-func (w *writer) commit(tmp, name string) error {
-	root := w.current()
+func (w *writer) commit(tmp temp, name string) error {
 	err := checkName(name)
 	if err == nil {
-		err = root.Rename(tmp, name)
+		err = tmp.root.Rename(tmp.name, name)
 	}
 	if err != nil {
-		_ = root.Remove(tmp)
+		w.discard(tmp)
 		return fmt.Errorf("renaming into %s: %w", filepath.Join(w.dir, name), err)
 	}
 	return nil
 }
 
+// discard removes a temporary file that will not be renamed into place.
+func (w *writer) discard(tmp temp) {
+	_ = tmp.root.Remove(tmp.name)
+}
+
 // snapshotName is the file name of a snapshot of stage taken by s.
 func snapshotName(id string, stage parser.Stage, s *scrape) string {
 	return parser.FormatName(id, stage, s.responded)
+}
+
+// idWindow is how long a request id put in file names is remembered, so
+// that another request given the same id gets names of its own. The
+// exporter rejects a name id it sees twice while it still remembers the
+// first (twice --pairing.ttl after deciding it, 20 minutes by default).
+const idWindow = time.Hour
+
+// maxIDsPerWindow bounds the ids remembered per half window (a hash of 8
+// bytes each): under more traffic than that the memory is shorter.
+const maxIDsPerWindow = 1 << 18
+
+// usedIDs remembers the request ids capture has put in file names lately.
+// vLLM builds a response's id from the client's X-Request-Id, so two
+// clients can get the same id; with the same name id the exporter cannot
+// tell their files apart and rejects both, so one client could cancel
+// another's measurement. Ids are remembered as hashes in two generations
+// of half a window each: a lookup is two map probes, the memory is
+// bounded, and a hash collision only costs a needless suffix.
+type usedIDs struct {
+	seed maphash.Seed
+
+	mu        sync.Mutex
+	cur, prev map[uint64]struct{}
+	rotated   time.Time
+}
+
+func newUsedIDs() *usedIDs {
+	return &usedIDs{seed: maphash.MakeSeed(), cur: map[uint64]struct{}{}, prev: map[uint64]struct{}{}}
+}
+
+// claim returns the id for the file names of a request the server named
+// id (sanitised): id itself, or, when a request named id was seen in the
+// last idWindow (at least half of it), id followed by '+' and 8 random hex
+// digits. SanitizeID never writes '+', so a suffixed name cannot be
+// another request's.
+func (u *usedIDs) claim(id string, now time.Time) string {
+	h := maphash.String(u.seed, id)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if now.Sub(u.rotated) >= idWindow/2 || len(u.cur) >= maxIDsPerWindow {
+		u.prev, u.cur, u.rotated = u.cur, make(map[uint64]struct{}, len(u.cur)), now
+	}
+	_, inCur := u.cur[h]
+	_, inPrev := u.prev[h]
+	if !inCur && !inPrev {
+		u.cur[h] = struct{}{}
+		return id
+	}
+	var b [(idSuffixLen - 1) / 2]byte
+	_, _ = rand.Read(b[:])
+	return id + "+" + hex.EncodeToString(b[:])
 }

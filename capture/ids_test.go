@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/delta-exporter/delta-exporter/attribution"
 	"github.com/delta-exporter/delta-exporter/fakeupstream"
 	"github.com/delta-exporter/delta-exporter/parser"
 	"github.com/delta-exporter/delta-exporter/simulate"
@@ -66,14 +68,20 @@ func FuzzSanitizeID(f *testing.F) {
 		if id == "" || len(id) > MaxIDLen || strings.HasPrefix(id, ".") || strings.ContainsAny(id, "/\\\x00") {
 			t.Fatalf("SanitizeID(%q) = %q", raw, id)
 		}
-		for _, st := range []parser.Stage{parser.Before, parser.After, parser.First, parser.Info} {
-			name := parser.FormatName(id, st, ts)
-			if len(name) > 255 || checkName(name) != nil {
-				t.Fatalf("name %q not usable", name)
-			}
-			n, err := parser.ParseName(name)
-			if err != nil || n.RequestID != id || n.Stage != st {
-				t.Fatalf("name %q parses as %+v, %v", name, n, err)
+		if strings.Contains(id, "+") {
+			t.Fatalf("SanitizeID(%q) = %q holds the suffix separator", raw, id)
+		}
+		// With the suffix of a reused id too (usedIDs).
+		for _, nid := range []string{id, id + "+0123abcd"} {
+			for _, st := range []parser.Stage{parser.Before, parser.After, parser.First, parser.Info} {
+				name := parser.FormatName(nid, st, ts)
+				if len(name) > 255 || checkName(name) != nil {
+					t.Fatalf("name %q not usable", name)
+				}
+				n, err := parser.ParseName(name)
+				if err != nil || n.RequestID != nid || n.Stage != st {
+					t.Fatalf("name %q parses as %+v, %v", name, n, err)
+				}
 			}
 		}
 		if !strings.Contains(id, "~") {
@@ -145,13 +153,22 @@ func TestHostileIDs(t *testing.T) {
 		t.Errorf("unparsable names: %q", d.other)
 	}
 	for _, id := range ids {
+		// Each id was given twice: the second request's names carry a
+		// suffix (TestSameRequestIDTwice).
 		sid := SanitizeID(id)
-		files := d.byID[sid]
-		if len(files[parser.Before]) != 2 || len(files[parser.After]) != 2 || len(files[parser.Info]) != 2 {
-			t.Errorf("id %q (%q): files %v", id, sid, files)
-			continue
+		var second string
+		for name := range d.byID {
+			if strings.HasPrefix(name, sid+"+") && len(name) == len(sid)+idSuffixLen {
+				second = name
+			}
 		}
-		for _, name := range files[parser.Info] {
+		for _, nid := range []string{sid, second} {
+			files := d.byID[nid]
+			if len(files[parser.Before]) != 1 || len(files[parser.After]) != 1 || len(files[parser.Info]) != 1 {
+				t.Errorf("id %q (%q): files %v", id, nid, files)
+				continue
+			}
+			name := files[parser.Info][0]
 			if len(name) > 255 {
 				t.Errorf("name of %d bytes", len(name))
 			}
@@ -160,8 +177,9 @@ func TestHostileIDs(t *testing.T) {
 			if len(want) > 1024 {
 				want = want[:1024]
 			}
-			if info.RequestID != sid || (sid != id && info.UpstreamID != want) || !info.AfterObserved {
-				t.Errorf("id %q: info request_id %q upstream_id %q observed %v", id, info.RequestID, info.UpstreamID, info.AfterObserved)
+			if info.RequestID != nid || (nid != id && info.UpstreamID != want) || !info.AfterObserved ||
+				(nid == second && info.ServerID != sid) {
+				t.Errorf("id %q: info request_id %q upstream_id %q server_id %q observed %v", id, info.RequestID, info.UpstreamID, info.ServerID, info.AfterObserved)
 			}
 		}
 	}
@@ -184,5 +202,75 @@ func TestHostileRequestIDHeader(t *testing.T) {
 		d := h.files()
 		d.one(t, SanitizeID(r.id), parser.After)
 		d.one(t, SanitizeID(r.id), parser.First)
+	}
+}
+
+// TestSameRequestIDTwice: two clients send the same X-Request-Id at once
+// (the server then gives both requests the same id). Each request gets
+// file names of its own, so the exporter measures both instead of
+// rejecting both as duplicates: one client cannot cancel another's
+// measurement. The second request's names carry a suffix; its info keeps
+// the server's id, and the exporter publishes that id.
+func TestSameRequestIDTwice(t *testing.T) {
+	h := newHarness(t, fakeupstream.Config{Plan: func(*fakeupstream.Request) fakeupstream.Plan {
+		return fakeupstream.Plan{Prefill: 5 * time.Millisecond, Decode: 60 * time.Millisecond, GenerationTokens: 3}
+	}}, nil)
+	h.waitReady()
+	const serverID = "chatcmpl-someone-elses-id"
+	hdr := http.Header{"X-Request-Id": {"someone-elses-id"}}
+	var wg sync.WaitGroup
+	for _, stream := range []bool{true, false, true} {
+		wg.Go(func() {
+			if r := h.chat(stream, 3, hdr); r.status != 200 || r.id != serverID {
+				t.Errorf("status %d id %q", r.status, r.id)
+			}
+		})
+	}
+	wg.Wait()
+	h.p.Wait()
+	// A later request with the same id, once the others are written.
+	h.chat(false, 3, hdr)
+	h.p.Wait()
+	d := h.files()
+	if len(d.byID) != 4 {
+		t.Fatalf("file names for %d ids, want 4 (one per request): %v", len(d.byID), d.byID)
+	}
+	bare := 0
+	for id := range d.byID {
+		info := h.info(d.one(t, id, parser.Info))
+		d.one(t, id, parser.Before)
+		d.one(t, id, parser.After)
+		if info.RequestID != id {
+			t.Errorf("%s: info request_id %q", id, info.RequestID)
+		}
+		if id == serverID {
+			bare++
+			if info.ServerID != "" || info.UpstreamID != "" {
+				t.Errorf("%s: server_id %q upstream_id %q", id, info.ServerID, info.UpstreamID)
+			}
+			continue
+		}
+		if !strings.HasPrefix(id, serverID+"+") || len(id) != len(serverID)+idSuffixLen ||
+			info.ServerID != serverID || info.UpstreamID != serverID {
+			t.Errorf("%s: server_id %q upstream_id %q", id, info.ServerID, info.UpstreamID)
+		}
+	}
+	if bare != 1 {
+		t.Errorf("%d requests named by the server's id alone, want 1", bare)
+	}
+	if n := h.counter("delta_exporter_capture_request_ids_reused_total"); n != 3 {
+		t.Errorf("reused ids counted %v, want 3", n)
+	}
+	if n := h.counter("delta_exporter_capture_request_ids_sanitized_total"); n != 0 {
+		t.Errorf("sanitized ids counted %v", n)
+	}
+	res := h.attribute()
+	if len(res.all) != 4 {
+		t.Fatalf("%d results, want 4: %+v", len(res.all), res.all)
+	}
+	for _, r := range res.all {
+		if r.Outcome == attribution.Rejected || r.Outcome == attribution.Unpaired || r.RequestID != serverID {
+			t.Errorf("published %s as %s (%s), want the server's id, not rejected", r.RequestID, r.Outcome, r.RejectReason)
+		}
 	}
 }

@@ -14,6 +14,8 @@ const (
 	outcomeUnavailable  = "upstream_unavailable" // the upstream could not be reached: 502 sent
 	outcomeClientGone   = "client_disconnected"  // the client left before the end of the response
 	outcomeUpstreamBody = "upstream_broken"      // the response body broke off on the upstream side
+	outcomeBodyTimeout  = "body_timeout"         // the request body did not arrive within --capture.body-timeout: 408 sent
+	outcomeBodyMemory   = "body_memory_full"     // the request body did not fit within --capture.body-memory: 503 sent
 )
 
 // metrics is the proxy's own instrumentation. The names are documented in
@@ -21,12 +23,14 @@ const (
 type metrics struct {
 	requests         *prometheus.CounterVec
 	inFlight         prometheus.Gauge
+	bodyBytes        prometheus.Gauge
 	written          *prometheus.CounterVec
 	failed           *prometheus.CounterVec
 	afterUnobserved  prometheus.Counter
 	scrapeDuration   prometheus.Histogram
 	scrapeFailures   *prometheus.CounterVec
 	idsSanitized     prometheus.Counter
+	idsReused        prometheus.Counter
 	afterWaitSeconds prometheus.Histogram
 	createSeconds    prometheus.Histogram
 }
@@ -41,6 +45,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		inFlight: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "inference_requests_in_flight",
 			Help: "Inference requests whose response has not ended yet.",
+		}),
+		bodyBytes: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "request_body_bytes",
+			Help: "Bytes of request bodies held by the proxy, being received or waiting to be forwarded (at most --capture.body-memory).",
 		}),
 		written: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "snapshots_written_total",
@@ -67,6 +75,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: namespace, Name: "request_ids_sanitized_total",
 			Help: "Response ids that had to be escaped or shortened to be used in a file name.",
 		}),
+		idsReused: f.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "request_ids_reused_total",
+			Help: "Response ids another request had in the last hour: the request's file names got a suffix.",
+		}),
 		afterWaitSeconds: f.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "after_wait_seconds",
 			Help:    "Time from the end of a response to the after scrape that was written for it.",
@@ -79,7 +91,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	for _, kind := range []string{"inference", "other"} {
-		for _, o := range []string{outcomeOK, outcomeErrorStatus, outcomeUnavailable, outcomeClientGone, outcomeUpstreamBody} {
+		for _, o := range []string{outcomeOK, outcomeErrorStatus, outcomeUnavailable, outcomeClientGone, outcomeUpstreamBody, outcomeBodyTimeout, outcomeBodyMemory} {
 			m.requests.WithLabelValues(kind, o)
 		}
 	}

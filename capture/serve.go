@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +16,7 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+	"go.yaml.in/yaml/v3"
 )
 
 // DefaultTelemetryPath is where the proxy serves its own metrics. Every
@@ -30,8 +33,12 @@ type ServeConfig struct {
 	// ShutdownGrace is how long in-flight requests may run on after ctx is
 	// done before their connections are closed (default 30s).
 	ShutdownGrace time.Duration
-	Web           *web.FlagConfig
-	Logger        *slog.Logger
+	// UpstreamBearerTokenFile, when set, names a file holding the token
+	// sent as "Authorization: Bearer <token>" with every forwarded request
+	// (the server's API key), in place of the client's header.
+	UpstreamBearerTokenFile string
+	Web                     *web.FlagConfig
+	Logger                  *slog.Logger
 	// Registry, when not nil, is used instead of a new one (tests).
 	Registry *prometheus.Registry
 	// Ready, when not nil, is closed once a scrape of the upstream has
@@ -65,6 +72,20 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	}
 	pc := cfg.Proxy
 	pc.Logger, pc.Registerer = log, reg
+	if cfg.UpstreamBearerTokenFile != "" {
+		b, err := os.ReadFile(cfg.UpstreamBearerTokenFile)
+		if err != nil {
+			return fmt.Errorf("upstream bearer token: %w", err)
+		}
+		token := strings.TrimSpace(string(b))
+		if token == "" {
+			return fmt.Errorf("upstream bearer token: %s is empty", cfg.UpstreamBearerTokenFile)
+		}
+		pc.UpstreamAuthorization = "Bearer " + token
+	}
+	if cfg.Web != nil && cfg.Web.WebConfigFile != nil && *cfg.Web.WebConfigFile != "" {
+		pc.OwnAuth = (&webAuth{path: *cfg.Web.WebConfigFile}).enabled
+	}
 	p, err := New(pc)
 	if err != nil {
 		return err
@@ -139,4 +160,45 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	stopRun()
 	<-runDone
 	return err
+}
+
+// webAuth tells whether the web configuration file asks clients for basic
+// auth. exporter-toolkit reads the file for every request, so a change
+// applies at once; webAuth reads it again whenever its size or
+// modification time changes.
+type webAuth struct {
+	path string
+
+	mu        sync.Mutex
+	known     bool // size, mod and users describe the file
+	size      int64
+	mod       time.Time
+	basicAuth bool
+}
+
+func (a *webAuth) enabled() bool {
+	fi, err := os.Stat(a.path)
+	if err != nil {
+		// exporter-toolkit refuses every request then; a credential that
+		// cannot be told apart is not forwarded.
+		return true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.known && fi.Size() == a.size && fi.ModTime().Equal(a.mod) {
+		return a.basicAuth
+	}
+	var c struct {
+		Users map[string]string `yaml:"basic_auth_users"`
+	}
+	b, err := os.ReadFile(a.path)
+	if err == nil {
+		err = yaml.Unmarshal(b, &c)
+	}
+	if err != nil {
+		a.known = false
+		return true
+	}
+	a.known, a.size, a.mod, a.basicAuth = true, fi.Size(), fi.ModTime(), len(c.Users) > 0
+	return a.basicAuth
 }

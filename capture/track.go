@@ -34,9 +34,10 @@ type tracker struct {
 	path       string
 	before     *scrape
 
-	status      int  // upstream status; 0 if none came
-	unavailable bool // the upstream could not be reached
-	clientGone  bool // the client left before the end of the response
+	refused     string // the request was not forwarded: its outcome (readBody)
+	status      int    // upstream status; 0 if none came
+	unavailable bool   // the upstream could not be reached
+	clientGone  bool   // the client left before the end of the response
 	bodyErr     error
 	stream      bool // text/event-stream response
 	encoded     bool // compressed body: not read
@@ -87,6 +88,8 @@ func (t *tracker) startRun() {
 
 func (t *tracker) outcome() string {
 	switch {
+	case t.refused != "":
+		return t.refused
 	case t.unavailable:
 		return outcomeUnavailable
 	case t.clientGone:
@@ -406,7 +409,7 @@ func (t *tracker) run() {
 	}
 	<-t.ended
 	switch {
-	case t.unavailable, t.status == 0 && !t.clientGone:
+	case t.refused != "", t.unavailable, t.status == 0 && !t.clientGone:
 		return // the request did not reach the server
 	case t.status != 0 && (t.status < 200 || t.status > 299):
 		return // an error answer: the server observed no request
@@ -472,9 +475,17 @@ func (t *tracker) setID(info *Info) {
 		info.RequestID, info.IDSource = generatedID(), "generated"
 		return
 	}
-	info.RequestID, info.IDSource = SanitizeID(t.rawID), "response"
-	if info.RequestID != t.rawID {
+	id := SanitizeID(t.rawID)
+	if id != t.rawID {
 		t.p.m.idsSanitized.Inc()
+	}
+	info.RequestID, info.IDSource = t.p.usedIDs.claim(id, time.Now()), "response"
+	if info.RequestID != id {
+		// Another request had this id: these names carry a suffix.
+		t.p.m.idsReused.Inc()
+		info.ServerID = id
+	}
+	if info.RequestID != t.rawID {
 		raw := t.rawID
 		if len(raw) > 1024 {
 			raw = raw[:1024]
@@ -508,7 +519,7 @@ func (t *tracker) writeOpening(info *Info) {
 // can tell whether it will exist.
 func (t *tracker) writeClosing(info *Info, after *scrape) {
 	p := t.p
-	var tmp string
+	var tmp temp
 	if after != nil {
 		p.m.afterWaitSeconds.Observe(after.started.Sub(t.lastByteAt).Seconds())
 		if !info.AfterObserved {
@@ -516,7 +527,7 @@ func (t *tracker) writeClosing(info *Info, after *scrape) {
 		}
 		name := snapshotName(info.RequestID, parser.After, after)
 		var err error
-		if tmp, err = p.files.prepareScrape(after); err != nil {
+		if tmp, err = p.files.prepareScrape(name, after); err != nil {
 			p.writeFailed(parser.After, name, err)
 			info.AfterError = "writing the after snapshot failed"
 		} else {
@@ -527,13 +538,21 @@ func (t *tracker) writeClosing(info *Info, after *scrape) {
 	if err == nil {
 		infoData = append(infoData, '\n')
 		name := parser.FormatName(info.RequestID, parser.Info, t.receivedAt)
-		if err := p.files.write(name, infoData); err != nil {
+		if err = p.files.write(name, infoData); err != nil {
 			p.writeFailed(parser.Info, name, err)
 		} else {
 			p.wrote(parser.Info)
 		}
 	}
-	if tmp != "" {
+	if tmp.name != "" && err != nil {
+		// Without its info the after is not written: a reader that sees
+		// an after relies on the info being there. The request's before,
+		// if written, waits for --pairing.ttl in the exporter.
+		p.files.discard(tmp)
+		p.m.failed.WithLabelValues(string(parser.After), reasonUnwritten).Inc()
+		return
+	}
+	if tmp.name != "" {
 		if err := p.files.commit(tmp, info.After.File); err != nil {
 			p.writeFailed(parser.After, info.After.File, err)
 		} else {

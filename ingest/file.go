@@ -271,7 +271,7 @@ func (in *Ingester) setStage(h *half, name string, n parser.Name, p *attribution
 	}
 	delete(in.pending, id)
 	in.tl.ClearOpen(id)
-	req := h.request(id)
+	req := in.request(id, h)
 	var res attribution.Result
 	var done bool
 	switch {

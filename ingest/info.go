@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/attribution"
@@ -23,6 +24,7 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 		LastByteAt    time.Time `json:"last_byte_at"`
 		AfterObserved *bool     `json:"after_observed"`
 		AfterError    string    `json:"after_error"`
+		ServerID      string    `json:"server_id"`
 		Usage         *struct {
 			PromptTokens     *int `json:"prompt_tokens"`
 			CompletionTokens *int `json:"completion_tokens"`
@@ -39,6 +41,12 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 	// The info may be read before the before: in a scan sorted by name
 	// times, its time (the proxy's receipt) can precede the before's.
 	h := in.half(n.RequestID)
+	// Capture suffixes the names of a request whose id the server gave
+	// another request too ({server_id}+{8 hex}); the server's id is the
+	// one to publish.
+	if sid := v.ServerID; sid != "" && strings.HasPrefix(n.RequestID, sid+"+") {
+		h.serverID = sid
+	}
 	if v.AfterError != "" {
 		h.abandoned = true
 		_ = in.dropAbandoned(n.RequestID, h)

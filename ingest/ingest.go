@@ -82,6 +82,9 @@ type half struct {
 	maxTTFT, maxE2E       float64   // capture's timing bounds, seconds; 0: none
 	arrivalLo, arrivalHi  time.Time // capture's bounds on the server's arrival
 	dupBefore, dupAfter   bool
+	// serverID: capture's info names the server's id, which the
+	// request's file names carry with a suffix (info.go).
+	serverID string
 	// abandoned: capture's info says no after will come (after_error).
 	abandoned bool
 	seen      time.Time
@@ -110,6 +113,11 @@ type Ingester struct {
 	finishing  bool
 	buf        []byte    // read buffer of the sequential path
 	lastForget time.Time // when decided ids were last pruned
+
+	// serverIDs: the id to publish for a request handed on (to the
+	// timeline or a result) whose names carry capture's suffix; taken
+	// back when its result is published.
+	serverIDs map[string]string
 }
 
 // New returns an Ingester.
@@ -136,7 +144,7 @@ func New(cfg Config) *Ingester {
 	tl.MaxObserveDelay = max(0, cfg.MaxObserveDelay)
 	return &Ingester{
 		cfg: cfg, log: cfg.Logger.With("component", "ingest"),
-		tl: tl, pending: map[string]*half{}, decided: map[string]time.Time{},
+		tl: tl, pending: map[string]*half{}, decided: map[string]time.Time{}, serverIDs: map[string]string{},
 		files: map[string]*fileState{}, deferred: map[string]bool{},
 	}
 }
@@ -334,7 +342,24 @@ func (in *Ingester) publish(r attribution.Result) {
 	if r.RequestID != "" && r.Outcome != attribution.Unpaired {
 		in.decided[r.RequestID] = in.cfg.Now()
 	}
+	// Files are keyed by the id in their names, which is unique; the
+	// server's id is what its logs and the client know.
+	if sid, ok := in.serverIDs[r.RequestID]; ok {
+		delete(in.serverIDs, r.RequestID)
+		r.RequestID = sid
+	}
 	in.cfg.Publisher.Publish(r)
+}
+
+// request is h's request once paired, handed on to the timeline or a
+// result; the server's id, if the names carry a suffix, is kept for its
+// publication. (An unpaired half is published under its name's id: it
+// has no value, hence no exemplar, and the id finds its files.)
+func (in *Ingester) request(id string, h *half) *attribution.Request {
+	if h.serverID != "" {
+		in.serverIDs[id] = h.serverID
+	}
+	return h.request(id)
 }
 
 func (in *Ingester) updatePending() {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -263,5 +264,48 @@ func TestInfoBeforeItsBefore(t *testing.T) {
 	}
 	if !rec.results[id].Values[parser.TTFT].Exact || rec.results["chatcmpl-plain"].Outcome != attribution.Exact {
 		t.Errorf("outcomes: %s TTFT %v, plain %s", id, rec.results[id].Values[parser.TTFT], rec.results["chatcmpl-plain"].Outcome)
+	}
+}
+
+// listRecorder keeps every result in the order published.
+type listRecorder struct {
+	*recorder
+	all []attribution.Result
+}
+
+func (r *listRecorder) Publish(res attribution.Result) { r.all = append(r.all, res) }
+
+// TestCaptureSuffixedNames: capture gives a request whose id the server
+// gave another request too names of its own ({id}+{8 hex}), and names the
+// server's id in the info's server_id. Both requests are measured, and
+// both are published under the server's id. A server_id that is not the
+// start of the name is ignored.
+func TestCaptureSuffixedNames(t *testing.T) {
+	w := newDirWriter(t)
+	const id, second, third = "chatcmpl-a", "chatcmpl-a+0123abcd", "chatcmpl-b+4567cdef"
+	w.request(id, 1)
+	w.put(parser.FormatName(second, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"request_id":"`+second+`","server_id":"`+id+`"}`))
+	w.request(second, 2)
+	w.put(parser.FormatName(third, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"request_id":"`+third+`","server_id":"chatcmpl-z"}`))
+	w.request(third, 3)
+	rec := &listRecorder{recorder: newRecorder()}
+	in := New(Config{FS: os.DirFS(w.dir), Publisher: rec, MaxDelay: time.Second})
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	var got []string
+	for _, res := range rec.all {
+		if res.Outcome != attribution.Exact {
+			t.Errorf("%s: %s %s", res.RequestID, res.Outcome, res.RejectReason)
+		}
+		got = append(got, res.RequestID+" "+res.BeforeFile[:len(res.BeforeFile)-len("_before_20260102_030405_010000.txt")])
+	}
+	slices.Sort(got)
+	if want := []string{id + " " + id, id + " " + second, third + " " + third}; !slices.Equal(got, want) {
+		t.Errorf("published %q, want %q", got, want)
+	}
+	if len(in.serverIDs) != 0 {
+		t.Errorf("server ids kept after publishing: %v", in.serverIDs)
 	}
 }

@@ -20,6 +20,8 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 	upstream := c.Flag("upstream.url", "Base URL of the inference server, e.g. http://127.0.0.1:8000.").Required().URL()
 	c.Flag("upstream.metrics-path", "The server's metrics endpoint: a path on --upstream.url, or an absolute URL.").
 		Default("/metrics").StringVar(&cfg.Proxy.MetricsPath)
+	c.Flag("upstream.bearer-token-file", "File holding the server's API key (vLLM's --api-key), sent as \"Authorization: Bearer <key>\" with every forwarded request in place of the client's header. Needed when --web.config.file asks clients for basic auth: the proxy's own credentials are never forwarded.").
+		StringVar(&cfg.UpstreamBearerTokenFile)
 	c.Flag("upstream.scrape-timeout", "Maximum time for one scrape of the metrics endpoint.").
 		Default("1s").DurationVar(&cfg.Proxy.ScrapeTimeout)
 	c.Flag("snapshots.dir", "Directory to write snapshots into (created if missing).").Required().StringVar(&cfg.Proxy.Dir)
@@ -29,6 +31,10 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 		Default("1s").DurationVar(&cfg.Proxy.IdleInterval)
 	c.Flag("capture.after-timeout", "How long to wait after a response for its finish observation to show in a scrape; the after is then written marked after_observed=false.").
 		Default("2s").DurationVar(&cfg.Proxy.AfterTimeout)
+	c.Flag("capture.body-timeout", "How long a request body of up to 1 MiB with a Content-Length, read whole before it is forwarded, may take to arrive; a slower client gets 408.").
+		Default("30s").DurationVar(&cfg.Proxy.BodyTimeout)
+	bodyMemory := c.Flag("capture.body-memory", "Most memory held at once by request bodies being received or waiting to be forwarded; a request whose body does not fit gets 503.").
+		Default("64MiB").Bytes()
 	c.Flag("capture.path", "POST path that is an inference request (repeatable; default: the OpenAI-compatible generation and pooling endpoints).").
 		StringsVar(&cfg.Proxy.Paths)
 	c.Flag("web.telemetry-path", "Path of the proxy's own metrics; every other path is forwarded.").
@@ -39,6 +45,7 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 	cfg.Web = kingpinflag.AddFlags(c, ":11434")
 
 	return c.FullCommand(), func(ctx context.Context) int {
+		cfg.Proxy.MaxBodyMemory = int64(*bodyMemory)
 		logger := e.logger()
 		cfg.Logger = logger
 		cfg.Proxy.Upstream = (*url.URL)(*upstream)
