@@ -104,6 +104,21 @@ type HistKey struct {
 	Model  string // the published model_name
 }
 
+// PercentileBucket returns the bucket holding the observation of
+// nearest rank p (percent): above lo and at most hi (+Inf past the last
+// bound). The first bucket starts at 0: the families are durations and
+// token counts. The histogram cannot say where inside.
+func (h *Hist) PercentileBucket(p int) (lo, hi float64) {
+	rank := max((p*int(h.Count)+99)/100, 1)
+	for i, b := range h.Bounds {
+		if h.Buckets[i] >= uint64(rank) {
+			return lo, b
+		}
+		lo = b
+	}
+	return lo, math.Inf(1)
+}
+
 // key identifies one hull: one source series of one server process.
 type key struct {
 	epoch  string

@@ -38,17 +38,11 @@ type BucketRange struct {
 	Above, AtMost float64
 }
 
-// bucketOf returns the bucket holding the observation of nearest rank p.
+// bucketOf returns the server bucket holding the nearest-rank p-th
+// percentile.
 func bucketOf(h *population.Hist, p int) BucketRange {
-	rank := max((p*int(h.Count)+99)/100, 1)
-	lo := 0.0
-	for i, b := range h.Bounds {
-		if h.Buckets[i] >= uint64(rank) {
-			return BucketRange{Above: lo, AtMost: b}
-		}
-		lo = b
-	}
-	return BucketRange{Above: lo, AtMost: math.Inf(1)}
+	lo, hi := h.PercentileBucket(p)
+	return BucketRange{Above: lo, AtMost: hi}
 }
 
 func populationStats(h *population.Hist) *PopulationStats {
