@@ -56,13 +56,16 @@ type generations struct {
 	// pop is the last llm_population_e2e_seconds_count seen, per process.
 	pop     []float64
 	scrapes int
-	// inflight is set while a scrape is in flight.
+	// inflight is set while a scrape is in flight; started counts the
+	// scrapes begun.
 	inflight atomic.Bool
+	started  atomic.Int64
 }
 
 func (g *generations) scrape(base string) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
+	g.started.Add(1)
 	g.inflight.Store(true)
 	defer g.inflight.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -249,12 +252,16 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
-		cut := g.inflight.Load()
+		cut, started := g.inflight.Load(), g.started.Load()
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		cut = cut || g.inflight.Load()
 		cmd.Wait()
+		// SIGKILL takes effect a moment after Signal returns (long on a
+		// loaded machine): a scrape begun in between may have been
+		// recorded by the dying process and never answered.
+		cut = cut || g.started.Load() != started
 		g.next()
 		seen, _ := g.totals()
 		checkRecord(t, r+1, "requests", recorded(t, stateFile), seen, &lost, cut)
