@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -52,14 +53,19 @@ type generations struct {
 	count   []float64 // last llm_request_e2e_seconds_count seen, per process
 	sum     []float64 // last llm_request_e2e_seconds_sum seen, per process
 	history []float64 // every count seen, in order (what Prometheus stores)
+	// pop is the last llm_population_e2e_seconds_count seen, per process.
+	pop     []float64
 	scrapes int
-	// inflight is set while a scrape is in flight.
+	// inflight is set while a scrape is in flight; started counts the
+	// scrapes begun.
 	inflight atomic.Bool
+	started  atomic.Int64
 }
 
 func (g *generations) scrape(base string) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
+	g.started.Add(1)
 	g.inflight.Store(true)
 	defer g.inflight.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -73,9 +79,10 @@ func (g *generations) scrape(base string) {
 		c = 0 // nothing published yet: the histogram has no series
 	}
 	s, _ := sampleSum(body, "llm_request_e2e_seconds_sum")
+	p, _ := sampleSum(body, "llm_population_e2e_seconds_count")
 	g.data.Lock()
 	defer g.data.Unlock()
-	g.count[g.gen], g.sum[g.gen] = c, s
+	g.count[g.gen], g.sum[g.gen], g.pop[g.gen] = c, s, p
 	g.history = append(g.history, c)
 	g.scrapes++
 }
@@ -86,7 +93,17 @@ func (g *generations) next() {
 	g.data.Lock()
 	defer g.data.Unlock()
 	g.gen++
-	g.count, g.sum = append(g.count, 0), append(g.sum, 0)
+	g.count, g.sum, g.pop = append(g.count, 0), append(g.sum, 0), append(g.pop, 0)
+}
+
+// popTotal is the population's e2e count over every process.
+func (g *generations) popTotal() (n float64) {
+	g.data.Lock()
+	defer g.data.Unlock()
+	for _, v := range g.pop {
+		n += v
+	}
+	return n
 }
 
 func (g *generations) totals() (count, sum float64) {
@@ -131,6 +148,52 @@ func recorded(t *testing.T, path string) float64 {
 	return float64(len(entries))
 }
 
+// checkRecord checks, after a kill, that the record holds what the
+// scrapes saw (else the next process would show it again), and more only
+// if the kill cut a scrape in flight: that surplus was recorded and never
+// seen, lost, and added to *lost.
+func checkRecord(t *testing.T, kill int, what string, rec, seen float64, lost *float64, cut bool) {
+	t.Helper()
+	switch {
+	case rec < seen+*lost:
+		t.Fatalf("kill %d: scrapes saw %v %s, the record holds %v: the next process would count %v again",
+			kill, seen, what, rec, seen+*lost-rec)
+	case rec > seen+*lost && !cut:
+		t.Fatalf("kill %d: the record holds %v %s, scrapes saw %v, and no scrape was in flight", kill, rec, what, seen+*lost)
+	case rec > seen+*lost:
+		t.Logf("kill %d cut a scrape after its record was written: %v %s lost", kill, rec-seen-*lost, what)
+		*lost = rec - seen
+	}
+}
+
+// recordedPopulation is the e2e observations the population records next
+// to the state file hold: what scrapes showed of llm_population_*.
+func recordedPopulation(t *testing.T, stateFile string) float64 {
+	t.Helper()
+	data, err := os.ReadFile(stateFile + ".population")
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	live, _, err := state.ParseRecords(data)
+	if err != nil {
+		t.Fatalf("population records after SIGKILL: %v", err)
+	}
+	n := 0.0
+	for _, v := range live {
+		var r struct {
+			Metric string
+			Lo, Hi struct{ Count float64 }
+		}
+		if err := json.Unmarshal([]byte(v), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Metric == "e2e_seconds" {
+			n += r.Hi.Count - r.Lo.Count
+		}
+	}
+	return n
+}
+
 // TestRestartKill9CountsEachPairOnce: the exporter is killed with SIGKILL
 // at random moments (while pairs arrive, during scrapes, during its
 // initial scan), pairs are written while it is down, and it is started
@@ -156,9 +219,10 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	t.Logf("seed %d (DELTA_RESTART_SEED to replay)", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	stateFile := filepath.Join(data, "delta-exporter.state")
-	lost := 0.0 // recorded, never seen: the kill cut the scrape that showed them
+	lost := 0.0    // recorded, never seen: the kill cut the scrape that showed them
+	popLost := 0.0 // the same for the population's observations
 	w := newWriter(t, dir)
-	g := &generations{count: []float64{0}, sum: []float64{0}}
+	g := &generations{count: []float64{0}, sum: []float64{0}, pop: []float64{0}}
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -188,24 +252,21 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
-		cut := g.inflight.Load()
+		cut, started := g.inflight.Load(), g.started.Load()
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		cut = cut || g.inflight.Load()
 		cmd.Wait()
+		// SIGKILL takes effect a moment after Signal returns (long on a
+		// loaded machine): a scrape begun in between may have been
+		// recorded by the dying process and never answered.
+		cut = cut || g.started.Load() != started
 		g.next()
 		seen, _ := g.totals()
-		switch rec := recorded(t, stateFile); {
-		case rec < seen+lost:
-			t.Fatalf("kill %d: scrapes saw %v requests, the state file holds %v: the next process would count %v again",
-				r+1, seen, rec, seen+lost-rec)
-		case rec > seen+lost && !cut:
-			t.Fatalf("kill %d: the state file holds %v requests, scrapes saw %v, and no scrape was in flight", r+1, rec, seen+lost)
-		case rec > seen+lost:
-			t.Logf("kill %d cut a scrape after its record was written: %v requests lost", r+1, rec-seen-lost)
-			lost = rec - seen
-		}
+		checkRecord(t, r+1, "requests", recorded(t, stateFile), seen, &lost, cut)
+		// The population's record follows the same rule.
+		checkRecord(t, r+1, "population observations", recordedPopulation(t, stateFile), g.popTotal(), &popLost, cut)
 		// Pairs written while it is down.
 		for n := rng.IntN(10); n > 0; n-- {
 			w.request()
@@ -214,7 +275,9 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	want := float64(len(w.sent))
 	waitFor(t, "every pair counted", 60*time.Second, func() (bool, string) {
 		c, _ := g.totals()
-		if c+lost >= want {
+		// The population counts the observations between the first
+		// before and the last after: one per pair.
+		if c+lost >= want && g.popTotal()+popLost >= want {
 			return true, ""
 		}
 		// Say where a missing pair went.
@@ -249,12 +312,15 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	if lost > 0 && sum > wantSum*(1+1e-6) {
 		t.Fatalf("sum of e2e over the lifetime %v > truth %v", sum, wantSum)
 	}
+	if pop := g.popTotal(); pop+popLost != want {
+		t.Fatalf("population observations shown over the lifetime: %v (+%v lost in cut scrapes), true %v", pop, popLost, want)
+	}
 	naive, resets := g.naiveIncrease()
 	if naive > want {
 		t.Fatalf("increase() from the samples alone is %v > %v pairs: a double count", naive, want)
 	}
-	t.Logf("%v pairs, %d processes (%d SIGKILLs), %d scrapes; counted once: %v, lost in cut scrapes: %v, twice: 0; increase() from samples alone %v (%d resets visible)",
-		want, rounds+1, rounds, g.scrapes, count, lost, naive, resets)
+	t.Logf("%v pairs, %d processes (%d SIGKILLs), %d scrapes; counted once: %v, lost in cut scrapes: %v, twice: 0; increase() from samples alone %v (%d resets visible); population: %v shown once, %v lost in cut scrapes",
+		want, rounds+1, rounds, g.scrapes, count, lost, naive, resets, g.popTotal(), popLost)
 	st, err := os.Stat(filepath.Join(data, "delta-exporter.state"))
 	if err != nil || st.Size() == 0 {
 		t.Fatalf("state file: %v", err)
