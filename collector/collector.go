@@ -209,6 +209,16 @@ func (c *Collector) Publish(res attribution.Result) {
 
 // modelLabel bounds the model_name values: model names are input.
 func (c *Collector) modelLabel(model string) string {
+	l := c.boundedModel(model)
+	if l == OtherModel {
+		c.folded.Inc()
+	}
+	return l
+}
+
+// boundedModel is modelLabel without counting a fold: for further
+// families that publish the same request (llm_request_slo_total).
+func (c *Collector) boundedModel(model string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.models[model] {
@@ -218,7 +228,6 @@ func (c *Collector) modelLabel(model string) string {
 		c.models[model] = true
 		return model
 	}
-	c.folded.Inc()
 	return OtherModel
 }
 

@@ -107,7 +107,11 @@ func summaryJSON(r *Report) object {
 		}
 		models[i] = append(mo, member{"metrics", metrics})
 	}
-	return append(o, member{"models", models})
+	o = append(o, member{"models", models})
+	if r.Objectives != nil {
+		o = append(o, member{"slo", sloJSON(r)})
+	}
+	return o
 }
 
 func outcomesJSON(oc Outcomes) object {
