@@ -70,15 +70,13 @@ type Objective struct {
 func (o *Objective) Scoped() bool { return len(o.Models) > 0 || o.ModelRegex != nil }
 
 // Applies reports whether the objective applies to requests of model.
-// A request with no attributed model ("") is judged only by objectives
-// that apply to every model: a scoped objective cannot tell whether it
-// is one of its requests.
+// A request with no attributed model ("": none of its values could be
+// attributed) may be any model's, so every objective judges it, and it is
+// unknown: counting it nowhere would make the unknown share look smaller
+// than it is.
 func (o *Objective) Applies(model string) bool {
-	if !o.Scoped() {
+	if !o.Scoped() || model == "" {
 		return true
-	}
-	if model == "" {
-		return false
 	}
 	for _, m := range o.Models {
 		if m == model {
