@@ -69,11 +69,16 @@ type row struct {
 	Bar          waterfall.Bar
 }
 
-// Withheld lists the values not shown, with their reasons.
+// Withheld lists the values withheld, with their reasons. Values the
+// server does not have (absent) are not withheld; a rejected or unpaired
+// request lists none: its outcome is the reason for all of them.
 func (r *row) Withheld() []value {
+	if r.Outcome == string(attribution.Rejected) || r.Outcome == string(attribution.Unpaired) {
+		return nil
+	}
 	var out []value
 	for _, v := range r.Values {
-		if !v.Exact {
+		if !v.Exact && v.Reason != string(attribution.ReasonAbsent) {
 			out = append(out, v)
 		}
 	}
