@@ -56,8 +56,11 @@ type htmlFamily struct {
 	Key    string
 	Tokens bool
 	Count  int
-	Max    float64
-	Bins   []htmlBin
+	// Log: the bins are of equal ratio from Min (the smallest positive
+	// value) to Max; else of equal width from 0 to Max.
+	Log      bool
+	Min, Max float64
+	Bins     []htmlBin
 }
 
 // htmlWaterfallRow is one request of the waterfall: its bar placed on the
@@ -181,31 +184,47 @@ func columnIndex(key string) int {
 	panic("report: no column " + key)
 }
 
-// histogram bins the exact values of one column over [0, max].
+// histogram bins the exact values of one column: equal bins from 0 to the
+// largest value, or, when the values span more than a factor of 20 (a
+// latency's long tail), bins of equal ratio from the smallest to the
+// largest, so that the bulk is not one bar.
 func histogram(c column, reqs []attribution.Result) htmlFamily {
 	f := htmlFamily{Key: c.key, Tokens: c.tokens()}
 	var vals []float64
+	lo := math.Inf(1)
 	for i := range reqs {
 		if v := c.value(&reqs[i]); v.Exact && !math.IsNaN(v.V) && !math.IsInf(v.V, 0) {
 			vals = append(vals, v.V)
 			f.Max = max(f.Max, v.V)
+			if v.V > 0 {
+				lo = min(lo, v.V)
+			}
 		}
 	}
 	f.Count = len(vals)
 	if f.Count == 0 {
 		return f
 	}
-	width := f.Max / htmlBins
-	if width <= 0 {
-		width = 1
+	edge := func(i int) float64 { return float64(i) * max(f.Max, 1e-9) / htmlBins }
+	bin := func(v float64) int { return int(v / max(f.Max, 1e-9) * htmlBins) }
+	if !math.IsInf(lo, 1) && f.Max/lo > 20 {
+		f.Log, f.Min = true, lo
+		ratio := math.Log(f.Max / lo)
+		edge = func(i int) float64 { return lo * math.Exp(float64(i)*ratio/htmlBins) }
+		bin = func(v float64) int {
+			if v <= lo {
+				return 0
+			}
+			return int(math.Log(v/lo) / ratio * htmlBins)
+		}
 	}
 	f.Bins = make([]htmlBin, htmlBins)
 	for i := range f.Bins {
-		f.Bins[i].Lo, f.Bins[i].Hi = float64(i)*width, float64(i+1)*width
+		f.Bins[i].Lo, f.Bins[i].Hi = edge(i), edge(i+1)
 	}
 	tallest := 0
 	for _, v := range vals {
-		i := min(int(v/width), htmlBins-1)
+		i := min(max(bin(v), 0), htmlBins-1)
 		f.Bins[i].Count++
 		tallest = max(tallest, f.Bins[i].Count)
 	}

@@ -90,15 +90,16 @@ func Screenshot(t testing.TB, chromium, url, path string, width, height int) {
 
 // Measure is a script for the end of a page's body: it records, for each
 // element matching the selector, its rendered left offset within its
-// parent and its width (data-px-left, data-px-width), each table row's
-// height (data-px-height), and on <body> the document's and the window's
+// parent, its width and height (data-px-left, data-px-width,
+// data-px-height), each table row's height (data-px-height), and on <body> the document's and the window's
 // widths (data-scroll-width, data-inner-width).
 const Measure = `<script id="measure">
 (function () {
-  document.querySelectorAll(".bar, .track, .bar > div, .track > div, td").forEach(function (e) {
+  document.querySelectorAll(".bar, .track, .bar > div, .track > div, .bins, .bins > div, td").forEach(function (e) {
     var r = e.getBoundingClientRect(), p = e.parentElement.getBoundingClientRect();
     e.setAttribute("data-px-left", (r.left - p.left).toFixed(2));
     e.setAttribute("data-px-width", r.width.toFixed(2));
+    e.setAttribute("data-px-height", r.height.toFixed(2));
   });
   document.querySelectorAll("tr").forEach(function (e) {
     e.setAttribute("data-px-height", e.getBoundingClientRect().height.toFixed(2));
