@@ -140,7 +140,9 @@ func checkPage(t *testing.T, doc *html.Node, es []Entry) {
 	if title := browser.Text(browser.All(doc, func(n *html.Node) bool { return n.Data == "title" })[0]); strings.Contains(title, "pwned") {
 		t.Error("a script from a file ran")
 	}
-	rows := browser.All(doc, func(n *html.Node) bool { return n.Data == "tr" && strings.HasPrefix(browser.Attr(n, "class"), "outcome-") })
+	rows := browser.All(doc, func(n *html.Node) bool {
+		return n.Data == "tr" && strings.HasPrefix(browser.Attr(n, "class"), "outcome-")
+	})
 	if len(rows) != len(es) {
 		t.Fatalf("%d rows, want %d", len(rows), len(es))
 	}
