@@ -11,7 +11,9 @@ import (
 
 // SLOMetrics publishes the objectives' verdicts (package slo):
 // llm_request_slo_total{model_name, slo, result}, with a request_id
-// exemplar on every missed request, and the state of the objectives file.
+// exemplar on every missed request, each objective's target
+// (llm_request_slo_target_ratio{slo}), and the state of the objectives
+// file.
 type SLOMetrics struct {
 	c *Collector // for the bounded model_name values
 
@@ -19,6 +21,7 @@ type SLOMetrics struct {
 	reloadOK      prometheus.Gauge
 	reloadSuccess prometheus.Gauge
 	objectives    prometheus.Gauge
+	target        *prometheus.GaugeVec
 
 	mu    sync.Mutex
 	names map[string]bool // the slo label values in force
@@ -37,7 +40,10 @@ func NewSLOMetrics(reg prometheus.Registerer, c *Collector) (*SLOMetrics, error)
 		Help: "Unix time of the last successful load of --slo.config."})
 	m.objectives = prometheus.NewGauge(prometheus.GaugeOpts{Name: "delta_exporter_slo_objectives",
 		Help: "Objectives in force from --slo.config."})
-	for _, x := range []prometheus.Collector{m.total, m.reloadOK, m.reloadSuccess, m.objectives} {
+	m.target = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "llm_request_slo_target_ratio",
+		Help: "Target ratio of each objective of --slo.config: the share of requests that should meet it (burn-rate alerts read their error budget, 1 - target, from it)."},
+		[]string{"slo"})
+	for _, x := range []prometheus.Collector{m.total, m.reloadOK, m.reloadSuccess, m.objectives, m.target} {
 		if err := reg.Register(x); err != nil {
 			return nil, err
 		}
@@ -66,7 +72,11 @@ func (m *SLOMetrics) Loaded(s *slo.Set, err error) {
 	for n := range m.names {
 		if !keep[n] {
 			m.total.DeletePartialMatch(prometheus.Labels{"slo": n})
+			m.target.DeleteLabelValues(n)
 		}
+	}
+	for _, o := range s.Objectives {
+		m.target.WithLabelValues(o.Name).Set(o.Target)
 	}
 	m.names = keep
 }

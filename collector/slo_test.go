@@ -112,11 +112,12 @@ llm_request_slo_total{model_name="other",result="unknown",slo="old"} 0
 	if n := testutil.CollectAndCount(m.total); n != 12 {
 		t.Errorf("%d series after the reload, want 12 (4 models × 3 results of fast)", n)
 	}
-	if testutil.ToFloat64(m.reloadOK) != 1 || testutil.ToFloat64(m.objectives) != 1 {
+	if testutil.ToFloat64(m.reloadOK) != 1 || testutil.ToFloat64(m.objectives) != 1 ||
+		testutil.CollectAndCount(m.target) != 1 || testutil.ToFloat64(m.target.WithLabelValues("fast")) != 0.99 {
 		t.Error("gauges after a good reload")
 	}
 	if problems, err := testutil.GatherAndLint(reg, "llm_request_slo_total", "delta_exporter_slo_config_last_reload_successful",
-		"delta_exporter_slo_config_last_reload_success_timestamp_seconds", "delta_exporter_slo_objectives"); err != nil || len(problems) > 0 {
+		"delta_exporter_slo_config_last_reload_success_timestamp_seconds", "delta_exporter_slo_objectives", "llm_request_slo_target_ratio"); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}
 }
