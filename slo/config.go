@@ -156,6 +156,12 @@ func Parse(b []byte) (*Set, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("no objectives: the file is empty")
 		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// One line per problem from yaml; one line in all here, for
+			// logs and the command's single error line.
+			return nil, errors.New(strings.Join(te.Errors, "; "))
+		}
 		return nil, err
 	}
 	var extra any
