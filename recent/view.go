@@ -26,14 +26,19 @@ type value struct {
 	tokens bool
 }
 
-// Text is the cell as shown: the number, or a dash.
+// Text is the cell as shown: the number (0.1 ms below 10 s), or a dash.
 func (v value) Text() string {
 	switch {
 	case !v.Exact:
 		return "—"
 	case v.tokens:
 		return strconv.FormatFloat(v.V, 'f', 0, 64)
+	case v.V >= 100:
+		return strconv.FormatFloat(v.V, 'f', 1, 64)
+	case v.V >= 10:
+		return strconv.FormatFloat(v.V, 'f', 3, 64)
 	}
+	// Six characters at most below 100 s, so the column stays narrow.
 	return strconv.FormatFloat(v.V, 'f', 4, 64)
 }
 
