@@ -91,7 +91,7 @@ func TestAttainmentOnTheSimulator(t *testing.T) {
 	}
 	n := 1000
 	if testing.Short() {
-		n = 300
+		n = 150 // the capture layout costs seconds per hundred requests under -race
 	}
 	for _, run := range []struct {
 		name     string
