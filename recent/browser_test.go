@@ -112,10 +112,10 @@ func serveRing(t *testing.T, es []Entry) (page, measure string) {
 // and TTFT marked, hostile ids and model names shown as text, and a
 // layout that holds at 1,000 requests with a 200-character model name.
 func TestRequestsPageInBrowser(t *testing.T) {
+	chromium := browser.Find(t) // first: in CI a missing browser fails even under -short
 	if testing.Short() {
 		t.Skip("a browser run takes seconds; run without -short")
 	}
-	chromium := browser.Find(t)
 	for _, n := range []int{60, 1000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			es := entries(n)

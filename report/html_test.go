@@ -69,10 +69,10 @@ func busyReport(t *testing.T, n int) *Report {
 // axis; a histogram per family whose bars are as tall as their counts;
 // hostile ids and model names shown as text; a layout that holds.
 func TestHTMLReportInBrowser(t *testing.T) {
+	chromium := browser.Find(t) // first: in CI a missing browser fails even under -short
 	if testing.Short() {
 		t.Skip("a browser run takes seconds; run without -short")
 	}
-	chromium := browser.Find(t)
 	r := busyReport(t, 1000)
 	var page bytes.Buffer
 	if err := WriteHTML(&page, r); err != nil {
