@@ -122,12 +122,14 @@ func Run(ctx context.Context, cfg Config) error {
 		ret = retention.New(rc)
 	}
 
-	sloMetrics, err := collector.NewSLOMetrics(reg, coll)
-	if err != nil {
-		return err
-	}
+	// The SLO families exist only with objectives: without them a reload
+	// gauge at 0 would read as a refused file.
 	var objectives *slo.Reloader
+	var sloMetrics *collector.SLOMetrics
 	if cfg.SLOFile != "" {
+		if sloMetrics, err = collector.NewSLOMetrics(reg, coll); err != nil {
+			return err
+		}
 		if objectives, err = slo.NewReloader(cfg.SLOFile, log, sloMetrics.Loaded); err != nil {
 			return fmt.Errorf("--slo.config: %w", err)
 		}

@@ -18,15 +18,17 @@ import (
 // run published shows nowhere again.
 type judged struct {
 	ingest.Publisher
-	slo        *slo.Reloader // nil: no objectives
-	sloMetrics *collector.SLOMetrics
+	slo        *slo.Reloader         // nil: no objectives
+	sloMetrics *collector.SLOMetrics // nil: no objectives
 	ring       *recent.Ring
 }
 
 func (p judged) Publish(r attribution.Result) {
 	p.Publisher.Publish(r)
 	js := p.slo.Set().Judge(&r)
-	p.sloMetrics.Publish(&r, js)
+	if p.sloMetrics != nil {
+		p.sloMetrics.Publish(&r, js)
+	}
 	p.ring.Add(recent.Entry{Result: r, SLO: js, Decided: time.Now()})
 }
 
