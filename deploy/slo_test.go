@@ -94,9 +94,19 @@ func TestSLORulesAndDashboardMetricsExist(t *testing.T) {
 			}
 		}
 	}
+	shown := map[string]bool{}
 	for _, q := range sloDashboardQueries(t) {
 		for _, p := range checkExpr(q.expr, e, recorded) {
 			t.Errorf("%s: %s", q.where, p)
+		}
+		for _, vs := range selectors(q.expr) {
+			name, _ := selectorName(vs)
+			shown[name] = true
+		}
+	}
+	for _, name := range e.names() {
+		if (strings.HasPrefix(name, "llm_request_slo_") || strings.HasPrefix(name, "delta_exporter_slo_")) && !shown[name] {
+			t.Errorf("the exporter exposes %s but no panel of the SLO dashboard shows it", name)
 		}
 	}
 }
@@ -109,7 +119,7 @@ func TestSLOAlertConventions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cov := sloRuleTestCoverage(t)
+	cov := ruleTestCoverageOf(t, sloTestsGlob, sloRulesPath)
 	alerts := 0
 	for _, g := range loadSLORules(t).Groups {
 		for _, r := range g.Rules {
@@ -167,58 +177,6 @@ func TestSLOAlertConventions(t *testing.T) {
 			t.Errorf("alert %s: no firing test named for %q", alert, c)
 		}
 	}
-}
-
-type sloCoverage struct {
-	coverage
-	firingCases []string
-}
-
-func sloRuleTestCoverage(t *testing.T) map[string]*sloCoverage {
-	files, err := filepath.Glob(sloTestsGlob)
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no SLO rule tests: %v", err)
-	}
-	out := map[string]*sloCoverage{}
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc struct {
-			RuleFiles []string `yaml:"rule_files"`
-			Tests     []struct {
-				Name      string `yaml:"name"`
-				AlertTest []struct {
-					Alert     string `yaml:"alertname"`
-					ExpAlerts []any  `yaml:"exp_alerts"`
-				} `yaml:"alert_rule_test"`
-			} `yaml:"tests"`
-		}
-		if err := yaml.Unmarshal(b, &doc); err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if len(doc.RuleFiles) != 1 || filepath.Clean(filepath.Join(filepath.Dir(file), doc.RuleFiles[0])) != filepath.Clean(sloRulesPath) {
-			t.Errorf("%s: rule_files %v, want %s", file, doc.RuleFiles, sloRulesPath)
-		}
-		for _, tc := range doc.Tests {
-			for _, at := range tc.AlertTest {
-				c := out[at.Alert]
-				if c == nil {
-					c = &sloCoverage{}
-					out[at.Alert] = c
-				}
-				if len(at.ExpAlerts) > 0 {
-					c.fires++
-					c.firingCases = append(c.firingCases, tc.Name)
-				} else {
-					c.silent++
-					c.silentCases = append(c.silentCases, tc.Name)
-				}
-			}
-		}
-	}
-	return out
 }
 
 // sloDashboardQueries parses the SLO dashboard and returns its queries,
