@@ -122,6 +122,8 @@ func TestRequestsPageInBrowser(t *testing.T) {
 			pageURL, measureURL := serveRing(t, es)
 			const width, height = 1400, 900
 			browser.Screenshot(t, chromium, pageURL, filepath.Join(t.TempDir(), fmt.Sprintf("requests-%d.png", n)), width, height)
+			// Sorted by model name, the hostile and the long names come first.
+			browser.Screenshot(t, chromium, pageURL+"&sort=model&order=asc", filepath.Join(t.TempDir(), fmt.Sprintf("requests-%d-by-model.png", n)), width, 400)
 			doc := browser.Parse(t, browser.DumpDOM(t, chromium, measureURL, width, height))
 			checkPage(t, doc, es)
 		})
