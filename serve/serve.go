@@ -90,6 +90,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// The SLO families exist only with objectives: without them a reload
+	// gauge at 0 would read as a refused file.
+	var objectives *slo.Reloader
+	var sloMetrics *collector.SLOMetrics
+	if cfg.SLOFile != "" {
+		if sloMetrics, err = collector.NewSLOMetrics(reg, coll); err != nil {
+			return err
+		}
+		if objectives, err = slo.NewReloader(cfg.SLOFile, log, sloMetrics.Loaded); err != nil {
+			return fmt.Errorf("--slo.config: %w", err)
+		}
+	}
 	stateMetrics, err := collector.NewStateMetrics(reg)
 	if err != nil {
 		return err
@@ -122,18 +134,6 @@ func Run(ctx context.Context, cfg Config) error {
 		ret = retention.New(rc)
 	}
 
-	// The SLO families exist only with objectives: without them a reload
-	// gauge at 0 would read as a refused file.
-	var objectives *slo.Reloader
-	var sloMetrics *collector.SLOMetrics
-	if cfg.SLOFile != "" {
-		if sloMetrics, err = collector.NewSLOMetrics(reg, coll); err != nil {
-			return err
-		}
-		if objectives, err = slo.NewReloader(cfg.SLOFile, log, sloMetrics.Loaded); err != nil {
-			return fmt.Errorf("--slo.config: %w", err)
-		}
-	}
 	size := cfg.RecentRequests
 	if size <= 0 {
 		size = recent.DefaultSize
