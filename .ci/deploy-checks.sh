@@ -17,3 +17,6 @@ promtool check rules deploy/prometheus/*.yml
 
 echo "deploy-checks: promtool test rules"
 promtool test rules deploy/prometheus/tests/*.yml
+
+echo "deploy-checks: promtool test rules (SLO burn-rate alerts)"
+promtool test rules deploy/prometheus/slo-tests/*.yml

@@ -216,6 +216,13 @@ func (c *Collector) modelLabel(model string) string {
 	return label
 }
 
+// boundedModel is modelLabel without counting a fold: for further
+// families that publish the same request (llm_request_slo_total).
+func (c *Collector) boundedModel(model string) string {
+	label, _ := c.boundModel(model)
+	return label
+}
+
 // boundModel returns the model_name under which model is published. One
 // table serves the per-request and the population families, so that both
 // fold the same models into "other" and their ratios (coverage, bias)

@@ -178,9 +178,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// runAndScrape starts bin, waits for /-/ready, scrapes /metrics as
+// runAndScrape starts bin with args, waits for /-/ready, scrapes /metrics as
 // OpenMetrics text and as protobuf, and stops the process.
-func runAndScrape(bin string) (*exposition, error) {
+func runAndScrape(bin string, args ...string) (*exposition, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -189,7 +189,7 @@ func runAndScrape(bin string) (*exposition, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var logs bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, "--web.listen-address="+addr)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--web.listen-address=" + addr}, args...)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 5 * time.Second

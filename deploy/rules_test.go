@@ -183,13 +183,20 @@ func TestAlertConventions(t *testing.T) {
 type coverage struct {
 	fires, silent int
 	silentCases   []string
+	firingCases   []string
 }
 
 // ruleTestCoverage reads the promtool unit tests and counts, per alert,
 // the evaluations that expect it firing and those that expect silence.
 func ruleTestCoverage(t *testing.T) map[string]*coverage {
+	return ruleTestCoverageOf(t, "prometheus/tests/*.yml", rulesPath)
+}
+
+// ruleTestCoverageOf does it for the tests matching glob, each of which
+// must test the one rules file rules.
+func ruleTestCoverageOf(t *testing.T, glob, rules string) map[string]*coverage {
 	t.Helper()
-	files, err := filepath.Glob("prometheus/tests/*.yml")
+	files, err := filepath.Glob(glob)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no rule tests: %v", err)
 	}
@@ -212,8 +219,8 @@ func ruleTestCoverage(t *testing.T) map[string]*coverage {
 		if err := yaml.Unmarshal(b, &doc); err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
-		if len(doc.RuleFiles) != 1 || filepath.Clean(filepath.Join(filepath.Dir(file), doc.RuleFiles[0])) != filepath.Clean(rulesPath) {
-			t.Errorf("%s: rule_files %v, want the one rules file %s", file, doc.RuleFiles, rulesPath)
+		if len(doc.RuleFiles) != 1 || filepath.Clean(filepath.Join(filepath.Dir(file), doc.RuleFiles[0])) != filepath.Clean(rules) {
+			t.Errorf("%s: rule_files %v, want the one rules file %s", file, doc.RuleFiles, rules)
 		}
 		for _, tc := range doc.Tests {
 			for _, at := range tc.AlertTest {
@@ -224,6 +231,7 @@ func ruleTestCoverage(t *testing.T) map[string]*coverage {
 				}
 				if len(at.ExpAlerts) > 0 {
 					c.fires++
+					c.firingCases = append(c.firingCases, tc.Name)
 				} else {
 					c.silent++
 					c.silentCases = append(c.silentCases, tc.Name)

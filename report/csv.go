@@ -12,7 +12,9 @@ import (
 
 // WriteCSV writes one row per request with the columns of the JSON
 // requests, header first. A null is an empty cell; "withheld" holds
-// metric=reason pairs separated by ';'.
+// metric=reason pairs separated by ';'. With objectives, a column
+// slo:NAME per objective holds met, missed or unknown (empty when the
+// objective does not apply to the request's model).
 func WriteCSV(w io.Writer, r *Report) error {
 	cw := csv.NewWriter(w)
 	header := []string{"request_id", "model_name", "before_file", "after_file", "started_at", "outcome", "reject_reason"}
@@ -20,6 +22,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 		header = append(header, c.key)
 	}
 	header = append(header, "withheld")
+	header = append(header, sloCSVHeader(r)...)
 	if err := cw.Write(header); err != nil {
 		return err
 	}
@@ -41,6 +44,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 			}
 		}
 		row = append(row, strings.Join(withheld, ";"))
+		row = appendSLOCSV(row, r, res)
 		if err := cw.Write(row); err != nil {
 			return err
 		}

@@ -92,12 +92,22 @@
 // requests are counted in "outcomes" instead. "snapshots.rejected" lists
 // every unusable file of the directory, whatever the filters.
 //
+// With --slo.config the summary also holds "slo": one entry per model and
+// objective (docs/slo.md):
+//
+//	"slo": [{"slo": "interactive", "model_name": "…", "target": 0.99, "judged": 10,
+//	         "met": 4, "missed": 2, "unknown": 4, "attainment": 0.667, "unknown_share": 0.4}]
+//
+// attainment is met / (met + missed), null when no request is known.
+//
 // CSV has one row per request with the same columns, header first; a null
 // is an empty cell and "withheld" is "key=reason;key=reason".
 // --format=summary-csv writes the summary instead: one row per model and
 // value key with the exact statistics, the population's (each percentile
 // as two cells, population_pNN_above and population_pNN_at_most),
 // coverage, bias and bias_warning.
+// With --slo.config a column "slo:NAME" per objective holds the request's
+// verdict (met, missed, unknown; empty when the objective does not apply).
 //
 // # Filters
 //

@@ -108,7 +108,11 @@ func summaryJSON(r *Report) object {
 		models[i] = append(mo, member{"metrics", metrics})
 	}
 	o = append(o, member{"bias_warning_threshold", BiasThreshold})
-	return append(o, member{"models", models})
+	o = append(o, member{"models", models})
+	if r.Objectives != nil {
+		o = append(o, member{"slo", sloJSON(r)})
+	}
+	return o
 }
 
 func outcomesJSON(oc Outcomes) object {

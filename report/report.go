@@ -12,6 +12,7 @@ import (
 	"github.com/delta-exporter/delta-exporter/attribution"
 	"github.com/delta-exporter/delta-exporter/ingest"
 	"github.com/delta-exporter/delta-exporter/population"
+	"github.com/delta-exporter/delta-exporter/slo"
 )
 
 // Config configures Run.
@@ -27,6 +28,8 @@ type Config struct {
 	// MaxObserveDelay: assumption A6's bound; 0 means ingest's default.
 	MaxObserveDelay time.Duration
 	Filter          Filter
+	// Objectives, when set, judges every request (package slo).
+	Objectives *slo.Set
 	// Progress, when set, receives a one-line progress display that is
 	// rewritten in place ("\r"): meant for a terminal.
 	Progress io.Writer
@@ -58,6 +61,10 @@ type Report struct {
 	// Ignored counts directory entries whose names are not snapshot names.
 	Ignored int
 	Summary Summary
+	// Objectives are Config.Objectives; SLO their attainment per model
+	// and objective (nil without objectives).
+	Objectives *slo.Set
+	SLO        []Attainment
 }
 
 // Run reads the directory, decides every request and returns the report.
@@ -106,6 +113,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		r := c.report(cfg.Filter)
 		addPopulation(&r.Summary, pop.Hists(), cfg.Filter)
+		r.Objectives = cfg.Objectives
+		r.sloSummary()
 		return r, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()

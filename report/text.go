@@ -32,6 +32,7 @@ func WriteText(w io.Writer, r *Report) error {
 	bw := bufio.NewWriter(w)
 	writeRequests(bw, r)
 	writeSummary(bw, r)
+	writeSLO(bw, r)
 	writeIncomplete(bw, r)
 	writeFiles(bw, r)
 	return bw.Flush()

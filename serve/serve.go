@@ -25,7 +25,9 @@ import (
 	"github.com/delta-exporter/delta-exporter/collector"
 	"github.com/delta-exporter/delta-exporter/ingest"
 	"github.com/delta-exporter/delta-exporter/population"
+	"github.com/delta-exporter/delta-exporter/recent"
 	"github.com/delta-exporter/delta-exporter/retention"
+	"github.com/delta-exporter/delta-exporter/slo"
 	"github.com/delta-exporter/delta-exporter/state"
 	"github.com/delta-exporter/delta-exporter/watch"
 )
@@ -49,6 +51,14 @@ type Config struct {
 	// StateForgetAfter: how long an entry of the record outlives its files
 	// (state.Config.ForgetAfter); 0 means the default.
 	StateForgetAfter time.Duration
+
+	// SLOFile holds the latency objectives (package slo); "" means none.
+	// It is read again on every value of Reload and on POST /-/reload.
+	SLOFile string
+	Reload  <-chan os.Signal
+	// RecentRequests is how many decided requests /requests shows; 0
+	// means recent.DefaultSize.
+	RecentRequests int
 
 	MaxModels              int
 	TelemetryPath          string
@@ -86,6 +96,18 @@ func Run(ctx context.Context, cfg Config) error {
 	coll, err := collector.New(collector.Config{Registerer: reg, MaxModels: cfg.MaxModels})
 	if err != nil {
 		return err
+	}
+	// The SLO families exist only with objectives: without them a reload
+	// gauge at 0 would read as a refused file.
+	var objectives *slo.Reloader
+	var sloMetrics *collector.SLOMetrics
+	if cfg.SLOFile != "" {
+		if sloMetrics, err = collector.NewSLOMetrics(reg, coll); err != nil {
+			return err
+		}
+		if objectives, err = slo.NewReloader(cfg.SLOFile, log, sloMetrics.Loaded); err != nil {
+			return fmt.Errorf("--slo.config: %w", err)
+		}
 	}
 	stateMetrics, err := collector.NewStateMetrics(reg)
 	if err != nil {
@@ -130,8 +152,15 @@ func Run(ctx context.Context, cfg Config) error {
 		ret = retention.New(rc)
 	}
 
+	size := cfg.RecentRequests
+	if size <= 0 {
+		size = recent.DefaultSize
+	}
+	ring := recent.NewRing(size)
+
 	ic := cfg.Ingest
-	ic.Logger, ic.Publisher = log, journaled{Publisher: coll, j: journal}
+	ic.Logger = log
+	ic.Publisher = journaled{Publisher: judged{Publisher: coll, slo: objectives, sloMetrics: sloMetrics, ring: ring}, j: journal}
 	ic.Snapshots = journaledSnapshots{pop: pop, j: journal}
 	if cfg.Dir != "" {
 		st, err := os.Stat(cfg.Dir)
@@ -166,6 +195,12 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		fmt.Fprintln(w, "Ready")
 	})
+	pages := recent.NewHandlers(ring, log)
+	mux.HandleFunc("GET /requests", pages.Page)
+	mux.HandleFunc("GET /requests.json", pages.JSON)
+	if objectives != nil {
+		mux.HandleFunc("/-/reload", reloadHandler(objectives))
+	}
 	source := cfg.Dir
 	if source == "" {
 		source = "embedded demo snapshots"
@@ -174,7 +209,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Name:        "delta-exporter",
 		Description: "Exact per-request latency histograms from /metrics snapshots of " + source,
 		Version:     version.Info(),
-		Links:       []web.LandingLinks{{Address: path, Text: "Metrics"}, {Address: "/-/ready", Text: "Readiness"}},
+		Links:       []web.LandingLinks{{Address: path, Text: "Metrics"}, {Address: "/requests", Text: "Recent requests"}, {Address: "/-/ready", Text: "Readiness"}},
 		// The toolkit's page links to /debug/pprof unless told not to;
 		// those links must answer.
 		Profiling: strconv.FormatBool(cfg.EnablePprof),
@@ -213,6 +248,18 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		})
 	}()
+	if objectives != nil && cfg.Reload != nil {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-cfg.Reload:
+					objectives.Reload() // logs and counts a refused file
+				}
+			}
+		}()
+	}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- web.ListenAndServe(srv, cfg.Web, log) }()
 

@@ -13,6 +13,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/delta-exporter/delta-exporter/report"
+	"github.com/delta-exporter/delta-exporter/slo"
 )
 
 // reportCommand reads a snapshot directory once and prints every request
@@ -22,7 +23,7 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 	dirFlag := c.Flag("snapshots.dir", "Directory of {request_id}_{before|after}_{YYYYMMDD_HHMMSS_micro}.txt snapshots (or give it as the argument).").
 		PlaceHolder("DIR").String()
 	dirArg := c.Arg("dir", "Same as --snapshots.dir.").String()
-	format := c.Flag("format", "Output: text (a table), json (a document for tools), csv (one row per request), summary-csv (one row per model and metric: exact sample beside all requests).").
+	format := c.Flag("format", "Output: text (a table), json (a document for tools), csv (one row per request), summary-csv (one row per model and metric: exact sample beside all requests), html (one self-contained page with pictures).").
 		Default("text").String()
 	var f report.Filter
 	c.Flag("model", "Show only requests attributed to this model_name.").StringVar(&f.Model)
@@ -30,6 +31,7 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 	until := c.Flag("until", "Show only requests started before this time (same formats as --since).").String()
 	maxBytes := c.Flag("snapshot.max-bytes", "Snapshot files larger than this are rejected.").Default("64MiB").Bytes()
 	observeDelay := observeDelayFlag(c)
+	sloFile := c.Flag("slo.config", "YAML file of latency objectives (docs/slo.md): adds each objective's attainment per model.").PlaceHolder("FILE").String()
 
 	return c.FullCommand(), func(ctx context.Context) int {
 		if os.Getenv("GOGC") == "" {
@@ -53,12 +55,19 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 		}
 		write, ok := map[string]func(io.Writer, *report.Report) error{
 			"text": report.WriteText, "json": report.WriteJSON, "csv": report.WriteCSV,
-			"summary-csv": report.WriteSummaryCSV,
+			"summary-csv": report.WriteSummaryCSV, "html": report.WriteHTML,
 		}[*format]
 		if !ok {
 			// Checked here rather than by kingpin's Enum, whose message
 			// does not name the flag.
-			return fail(2, "--format=%s: want text, json, csv or summary-csv", *format)
+			return fail(2, "--format=%s: want text, json, csv, summary-csv or html", *format)
+		}
+		var objectives *slo.Set
+		if *sloFile != "" {
+			var err error
+			if objectives, err = slo.Load(*sloFile); err != nil {
+				return fail(2, "--slo.config: %v", err)
+			}
 		}
 		for _, t := range []struct {
 			flag string
@@ -80,7 +89,7 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 		} else if !fi.IsDir() {
 			return fail(1, "cannot read the snapshot directory: %s is not a directory", dir)
 		}
-		cfg := report.Config{FS: os.DirFS(dir), Filter: f, MaxBytes: int64(*maxBytes), MaxObserveDelay: observeDelay()}
+		cfg := report.Config{FS: os.DirFS(dir), Filter: f, MaxBytes: int64(*maxBytes), MaxObserveDelay: observeDelay(), Objectives: objectives}
 		// Every unusable file is in the report itself; ingest's per-file
 		// warnings would only repeat it on stderr, so they are kept for
 		// --log.level=debug.

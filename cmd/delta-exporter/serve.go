@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -12,6 +16,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	deltaexporter "github.com/delta-exporter/delta-exporter"
+	"github.com/delta-exporter/delta-exporter/recent"
 	"github.com/delta-exporter/delta-exporter/serve"
 	"github.com/delta-exporter/delta-exporter/watch"
 )
@@ -52,11 +57,23 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 	c.Flag("watch.poll-interval", "Rescan interval in poll mode and while the directory is missing.").Default("1s").DurationVar(&cfg.Watch.PollInterval)
 	c.Flag("web.enable-pprof", "Serve the Go profiler under /debug/pprof/ (off: profiles expose internals and cost CPU while they run).").
 		BoolVar(&cfg.EnablePprof)
+	c.Flag("slo.config", "YAML file of latency objectives (docs/slo.md): each request is judged met, missed or unknown per objective in llm_request_slo_total. Reloaded on SIGHUP and POST /-/reload.").
+		PlaceHolder("FILE").StringVar(&cfg.SLOFile)
+	c.Flag("web.requests-page.size", fmt.Sprintf("How many of the last decided requests /requests and /requests.json show (at most %d).", recent.MaxSize)).
+		Default(strconv.Itoa(recent.DefaultSize)).IntVar(&cfg.RecentRequests)
 	cfg.Web = kingpinflag.AddFlags(c, ":9464")
 
 	return c.FullCommand(), func(ctx context.Context) int {
 		logger := e.logger()
 		cfg.Logger = logger
+		if cfg.RecentRequests < 1 || cfg.RecentRequests > recent.MaxSize {
+			fmt.Fprintf(e.stderr, "delta-exporter: --web.requests-page.size=%d: want 1 to %d\n", cfg.RecentRequests, recent.MaxSize)
+			return 2
+		}
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		cfg.Reload = hup
 		cfg.Ingest.MaxBytes = int64(*maxBytes)
 		cfg.Ingest.MaxObserveDelay = observeDelay()
 		cfg.Watch.Mode = watch.Mode(*mode)
