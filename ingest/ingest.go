@@ -62,6 +62,9 @@ type Config struct {
 	MaxObserveDelay time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Progress, optional, is called after each file is read and applied:
+	// serve's liveness signal, so that a long scan is not a stall.
+	Progress func()
 }
 
 // DefaultMaxObserveDelay is the default of Config.MaxObserveDelay. vLLM V1
