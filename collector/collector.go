@@ -5,6 +5,8 @@
 package collector
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +65,7 @@ type Collector struct {
 	pending          *prometheus.GaugeVec
 	lastIngest       prometheus.Gauge
 	folded           prometheus.Counter
+	truncated        prometheus.Counter
 	watchEvents      *prometheus.CounterVec
 	rescans          *prometheus.CounterVec
 }
@@ -127,6 +130,8 @@ func New(cfg Config) (*Collector, error) {
 		Help: "Unix time at which the last request was decided."})
 	c.folded = prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_models_folded_total",
 		Help: "Observations published under model_name=\"other\" because --labels.max-models was reached."})
+	c.truncated = prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_model_names_truncated_total",
+		Help: "Requests whose model_name was longer than 128 bytes: published under its first bytes, \"~\" and a hash of the whole name."})
 	c.watchEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_watch_events_total",
 		Help: "Filesystem events seen on the snapshot directory, by event."}, []string{"event"})
 	c.rescans = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_rescans_total",
@@ -159,7 +164,7 @@ func New(cfg Config) (*Collector, error) {
 	c.pending.WithLabelValues("attributing")
 
 	cs := []prometheus.Collector{c.tpot, c.requests, c.rejections, c.withheld, c.snapshotsRead,
-		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.folded, c.watchEvents, c.rescans}
+		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.folded, c.truncated, c.watchEvents, c.rescans}
 	for _, h := range c.perRequest {
 		cs = append(cs, h)
 	}
@@ -207,8 +212,13 @@ func (c *Collector) Publish(res attribution.Result) {
 	}
 }
 
-// modelLabel bounds the model_name values: model names are input.
+// modelLabel bounds the model_name values, in number and in length:
+// model names are input.
 func (c *Collector) modelLabel(model string) string {
+	model, cut := BoundModelName(model)
+	if cut {
+		c.truncated.Inc()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.models[model] {
@@ -220,6 +230,40 @@ func (c *Collector) modelLabel(model string) string {
 	}
 	c.folded.Inc()
 	return OtherModel
+}
+
+// MaxModelNameBytes bounds the length of a model_name label value. A
+// name is sent with every series of every scrape: one 10 MB name made
+// each scrape 325 MB. 128 bytes hold any Hugging Face id and most local
+// model paths.
+const MaxModelNameBytes = 128
+
+// modelHashHex is how many hex digits of the SHA-256 of a cut name are
+// kept: 64 bits, so distinct long names stay distinct label values.
+const modelHashHex = 16
+
+// BoundModelName returns model as a label value of at most
+// MaxModelNameBytes bytes of valid UTF-8, and whether it had to be cut. A
+// longer name keeps its head (cut on a rune boundary), then "~" and
+// modelHashHex hex digits of the SHA-256 of the whole name: two names
+// with the same head stay apart, and the same name always maps to the
+// same value.
+func BoundModelName(model string) (string, bool) {
+	valid := strings.ToValidUTF8(model, "\uFFFD")
+	if len(valid) <= MaxModelNameBytes && valid == model {
+		return model, false
+	}
+	if len(valid) <= MaxModelNameBytes {
+		// Invalid UTF-8 would make the registry panic; replaced, the
+		// name is no longer itself: counted like a cut one.
+		return valid, true
+	}
+	sum := sha256.Sum256([]byte(model))
+	head := valid[:MaxModelNameBytes-1-modelHashHex]
+	for !utf8.ValidString(head) {
+		head = head[:len(head)-1]
+	}
+	return head + "~" + hex.EncodeToString(sum[:])[:modelHashHex], true
 }
 
 // maxExemplarRunes is what an exemplar's labels may hold in total
