@@ -74,12 +74,19 @@ func (in *Ingester) Settled() []SettledFile {
 	return out
 }
 
-// Bytes is the total size of the files in the directory as last read (for
-// retention's size limit).
-func (in *Ingester) Bytes() int64 {
+// RetainableBytes is the total size, as last seen, of the snapshot files
+// retention may delete, now or once their requests are decided: files read
+// in full, and files not read yet. Retention's size limit applies to them
+// alone. Files it never deletes (too large, not a regular file,
+// unreadable) are left out: counted, a 70 MB file over the limit made
+// every pair be deleted as soon as it was recorded, and the limit was
+// still not met.
+func (in *Ingester) RetainableBytes() int64 {
 	var n int64
 	for _, st := range in.files {
-		n += st.size
+		if st.read || !st.done {
+			n += st.size
+		}
 	}
 	return n
 }

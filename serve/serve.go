@@ -332,7 +332,7 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 // durable), then the record forgets requests whose files are gone.
 func maintain(in *ingest.Ingester, journal *state.Journal, ret *retention.Retention, log *slog.Logger) {
 	if ret != nil {
-		ret.Apply(in.Settled(), in.Bytes(), journal.Queued)
+		ret.Apply(in.Settled(), in.RetainableBytes(), journal.Queued)
 	}
 	if err := journal.Compact(in.Known); err != nil {
 		log.Warn("cannot compact the state file", "err", err)
