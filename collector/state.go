@@ -27,7 +27,7 @@ func NewStateMetrics(reg prometheus.Registerer) (*StateMetrics, error) {
 		already: prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_requests_already_published_total",
 			Help: "Requests decided again after a restart and not published, because the state file shows that an earlier run published them and a scrape saw them."}),
 		recovered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_state_recoveries_total",
-			Help: "Problems found in the state file at startup, by reason: corrupt (moved aside, record started empty), unfinished_write (the tail of a write cut short by a crash, dropped)."}, []string{"reason"}),
+			Help: "Problems found in the state file at startup, by reason: corrupt (damaged records: the file was moved aside and every record that verifies kept), unfinished_write (the tail of a write cut short by a crash, dropped)."}, []string{"reason"}),
 	}
 	for _, r := range StateRecoveryReasons {
 		m.recovered.WithLabelValues(r)
