@@ -176,6 +176,26 @@ func New(cfg Config) (*Collector, error) {
 	return c, nil
 }
 
+// perRequestFamilies are the delta_exporter_* families Publish changes.
+var perRequestFamilies = map[string]bool{
+	"delta_exporter_requests_total":                true,
+	"delta_exporter_request_rejections_total":      true,
+	"delta_exporter_values_withheld_total":         true,
+	"delta_exporter_last_ingest_timestamp_seconds": true,
+	"delta_exporter_models_folded_total":           true,
+	"delta_exporter_model_names_truncated_total":   true,
+}
+
+// PerRequestFamily reports whether a family is one that Publish changes
+// (every llm_request_* family, and the counts of decided requests): what
+// a scrape shows of the requests, which the state record must hold before
+// it is shown. While the record cannot be written, serve shows these
+// families as they were at the last scrape that was recorded, and every
+// other family as it is.
+func PerRequestFamily(name string) bool {
+	return strings.HasPrefix(name, "llm_request_") || perRequestFamilies[name]
+}
+
 // Publish records one decided request: its exact values as observations
 // with a request_id exemplar, its outcome and the reasons of what was
 // withheld.

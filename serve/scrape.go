@@ -6,7 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,30 +17,48 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/delta-exporter/delta-exporter/state"
+	"github.com/delta-exporter/delta-exporter/collector"
 )
+
+// recorder is what the handler needs of the state record
+// (*state.Journal); tests inject one whose writes fail.
+type recorder interface {
+	View(f func()) uint64
+	Sync(seq uint64) error
+}
 
 // scrapeHandler serves /metrics so that nothing is shown before it is
 // recorded: it gathers while no request is being published, encodes into
 // a buffer, makes the gathered publications durable (state.Journal.Sync)
-// and only then writes the answer. A scrape that times out or whose
-// record cannot be written is answered with an error and records nothing:
-// Prometheus did not see those requests, and a restart publishes them
-// again. Between the record's write and the answer's there is nothing but
+// and only then writes the answer. A scrape that times out is answered
+// with an error and records nothing: Prometheus did not see those
+// requests, and a restart publishes them again. A scrape whose record
+// cannot be written (a full disk) is answered with every family but the
+// per-request ones as they are, and the per-request ones
+// (collector.PerRequestFamily) as the last recorded scrape showed them:
+// the exporter's own metrics, the write failures among them, stay
+// visible, and no request is shown unrecorded. Between the record's write and the answer's there is nothing but
 // the fsync and a copy, so a crash there is the only way a recorded
 // request can go unseen (it is then lost, never counted twice:
 // docs/guarantees.md).
 type scrapeHandler struct {
 	reg     prometheus.Gatherer
-	journal *state.Journal
+	journal recorder
 	log     *slog.Logger
 	// sem bounds concurrent scrapes (--web.max-requests); nil: no bound.
 	sem chan struct{}
 	// timeout bounds one scrape (--web.scrape-timeout); 0: none.
 	timeout time.Duration
+
+	// recorded holds the per-request families of the recorded scrape
+	// with the highest sequence number: what is shown of them while the
+	// record cannot be written.
+	mu          sync.Mutex
+	recorded    []*dto.MetricFamily
+	recordedSeq uint64
 }
 
-func newScrapeHandler(reg prometheus.Gatherer, j *state.Journal, log *slog.Logger, maxRequests int, timeout time.Duration) *scrapeHandler {
+func newScrapeHandler(reg prometheus.Gatherer, j recorder, log *slog.Logger, maxRequests int, timeout time.Duration) *scrapeHandler {
 	h := &scrapeHandler{reg: reg, journal: j, log: log, timeout: timeout}
 	if maxRequests > 0 {
 		h.sem = make(chan struct{}, maxRequests)
@@ -74,6 +95,7 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	type gathered struct {
 		buf *bufferedResponse
 		seq uint64
+		mfs []*dto.MetricFamily
 	}
 	done := make(chan gathered, 1)
 	// The gather may outlive this call (timeout): it works on a copy.
@@ -81,18 +103,13 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer release()
 		var seq uint64
+		var mfs []*dto.MetricFamily
 		gather := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-			var mfs []*dto.MetricFamily
 			var err error
 			seq = h.journal.View(func() { mfs, err = h.reg.Gather() })
 			return mfs, err
 		})
-		buf := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
-		promhttp.HandlerFor(gather, promhttp.HandlerOpts{
-			EnableOpenMetrics: true,
-			ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelError),
-		}).ServeHTTP(buf, req)
-		done <- gathered{buf, seq}
+		done <- gathered{h.encode(gather, req), seq, mfs}
 	}()
 	var g gathered
 	select {
@@ -108,8 +125,10 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if g.buf.code == http.StatusOK {
 		if err := h.journal.Sync(g.seq); err != nil {
-			http.Error(w, "cannot record the published requests in the state file; see the exporter's log", http.StatusInternalServerError)
-			return
+			// Logged once per outage by the journal.
+			g.buf = h.encode(h.withheld(g.mfs), req)
+		} else {
+			h.keep(g.mfs, g.seq)
 		}
 	}
 	// From the record's write inside Sync (the file is visible to the
@@ -118,6 +137,49 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// crash loses requests (recorded, not seen). Hence nothing in between
 	// but the fsync, one write and an explicit flush.
 	g.buf.writeTo(w)
+}
+
+func (h *scrapeHandler) encode(g prometheus.Gatherer, req *http.Request) *bufferedResponse {
+	buf := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
+	promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelError),
+	}).ServeHTTP(buf, req)
+	return buf
+}
+
+// keep remembers the per-request families of a recorded scrape, unless a
+// later recorded scrape is already kept. The gathered families are not
+// changed after Gather, so they are kept as they are.
+func (h *scrapeHandler) keep(mfs []*dto.MetricFamily, seq uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.recorded != nil && seq < h.recordedSeq {
+		return
+	}
+	kept := []*dto.MetricFamily{}
+	for _, mf := range mfs {
+		if collector.PerRequestFamily(mf.GetName()) {
+			kept = append(kept, mf)
+		}
+	}
+	h.recorded, h.recordedSeq = kept, seq
+}
+
+// withheld is what a scrape shows when its record could not be written:
+// mfs without its per-request families, with those of the last recorded
+// scrape instead (none before the first).
+func (h *scrapeHandler) withheld(mfs []*dto.MetricFamily) prometheus.Gatherer {
+	h.mu.Lock()
+	out := append([]*dto.MetricFamily(nil), h.recorded...)
+	h.mu.Unlock()
+	for _, mf := range mfs {
+		if !collector.PerRequestFamily(mf.GetName()) {
+			out = append(out, mf)
+		}
+	}
+	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return out, nil })
 }
 
 // bufferedResponse holds an answer until it may be shown.

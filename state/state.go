@@ -120,6 +120,7 @@ type Journal struct {
 	size        int64    // bytes in the file
 	durableSeq  uint64
 	needRewrite bool // an append failed half-way: rewrite before appending again
+	failing     bool // the last write failed: logged once per outage
 	lock        *os.File
 }
 
@@ -304,7 +305,8 @@ func (j *Journal) View(f func()) uint64 {
 // Sync makes every publication up to seq durable: appended to the file and
 // fsynced. Concurrent callers are serialised; one whose publications
 // another Sync already wrote returns at once. On error, what was gathered
-// up to seq must not be shown: the caller fails its scrape.
+// up to seq must not be shown: the caller shows what an earlier
+// successful Sync covered instead. A failure is logged once per outage.
 func (j *Journal) Sync(seq uint64) error {
 	if j.cfg.Path == "" {
 		return nil
@@ -336,8 +338,15 @@ func (j *Journal) Sync(seq uint64) error {
 		err = j.append(batch)
 	}
 	j.count(func(m Metrics) { m.Write(err) })
+	switch {
+	case err != nil && !j.failing:
+		// Once per outage: a full disk fails every scrape.
+		j.log.Error("cannot write the state file; scrapes show no new request until it can be written, so that no request is shown without being recorded", "file", j.cfg.Path, "err", err)
+	case err == nil && j.failing:
+		j.log.Info("state file writable again; the requests withheld meanwhile are recorded and shown", "file", j.cfg.Path)
+	}
+	j.failing = err != nil
 	if err != nil {
-		j.log.Error("cannot write the state file; failing scrapes until it can be written, so that no request is shown without being recorded", "file", j.cfg.Path, "err", err)
 		return err
 	}
 	for _, e := range batch {

@@ -482,3 +482,40 @@ func flipLast(b []byte, from, to byte) []byte {
 	}
 	return b
 }
+
+// TestWriteFailureLoggedOncePerOutage: a full disk fails every scrape's
+// write; the error is logged once per outage (and the recovery once), not
+// once per scrape.
+func TestWriteFailureLoggedOncePerOutage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	path := filepath.Join(dir, "s.state")
+	var logs bytes.Buffer
+	m := &counts{}
+	j, _, err := Open(Config{Path: path, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.f.Close()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		publish(j, i)
+		if err := j.Sync(j.View(func() {})); err == nil {
+			t.Fatal("Sync succeeded without a directory")
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Sync(j.View(func() {})); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || m.writeFails != 5 {
+		t.Fatalf("%d errors logged for %d failed writes, want 1:\n%s", n, m.writeFails, logs.String())
+	}
+	if !strings.Contains(logs.String(), "writable again") {
+		t.Fatalf("recovery not logged:\n%s", logs.String())
+	}
+}
