@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"container/heap"
 	"errors"
 	"fmt"
 	"io"
@@ -220,6 +221,7 @@ func (in *Ingester) half(id string) *half {
 	if !ok {
 		h = &half{seen: in.cfg.Now()}
 		in.pending[id] = h
+		heap.Push(&in.expiries, expiry{at: h.seen.Add(in.cfg.PairingTTL), id: id, h: h})
 	}
 	return h
 }

@@ -107,12 +107,15 @@ type Ingester struct {
 	tl       *attribution.Timeline
 	pending  map[string]*half
 	decided  map[string]time.Time // request ids decided, to reject ids seen again
+	decidedQ []decidedAt          // the same, in the order decided (forgetDecided)
+	// expiries holds the deadline of every waiting half (and of some
+	// paired since): see expire.
+	expiries expiries
 	files    map[string]*fileState
 	deferred map[string]bool // files to look at again (settling, incomplete)
 	// finishing: no more waiting, files are taken as they are (Finish).
-	finishing  bool
-	buf        []byte    // read buffer of the sequential path
-	lastForget time.Time // when decided ids were last pruned
+	finishing bool
+	buf       []byte // read buffer of the sequential path
 }
 
 // New returns an Ingester.
@@ -268,25 +271,8 @@ func (in *Ingester) Tick() {
 		}
 		in.retry(names)
 	}
-	for id, h := range in.pending {
-		if now.Sub(h.seen) < in.cfg.PairingTTL {
-			continue
-		}
-		delete(in.pending, id)
-		in.tl.ClearOpen(id)
-		if h.hasSnapshot() {
-			in.publish(attribution.NewUnpaired(h.request(id)))
-		}
-	}
-	// Forgetting decided ids walks them all: once a second is enough.
-	if now.Sub(in.lastForget) >= time.Second {
-		in.lastForget = now
-		for id, at := range in.decided {
-			if now.Sub(at) > 2*in.cfg.PairingTTL {
-				delete(in.decided, id)
-			}
-		}
-	}
+	in.expire(now)
+	in.forgetDecided(now)
 	in.Decide()
 }
 
@@ -313,6 +299,7 @@ func (in *Ingester) Finish() {
 		in.tl.ClearOpen(id)
 		delete(in.pending, id)
 	}
+	in.expiries = nil
 	in.updatePending()
 }
 
@@ -335,7 +322,9 @@ func (in *Ingester) decide(opt attribution.ResolveOptions) {
 
 func (in *Ingester) publish(r attribution.Result) {
 	if r.RequestID != "" && r.Outcome != attribution.Unpaired {
-		in.decided[r.RequestID] = in.cfg.Now()
+		now := in.cfg.Now()
+		in.decided[r.RequestID] = now
+		in.decidedQ = append(in.decidedQ, decidedAt{r.RequestID, now})
 	}
 	in.cfg.Publisher.Publish(r)
 }
