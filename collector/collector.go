@@ -123,7 +123,7 @@ func New(cfg Config) (*Collector, error) {
 	c.snapshotsRejects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_snapshots_rejected_total",
 		Help: "Snapshot files not used, by reason."}, []string{"reason"})
 	c.filesIgnored = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_files_ignored_total",
-		Help: "Directory entries that are not snapshot files, by reason."}, []string{"reason"})
+		Help: "Directory entries not used, by reason: name (not a snapshot name), changed (a snapshot that changed after it was read; the change is ignored, counted once per file)."}, []string{"reason"})
 	c.pending = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "delta_exporter_pending_requests",
 		Help: "Requests held: unpaired (waiting for the other half) or attributing (waiting for overlapping requests)."}, []string{"state"})
 	c.lastIngest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "delta_exporter_last_ingest_timestamp_seconds",
@@ -160,6 +160,7 @@ func New(cfg Config) (*Collector, error) {
 		c.rescans.WithLabelValues(tr)
 	}
 	c.filesIgnored.WithLabelValues("name")
+	c.filesIgnored.WithLabelValues("changed")
 	c.pending.WithLabelValues("unpaired")
 	c.pending.WithLabelValues("attributing")
 

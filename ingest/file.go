@@ -155,6 +155,10 @@ func (in *Ingester) apply(l loaded) {
 		in.deferred[l.name] = true
 		return
 	}
+	// Read for good: a retry of the same file (it was deferred, then an
+	// event read it) would apply it twice, counting a rejection twice or
+	// taking the snapshot for a duplicate.
+	delete(in.deferred, l.name)
 	st := l.st
 	st.done = true
 	in.files[l.name] = &st

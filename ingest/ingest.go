@@ -98,6 +98,8 @@ type fileState struct {
 	// (used, or rejected for what it holds). Only such files are ever
 	// offered to retention (Settled).
 	read bool
+	// changed: it changed after it was read (logged and counted once).
+	changed bool
 }
 
 // Ingester reads, pairs and attributes. Not safe for concurrent use.
@@ -246,8 +248,8 @@ func (in *Ingester) Ingest(name string) {
 	in.file(name, n)
 }
 
-// checkModified warns when a file changes after it was ingested: its
-// writer does not write to a temporary name and rename.
+// checkModified warns, once per file, when a file changes after it was
+// ingested: its writer does not write to a temporary name and rename.
 func (in *Ingester) checkModified(name string, st *fileState) {
 	if st.modTime.IsZero() {
 		return
@@ -256,8 +258,14 @@ func (in *Ingester) checkModified(name string, st *fileState) {
 	if err != nil || (info.Size() == st.size && info.ModTime().Equal(st.modTime)) {
 		return
 	}
-	in.log.Warn("snapshot file changed after it was ingested; write snapshots to a temporary name and rename them", "file", name)
 	st.size, st.modTime = info.Size(), info.ModTime()
+	if st.changed {
+		return
+	}
+	// Once per file: a file still being written changes on every write.
+	st.changed = true
+	in.cfg.Publisher.FileIgnored("changed")
+	in.log.Warn("snapshot file changed after it was ingested; the change is ignored: write snapshots to a temporary name and rename them", "file", name)
 }
 
 // Tick retries deferred files, expires unpaired halves and decides
@@ -350,6 +358,9 @@ func (in *Ingester) retry(names []string) {
 	var items []named
 	for _, name := range names {
 		delete(in.deferred, name)
+		if st := in.files[name]; st != nil && st.done {
+			continue
+		}
 		if n, err := parser.ParseName(name); err == nil {
 			items = append(items, named{name, n})
 		}
