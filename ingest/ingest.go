@@ -36,7 +36,8 @@ type Publisher interface {
 // Config configures an Ingester.
 type Config struct {
 	// FS is the snapshot directory. It must implement fs.ReadDirFS; when
-	// it implements fs.ReadLinkFS (os.DirFS does), symlinks are refused.
+	// it implements fs.ReadLinkFS (os.DirFS does), symlinks are refused;
+	// NewDirFS also opens without following a link or blocking on a FIFO.
 	FS        fs.FS
 	Logger    *slog.Logger
 	Publisher Publisher
