@@ -4,15 +4,12 @@ import (
 	"context"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
-
-	"github.com/prometheus/exporter-toolkit/web"
 )
 
 // blockingFS lists one snapshot whose open blocks until release is closed:
@@ -45,12 +42,7 @@ func get(t *testing.T, url string) (int, string) {
 // on time() minus it fires); once the loop moves again, both recover.
 // Before, /-/healthy answered 200 for good.
 func TestStalledIngestLoopShowsOnHealthy(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr, flags := listenFlags(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	fsys := blockingFS{MapFS: fstest.MapFS{"r_before_20260101_000000_000000.txt": {Data: []byte("x 1\n")}}, release: make(chan struct{})}
@@ -60,12 +52,10 @@ func TestStalledIngestLoopShowsOnHealthy(t *testing.T) {
 			close(fsys.release)
 		}
 	}()
-	addrs, systemd, webConfig := []string{addr}, false, ""
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{FS: fsys, StallAfter: 300 * time.Millisecond, Ready: ready,
-			Web: &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}})
+		done <- Run(ctx, Config{FS: fsys, StallAfter: 300 * time.Millisecond, Ready: ready, Web: flags})
 	}()
 	base := "http://" + addr
 	deadline := time.Now().Add(10 * time.Second)
