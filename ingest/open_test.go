@@ -102,3 +102,55 @@ func TestFileReplacedBetweenLstatAndOpen(t *testing.T) {
 		t.Fatalf("read a replaced file: %v", err)
 	}
 }
+
+// FuzzOpenPath: whatever name the directory listing or an event gives,
+// opening it through DirFS never follows a symlink (not even to a regular
+// file), never blocks on a FIFO, never leaves the directory, and yields
+// only a regular file of the directory, checked against its lstat.
+func FuzzOpenPath(f *testing.F) {
+	dir := f.TempDir()
+	outside := filepath.Join(f.TempDir(), "secret")
+	must := func(err error) {
+		if err != nil {
+			f.Fatal(err)
+		}
+	}
+	must(os.WriteFile(outside, []byte("secret\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "regular"), []byte("ok\n"), 0o644))
+	must(os.Mkdir(filepath.Join(dir, "sub"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "sub", "inner"), []byte("inner\n"), 0o644))
+	must(syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
+	must(os.Symlink(outside, filepath.Join(dir, "link-out")))
+	must(os.Symlink("regular", filepath.Join(dir, "link-in")))
+	must(os.Symlink("fifo", filepath.Join(dir, "link-fifo")))
+	for _, s := range []string{"regular", "fifo", "link-out", "link-in", "link-fifo", "sub", "sub/inner", "../secret", "/etc/passwd", ".", "", "regular/"} {
+		f.Add(s)
+	}
+	fsys := NewDirFS(dir)
+	f.Fuzz(func(t *testing.T, name string) {
+		lst, _ := fsys.Lstat(name)
+		done := make(chan struct{})
+		var file fs.File
+		var err error
+		go func() {
+			defer close(done)
+			file, err = openChecked(fsys, name, lst)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("open of %q blocked", name)
+		}
+		if err != nil {
+			return
+		}
+		defer file.Close()
+		st, serr := file.Stat()
+		if serr != nil || !st.Mode().IsRegular() || lst == nil || !os.SameFile(st, lst) {
+			t.Fatalf("%q opened as %v (lstat %v)", name, st, lst)
+		}
+		if name != "regular" && name != "sub/inner" {
+			t.Fatalf("%q opened something: %v", name, st.Name())
+		}
+	})
+}
