@@ -485,7 +485,7 @@ func (t *Timeline) value(o obs, m parser.Metric) Value {
 		return Value{Reason: ReasonInconsistent}
 	}
 	v := f1.sum - f0.sum
-	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) || !sumDeltaExact(f0.sum, f1.sum, v) {
 		return Value{Reason: ReasonInconsistent}
 	}
 	if m.IsTokens() {

@@ -5,6 +5,8 @@
 package collector
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +65,7 @@ type Collector struct {
 	pending          *prometheus.GaugeVec
 	lastIngest       prometheus.Gauge
 	folded           prometheus.Counter
+	truncated        prometheus.Counter
 	watchEvents      *prometheus.CounterVec
 	rescans          *prometheus.CounterVec
 }
@@ -120,13 +123,15 @@ func New(cfg Config) (*Collector, error) {
 	c.snapshotsRejects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_snapshots_rejected_total",
 		Help: "Snapshot files not used, by reason."}, []string{"reason"})
 	c.filesIgnored = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_files_ignored_total",
-		Help: "Directory entries that are not snapshot files, by reason."}, []string{"reason"})
+		Help: "Directory entries not used, by reason: name (not a snapshot name), changed (a snapshot that changed after it was read; the change is ignored, counted once per file)."}, []string{"reason"})
 	c.pending = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "delta_exporter_pending_requests",
 		Help: "Requests held: unpaired (waiting for the other half) or attributing (waiting for overlapping requests)."}, []string{"state"})
 	c.lastIngest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "delta_exporter_last_ingest_timestamp_seconds",
 		Help: "Unix time at which the last request was decided."})
 	c.folded = prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_models_folded_total",
 		Help: "Observations published under model_name=\"other\" because --labels.max-models was reached."})
+	c.truncated = prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_model_names_truncated_total",
+		Help: "Requests whose model_name was longer than 128 bytes: published under its first bytes, \"~\" and a hash of the whole name."})
 	c.watchEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_watch_events_total",
 		Help: "Filesystem events seen on the snapshot directory, by event."}, []string{"event"})
 	c.rescans = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_rescans_total",
@@ -155,11 +160,12 @@ func New(cfg Config) (*Collector, error) {
 		c.rescans.WithLabelValues(tr)
 	}
 	c.filesIgnored.WithLabelValues("name")
+	c.filesIgnored.WithLabelValues("changed")
 	c.pending.WithLabelValues("unpaired")
 	c.pending.WithLabelValues("attributing")
 
 	cs := []prometheus.Collector{c.tpot, c.requests, c.rejections, c.withheld, c.snapshotsRead,
-		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.folded, c.watchEvents, c.rescans}
+		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.folded, c.truncated, c.watchEvents, c.rescans}
 	for _, h := range c.perRequest {
 		cs = append(cs, h)
 	}
@@ -169,6 +175,27 @@ func New(cfg Config) (*Collector, error) {
 		}
 	}
 	return c, nil
+}
+
+// perRequestFamilies are the delta_exporter_* families Publish changes.
+var perRequestFamilies = map[string]bool{
+	"delta_exporter_requests_total":                true,
+	"delta_exporter_request_rejections_total":      true,
+	"delta_exporter_values_withheld_total":         true,
+	"delta_exporter_last_ingest_timestamp_seconds": true,
+	"delta_exporter_models_folded_total":           true,
+	"delta_exporter_model_names_truncated_total":   true,
+}
+
+// PerRequestFamily reports whether a family is one that Publish changes
+// (every llm_request_* family, and the counts of decided requests): what
+// a scrape shows of the requests, which the state record must hold before
+// it is shown. While the record cannot be written, serve shows these
+// families as they were at the last scrape that was recorded, and every
+// other family as it is (the population families likewise with their own
+// record, serve/scrape.go).
+func PerRequestFamily(name string) bool {
+	return strings.HasPrefix(name, "llm_request_") || perRequestFamilies[name]
 }
 
 // Publish records one decided request: its exact values as observations
@@ -207,8 +234,12 @@ func (c *Collector) Publish(res attribution.Result) {
 	}
 }
 
-// modelLabel bounds the model_name values: model names are input.
+// modelLabel bounds the model_name values, in number and in length:
+// model names are input.
 func (c *Collector) modelLabel(model string) string {
+	if _, cut := BoundModelName(model); cut {
+		c.truncated.Inc()
+	}
 	label, folded := c.boundModel(model)
 	if folded {
 		c.folded.Inc()
@@ -223,11 +254,12 @@ func (c *Collector) boundedModel(model string) string {
 	return label
 }
 
-// boundModel returns the model_name under which model is published. One
-// table serves the per-request and the population families, so that both
-// fold the same models into "other" and their ratios (coverage, bias)
-// compare like with like.
+// boundModel returns the model_name under which model is published, cut
+// to MaxModelNameBytes. One table serves the per-request and the
+// population families, so that both fold the same models into "other" and
+// their ratios (coverage, bias) compare like with like.
 func (c *Collector) boundModel(model string) (label string, folded bool) {
+	model, _ = BoundModelName(model)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.models[model] {
@@ -238,6 +270,40 @@ func (c *Collector) boundModel(model string) (label string, folded bool) {
 		return model, false
 	}
 	return OtherModel, true
+}
+
+// MaxModelNameBytes bounds the length of a model_name label value. A
+// name is sent with every series of every scrape: one 10 MB name made
+// each scrape 325 MB. 128 bytes hold any Hugging Face id and most local
+// model paths.
+const MaxModelNameBytes = 128
+
+// modelHashHex is how many hex digits of the SHA-256 of a cut name are
+// kept: 64 bits, so distinct long names stay distinct label values.
+const modelHashHex = 16
+
+// BoundModelName returns model as a label value of at most
+// MaxModelNameBytes bytes of valid UTF-8, and whether it had to be cut. A
+// longer name keeps its head (cut on a rune boundary), then "~" and
+// modelHashHex hex digits of the SHA-256 of the whole name: two names
+// with the same head stay apart, and the same name always maps to the
+// same value.
+func BoundModelName(model string) (string, bool) {
+	valid := strings.ToValidUTF8(model, "\uFFFD")
+	if len(valid) <= MaxModelNameBytes && valid == model {
+		return model, false
+	}
+	if len(valid) <= MaxModelNameBytes {
+		// Invalid UTF-8 would make the registry panic; replaced, the
+		// name is no longer itself: counted like a cut one.
+		return valid, true
+	}
+	sum := sha256.Sum256([]byte(model))
+	head := valid[:MaxModelNameBytes-1-modelHashHex]
+	for !utf8.ValidString(head) {
+		head = head[:len(head)-1]
+	}
+	return head + "~" + hex.EncodeToString(sum[:])[:modelHashHex], true
 }
 
 // maxExemplarRunes is what an exemplar's labels may hold in total

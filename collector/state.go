@@ -11,6 +11,7 @@ type StateMetrics struct {
 	records   prometheus.Gauge
 	writes    prometheus.Counter
 	failures  prometheus.Counter
+	lastOK    prometheus.Gauge
 	already   prometheus.Counter
 	recovered *prometheus.CounterVec
 }
@@ -23,16 +24,19 @@ func NewStateMetrics(reg prometheus.Registerer) (*StateMetrics, error) {
 		writes: prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_state_writes_total",
 			Help: "Writes of the state file made before a scrape was answered."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_state_write_failures_total",
-			Help: "State file writes that failed; the scrape they belonged to was answered with an error."}),
+			Help: "State file writes that failed; the scrape they belonged to showed no request that was not recorded."}),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "delta_exporter_state_last_write_successful",
+			Help: "1 if the last state file write succeeded; 0 while it fails (a full disk): scrapes then show the exporter's own metrics and, of the per-request ones, only what was recorded before the failure."}),
 		already: prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_requests_already_published_total",
 			Help: "Requests decided again after a restart and not published, because the state file shows that an earlier run published them and a scrape saw them."}),
 		recovered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_state_recoveries_total",
-			Help: "Problems found in the state file at startup, by reason: corrupt (moved aside, record started empty), unfinished_write (the tail of a write cut short by a crash, dropped)."}, []string{"reason"}),
+			Help: "Problems found in the state file at startup, by reason: corrupt (damaged records: the file was moved aside and every record that verifies kept), unfinished_write (the tail of a write cut short by a crash, dropped)."}, []string{"reason"}),
 	}
 	for _, r := range StateRecoveryReasons {
 		m.recovered.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.records, m.writes, m.failures, m.already, m.recovered} {
+	m.lastOK.Set(1)
+	for _, c := range []prometheus.Collector{m.records, m.writes, m.failures, m.lastOK, m.already, m.recovered} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -48,6 +52,9 @@ func (m *StateMetrics) Write(err error) {
 	m.writes.Inc()
 	if err != nil {
 		m.failures.Inc()
+		m.lastOK.Set(0)
+	} else {
+		m.lastOK.Set(1)
 	}
 }
 

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"container/heap"
 	"errors"
 	"fmt"
 	"io"
@@ -85,9 +86,13 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 		l.later = true
 		return l
 	}
-	data, err := readFile(in.cfg.FS, name, info.Size(), in.cfg.MaxBytes, (*buf)[:0])
+	data, err := readFile(in.cfg.FS, name, info, in.cfg.MaxBytes, (*buf)[:0])
 	if err == nil && cap(data) <= maxKeptBuffer {
 		*buf = data
+	}
+	if errors.Is(err, errNotRegular) {
+		l.reason, l.err = "not_regular", err
+		return l
 	}
 	if err != nil {
 		return l.failed(err)
@@ -133,6 +138,9 @@ func (in *Ingester) file(name string, n parser.Name) {
 // apply records a loaded file. Every way a file can be unusable ends in a
 // counted reason and one log line; none stops the ingester.
 func (in *Ingester) apply(l loaded) {
+	if in.cfg.Progress != nil {
+		in.cfg.Progress()
+	}
 	if l.gone {
 		// Listed (or announced) but deleted before it could be read:
 		// someone removes files the exporter has not read. Counted once:
@@ -151,6 +159,10 @@ func (in *Ingester) apply(l loaded) {
 		in.deferred[l.name] = true
 		return
 	}
+	// Read for good: a retry of the same file (it was deferred, then an
+	// event read it) would apply it twice, counting a rejection twice or
+	// taking the snapshot for a duplicate.
+	delete(in.deferred, l.name)
 	st := l.st
 	st.done = true
 	in.files[l.name] = &st
@@ -173,15 +185,16 @@ func (in *Ingester) apply(l loaded) {
 const maxKeptBuffer = 4 << 20
 
 // readFile reads at most limit bytes (the file may have grown since stat)
-// into buf, growing it when needed; size is the size seen by stat, so
-// that one allocation is usually enough.
-func readFile(fsys fs.FS, name string, size, limit int64, buf []byte) ([]byte, error) {
-	f, err := fsys.Open(name)
+// into buf, growing it when needed; lst is what lstat saw: the file opened
+// must be that regular file (openChecked), and its size makes one
+// allocation usually enough.
+func readFile(fsys fs.FS, name string, lst fs.FileInfo, limit int64, buf []byte) ([]byte, error) {
+	f, err := openChecked(fsys, name, lst)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if want := int(min(size, limit)) + 512; cap(buf) < want {
+	if want := int(min(lst.Size(), limit)) + 512; cap(buf) < want {
 		buf = make([]byte, 0, want)
 	}
 	for {
@@ -219,6 +232,7 @@ func (in *Ingester) half(id string) *half {
 	if !ok {
 		h = &half{seen: in.cfg.Now()}
 		in.pending[id] = h
+		heap.Push(&in.expiries, expiry{at: h.seen.Add(in.cfg.PairingTTL), id: id, h: h})
 	}
 	return h
 }

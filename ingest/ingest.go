@@ -36,7 +36,8 @@ type Publisher interface {
 // Config configures an Ingester.
 type Config struct {
 	// FS is the snapshot directory. It must implement fs.ReadDirFS; when
-	// it implements fs.ReadLinkFS (os.DirFS does), symlinks are refused.
+	// it implements fs.ReadLinkFS (os.DirFS does), symlinks are refused;
+	// NewDirFS also opens without following a link or blocking on a FIFO.
 	FS        fs.FS
 	Logger    *slog.Logger
 	Publisher Publisher
@@ -66,6 +67,9 @@ type Config struct {
 	// after, first, timeline), in the order files are applied: the
 	// population families read the server's histograms from it.
 	Snapshots SnapshotObserver
+	// Progress, optional, is called after each file is read and applied:
+	// serve's liveness signal, so that a long scan is not a stall.
+	Progress func()
 }
 
 // SnapshotObserver receives usable snapshots with the time in their name
@@ -108,6 +112,8 @@ type fileState struct {
 	// (used, or rejected for what it holds). Only such files are ever
 	// offered to retention (Settled).
 	read bool
+	// changed: it changed after it was read (logged and counted once).
+	changed bool
 }
 
 // Ingester reads, pairs and attributes. Not safe for concurrent use.
@@ -117,12 +123,15 @@ type Ingester struct {
 	tl       *attribution.Timeline
 	pending  map[string]*half
 	decided  map[string]time.Time // request ids decided, to reject ids seen again
+	decidedQ []decidedAt          // the same, in the order decided (forgetDecided)
+	// expiries holds the deadline of every waiting half (and of some
+	// paired since): see expire.
+	expiries expiries
 	files    map[string]*fileState
 	deferred map[string]bool // files to look at again (settling, incomplete)
 	// finishing: no more waiting, files are taken as they are (Finish).
-	finishing  bool
-	buf        []byte    // read buffer of the sequential path
-	lastForget time.Time // when decided ids were last pruned
+	finishing bool
+	buf       []byte // read buffer of the sequential path
 
 	// serverIDs: the id to publish for a request handed on (to the
 	// timeline or a result) whose names carry capture's suffix; taken
@@ -258,8 +267,8 @@ func (in *Ingester) Ingest(name string) {
 	in.file(name, n)
 }
 
-// checkModified warns when a file changes after it was ingested: its
-// writer does not write to a temporary name and rename.
+// checkModified warns, once per file, when a file changes after it was
+// ingested: its writer does not write to a temporary name and rename.
 func (in *Ingester) checkModified(name string, st *fileState) {
 	if st.modTime.IsZero() {
 		return
@@ -268,8 +277,14 @@ func (in *Ingester) checkModified(name string, st *fileState) {
 	if err != nil || (info.Size() == st.size && info.ModTime().Equal(st.modTime)) {
 		return
 	}
-	in.log.Warn("snapshot file changed after it was ingested; write snapshots to a temporary name and rename them", "file", name)
 	st.size, st.modTime = info.Size(), info.ModTime()
+	if st.changed {
+		return
+	}
+	// Once per file: a file still being written changes on every write.
+	st.changed = true
+	in.cfg.Publisher.FileIgnored("changed")
+	in.log.Warn("snapshot file changed after it was ingested; the change is ignored: write snapshots to a temporary name and rename them", "file", name)
 }
 
 // Tick retries deferred files, expires unpaired halves and decides
@@ -283,25 +298,8 @@ func (in *Ingester) Tick() {
 		}
 		in.retry(names)
 	}
-	for id, h := range in.pending {
-		if now.Sub(h.seen) < in.cfg.PairingTTL {
-			continue
-		}
-		delete(in.pending, id)
-		in.tl.ClearOpen(id)
-		if h.hasSnapshot() {
-			in.publish(attribution.NewUnpaired(h.request(id)))
-		}
-	}
-	// Forgetting decided ids walks them all: once a second is enough.
-	if now.Sub(in.lastForget) >= time.Second {
-		in.lastForget = now
-		for id, at := range in.decided {
-			if now.Sub(at) > 2*in.cfg.PairingTTL {
-				delete(in.decided, id)
-			}
-		}
-	}
+	in.expire(now)
+	in.forgetDecided(now)
 	in.Decide()
 }
 
@@ -328,6 +326,7 @@ func (in *Ingester) Finish() {
 		in.tl.ClearOpen(id)
 		delete(in.pending, id)
 	}
+	in.expiries = nil
 	in.updatePending()
 }
 
@@ -350,7 +349,9 @@ func (in *Ingester) decide(opt attribution.ResolveOptions) {
 
 func (in *Ingester) publish(r attribution.Result) {
 	if r.RequestID != "" && r.Outcome != attribution.Unpaired {
-		in.decided[r.RequestID] = in.cfg.Now()
+		now := in.cfg.Now()
+		in.decided[r.RequestID] = now
+		in.decidedQ = append(in.decidedQ, decidedAt{r.RequestID, now})
 	}
 	// Files are keyed by the id in their names, which is unique; the
 	// server's id is what its logs and the client know.
@@ -393,6 +394,9 @@ func (in *Ingester) retry(names []string) {
 	var items []named
 	for _, name := range names {
 		delete(in.deferred, name)
+		if st := in.files[name]; st != nil && st.done {
+			continue
+		}
 		if n, err := parser.ParseName(name); err == nil {
 			items = append(items, named{name, n})
 		}

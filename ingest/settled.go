@@ -31,7 +31,8 @@ type SettledFile struct {
 //
 //   - the name is a snapshot name, and the entry was a regular file whose
 //     whole content was read and accounted for (used, or rejected for what
-//     it holds; never a directory, a symlink, a file too large to read);
+//     it holds; never a directory, a symlink, a file too large to read),
+//     and it has not changed since;
 //   - its request is decided: no half waits for its partner and no pair
 //     waits for attribution under that request id;
 //   - its name time is before that of every request still held, so no
@@ -56,7 +57,7 @@ func (in *Ingester) Settled() []SettledFile {
 	})
 	var out []SettledFile
 	for name, st := range in.files {
-		if !st.done || !st.read || in.deferred[name] {
+		if !st.done || !st.read || st.changed || in.deferred[name] {
 			continue
 		}
 		n, err := parser.ParseName(name)
@@ -74,12 +75,19 @@ func (in *Ingester) Settled() []SettledFile {
 	return out
 }
 
-// Bytes is the total size of the files in the directory as last read (for
-// retention's size limit).
-func (in *Ingester) Bytes() int64 {
+// RetainableBytes is the total size, as last seen, of the snapshot files
+// retention may delete, now or once their requests are decided: files read
+// in full (and unchanged since), and files not read yet. Retention's size
+// limit applies to them alone. Files it never deletes (too large, not a
+// regular file, unreadable, changed after they were read) are left out: counted, a 70 MB file over the limit made
+// every pair be deleted as soon as it was recorded, and the limit was
+// still not met.
+func (in *Ingester) RetainableBytes() int64 {
 	var n int64
 	for _, st := range in.files {
-		n += st.size
+		if (st.read && !st.changed) || !st.done {
+			n += st.size
+		}
 	}
 	return n
 }

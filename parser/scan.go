@@ -278,8 +278,33 @@ func (s *scanner) release() {
 	}
 }
 
+// maxQuoted bounds what an error quotes of the input: the error is logged,
+// and a bad line can be megabytes long.
+const maxQuoted = 200
+
 func (s *scanner) syntaxErr(msg string, args ...any) error {
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			args[i] = shortPrefix([]byte(v))
+		case []byte:
+			args[i] = shortPrefix(v)
+		}
+	}
 	return &ScanError{Reason: ErrSyntax, Line: s.line, Msg: fmt.Sprintf(msg, args...)}
+}
+
+// shortPrefix returns at most maxQuoted bytes of b (cut on a rune
+// boundary when b is UTF-8), marked with "…" when cut.
+func shortPrefix(b []byte) string {
+	if len(b) <= maxQuoted {
+		return string(b)
+	}
+	cut := maxQuoted
+	for cut > maxQuoted-utf8.UTFMax && !utf8.RuneStart(b[cut]) {
+		cut--
+	}
+	return string(b[:cut]) + "…"
 }
 
 // run scans data and builds the snapshot. On a per-series problem it
@@ -512,7 +537,7 @@ func (s *scanner) dupBucket() error {
 		return nil
 	}
 	return &ScanError{Reason: ErrSyntax, Line: int(first.line), Msg: fmt.Sprintf(
-		"duplicate bucket le=%v of %s (first on line %d)", first.bound, s.seriesName(&s.series[first.series]), prev)}
+		"duplicate bucket le=%v of %s (first on line %d)", first.bound, shortPrefix([]byte(s.seriesName(&s.series[first.series]))), prev)}
 }
 
 // value parses what follows the label block: blanks, the value, and
@@ -980,7 +1005,7 @@ func (s *scanner) validate(snap *Snapshot) error {
 		sr := &snap.Series[k]
 		if msg := checkSeries(sr, s.has[k]); msg != "" {
 			return &ScanError{Reason: ErrIncomplete,
-				Msg: fmt.Sprintf("series %s{%s}: %s", sr.Metric.Name(), sr.Labels, msg)}
+				Msg: fmt.Sprintf("series %s{%s}: %s", sr.Metric.Name(), shortPrefix([]byte(sr.Labels)), msg)}
 		}
 	}
 	return nil

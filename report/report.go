@@ -17,7 +17,7 @@ import (
 
 // Config configures Run.
 type Config struct {
-	// FS is the snapshot directory (os.DirFS(dir)).
+	// FS is the snapshot directory (ingest.NewDirFS(dir)).
 	FS fs.FS
 	// Logger receives ingest's per-file messages; nil discards them (the
 	// report lists every unusable file itself).

@@ -141,7 +141,7 @@ func TestRetentionDeletesOnlySettledOldFiles(t *testing.T) {
 	c := &counts{deleted: map[string]int{}}
 	r := New(Config{Dir: d.dir, MaxAge: 7 * 24 * time.Hour, Metrics: c})
 	beforeList := d.list()
-	res := r.Apply(in.Settled(), in.Bytes(), nil)
+	res := r.Apply(in.Settled(), in.RetainableBytes(), nil)
 	afterList := d.list()
 	var deleted []string
 	for _, n := range beforeList {
@@ -161,7 +161,7 @@ func TestRetentionDeletesOnlySettledOldFiles(t *testing.T) {
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
 	}
-	if res := r.Apply(in.Settled(), in.Bytes(), nil); res.Files != 0 {
+	if res := r.Apply(in.Settled(), in.RetainableBytes(), nil); res.Files != 0 {
 		t.Fatalf("second pass deleted %d files", res.Files)
 	}
 }
@@ -181,7 +181,7 @@ func TestRetentionSizeLimitDeletesOldestFirst(t *testing.T) {
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
-	total := in.Bytes()
+	total := in.RetainableBytes()
 	perRequest := total / 10
 	limit := total - 3*perRequest - perRequest/2 // room for 6.5 requests
 	c := &counts{deleted: map[string]int{}}
@@ -212,5 +212,40 @@ func TestNoLimitNoRetention(t *testing.T) {
 	}
 	if res := r.Apply([]ingest.SettledFile{{Name: "x"}}, 1, nil); res.Files != 0 {
 		t.Fatal("nil retention deleted files")
+	}
+}
+
+// TestRetentionSizeLimitIgnoresFilesItNeverDeletes: a file retention will
+// never delete (here one over --snapshot.max-bytes, with a snapshot name)
+// does not count toward the size limit. Before, it did: the directory
+// stayed over the limit whatever was deleted, and every pair went as soon
+// as it was recorded.
+func TestRetentionSizeLimitIgnoresFilesItNeverDeletes(t *testing.T) {
+	now := time.Now()
+	d := newSnapDir(t)
+	for i := 0; i < 3; i++ {
+		d.request(fmt.Sprintf("r%02d", i), now.Add(-time.Duration(10-i)*time.Minute))
+	}
+	big := d.put(parser.FormatName("huge", parser.Before, now.Add(-time.Hour)), bytes.Repeat([]byte("# x\n"), 1<<18), now.Add(-time.Hour))
+	pub := &nopPublisher{results: map[string]attribution.Result{}}
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), Publisher: pub, MaxBytes: 1 << 19})
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	var pairs int64
+	for _, f := range in.Settled() {
+		pairs += f.Size
+	}
+	if got := in.RetainableBytes(); got != pairs {
+		t.Fatalf("retainable bytes %d, want the pairs' %d", got, pairs)
+	}
+	c := &counts{deleted: map[string]int{}}
+	r := New(Config{Dir: d.dir, MaxBytes: 2 * pairs, Metrics: c})
+	if res := r.Apply(in.Settled(), in.RetainableBytes(), nil); res.Files != 0 {
+		t.Fatalf("deleted %d files of a directory whose deletable files are within the limit", res.Files)
+	}
+	if left := d.list(); len(left) != 7 || !slices.Contains(left, big) {
+		t.Fatalf("left %v", left)
 	}
 }

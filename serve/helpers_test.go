@@ -2,7 +2,11 @@ package serve
 
 import (
 	"log/slog"
+	"net"
+	"testing"
 	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/delta-exporter/delta-exporter/attribution"
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -19,4 +23,18 @@ func exactResult(id string) attribution.Result {
 		res.Values[m] = attribution.Value{V: 1, Exact: true}
 	}
 	return res
+}
+
+// listenFlags returns a free local address and the web flags that make
+// Run listen on it.
+func listenFlags(t *testing.T) (string, *web.FlagConfig) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	addrs, systemd, webConfig := []string{addr}, false, ""
+	return addr, &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}
 }

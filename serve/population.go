@@ -35,6 +35,7 @@ type populationRecord struct {
 	rec     *state.Records
 	log     *slog.Logger
 	metrics state.Metrics
+	failing bool // the last write failed: log once per outage
 }
 
 // openPopulationRecord opens the records file next to the state file and
@@ -75,7 +76,8 @@ func (r *populationRecord) capture() []population.Record {
 	return r.pop.Capture()
 }
 
-// sync writes what capture returned; on error the scrape must fail.
+// sync writes what capture returned; on error the scrape must not show
+// the population beyond what was recorded (scrapeHandler.withheld).
 func (r *populationRecord) sync(caps []population.Record) error {
 	if r == nil || len(caps) == 0 {
 		return nil
@@ -92,8 +94,15 @@ func (r *populationRecord) sync(caps []population.Record) error {
 	err := r.rec.Write(m)
 	r.metrics.Write(err)
 	if err != nil {
-		r.log.Error("cannot write the population records; failing scrapes until they can be written", "err", err)
+		if !r.failing {
+			r.log.Error("cannot write the population records; scrapes show the population as last recorded until they can be written", "err", err)
+		}
+		r.failing = true
 		return err
+	}
+	if r.failing {
+		r.log.Info("population records written again")
+		r.failing = false
 	}
 	r.pop.Durable(caps)
 	return nil

@@ -12,29 +12,21 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
-
-	"github.com/prometheus/exporter-toolkit/web"
 )
 
 // TestSlowClientIsCut: a client that opens a connection and never
 // finishes its request headers (slowloris) is disconnected after the
 // read-header timeout instead of holding the connection.
 func TestSlowClientIsCut(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr, flags := listenFlags(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	addrs, systemd, webConfig := []string{addr}, false, ""
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{FS: fstest.MapFS{}, ReadHeaderTimeout: 200 * time.Millisecond, Ready: ready,
-			Web: &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}})
+		done <- Run(ctx, Config{FS: fstest.MapFS{}, ReadHeaderTimeout: 200 * time.Millisecond, Ready: ready, Web: flags})
 	}()
+	var err error
 	<-ready
 	var conn net.Conn
 	for i := 0; ; i++ {
@@ -74,19 +66,12 @@ func TestSlowClientIsCut(t *testing.T) {
 func TestLandingPageLinksAnswer(t *testing.T) {
 	for _, pprofOn := range []bool{false, true} {
 		t.Run(fmt.Sprintf("pprof=%v", pprofOn), func(t *testing.T) {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := l.Addr().String()
-			l.Close()
+			addr, flags := listenFlags(t)
 			ctx, cancel := context.WithCancel(t.Context())
-			addrs, systemd, webConfig := []string{addr}, false, ""
 			ready := make(chan struct{})
 			done := make(chan error, 1)
 			go func() {
-				done <- Run(ctx, Config{FS: fstest.MapFS{}, Ready: ready, EnablePprof: pprofOn, DisableExporterMetrics: true,
-					Web: &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}})
+				done <- Run(ctx, Config{FS: fstest.MapFS{}, Ready: ready, EnablePprof: pprofOn, DisableExporterMetrics: true, Web: flags})
 			}()
 			defer func() { cancel(); <-done }()
 			<-ready

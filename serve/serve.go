@@ -73,6 +73,10 @@ type Config struct {
 	// from the landing page. Off by default: profiles expose internals and
 	// a CPU profile costs the process while it runs.
 	EnablePprof bool
+	// StallAfter: /-/healthy answers 503 once the ingest loop has made no
+	// progress for this long (it beats every tick while idle, and after
+	// every file it reads); 0 means DefaultStallAfter.
+	StallAfter time.Duration
 
 	Web    *web.FlagConfig
 	Logger *slog.Logger
@@ -80,6 +84,35 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Ready, when not nil, is closed once the initial scan is done (tests).
 	Ready chan<- struct{}
+}
+
+// DefaultStallAfter is the default of Config.StallAfter: far above any
+// single step of the loop (reading one file of --snapshot.max-bytes, a
+// state file rewrite), far below the time a stuck exporter would go
+// unnoticed without it.
+const DefaultStallAfter = time.Minute
+
+// liveness is the ingest loop's heartbeat, read by /-/healthy and by
+// delta_exporter_ingest_heartbeat_timestamp_seconds.
+type liveness struct {
+	now  func() time.Time
+	last atomic.Int64 // unix nanoseconds of the last beat
+}
+
+func newLiveness(now func() time.Time) *liveness {
+	l := &liveness{now: now}
+	l.beat()
+	return l
+}
+
+func (l *liveness) beat()               { l.last.Store(l.now().UnixNano()) }
+func (l *liveness) lastBeat() time.Time { return time.Unix(0, l.last.Load()) }
+
+// stalled reports how long the loop has made no progress, when that is
+// more than after.
+func (l *liveness) stalled(after time.Duration) (time.Duration, bool) {
+	d := l.now().Sub(l.lastBeat())
+	return d, d > after
 }
 
 // Run serves until ctx is done. It returns an error only when it cannot
@@ -122,6 +155,15 @@ func Run(ctx context.Context, cfg Config) error {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 
+	live := newLiveness(time.Now)
+	if err := collector.RegisterIngestHeartbeat(reg, live.lastBeat); err != nil {
+		return err
+	}
+	stallAfter := cfg.StallAfter
+	if stallAfter <= 0 {
+		stallAfter = DefaultStallAfter
+	}
+
 	stateFile := cfg.StateFile
 	if cfg.Dir == "" {
 		stateFile = "" // the embedded demo is read once: nothing to remember
@@ -159,7 +201,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ring := recent.NewRing(size)
 
 	ic := cfg.Ingest
-	ic.Logger = log
+	ic.Logger, ic.Progress = log, live.beat
 	ic.Publisher = journaled{Publisher: judged{Publisher: coll, slo: objectives, sloMetrics: sloMetrics, ring: ring}, j: journal}
 	ic.Snapshots = journaledSnapshots{pop: pop, j: journal}
 	if cfg.Dir != "" {
@@ -170,7 +212,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if !st.IsDir() {
 			return fmt.Errorf("snapshot directory: %s is not a directory", cfg.Dir)
 		}
-		ic.FS = os.DirFS(cfg.Dir)
+		ic.FS = ingest.NewDirFS(cfg.Dir)
 	} else {
 		ic.FS = cfg.FS
 	}
@@ -186,6 +228,12 @@ func Run(ctx context.Context, cfg Config) error {
 	scrape.population = popRecord
 	mux.Handle(path, scrape)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		// Nothing else shows a loop stuck on a file: /metrics keeps
+		// answering from the registry.
+		if d, stuck := live.stalled(stallAfter); stuck {
+			http.Error(w, fmt.Sprintf("ingest loop stalled: no progress for %s", d.Round(time.Second)), http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "Healthy")
 	})
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
@@ -241,7 +289,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	loopDone := make(chan error, 1)
 	go func() {
-		loopDone <- loop(ctx, cfg, in, coll, journal, ret, log, func() {
+		loopDone <- loop(ctx, cfg, in, coll, journal, ret, log, live.beat, func() {
 			ready.Store(true)
 			if cfg.Ready != nil {
 				close(cfg.Ready)
@@ -285,7 +333,8 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // loop is the single goroutine that owns the ingester.
-func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.Collector, journal *state.Journal, ret *retention.Retention, log *slog.Logger, markReady func()) error {
+// beat is called at every turn of the loop (liveness).
+func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.Collector, journal *state.Journal, ret *retention.Retention, log *slog.Logger, beat, markReady func()) error {
 	tickEvery := cfg.TickInterval
 	if tickEvery <= 0 {
 		// Short: a file that is still settling is looked at again on
@@ -306,6 +355,7 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 				return nil
 			case <-tick.C:
 				in.Tick()
+				beat()
 			}
 		}
 	}
@@ -351,6 +401,7 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 		case <-tick.C:
 			in.Tick()
 		}
+		beat()
 	}
 }
 
@@ -359,7 +410,7 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 // durable), then the record forgets requests whose files are gone.
 func maintain(in *ingest.Ingester, journal *state.Journal, ret *retention.Retention, log *slog.Logger) {
 	if ret != nil {
-		ret.Apply(in.Settled(), in.Bytes(), journal.Queued)
+		ret.Apply(in.Settled(), in.RetainableBytes(), journal.Queued)
 	}
 	if err := journal.Compact(in.Known); err != nil {
 		log.Warn("cannot compact the state file", "err", err)

@@ -117,7 +117,7 @@ func (r *Records) Write(recs map[string]string) error {
 	slices.Sort(keys)
 	for _, k := range keys {
 		r.live[k] = recs[k]
-		writeRecord(&buf, k, recs[k])
+		writeKeyValue(&buf, k, recs[k])
 	}
 	if r.broken || r.f == nil || r.size+int64(buf.Len()) > 2*r.liveSize()+64<<10 {
 		return r.rewrite()
@@ -154,7 +154,7 @@ func (r *Records) liveSize() int64 {
 	return n
 }
 
-func writeRecord(buf *bytes.Buffer, k, v string) {
+func writeKeyValue(buf *bytes.Buffer, k, v string) {
 	rest := strconv.Quote(k) + " " + strconv.Quote(v)
 	fmt.Fprintf(buf, "%08x %s\n", crc32.Checksum([]byte(rest), castagnoli), rest)
 }
@@ -177,7 +177,7 @@ func (r *Records) rewrite() error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		writeRecord(&buf, k, r.live[k])
+		writeKeyValue(&buf, k, r.live[k])
 	}
 	_, err = w.Write(buf.Bytes())
 	if err == nil {
@@ -235,7 +235,7 @@ func ParseRecords(data []byte) (map[string]string, int, error) {
 	for len(rest) > 0 {
 		line, next, complete := bytes.Cut(rest, []byte("\n"))
 		lineNo++
-		k, v, err := parseRecord(string(line))
+		k, v, err := parseKeyValue(string(line))
 		if !complete || err != nil {
 			if len(next) == 0 {
 				return live, 1, nil // the last line: a write cut short
@@ -251,7 +251,7 @@ func ParseRecords(data []byte) (map[string]string, int, error) {
 	return live, 0, nil
 }
 
-func parseRecord(line string) (string, string, error) {
+func parseKeyValue(line string) (string, string, error) {
 	sumStr, rest, ok := strings.Cut(line, " ")
 	if !ok || len(sumStr) != 8 {
 		return "", "", errors.New("malformed record")

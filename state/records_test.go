@@ -45,8 +45,8 @@ func TestRecordsLastWriteWins(t *testing.T) {
 func TestRecordsDamage(t *testing.T) {
 	var good bytes.Buffer
 	good.WriteString(recordsHeader + "\n")
-	writeRecord(&good, "k1", "v1")
-	writeRecord(&good, "k2", "v2")
+	writeKeyValue(&good, "k1", "v1")
+	writeKeyValue(&good, "k2", "v2")
 	for _, tc := range []struct {
 		name    string
 		data    string
@@ -92,8 +92,8 @@ func TestRecordsDamage(t *testing.T) {
 func FuzzParseRecords(f *testing.F) {
 	var good bytes.Buffer
 	good.WriteString(recordsHeader + "\n")
-	writeRecord(&good, "k1", "v1")
-	writeRecord(&good, `{"epoch":"1.7e9"}`, "v\x00two")
+	writeKeyValue(&good, "k1", "v1")
+	writeKeyValue(&good, `{"epoch":"1.7e9"}`, "v\x00two")
 	f.Add(good.Bytes())
 	f.Add([]byte(recordsHeader + "\n00000000 \"a\" \"b\"\n"))
 	f.Add([]byte{})
@@ -105,7 +105,7 @@ func FuzzParseRecords(f *testing.F) {
 		var buf bytes.Buffer
 		buf.WriteString(recordsHeader + "\n")
 		for k, v := range live {
-			writeRecord(&buf, k, v)
+			writeKeyValue(&buf, k, v)
 		}
 		again, dropped, err := ParseRecords(buf.Bytes())
 		if err != nil || dropped != 0 || !maps.Equal(live, again) {

@@ -20,19 +20,20 @@
 // for ForgetAfter are dropped when the file is rewritten, so the record
 // follows the directory (and its retention) instead of growing forever.
 //
-// File format, text, one entry per line, in batches that each end with a
-// commit line holding the batch's entry count and CRC-32C:
+// File format, text: a header line, then one record per line, each
+// prefixed with its own CRC-32C (file.go):
 //
-//	delta-exporter state 1
-//	+ "r1_before_20260101_120000_000001.txt" "r1_after_20260101_120000_500000.txt"
-//	. 1 8c1f5a02
+//	delta-exporter state 2
+//	1b5c9e0f + "r1_before_20260101_120000_000001.txt" "r1_after_20260101_120000_500000.txt"
 //
-// A batch without its commit line is the tail of a write that a crash cut
-// short: it was never acknowledged (the scrape it belonged to was not
-// answered), so it is dropped. Anything else that does not parse is
-// corruption: the file is moved aside (.corrupt-<time>) and the record
-// starts empty, which means that the requests still on disk are published
-// again (docs/guarantees.md).
+// A line a crash cut short (unterminated, or a hole of zero bytes at the
+// end of the file) was never acknowledged (the scrape it belonged to was
+// not answered), so it is dropped. A complete line that fails its
+// checksum is damage: the file is moved aside (.corrupt-<time>), logged at
+// error level, and every record that verifies is kept, so only the
+// damaged records' requests can be published again (docs/guarantees.md).
+// Files of version 1 (batches of entries closed by a commit line with
+// the batch's checksum) are still read, and rewritten as version 2.
 package state
 
 import (
@@ -49,7 +50,7 @@ import (
 	"time"
 )
 
-// batchSize bounds the entries of one batch when the file is rewritten.
+// batchSize bounds the entries encoded at once when the file is rewritten.
 const batchSize = 4096
 
 // Metrics receives the journal's events (collector.StateMetrics implements it).
@@ -119,6 +120,7 @@ type Journal struct {
 	size        int64    // bytes in the file
 	durableSeq  uint64
 	needRewrite bool // an append failed half-way: rewrite before appending again
+	failing     bool // the last write failed: logged once per outage
 	lock        *os.File
 }
 
@@ -130,10 +132,14 @@ type LoadReport struct {
 	Created bool
 	// Dropped is the number of lines of a cut-short write that were dropped.
 	Dropped int
-	// CorruptMovedTo is where a corrupt file was moved ("" if none was).
+	// CorruptMovedTo is where a damaged file was moved ("" if none was);
+	// Records are then the records of it that verified.
 	CorruptMovedTo string
 	// CorruptErr says what was wrong with it.
 	CorruptErr error
+	// rewrite: the file cannot be appended to as it is (anything dropped
+	// or damaged, an older format, a last line without its newline).
+	rewrite bool
 }
 
 // Open loads the state file (creating it if missing) and takes an
@@ -174,7 +180,7 @@ func Open(cfg Config) (*Journal, LoadReport, error) {
 		j.Close()
 		return nil, rep, fmt.Errorf("reading state file: %w", err)
 	default:
-		entries, dropped, perr := Parse(data)
+		p, perr := parse(data)
 		if perr != nil {
 			moved := cfg.Path + ".corrupt-" + cfg.Now().UTC().Format("20060102T150405.000000000Z")
 			if err := os.Rename(cfg.Path, moved); err != nil {
@@ -183,26 +189,26 @@ func Open(cfg Config) (*Journal, LoadReport, error) {
 			}
 			rep.CorruptMovedTo, rep.CorruptErr = moved, perr
 			j.count(func(m Metrics) { m.Recovered(RecoveredCorrupt) })
-			j.log.Error("state file is corrupt; moved it aside and started with an empty record: requests whose snapshots are still in the directory will be published again, and Prometheus will count them twice",
-				"file", cfg.Path, "moved_to", moved, "err", perr)
-			break
+			j.log.Error("state file is damaged; moved it aside and kept every record that verifies: the requests of the damaged records will be published again if their snapshots are still in the directory, and Prometheus will count them twice",
+				"file", cfg.Path, "moved_to", moved, "kept", len(p.entries), "err", perr)
 		}
-		for _, files := range entries {
+		for _, files := range p.entries {
 			j.add(&entry{files: files, durable: true})
 		}
-		rep.Records, rep.Dropped = len(entries), dropped
-		if dropped > 0 {
+		rep.Records, rep.Dropped = len(p.entries), p.dropped
+		rep.rewrite = !p.clean
+		if p.dropped > 0 {
 			j.count(func(m Metrics) { m.Recovered(RecoveredUnfinished) })
 			j.log.Warn("state file ends with a write cut short by a crash; dropped it (those requests were never shown to a scrape)",
-				"file", cfg.Path, "lines", dropped)
+				"file", cfg.Path, "lines", p.dropped)
 		}
-		j.log.Info("loaded state file", "file", cfg.Path, "records", len(entries))
+		j.log.Info("loaded state file", "file", cfg.Path, "records", len(p.entries))
 	}
 	// An intact file is appended to; anything else is rewritten at once,
 	// so that appends never follow a cut-short tail. Either way, a file
 	// that cannot be written stops the exporter here.
 	j.fileMu.Lock()
-	if rep.Created || rep.CorruptMovedTo != "" || rep.Dropped > 0 {
+	if rep.Created || rep.CorruptMovedTo != "" || rep.rewrite {
 		err = j.rewrite()
 	} else {
 		err = j.openAppend()
@@ -299,7 +305,8 @@ func (j *Journal) View(f func()) uint64 {
 // Sync makes every publication up to seq durable: appended to the file and
 // fsynced. Concurrent callers are serialised; one whose publications
 // another Sync already wrote returns at once. On error, what was gathered
-// up to seq must not be shown: the caller fails its scrape.
+// up to seq must not be shown: the caller shows what an earlier
+// successful Sync covered instead. A failure is logged once per outage.
 func (j *Journal) Sync(seq uint64) error {
 	if j.cfg.Path == "" {
 		return nil
@@ -331,8 +338,15 @@ func (j *Journal) Sync(seq uint64) error {
 		err = j.append(batch)
 	}
 	j.count(func(m Metrics) { m.Write(err) })
+	switch {
+	case err != nil && !j.failing:
+		// Once per outage: a full disk fails every scrape.
+		j.log.Error("cannot write the state file; scrapes show no new request until it can be written, so that no request is shown without being recorded", "file", j.cfg.Path, "err", err)
+	case err == nil && j.failing:
+		j.log.Info("state file writable again; the requests withheld meanwhile are recorded and shown", "file", j.cfg.Path)
+	}
+	j.failing = err != nil
 	if err != nil {
-		j.log.Error("cannot write the state file; failing scrapes until it can be written, so that no request is shown without being recorded", "file", j.cfg.Path, "err", err)
 		return err
 	}
 	for _, e := range batch {

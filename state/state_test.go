@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,83 +186,152 @@ func writeState(t *testing.T, path string, batches ...[][]string) []byte {
 	return b.Bytes()
 }
 
-// TestLoadDamagedFiles: a cut-short write is dropped (only its entries);
-// corruption moves the file aside and starts empty; both are counted.
+// damageCase is one way a state file can be hurt, and what Open must make
+// of it.
+type damageCase struct {
+	name        string
+	mutate      func(full []byte) []byte
+	wantRecords int
+	wantDropped bool
+	wantCorrupt bool
+}
+
+// lastRecord returns the offset of the last line of b.
+func lastRecord(b []byte) int { return bytes.LastIndex(b[:len(b)-1], []byte("\n")) + 1 }
+
+// set returns a copy of b with b[i] = c.
+func set(b []byte, i int, c byte) []byte {
+	b = bytes.Clone(b)
+	b[i] = c
+	return b
+}
+
+// TestLoadDamagedFiles: a write a crash cut short is dropped (only its
+// lines); damage anywhere, the last record included, is never taken for
+// a cut-short write: the file is moved aside, logged at error level,
+// counted, and every record that verifies is kept. Before, a byte flipped
+// in the last group of records was dropped silently as an unfinished
+// write, with up to 4,096 requests in it (all published again).
 func TestLoadDamagedFiles(t *testing.T) {
-	good := [][]string{pair(0), pair(1)}
-	tail := [][]string{pair(2)}
-	tests := []struct {
-		name        string
-		mutate      func(full []byte) []byte
-		wantRecords int
-		wantDropped bool
-		wantCorrupt bool
-	}{
+	tests := []damageCase{
 		{"intact", func(b []byte) []byte { return b }, 3, false, false},
-		{"last line without newline", func(b []byte) []byte { return b[:len(b)-1] }, 2, true, false},
-		{"commit line missing", func(b []byte) []byte { return b[:bytes.LastIndex(b[:len(b)-1], []byte("\n"))+1] }, 2, true, false},
-		{"half an entry", func(b []byte) []byte { return b[:bytes.LastIndex(b[:len(b)-1], []byte("\n"))-10] }, 2, true, false},
-		{"zeros after the last commit", func(b []byte) []byte { return append(b, make([]byte, 100)...) }, 3, true, false},
-		{"zeros then newline after the last commit", func(b []byte) []byte { return append(append(b, make([]byte, 10)...), '\n') }, 3, true, false},
-		{"checksum of the last batch wrong", func(b []byte) []byte { return flipLast(b, 'a', 'b') }, 2, true, false},
-		{"entry of the first batch altered", func(b []byte) []byte { return bytes.Replace(b, []byte("r0_after"), []byte("r9_after"), 1) }, 0, false, true},
-		{"wrong header", func(b []byte) []byte { return append([]byte("delta-exporter state 2\n"), b[len(header)+1:]...) }, 0, false, true},
+		{"last newline lost", func(b []byte) []byte { return b[:len(b)-1] }, 3, false, false},
+		{"last record cut short", func(b []byte) []byte { return b[:len(b)-10] }, 2, true, false},
+		{"last record cut to its checksum", func(b []byte) []byte { return b[:lastRecord(b)+4] }, 2, true, false},
+		{"zeros after the last record", func(b []byte) []byte { return append(b, make([]byte, 100)...) }, 3, true, false},
+		{"zeros then newline after the last record", func(b []byte) []byte { return append(append(b, make([]byte, 10)...), '\n') }, 3, true, false},
+		{"last record zeroed by a hole", func(b []byte) []byte {
+			i := lastRecord(b)
+			return append(append(b[:i:i], make([]byte, len(b)-i-1)...), '\n')
+		}, 2, true, false},
+		{"byte flipped in the last record", func(b []byte) []byte { return set(b, len(b)-5, b[len(b)-5]^0x20) }, 2, false, true},
+		{"byte flipped in the last record's checksum", func(b []byte) []byte { return set(b, lastRecord(b)+3, 'x') }, 2, false, true},
+		{"byte of the last record zeroed", func(b []byte) []byte { return set(b, len(b)-5, 0) }, 2, false, true},
+		{"byte cut out of the last record", func(b []byte) []byte {
+			return append(bytes.Clone(b[:len(b)-6]), b[len(b)-5:]...)
+		}, 2, false, true},
+		{"entry of the first record altered", func(b []byte) []byte { return bytes.Replace(b, []byte("r0_after"), []byte("r9_after"), 1) }, 2, false, true},
+		{"line added", func(b []byte) []byte { return append(b, []byte("00000000 + \"x\"\n")...) }, 3, false, true},
+		{"wrong header", func(b []byte) []byte { return append([]byte("delta-exporter state 9\n"), b[len(header)+1:]...) }, 0, false, true},
 		{"empty file", func(b []byte) []byte { return nil }, 0, false, true},
 		{"binary junk", func(b []byte) []byte { return []byte{0xff, 0, 1, '\n', '.', ' ', '1', '\n'} }, 0, false, true},
-		{"count mismatch", func(b []byte) []byte { return bytes.Replace(b, []byte("\n. 2 "), []byte("\n. 3 "), 1) }, 0, false, true},
 	}
+	runDamage(t, tests, func(t *testing.T, path string) []byte {
+		return writeState(t, path, [][]string{pair(0), pair(1)}, [][]string{pair(2)})
+	})
+}
+
+// TestLoadVersion1Files: files of the first format (batches closed by a
+// commit line) are still read, and rewritten in the current format. A
+// complete commit line whose checksum fails is damage, not a cut-short
+// write (it used to drop the whole batch silently).
+func TestLoadVersion1Files(t *testing.T) {
+	tests := []damageCase{
+		{"intact", func(b []byte) []byte { return b }, 3, false, false},
+		{"last line without newline", func(b []byte) []byte { return b[:len(b)-1] }, 2, true, false},
+		{"commit line missing", func(b []byte) []byte { return b[:lastRecord(b)] }, 2, true, false},
+		{"half an entry", func(b []byte) []byte { return b[:lastRecord(b)-10] }, 2, true, false},
+		{"zeros after the last commit", func(b []byte) []byte { return append(b, make([]byte, 100)...) }, 3, true, false},
+		{"checksum of the last batch wrong", func(b []byte) []byte { return flipLast(b, 'a', 'b') }, 2, false, true},
+		{"entry of the last batch altered", func(b []byte) []byte { return bytes.Replace(b, []byte("r2_after"), []byte("r8_after"), 1) }, 2, false, true},
+		{"entry of the first batch altered", func(b []byte) []byte { return bytes.Replace(b, []byte("r0_after"), []byte("r9_after"), 1) }, 1, false, true},
+		{"count mismatch", func(b []byte) []byte { return bytes.Replace(b, []byte("\n. 2 "), []byte("\n. 3 "), 1) }, 1, false, true},
+	}
+	runDamage(t, tests, func(t *testing.T, path string) []byte {
+		var b bytes.Buffer
+		b.WriteString(headerV1 + "\n")
+		writeBatchV1(&b, [][]string{pair(0), pair(1)})
+		writeBatchV1(&b, [][]string{pair(2)})
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	})
+}
+
+// writeBatchV1 writes a batch of the first format: entries, then a commit
+// line with their count and checksum.
+func writeBatchV1(buf *bytes.Buffer, batch [][]string) {
+	start := buf.Len()
+	for _, files := range batch {
+		buf.Write(appendEntry(nil, files))
+		buf.WriteByte('\n')
+	}
+	sum := crc32.Checksum(buf.Bytes()[start:], castagnoli)
+	fmt.Fprintf(buf, ". %d %08x\n", len(batch), sum)
+}
+
+func runDamage(t *testing.T, tests []damageCase, write func(t *testing.T, path string) []byte) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "s.state")
-			full := writeState(t, path, good, tail)
+			full := write(t, path)
 			if err := os.WriteFile(path, tc.mutate(full), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			m := &counts{}
-			j, rep := open(t, path, m)
+			var logs bytes.Buffer
+			j, rep, err := Open(Config{Path: path, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { j.Close() })
 			if rep.Records != tc.wantRecords || (rep.Dropped > 0) != tc.wantDropped || (rep.CorruptMovedTo != "") != tc.wantCorrupt {
 				t.Fatalf("report %+v, want records %d dropped %v corrupt %v", rep, tc.wantRecords, tc.wantDropped, tc.wantCorrupt)
 			}
 			if tc.wantCorrupt {
-				if m.recovered[RecoveredCorrupt] != 1 {
-					t.Errorf("corrupt not counted: %v", m.recovered)
+				if m.recovered[RecoveredCorrupt] != 1 || !strings.Contains(logs.String(), "level=ERROR") {
+					t.Errorf("damage not counted (%v) or not logged as an error:\n%s", m.recovered, logs.String())
 				}
 				moved, err := os.ReadFile(rep.CorruptMovedTo)
 				if err != nil || !bytes.Equal(moved, tc.mutate(full)) {
-					t.Errorf("corrupt file not kept aside intact: %v", err)
+					t.Errorf("damaged file not kept aside intact: %v", err)
 				}
+			} else if strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("logged an error:\n%s", logs.String())
 			}
 			if tc.wantDropped && m.recovered[RecoveredUnfinished] != 1 {
 				t.Errorf("unfinished write not counted: %v", m.recovered)
 			}
-			// The file was rewritten clean at once.
-			data, _ := os.ReadFile(path)
-			entries, dropped, err := Parse(data)
-			if err != nil || dropped != 0 || len(entries) != tc.wantRecords {
-				t.Errorf("after open: %d entries, dropped %d, err %v", len(entries), dropped, err)
+			// Every kept request is still skipped, and the file was
+			// rewritten clean, in the current format, at once.
+			for i := 0; i < 3; i++ {
+				if kept := !j.Publish(pair(i), func() {}); kept && i >= tc.wantRecords && !tc.wantCorrupt {
+					t.Errorf("pair %d recorded, want only the first %d", i, tc.wantRecords)
+				}
 			}
-			if j.Records() != tc.wantRecords {
+			data, _ := os.ReadFile(path)
+			p, err := parse(data)
+			if err != nil || !p.clean || p.version != 2 || len(p.entries) != tc.wantRecords {
+				t.Errorf("after open: %d entries, version %d, clean %v, err %v", len(p.entries), p.version, p.clean, err)
+			}
+			if j.Records() < tc.wantRecords {
 				t.Errorf("Records() = %d", j.Records())
 			}
 		})
 	}
 }
-
-func flipLast(b []byte, from, to byte) []byte {
-	b = append([]byte(nil), b...)
-	i := bytes.LastIndex(b, []byte("\n. "))
-	line := b[i+1:]
-	// Change the checksum's last hex digit.
-	k := len(line) - 2
-	if line[k] == from {
-		line[k] = to
-	} else {
-		line[k] = from
-	}
-	return b
-}
-
 func TestSecondExporterCannotShareTheRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.state")
 	open(t, path, &counts{})
@@ -395,5 +466,56 @@ func TestNoPathRecordsNothing(t *testing.T) {
 	}
 	if err := j.Sync(j.View(func() {})); err != nil || j.Records() != 0 {
 		t.Fatalf("sync %v, records %d", err, j.Records())
+	}
+}
+
+// flipLast changes the last hex digit of the last commit line's checksum
+// (version 1).
+func flipLast(b []byte, from, to byte) []byte {
+	b = bytes.Clone(b)
+	line := b[bytes.LastIndex(b, []byte("\n. "))+1:]
+	k := len(line) - 2
+	if line[k] == from {
+		line[k] = to
+	} else {
+		line[k] = from
+	}
+	return b
+}
+
+// TestWriteFailureLoggedOncePerOutage: a full disk fails every scrape's
+// write; the error is logged once per outage (and the recovery once), not
+// once per scrape.
+func TestWriteFailureLoggedOncePerOutage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	path := filepath.Join(dir, "s.state")
+	var logs bytes.Buffer
+	m := &counts{}
+	j, _, err := Open(Config{Path: path, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.f.Close()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		publish(j, i)
+		if err := j.Sync(j.View(func() {})); err == nil {
+			t.Fatal("Sync succeeded without a directory")
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Sync(j.View(func() {})); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || m.writeFails != 5 {
+		t.Fatalf("%d errors logged for %d failed writes, want 1:\n%s", n, m.writeFails, logs.String())
+	}
+	if !strings.Contains(logs.String(), "writable again") {
+		t.Fatalf("recovery not logged:\n%s", logs.String())
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/delta-exporter/delta-exporter/ingest"
 	"github.com/delta-exporter/delta-exporter/report"
 	"github.com/delta-exporter/delta-exporter/slo"
 )
@@ -89,7 +90,7 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 		} else if !fi.IsDir() {
 			return fail(1, "cannot read the snapshot directory: %s is not a directory", dir)
 		}
-		cfg := report.Config{FS: os.DirFS(dir), Filter: f, MaxBytes: int64(*maxBytes), MaxObserveDelay: observeDelay(), Objectives: objectives}
+		cfg := report.Config{FS: ingest.NewDirFS(dir), Filter: f, MaxBytes: int64(*maxBytes), MaxObserveDelay: observeDelay(), Objectives: objectives}
 		// Every unusable file is in the report itself; ingest's per-file
 		// warnings would only repeat it on stderr, so they are kept for
 		// --log.level=debug.

@@ -1,0 +1,76 @@
+package attribution
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// TestHugeSumWithholdsLaterValues: after a huge observation the running
+// _sum swallows later ones (1e308 + 0.5 is 1e308): the next request's
+// value is withheld as inconsistent, never published as an exact 0. The
+// other metrics, whose sums are ordinary, stay exact. Before, the next
+// request's 0.5 s e2e was published as exact 0.
+func TestHugeSumWithholdsLaterValues(t *testing.T) {
+	tests := []struct {
+		name     string
+		first    float64 // e2e of the first request
+		wantNext bool    // the second request's e2e (0.5 s) is published
+	}{
+		{"ordinary", 2, true},
+		{"sum of 1e6 s", 1e6, true},
+		{"sum of 1e9 s", 1e9, true},
+		{"sum of 1e12 s", 1e12, false},
+		{"1e308", 1e308, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(3, 4))
+			srv := newFakeServer(`model_name="a"`)
+			truths := []truth{randomTruth(r, srv.order[0]), randomTruth(r, srv.order[0]), randomTruth(r, srv.order[0])}
+			truths[0].v[parser.E2E] = tc.first
+			truths[1].v[parser.E2E] = 0.5
+			var events []event
+			for i := range truths {
+				at := float64(i)
+				events = append(events, event{at, 0, i}, event{at + 0.1, 1, i}, event{at + 0.5, 2, i}, event{at + 0.6, 3, i})
+			}
+			rr := runEvents(t, srv, truths, events, false)
+			rr.check(t) // no published value differs from the truth
+			for i := 1; i < 3; i++ {
+				res := rr.results["r"+string(rune('0'+i))]
+				e2e := res.Values[parser.E2E]
+				if e2e.Exact != tc.wantNext || (!e2e.Exact && e2e.Reason != ReasonInconsistent) {
+					t.Fatalf("r%d e2e %+v, want exact %v (else inconsistent)", i, e2e, tc.wantNext)
+				}
+				if !res.Values[parser.Queue].Exact || !res.Values[parser.Decode].Exact {
+					t.Fatalf("r%d: ordinary sums withheld too: %+v", i, res.Values)
+				}
+			}
+		})
+	}
+}
+
+// TestSumDeltaExact: the bound against the operands' ulp.
+func TestSumDeltaExact(t *testing.T) {
+	tests := []struct {
+		s0, s1, v float64
+		want      bool
+	}{
+		{0, 0.5, 0.5, true},
+		{0, 0, 0, true},
+		{1e6, 1e6 + 0.5, 0.5, true},
+		{1e308, 1e308, 0, false},
+		{1e16, 1e16 + 2, 2, false},
+		{math.MaxFloat64, math.MaxFloat64, 0, false},
+		{0, 1e308, 1e308, true}, // the huge value itself is known to 1e-16
+		{1e12, 1e12 + 1e3, 1e3, true},
+	}
+	for _, tc := range tests {
+		if got := sumDeltaExact(tc.s0, tc.s1, tc.v); got != tc.want {
+			t.Errorf("sumDeltaExact(%g, %g, %g) = %v, want %v", tc.s0, tc.s1, tc.v, got, tc.want)
+		}
+	}
+}
