@@ -48,6 +48,7 @@ type Config struct {
 	StateForgetAfter time.Duration
 
 	MaxModels              int
+	MaxExemplars           int // per native histogram series (collector.Config)
 	TelemetryPath          string
 	DisableExporterMetrics bool
 	MaxRequests            int           // concurrent scrapes
@@ -76,7 +77,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	coll, err := collector.New(collector.Config{Registerer: reg, MaxModels: cfg.MaxModels})
+	coll, err := collector.New(collector.Config{Registerer: reg, MaxModels: cfg.MaxModels, MaxExemplars: cfg.MaxExemplars})
 	if err != nil {
 		return err
 	}
