@@ -237,17 +237,28 @@ func (c *Collector) Publish(res attribution.Result) {
 
 // modelLabel bounds the model_name values: model names are input.
 func (c *Collector) modelLabel(model string) string {
+	label, folded := c.boundModel(model)
+	if folded {
+		c.folded.Inc()
+	}
+	return label
+}
+
+// boundModel returns the model_name under which model is published. One
+// table serves the per-request and the population families, so that both
+// fold the same models into "other" and their ratios (coverage, bias)
+// compare like with like.
+func (c *Collector) boundModel(model string) (label string, folded bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.models[model] {
-		return model
+		return model, false
 	}
 	if len(c.models) < c.maxModels && model != OtherModel {
 		c.models[model] = true
-		return model
+		return model, false
 	}
-	c.folded.Inc()
-	return OtherModel
+	return OtherModel, true
 }
 
 // maxExemplarRunes is what an exemplar's labels may hold in total

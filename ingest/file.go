@@ -47,7 +47,8 @@ type loaded struct {
 	reason string // rejected: the delta_exporter_snapshots_rejected_total reason
 	err    error
 	point  *attribution.Point
-	info   []byte // the contents of an info sidecar
+	snap   *parser.Snapshot // for Config.Snapshots; nil without one
+	info   []byte           // the contents of an info sidecar
 }
 
 // failed records a stat or read error: a file deleted meanwhile is
@@ -118,6 +119,9 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 		p.SetTimes(snap.ScrapeStarted, n.Time)
 	}
 	l.point = p
+	if in.cfg.Snapshots != nil {
+		l.snap = snap
+	}
 	return l
 }
 
@@ -157,6 +161,9 @@ func (in *Ingester) apply(l loaded) {
 		in.info(l.name, l.n, l.info)
 	default:
 		in.cfg.Publisher.SnapshotRead()
+		if l.snap != nil {
+			in.cfg.Snapshots.Observe(l.n.Time, l.snap)
+		}
 		in.snapshot(l.name, l.n, l.point)
 	}
 }

@@ -62,6 +62,16 @@ type Config struct {
 	MaxObserveDelay time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Snapshots, when not nil, receives every usable snapshot (before,
+	// after, first, timeline), in the order files are applied: the
+	// population families read the server's histograms from it.
+	Snapshots SnapshotObserver
+}
+
+// SnapshotObserver receives usable snapshots with the time in their name
+// (population.Population implements it). The snapshot must not be kept.
+type SnapshotObserver interface {
+	Observe(at time.Time, s *parser.Snapshot)
 }
 
 // DefaultMaxObserveDelay is the default of Config.MaxObserveDelay. vLLM V1

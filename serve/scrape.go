@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/delta-exporter/delta-exporter/population"
 	"github.com/delta-exporter/delta-exporter/state"
 )
 
@@ -35,6 +36,9 @@ type scrapeHandler struct {
 	sem chan struct{}
 	// timeout bounds one scrape (--web.scrape-timeout); 0: none.
 	timeout time.Duration
+	// population records the population hulls a scrape showed, with
+	// the journal; nil: not recorded.
+	population *populationRecord
 }
 
 func newScrapeHandler(reg prometheus.Gatherer, j *state.Journal, log *slog.Logger, maxRequests int, timeout time.Duration) *scrapeHandler {
@@ -72,8 +76,9 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	type gathered struct {
-		buf *bufferedResponse
-		seq uint64
+		buf  *bufferedResponse
+		seq  uint64
+		caps []population.Record
 	}
 	done := make(chan gathered, 1)
 	// The gather may outlive this call (timeout): it works on a copy.
@@ -81,10 +86,14 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer release()
 		var seq uint64
+		var caps []population.Record
 		gather := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 			var mfs []*dto.MetricFamily
 			var err error
-			seq = h.journal.View(func() { mfs, err = h.reg.Gather() })
+			seq = h.journal.View(func() {
+				mfs, err = h.reg.Gather()
+				caps = h.population.capture()
+			})
 			return mfs, err
 		})
 		buf := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
@@ -92,7 +101,7 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			EnableOpenMetrics: true,
 			ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelError),
 		}).ServeHTTP(buf, req)
-		done <- gathered{buf, seq}
+		done <- gathered{buf, seq, caps}
 	}()
 	var g gathered
 	select {
@@ -109,6 +118,10 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.buf.code == http.StatusOK {
 		if err := h.journal.Sync(g.seq); err != nil {
 			http.Error(w, "cannot record the published requests in the state file; see the exporter's log", http.StatusInternalServerError)
+			return
+		}
+		if err := h.population.sync(g.caps); err != nil {
+			http.Error(w, "cannot record the population in the state file; see the exporter's log", http.StatusInternalServerError)
 			return
 		}
 	}

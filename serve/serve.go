@@ -22,6 +22,7 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/collector"
 	"github.com/delta-exporter/delta-exporter/ingest"
+	"github.com/delta-exporter/delta-exporter/population"
 	"github.com/delta-exporter/delta-exporter/retention"
 	"github.com/delta-exporter/delta-exporter/state"
 	"github.com/delta-exporter/delta-exporter/watch"
@@ -106,6 +107,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if stateFile != "" && rep.Records > 0 {
 		log.Info("requests recorded as published by an earlier run will not be published again", "records", rep.Records)
 	}
+	pop := population.New(population.Config{Label: coll.PopulationLabel})
+	if _, err := collector.NewPopulationMetrics(reg, pop); err != nil {
+		return err
+	}
+	var popRecord *populationRecord
+	if stateFile != "" {
+		if popRecord, err = openPopulationRecord(stateFile, pop, log, stateMetrics); err != nil {
+			return err
+		}
+		defer popRecord.close()
+	}
 	var ret *retention.Retention
 	if cfg.Dir != "" {
 		rc := cfg.Retention
@@ -115,6 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ic := cfg.Ingest
 	ic.Logger, ic.Publisher = log, journaled{Publisher: coll, j: journal}
+	ic.Snapshots = journaledSnapshots{pop: pop, j: journal}
 	if cfg.Dir != "" {
 		st, err := os.Stat(cfg.Dir)
 		if err != nil {
@@ -135,7 +148,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if path == "" {
 		path = "/metrics"
 	}
-	mux.Handle(path, newScrapeHandler(reg, journal, log, cfg.MaxRequests, cfg.ScrapeTimeout))
+	scrape := newScrapeHandler(reg, journal, log, cfg.MaxRequests, cfg.ScrapeTimeout)
+	scrape.population = popRecord
+	mux.Handle(path, scrape)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/delta-exporter/delta-exporter/collector"
 	"github.com/delta-exporter/delta-exporter/ingest"
 	"github.com/delta-exporter/delta-exporter/parser"
+	"github.com/delta-exporter/delta-exporter/population"
 	"github.com/delta-exporter/delta-exporter/retention"
 	"github.com/delta-exporter/delta-exporter/simulate"
 	"github.com/delta-exporter/delta-exporter/state"
@@ -80,8 +81,22 @@ func newExporter(t *testing.T, dir, stateFile string) *exporter {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { j.Close() })
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: journaled{Publisher: coll, j: j}})
-	return &exporter{reg: reg, journal: j, in: in, h: newScrapeHandler(reg, j, discard(), 0, 0)}
+	pop := population.New(population.Config{Label: coll.PopulationLabel})
+	if _, err := collector.NewPopulationMetrics(reg, pop); err != nil {
+		t.Fatal(err)
+	}
+	var pr *populationRecord
+	if stateFile != "" {
+		if pr, err = openPopulationRecord(stateFile, pop, discard(), sm); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pr.close)
+	}
+	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: journaled{Publisher: coll, j: j},
+		Snapshots: journaledSnapshots{pop: pop, j: j}})
+	h := newScrapeHandler(reg, j, discard(), 0, 0)
+	h.population = pr
+	return &exporter{reg: reg, journal: j, in: in, h: h}
 }
 
 func (e *exporter) scrape(t *testing.T) (int, string) {

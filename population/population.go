@@ -1,0 +1,355 @@
+// Package population re-publishes the server's own histograms as deltas:
+// the distribution over every request the server observed, exact or not,
+// taken from the same snapshots the per-request attribution reads. It is
+// the reference the exact per-request sample is compared with (coverage,
+// bias; docs/metrics.md).
+//
+// # What is counted
+//
+// Per histogram series of one server process (the series' labels, the
+// process known by process_start_time_seconds: its epoch), the snapshots
+// seen are ordered by their counts. What is published for the series is
+// the difference between the highest and the lowest snapshot seen — its
+// hull — and it grows as snapshots arrive, in any order:
+//
+//   - a snapshot at or above the hull's top (every bucket, the count and
+//     the sum) publishes the difference and becomes the top;
+//   - one at or below the bottom publishes the difference the other way
+//     and becomes the bottom;
+//   - one inside the hull publishes nothing: its observations are counted;
+//   - one that is neither (a bucket went down while the count went up: a
+//     scrape of another process, a damaged file) publishes nothing and is
+//     counted as inconsistent.
+//
+// Counts of one process never go down, so a delta is never negative and
+// each observation between the first and the last snapshot is counted
+// once. Observations before the first snapshot of a process are not
+// counted: no request's window holds them either.
+//
+// A server without process_start_time_seconds (prometheus_client's
+// multiprocess mode: SGLang, vLLM with several API servers) has one epoch
+// for all its processes, and a restart only shows as counts that go down.
+// Then the hull only grows upwards, with snapshots named no earlier than
+// its bottom; and a snapshot below the top is taken as a restart only when
+// its name is more than ResetGap later than the top's (a scrape started
+// earlier but answered later is not a restart): the hull then starts again
+// at that snapshot, publishing nothing for it. Everything between two
+// consecutive snapshots of one process is counted; what falls between a
+// restart and the first snapshot after it is not.
+//
+// # Restarts of the exporter
+//
+// The hulls are the record of what was published. Capture copies the
+// hulls changed since the last durable write; once a scrape that showed
+// them is answered, they are written (state.Records). A new process loads
+// them (Load) and publishes only beyond them: what Prometheus saw is never
+// shown again.
+package population
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// DefaultResetGap is the default of Config.ResetGap: longer than any scrape
+// of the snapshot tools (the original one runs curl --max-time 10), shorter
+// than a server takes to restart and load a model.
+const DefaultResetGap = 10 * time.Second
+
+// Skip reasons, label values of delta_exporter_population_snapshots_skipped_total.
+const (
+	// SkipInconsistent: the snapshot is not ordered with the hull (a bucket
+	// or the sum went down while the count did not, other bucket bounds).
+	SkipInconsistent = "inconsistent"
+	// SkipOutOfOrder: a server without process_start_time_seconds, a
+	// snapshot whose place cannot be told from a restart's.
+	SkipOutOfOrder = "out_of_order"
+	// SkipInvalid: a count or bucket that is not a non-negative integer.
+	SkipInvalid = "invalid"
+)
+
+// SkipReasons lists the skip reasons.
+var SkipReasons = []string{SkipInconsistent, SkipOutOfOrder, SkipInvalid}
+
+// Config configures a Population.
+type Config struct {
+	// Label maps a model name to its published model_name (the collector
+	// bounds them); nil publishes the name as is. Called with the
+	// population's lock held, once per delta.
+	Label func(metric parser.Metric, model string) string
+	// ResetGap: see the package documentation. 0 means DefaultResetGap.
+	ResetGap time.Duration
+}
+
+// Hist is one published histogram: cumulative counts by upper bound.
+type Hist struct {
+	// Bounds are the finite upper bounds, ascending; +Inf is implied
+	// (Count).
+	Bounds []float64
+	// Buckets[i] is the number of observations at or below Bounds[i].
+	Buckets []uint64
+	Count   uint64
+	Sum     float64
+}
+
+// HistKey identifies a published histogram.
+type HistKey struct {
+	Metric parser.Metric
+	Model  string // the published model_name
+}
+
+// key identifies one hull: one source series of one server process.
+type key struct {
+	epoch  string
+	metric parser.Metric
+	labels string
+}
+
+// point is one series of one snapshot.
+type point struct {
+	t       time.Time // the time in the file name
+	count   uint64
+	sum     float64
+	buckets []uint64 // cumulative, one per bound
+}
+
+type hull struct {
+	model  string
+	bounds []float64 // every bound, +Inf last
+	lo, hi point
+	ver    uint64 // bumped on every change
+}
+
+// Population tracks the hulls and the histograms they published. Observe
+// is called by the ingest goroutine; Gather and Capture by scrapes.
+type Population struct {
+	cfg Config
+
+	mu      sync.Mutex
+	hulls   map[key]*hull
+	hists   map[HistKey]*Hist
+	skipped map[string]uint64
+	resets  uint64
+	ver     uint64
+	// durable is, per hull, the version last written (Durable).
+	durable map[key]uint64
+}
+
+// New returns an empty Population.
+func New(cfg Config) *Population {
+	if cfg.ResetGap <= 0 {
+		cfg.ResetGap = DefaultResetGap
+	}
+	if cfg.Label == nil {
+		cfg.Label = func(_ parser.Metric, m string) string { return m }
+	}
+	return &Population{cfg: cfg, hulls: map[key]*hull{}, hists: map[HistKey]*Hist{},
+		skipped: map[string]uint64{}, durable: map[key]uint64{}}
+}
+
+// Epoch is the server process a snapshot belongs to: its
+// process_start_time_seconds, "" without one (the same identity as the
+// attribution's).
+func Epoch(s *parser.Snapshot) string {
+	if !s.HasProcessStartTime {
+		return ""
+	}
+	return strconv.FormatFloat(s.ProcessStartTime, 'g', -1, 64)
+}
+
+// Observe takes one usable snapshot, named with time at, and publishes
+// what it adds to the hulls of its series.
+func (p *Population) Observe(at time.Time, s *parser.Snapshot) {
+	epoch := Epoch(s)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range s.Series {
+		sr := &s.Series[i]
+		pt, bounds, ok := toPoint(at, sr)
+		if !ok {
+			p.skipped[SkipInvalid]++
+			continue
+		}
+		p.observe(key{epoch, sr.Metric, sr.Labels}, sr.Model, bounds, pt)
+	}
+}
+
+func toPoint(at time.Time, sr *parser.Series) (point, []float64, bool) {
+	pt := point{t: at, sum: sr.Sum, buckets: make([]uint64, len(sr.Buckets))}
+	var ok bool
+	if pt.count, ok = countOf(sr.Count); !ok || math.IsNaN(sr.Sum) || math.IsInf(sr.Sum, 0) {
+		return point{}, nil, false
+	}
+	bounds := make([]float64, len(sr.Buckets))
+	for i, b := range sr.Buckets {
+		bounds[i] = b.UpperBound
+		if pt.buckets[i], ok = countOf(b.Count); !ok {
+			return point{}, nil, false
+		}
+	}
+	return pt, bounds, true
+}
+
+func countOf(v float64) (uint64, bool) {
+	if v < 0 || v != math.Trunc(v) || math.IsInf(v, 0) || v > 1<<53 {
+		return 0, false
+	}
+	return uint64(v), true
+}
+
+// observe places pt with respect to the hull of k. Called with mu held.
+func (p *Population) observe(k key, model string, bounds []float64, pt point) {
+	h := p.hulls[k]
+	if h == nil {
+		p.ver++
+		p.hulls[k] = &hull{model: model, bounds: bounds, lo: pt, hi: pt, ver: p.ver}
+		return
+	}
+	if !slices.Equal(h.bounds, bounds) {
+		p.skipped[SkipInconsistent]++
+		return
+	}
+	up, down := geq(&pt, &h.hi), geq(&h.lo, &pt)
+	if k.epoch == "" {
+		switch {
+		case up && !pt.t.Before(h.lo.t):
+			p.extend(k, h, pt, true)
+		case up:
+			p.skipped[SkipOutOfOrder]++
+		case pt.t.Sub(h.hi.t) > p.cfg.ResetGap:
+			// Below the top, and named well after it: a restart.
+			p.resets++
+			p.ver++
+			h.lo, h.hi, h.ver = pt, pt, p.ver
+		case geq(&pt, &h.lo) && geq(&h.hi, &pt):
+			// Inside: counted already.
+		default:
+			p.skipped[SkipOutOfOrder]++
+		}
+		return
+	}
+	switch {
+	case up:
+		p.extend(k, h, pt, true)
+	case down:
+		p.extend(k, h, pt, false)
+	case geq(&pt, &h.lo) && geq(&h.hi, &pt):
+	default:
+		p.skipped[SkipInconsistent]++
+	}
+}
+
+// extend publishes the difference between pt and the hull's top (up) or
+// bottom, and makes pt the new top or bottom.
+func (p *Population) extend(k key, h *hull, pt point, up bool) {
+	end, to, from := &h.lo, &h.lo, &pt
+	if up {
+		end, to, from = &h.hi, &pt, &h.hi
+	}
+	if to.count == from.count && to.sum == from.sum && slices.Equal(to.buckets, from.buckets) {
+		// The same state: only the time it was seen at widens.
+		if up && pt.t.After(end.t) || !up && pt.t.Before(end.t) {
+			end.t = pt.t
+			p.ver++
+			h.ver = p.ver
+		}
+		return
+	}
+	hk := HistKey{Metric: k.metric, Model: p.cfg.Label(k.metric, h.model)}
+	hist := p.hists[hk]
+	if hist == nil {
+		hist = &Hist{Bounds: finite(h.bounds)}
+		hist.Buckets = make([]uint64, len(hist.Bounds))
+		p.hists[hk] = hist
+	}
+	hist.add(h.bounds, to, from)
+	*end = pt
+	p.ver++
+	h.ver = p.ver
+}
+
+// add adds to - from, whose bounds are src. When src differs from the
+// histogram's own bounds (a server whose buckets changed, or two series
+// folded into one model_name), an observation is counted at a bound only
+// if it is known to be at or below it: its own bucket's bound is at or
+// below that bound. Count and sum are exact either way.
+func (h *Hist) add(src []float64, to, from *point) {
+	h.Count += to.count - from.count
+	h.Sum += to.sum - from.sum
+	j := -1
+	for i, b := range h.Bounds {
+		for j+1 < len(src) && src[j+1] <= b {
+			j++
+		}
+		if j >= 0 {
+			h.Buckets[i] += to.buckets[j] - from.buckets[j]
+		}
+	}
+}
+
+func finite(bounds []float64) []float64 {
+	out := make([]float64, 0, len(bounds))
+	for _, b := range bounds {
+		if !math.IsInf(b, 1) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// geq: a is at or above b in every bucket, the count and the sum.
+func geq(a, b *point) bool {
+	if a.count < b.count || a.sum < b.sum || len(a.buckets) != len(b.buckets) {
+		return false
+	}
+	for i := range a.buckets {
+		if a.buckets[i] < b.buckets[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Gather calls f with every published histogram, in metric then model
+// order, and the counts of skipped snapshots and restarts seen. The
+// histograms must not be kept.
+func (p *Population) Gather(f func(HistKey, *Hist), skipped func(reason string, n uint64), resets func(n uint64)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	keys := make([]HistKey, 0, len(p.hists))
+	for k := range p.hists {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b HistKey) int {
+		if c := cmp.Compare(a.Metric, b.Metric); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Model, b.Model)
+	})
+	for _, k := range keys {
+		f(k, p.hists[k])
+	}
+	if skipped != nil {
+		for _, r := range SkipReasons {
+			skipped(r, p.skipped[r])
+		}
+	}
+	if resets != nil {
+		resets(p.resets)
+	}
+}
+
+// Hists returns a copy of every published histogram (reports).
+func (p *Population) Hists() map[HistKey]Hist {
+	out := map[HistKey]Hist{}
+	p.Gather(func(k HistKey, h *Hist) {
+		out[k] = Hist{Bounds: slices.Clone(h.Bounds), Buckets: slices.Clone(h.Buckets), Count: h.Count, Sum: h.Sum}
+	}, nil, nil)
+	return out
+}

@@ -1,0 +1,277 @@
+package state
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// recordsHeader is the first line of a records file.
+const recordsHeader = "delta-exporter records 1"
+
+// Records is a durable map of keyed records, written next to the state
+// file (<state file>.population) for what a scrape showed that is not a
+// request: the population hulls (package population). A later record
+// with the same key replaces an earlier one. Like the Journal's entries,
+// records are written (appended and fsynced) after a scrape gathered and
+// before it is answered.
+//
+// Format, text, one record a line, each line checked on its own:
+//
+//	delta-exporter records 1
+//	<crc32c of the rest, 8 hex digits> <Go-quoted key> <Go-quoted value>
+//
+// A last line that is cut short or fails its checksum is the tail of a
+// write a crash interrupted: dropped (what it held was never shown). A bad
+// line before the last is corruption: the file is moved aside
+// (.corrupt-<time>) and the map starts empty.
+type Records struct {
+	path string
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	f      *os.File
+	size   int64
+	live   map[string]string
+	broken bool // an append failed half-way: rewrite before appending
+}
+
+// RecordsReport says what OpenRecords found.
+type RecordsReport struct {
+	Created        bool
+	Dropped        int // lines of a cut-short write dropped
+	CorruptMovedTo string
+	CorruptErr     error
+}
+
+// OpenRecords loads path (creating it if missing). Call it while holding
+// the state file's lock (after Open), so that one exporter owns both.
+// now names a corrupt file moved aside.
+func OpenRecords(path string, log *slog.Logger, now time.Time) (*Records, map[string]string, RecordsReport, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Records{path: path, log: log.With("component", "state"), live: map[string]string{}}
+	var rep RecordsReport
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		rep.Created = true
+	case err != nil:
+		return nil, nil, rep, fmt.Errorf("reading %s: %w", path, err)
+	default:
+		live, dropped, perr := ParseRecords(data)
+		if perr != nil {
+			moved := path + ".corrupt-" + now.UTC().Format("20060102T150405.000000000Z")
+			if err := os.Rename(path, moved); err != nil {
+				return nil, nil, rep, fmt.Errorf("moving corrupt %s aside: %w", path, err)
+			}
+			rep.CorruptMovedTo, rep.CorruptErr = moved, perr
+			r.log.Error("records file is corrupt; moved it aside and started empty: what the population families showed before will be shown again",
+				"file", path, "moved_to", moved, "err", perr)
+		} else {
+			r.live, rep.Dropped = live, dropped
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rep.Created || rep.CorruptMovedTo != "" || rep.Dropped > 0 {
+		err = r.rewrite()
+	} else {
+		err = r.openAppend()
+	}
+	if err != nil {
+		return nil, nil, rep, err
+	}
+	out := make(map[string]string, len(r.live))
+	for k, v := range r.live {
+		out[k] = v
+	}
+	return r, out, rep, nil
+}
+
+// Write makes records durable: appended and fsynced, or the whole file
+// rewritten when it holds much more than the live records.
+func (r *Records) Write(recs map[string]string) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var buf bytes.Buffer
+	keys := make([]string, 0, len(recs))
+	for k := range recs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		r.live[k] = recs[k]
+		writeRecord(&buf, k, recs[k])
+	}
+	if r.broken || r.f == nil || r.size+int64(buf.Len()) > 2*r.liveSize()+64<<10 {
+		return r.rewrite()
+	}
+	n, err := r.f.Write(buf.Bytes())
+	r.size += int64(n)
+	if err == nil {
+		err = r.f.Sync()
+	}
+	if err != nil {
+		r.broken = true
+		return fmt.Errorf("appending to %s: %w", r.path, err)
+	}
+	return nil
+}
+
+// Close releases the file.
+func (r *Records) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		return nil
+	}
+	err := r.f.Close()
+	r.f = nil
+	return err
+}
+
+func (r *Records) liveSize() int64 {
+	var n int64
+	for k, v := range r.live {
+		n += int64(len(k) + len(v) + 16)
+	}
+	return n
+}
+
+func writeRecord(buf *bytes.Buffer, k, v string) {
+	rest := strconv.Quote(k) + " " + strconv.Quote(v)
+	fmt.Fprintf(buf, "%08x %s\n", crc32.Checksum([]byte(rest), castagnoli), rest)
+}
+
+// rewrite writes every live record to a new file and renames it over the
+// old one. Called with mu held.
+func (r *Records) rewrite() error {
+	tmp := r.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		r.broken = true
+		return fmt.Errorf("writing %s: %w", r.path, err)
+	}
+	w := bufio.NewWriter(f)
+	var buf bytes.Buffer
+	buf.WriteString(recordsHeader + "\n")
+	keys := make([]string, 0, len(r.live))
+	for k := range r.live {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		writeRecord(&buf, k, r.live[k])
+	}
+	_, err = w.Write(buf.Bytes())
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, r.path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(r.path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		r.broken = true
+		return fmt.Errorf("writing %s: %w", r.path, err)
+	}
+	return r.openAppend()
+}
+
+func (r *Records) openAppend() error {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		r.broken = true
+		return fmt.Errorf("opening %s: %w", r.path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		r.broken = true
+		return fmt.Errorf("opening %s: %w", r.path, err)
+	}
+	r.f, r.size, r.broken = f, st.Size(), false
+	return nil
+}
+
+// ParseRecords reads a records file: the live records (last one per key
+// wins) and the number of lines dropped as the tail of a cut-short write.
+func ParseRecords(data []byte) (map[string]string, int, error) {
+	first, rest, ok := bytes.Cut(data, []byte("\n"))
+	if !ok || string(first) != recordsHeader {
+		return nil, 0, fmt.Errorf("first line is not %q", recordsHeader)
+	}
+	live := map[string]string{}
+	lineNo := 1
+	for len(rest) > 0 {
+		line, next, complete := bytes.Cut(rest, []byte("\n"))
+		lineNo++
+		k, v, err := parseRecord(string(line))
+		if !complete || err != nil {
+			if len(next) == 0 {
+				return live, 1, nil // the last line: a write cut short
+			}
+			if err == nil {
+				err = errors.New("no final newline")
+			}
+			return nil, 0, fmt.Errorf("line %d: %w", lineNo, err)
+		}
+		live[k] = v
+		rest = next
+	}
+	return live, 0, nil
+}
+
+func parseRecord(line string) (string, string, error) {
+	sumStr, rest, ok := strings.Cut(line, " ")
+	if !ok || len(sumStr) != 8 {
+		return "", "", errors.New("malformed record")
+	}
+	sum, err := strconv.ParseUint(sumStr, 16, 32)
+	if err != nil || uint32(sum) != crc32.Checksum([]byte(rest), castagnoli) {
+		return "", "", errors.New("checksum mismatch")
+	}
+	kq, err := strconv.QuotedPrefix(rest)
+	if err != nil {
+		return "", "", errors.New("malformed key")
+	}
+	k, _ := strconv.Unquote(kq)
+	rest = rest[len(kq):]
+	if !strings.HasPrefix(rest, " ") {
+		return "", "", errors.New("malformed record")
+	}
+	v, err := strconv.Unquote(rest[1:])
+	if err != nil {
+		return "", "", errors.New("malformed value")
+	}
+	return k, v, nil
+}
