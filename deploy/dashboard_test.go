@@ -302,14 +302,14 @@ func TestDashboardClassicAndNative(t *testing.T) {
 				classic[k] = true
 			}
 		}
-		if diff := sameKeys(native, classic); diff != "" {
+		if diff := sameKeys(native, classic, e); diff != "" {
 			t.Errorf("panel %q: %s", p.Title, diff)
 		}
 		if p.Type == "stat" || p.Type == "timeseries" {
 			// One query must serve both kinds, joined with or.
 			for _, q := range qs {
 				n, c := histogramUse(q.expr, e)
-				if diff := sameKeys(n, c); diff != "" {
+				if diff := sameKeys(n, c, e); diff != "" {
 					t.Errorf("%s: %s", q.where, diff)
 				}
 			}

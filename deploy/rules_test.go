@@ -99,7 +99,7 @@ func TestRulesMetricsExist(t *testing.T) {
 				t.Errorf("%s: %s", name, p)
 			}
 			native, classic := histogramUse(expr, e)
-			if diff := sameKeys(native, classic); diff != "" {
+			if diff := sameKeys(native, classic, e); diff != "" {
 				t.Errorf("%s: want both native and classic branches: %s", name, diff)
 			}
 			if r.Record != "" {
