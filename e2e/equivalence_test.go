@@ -49,6 +49,15 @@ func fromReport(rep *report.Report) aggregate {
 		}
 		add("llm_request_time_per_output_token_seconds", r.Model, r.TPOT)
 	}
+	// The population families: the server's own histograms over the same
+	// snapshots, in the report's summary.
+	for _, ms := range rep.Summary.Models {
+		for m, p := range ms.Population {
+			if p != nil {
+				a.hist["llm_population_"+parser.Metric(m).Name()+"|"+ms.Model] = [2]float64{float64(p.Count), p.Total}
+			}
+		}
+	}
 	return a
 }
 

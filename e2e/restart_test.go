@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -52,6 +53,8 @@ type generations struct {
 	count   []float64 // last llm_request_e2e_seconds_count seen, per process
 	sum     []float64 // last llm_request_e2e_seconds_sum seen, per process
 	history []float64 // every count seen, in order (what Prometheus stores)
+	// pop is the last llm_population_e2e_seconds_count seen, per process.
+	pop     []float64
 	scrapes int
 	// inflight is set while a scrape is in flight.
 	inflight atomic.Bool
@@ -73,9 +76,10 @@ func (g *generations) scrape(base string) {
 		c = 0 // nothing published yet: the histogram has no series
 	}
 	s, _ := sampleSum(body, "llm_request_e2e_seconds_sum")
+	p, _ := sampleSum(body, "llm_population_e2e_seconds_count")
 	g.data.Lock()
 	defer g.data.Unlock()
-	g.count[g.gen], g.sum[g.gen] = c, s
+	g.count[g.gen], g.sum[g.gen], g.pop[g.gen] = c, s, p
 	g.history = append(g.history, c)
 	g.scrapes++
 }
@@ -86,7 +90,17 @@ func (g *generations) next() {
 	g.data.Lock()
 	defer g.data.Unlock()
 	g.gen++
-	g.count, g.sum = append(g.count, 0), append(g.sum, 0)
+	g.count, g.sum, g.pop = append(g.count, 0), append(g.sum, 0), append(g.pop, 0)
+}
+
+// popTotal is the population's e2e count over every process.
+func (g *generations) popTotal() (n float64) {
+	g.data.Lock()
+	defer g.data.Unlock()
+	for _, v := range g.pop {
+		n += v
+	}
+	return n
 }
 
 func (g *generations) totals() (count, sum float64) {
@@ -131,6 +145,34 @@ func recorded(t *testing.T, path string) float64 {
 	return float64(len(entries))
 }
 
+// recordedPopulation is the e2e observations the population records next
+// to the state file hold: what scrapes showed of llm_population_*.
+func recordedPopulation(t *testing.T, stateFile string) float64 {
+	t.Helper()
+	data, err := os.ReadFile(stateFile + ".population")
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	live, _, err := state.ParseRecords(data)
+	if err != nil {
+		t.Fatalf("population records after SIGKILL: %v", err)
+	}
+	n := 0.0
+	for _, v := range live {
+		var r struct {
+			Metric string
+			Lo, Hi struct{ Count float64 }
+		}
+		if err := json.Unmarshal([]byte(v), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Metric == "e2e_seconds" {
+			n += r.Hi.Count - r.Lo.Count
+		}
+	}
+	return n
+}
+
 // TestRestartKill9CountsEachPairOnce: the exporter is killed with SIGKILL
 // at random moments (while pairs arrive, during scrapes, during its
 // initial scan), pairs are written while it is down, and it is started
@@ -156,9 +198,10 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	t.Logf("seed %d (DELTA_RESTART_SEED to replay)", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	stateFile := filepath.Join(data, "delta-exporter.state")
-	lost := 0.0 // recorded, never seen: the kill cut the scrape that showed them
+	lost := 0.0    // recorded, never seen: the kill cut the scrape that showed them
+	popLost := 0.0 // the same for the population's observations
 	w := newWriter(t, dir)
-	g := &generations{count: []float64{0}, sum: []float64{0}}
+	g := &generations{count: []float64{0}, sum: []float64{0}, pop: []float64{0}}
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -206,6 +249,16 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 			t.Logf("kill %d cut a scrape after its record was written: %v requests lost", r+1, rec-seen-lost)
 			lost = rec - seen
 		}
+		// The population's record follows the same rule.
+		switch rec, seen := recordedPopulation(t, stateFile), g.popTotal(); {
+		case rec < seen+popLost:
+			t.Fatalf("kill %d: scrapes saw %v population observations, the records hold %v: the next process would show %v again",
+				r+1, seen, rec, seen+popLost-rec)
+		case rec > seen+popLost && !cut:
+			t.Fatalf("kill %d: the population records hold %v observations, scrapes saw %v, and no scrape was in flight", r+1, rec, seen+popLost)
+		case rec > seen+popLost:
+			popLost = rec - seen
+		}
 		// Pairs written while it is down.
 		for n := rng.IntN(10); n > 0; n-- {
 			w.request()
@@ -214,7 +267,9 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	want := float64(len(w.sent))
 	waitFor(t, "every pair counted", 60*time.Second, func() (bool, string) {
 		c, _ := g.totals()
-		if c+lost >= want {
+		// The population counts the observations between the first
+		// before and the last after: one per pair.
+		if c+lost >= want && g.popTotal()+popLost >= want {
 			return true, ""
 		}
 		// Say where a missing pair went.
@@ -249,12 +304,15 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	if lost > 0 && sum > wantSum*(1+1e-6) {
 		t.Fatalf("sum of e2e over the lifetime %v > truth %v", sum, wantSum)
 	}
+	if pop := g.popTotal(); pop+popLost != want {
+		t.Fatalf("population observations shown over the lifetime: %v (+%v lost in cut scrapes), true %v", pop, popLost, want)
+	}
 	naive, resets := g.naiveIncrease()
 	if naive > want {
 		t.Fatalf("increase() from the samples alone is %v > %v pairs: a double count", naive, want)
 	}
-	t.Logf("%v pairs, %d processes (%d SIGKILLs), %d scrapes; counted once: %v, lost in cut scrapes: %v, twice: 0; increase() from samples alone %v (%d resets visible)",
-		want, rounds+1, rounds, g.scrapes, count, lost, naive, resets)
+	t.Logf("%v pairs, %d processes (%d SIGKILLs), %d scrapes; counted once: %v, lost in cut scrapes: %v, twice: 0; increase() from samples alone %v (%d resets visible); population: %v shown once, %v lost in cut scrapes",
+		want, rounds+1, rounds, g.scrapes, count, lost, naive, resets, g.popTotal(), popLost)
 	st, err := os.Stat(filepath.Join(data, "delta-exporter.state"))
 	if err != nil || st.Size() == 0 {
 		t.Fatalf("state file: %v", err)

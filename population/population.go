@@ -104,6 +104,21 @@ type HistKey struct {
 	Model  string // the published model_name
 }
 
+// PercentileBucket returns the bucket holding the observation of
+// nearest rank p (percent): above lo and at most hi (+Inf past the last
+// bound). The first bucket starts at 0: the families are durations and
+// token counts. The histogram cannot say where inside.
+func (h *Hist) PercentileBucket(p int) (lo, hi float64) {
+	rank := max((p*int(h.Count)+99)/100, 1)
+	for i, b := range h.Bounds {
+		if h.Buckets[i] >= uint64(rank) {
+			return lo, b
+		}
+		lo = b
+	}
+	return lo, math.Inf(1)
+}
+
 // key identifies one hull: one source series of one server process.
 type key struct {
 	epoch  string
@@ -139,6 +154,7 @@ type Population struct {
 	ver     uint64
 	// durable is, per hull, the version last written (Durable).
 	durable map[key]uint64
+	scratch []uint64 // toPoint's buckets
 }
 
 // New returns an empty Population.
@@ -171,29 +187,49 @@ func (p *Population) Observe(at time.Time, s *parser.Snapshot) {
 	defer p.mu.Unlock()
 	for i := range s.Series {
 		sr := &s.Series[i]
-		pt, bounds, ok := toPoint(at, sr)
+		// Into a scratch point: most snapshots fall inside a hull or
+		// extend it, and only a point that is kept is copied.
+		pt, ok := p.toPoint(at, sr)
 		if !ok {
 			p.skipped[SkipInvalid]++
 			continue
 		}
-		p.observe(key{epoch, sr.Metric, sr.Labels}, sr.Model, bounds, pt)
+		p.observe(key{epoch, sr.Metric, sr.Labels}, sr, pt)
 	}
 }
 
-func toPoint(at time.Time, sr *parser.Series) (point, []float64, bool) {
-	pt := point{t: at, sum: sr.Sum, buckets: make([]uint64, len(sr.Buckets))}
+// toPoint reads sr into p.scratch, valid until the next call.
+func (p *Population) toPoint(at time.Time, sr *parser.Series) (point, bool) {
+	pt := point{t: at, sum: sr.Sum, buckets: slices.Grow(p.scratch[:0], len(sr.Buckets))[:len(sr.Buckets)]}
+	p.scratch = pt.buckets
 	var ok bool
 	if pt.count, ok = countOf(sr.Count); !ok || math.IsNaN(sr.Sum) || math.IsInf(sr.Sum, 0) {
-		return point{}, nil, false
+		return point{}, false
 	}
-	bounds := make([]float64, len(sr.Buckets))
 	for i, b := range sr.Buckets {
-		bounds[i] = b.UpperBound
 		if pt.buckets[i], ok = countOf(b.Count); !ok {
-			return point{}, nil, false
+			return point{}, false
 		}
 	}
-	return pt, bounds, true
+	return pt, true
+}
+
+// kept is pt with buckets of its own, to be stored in a hull.
+func kept(pt point) point {
+	pt.buckets = slices.Clone(pt.buckets)
+	return pt
+}
+
+func sameBounds(bounds []float64, bs []parser.Bucket) bool {
+	if len(bounds) != len(bs) {
+		return false
+	}
+	for i, b := range bs {
+		if bounds[i] != b.UpperBound {
+			return false
+		}
+	}
+	return true
 }
 
 func countOf(v float64) (uint64, bool) {
@@ -203,15 +239,20 @@ func countOf(v float64) (uint64, bool) {
 	return uint64(v), true
 }
 
-// observe places pt with respect to the hull of k. Called with mu held.
-func (p *Population) observe(k key, model string, bounds []float64, pt point) {
+// observe places pt, the point of series sr, with respect to the hull of
+// k. Called with mu held.
+func (p *Population) observe(k key, sr *parser.Series, pt point) {
 	h := p.hulls[k]
 	if h == nil {
+		bounds := make([]float64, len(sr.Buckets))
+		for i, b := range sr.Buckets {
+			bounds[i] = b.UpperBound
+		}
 		p.ver++
-		p.hulls[k] = &hull{model: model, bounds: bounds, lo: pt, hi: pt, ver: p.ver}
+		p.hulls[k] = &hull{model: sr.Model, bounds: bounds, lo: kept(pt), hi: kept(pt), ver: p.ver}
 		return
 	}
-	if !slices.Equal(h.bounds, bounds) {
+	if !sameBounds(h.bounds, sr.Buckets) {
 		p.skipped[SkipInconsistent]++
 		return
 	}
@@ -226,7 +267,7 @@ func (p *Population) observe(k key, model string, bounds []float64, pt point) {
 			// Below the top, and named well after it: a restart.
 			p.resets++
 			p.ver++
-			h.lo, h.hi, h.ver = pt, pt, p.ver
+			h.lo, h.hi, h.ver = kept(pt), kept(pt), p.ver
 		case geq(&pt, &h.lo) && geq(&h.hi, &pt):
 			// Inside: counted already.
 		default:
@@ -269,7 +310,7 @@ func (p *Population) extend(k key, h *hull, pt point, up bool) {
 		p.hists[hk] = hist
 	}
 	hist.add(h.bounds, to, from)
-	*end = pt
+	*end = kept(pt)
 	p.ver++
 	h.ver = p.ver
 }

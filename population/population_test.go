@@ -273,3 +273,24 @@ func TestOtherBoundsCountedConservatively(t *testing.T) {
 		t.Errorf("got %+v, want count 3, sum 1.5, buckets [0 1 2]", h)
 	}
 }
+
+// Two scrapes gathered in one order and recorded in the other: the
+// earlier one's smaller hull must not replace the larger one written
+// (and shown) first.
+func TestStaleCaptureIsNotWritten(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	s := randomServer(r, 1.7e9, 50)
+	p := New(Config{})
+	p.Observe(t0, s.scrape(0, t0).s)
+	p.Observe(t0.Add(time.Second), s.scrape(10, t0.Add(time.Second)).s)
+	early := p.Capture()
+	p.Observe(t0.Add(2*time.Second), s.scrape(20, t0.Add(2*time.Second)).s)
+	late := p.Capture()
+	if len(early) != 1 || len(late) != 1 {
+		t.Fatalf("captured %d and %d records, want 1 each", len(early), len(late))
+	}
+	p.Durable(p.Fresh(late))
+	if stale := p.Fresh(early); len(stale) != 0 {
+		t.Fatalf("the earlier capture would overwrite the later one: %v", stale)
+	}
+}

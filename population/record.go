@@ -73,6 +73,22 @@ func (p *Population) Capture() []Record {
 	return out
 }
 
+// Fresh returns the records of recs that are newer than what is durable:
+// a scrape that gathered earlier but writes later must not replace a
+// larger hull another scrape already wrote (and showed) with its smaller
+// one. Call Fresh, write, Durable under one lock.
+func (p *Population) Fresh(recs []Record) []Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := recs[:0:0]
+	for _, r := range recs {
+		if r.ver > p.durable[r.k] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // Durable marks captured records as written: they are not captured again
 // until their hull changes.
 func (p *Population) Durable(recs []Record) {

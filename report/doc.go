@@ -54,17 +54,39 @@
 //	  "rejected": [{"file": "…", "reason": "empty", "error": "empty snapshot"}],
 //	  "ignored": 1                          // entries whose names are not snapshot names
 //	},
+//	"bias_warning_threshold": 0.1,          // see bias_warning
 //	"models": [                             // by name; model_name null last
 //	  {"model_name": "…", "requests": 12, "outcomes": {…}, "rejected_by_reason": {…},
 //	   "metrics": {
 //	     "ttft_seconds": {"count": 10, "total": 1.9, "mean": 0.19, "p50": 0.17,
-//	                      "p90": 0.3, "p99": 0.41, "max": 0.41, "withheld": {"overlap": 2}},
+//	                      "p90": 0.3, "p99": 0.41, "max": 0.41, "withheld": {"overlap": 2},
+//	                      "population": {"count": 40, "total": 9.1, "mean": 0.2275,
+//	                                     "p50": {"above": 0.1, "at_most": 0.25},
+//	                                     "p90": {"above": 0.25, "at_most": 0.5},
+//	                                     "p99": {"above": 0.5, "at_most": 0.75}},
+//	                      "coverage": 0.25, "bias": 0.835, "bias_warning": true},
 //	     …                                  // every value key, in request order
 //	   }}
 //	]
 //
 // Statistics are over exact values only (null when count is 0);
 // percentiles are nearest-rank, so each is a value a request really had.
+//
+// "population" is the server's own histogram of the family over the
+// directory's snapshots: every request the server observed between the
+// first and the last snapshot of each server process, exact or not
+// (package population; --since/--until select snapshots by the time in
+// their names, --model the model). Its count, total and mean are exact;
+// its percentiles are not values but the server bucket the nearest-rank
+// percentile falls in: above "above" and at most "at_most" (null: +Inf);
+// the first bucket starts at 0. null when the server has no such
+// histogram (time_per_output_token_seconds always). "coverage" is count ÷
+// population count, "bias" mean ÷ population mean (null without exact
+// values), and "bias_warning" is true when bias is off 1 by more than
+// bias_warning_threshold (BiasThreshold): the exact values are a biased
+// sample of the requests, typically the fast ones under load, and the
+// population's percentiles are the ones to read. A model the population
+// has and no request was attributed to has an entry of its own.
 // "withheld" counts, per metric, the values withheld from requests that
 // were attributed (missing, overlap, inconsistent); rejected and unpaired
 // requests are counted in "outcomes" instead. "snapshots.rejected" lists
@@ -72,6 +94,10 @@
 //
 // CSV has one row per request with the same columns, header first; a null
 // is an empty cell and "withheld" is "key=reason;key=reason".
+// --format=summary-csv writes the summary instead: one row per model and
+// value key with the exact statistics, the population's (each percentile
+// as two cells, population_pNN_above and population_pNN_at_most),
+// coverage, bias and bias_warning.
 //
 // # Filters
 //

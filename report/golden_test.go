@@ -231,7 +231,7 @@ func TestGolden(t *testing.T) {
 			for _, f := range []struct {
 				ext   string
 				write func(io.Writer, *Report) error
-			}{{"txt", WriteText}, {"json", WriteJSON}, {"csv", WriteCSV}} {
+			}{{"txt", WriteText}, {"json", WriteJSON}, {"csv", WriteCSV}, {"summary.csv", WriteSummaryCSV}} {
 				var b bytes.Buffer
 				if err := f.write(&b, r); err != nil {
 					t.Fatal(err)
@@ -239,6 +239,7 @@ func TestGolden(t *testing.T) {
 				compareGolden(t, filepath.Join(goldenDir, sc.name+"."+f.ext), b.Bytes())
 			}
 
+			checkPopulation(t, r, readTruth(t, sc.name))
 			exact, withheld := checkNeverWrong(t, r, readTruth(t, sc.name))
 			o := r.Summary.Outcomes
 			switch sc.name {

@@ -103,10 +103,11 @@ func summaryJSON(r *Report) object {
 		mo = append(mo, outcomesJSON(ms.Outcomes)...)
 		metrics := object{}
 		for c, col := range columns {
-			metrics = append(metrics, member{col.key, statsJSON(&ms.Metrics[c])})
+			metrics = append(metrics, member{col.key, append(statsJSON(&ms.Metrics[c]), populationJSON(ms, c)...)})
 		}
 		models[i] = append(mo, member{"metrics", metrics})
 	}
+	o = append(o, member{"bias_warning_threshold", BiasThreshold})
 	return append(o, member{"models", models})
 }
 
@@ -154,7 +155,7 @@ type object []member
 
 type member struct {
 	key string
-	val any // nil, string, int, int64, float64, object or []object
+	val any // nil, bool, string, int, int64, uint64, float64, object or []object
 }
 
 // appendJSON appends v as indented JSON (two spaces a level, like
@@ -167,8 +168,12 @@ func appendJSON(b []byte, v any, depth int) []byte {
 		return append(b, "null"...)
 	case string:
 		return appendJSONString(b, v)
+	case bool:
+		return strconv.AppendBool(b, v)
 	case int:
 		return strconv.AppendInt(b, int64(v), 10)
+	case uint64:
+		return strconv.AppendUint(b, v, 10)
 	case int64:
 		return strconv.AppendInt(b, v, 10)
 	case float64:

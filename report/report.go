@@ -11,6 +11,7 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/attribution"
 	"github.com/delta-exporter/delta-exporter/ingest"
+	"github.com/delta-exporter/delta-exporter/population"
 )
 
 // Config configures Run.
@@ -84,9 +85,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// goroutine and an interrupted report returns at once (the command
 	// then exits) instead of finishing a long directory first.
 	done := make(chan error, 1)
+	pop := population.New(population.Config{})
 	go func() {
 		in := ingest.New(ingest.Config{FS: cfg.FS, Logger: cfg.Logger, Publisher: pub, MaxBytes: cfg.MaxBytes,
-			MaxObserveDelay: cfg.MaxObserveDelay})
+			MaxObserveDelay: cfg.MaxObserveDelay,
+			Snapshots:       populationIn{pop: pop, since: cfg.Filter.Since, until: cfg.Filter.Until}})
 		err := in.Scan(true)
 		if err == nil {
 			in.Finish()
@@ -101,7 +104,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		return c.report(cfg.Filter), nil
+		r := c.report(cfg.Filter)
+		addPopulation(&r.Summary, pop.Hists(), cfg.Filter)
+		return r, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

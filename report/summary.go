@@ -93,6 +93,10 @@ type ModelSummary struct {
 	Outcomes Outcomes
 	// Metrics are in column order (the metrics, then TPOT).
 	Metrics [numColumns]Stats
+	// Population is, in the same order, the server's own histogram over
+	// every request (nil: none; always nil for TPOT, which the server
+	// does not observe per request).
+	Population [numColumns]*PopulationStats
 }
 
 // Stats describes the exact values of one metric. Withheld values never
@@ -125,8 +129,17 @@ func summarize(reqs []attribution.Result) Summary {
 	for m := range byModel {
 		models = append(models, m)
 	}
-	// Named models by name, the unattributed group last.
-	slices.SortFunc(models, func(a, b string) int {
+	for _, m := range models {
+		s.Models = append(s.Models, summarizeModel(m, byModel[m]))
+	}
+	sortModels(s.Models)
+	return s
+}
+
+// sortModels orders named models by name, the unattributed group last.
+func sortModels(ms []ModelSummary) {
+	slices.SortFunc(ms, func(x, y ModelSummary) int {
+		a, b := x.Model, y.Model
 		if (a == "") != (b == "") {
 			if a == "" {
 				return 1
@@ -135,10 +148,6 @@ func summarize(reqs []attribution.Result) Summary {
 		}
 		return cmp.Compare(a, b)
 	})
-	for _, m := range models {
-		s.Models = append(s.Models, summarizeModel(m, byModel[m]))
-	}
-	return s
 }
 
 func summarizeModel(model string, reqs []*attribution.Result) ModelSummary {

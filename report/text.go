@@ -131,6 +131,7 @@ func writeSummary(w io.Writer, r *Report) {
 			fmt.Fprintf(w, "\nModel %s: %d requests%s\n", ms.Model, ms.Outcomes.Requests(), outcomesText(ms.Outcomes))
 		}
 		if !hasStats(ms) {
+			writePopulation(w, ms)
 			continue
 		}
 		table(w, func(tw io.Writer) {
@@ -151,6 +152,7 @@ func writeSummary(w io.Writer, r *Report) {
 				fmt.Fprintln(tw, "\t"+withheldText(st.Withheld))
 			}
 		})
+		writePopulation(w, ms)
 	}
 }
 

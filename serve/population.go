@@ -2,6 +2,7 @@ package serve
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -26,6 +27,10 @@ func (s journaledSnapshots) Observe(at time.Time, snap *parser.Snapshot) {
 // (<state file>.population) before the scrape is answered, as the journal
 // does for requests.
 type populationRecord struct {
+	// mu makes Fresh, the write and Durable one step: concurrent scrapes
+	// write in any order, and only ever a hull larger than the last one
+	// written.
+	mu      sync.Mutex
 	pop     *population.Population
 	rec     *state.Records
 	log     *slog.Logger
@@ -73,6 +78,11 @@ func (r *populationRecord) capture() []population.Record {
 // sync writes what capture returned; on error the scrape must fail.
 func (r *populationRecord) sync(caps []population.Record) error {
 	if r == nil || len(caps) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if caps = r.pop.Fresh(caps); len(caps) == 0 {
 		return nil
 	}
 	m := make(map[string]string, len(caps))

@@ -22,7 +22,7 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 	dirFlag := c.Flag("snapshots.dir", "Directory of {request_id}_{before|after}_{YYYYMMDD_HHMMSS_micro}.txt snapshots (or give it as the argument).").
 		PlaceHolder("DIR").String()
 	dirArg := c.Arg("dir", "Same as --snapshots.dir.").String()
-	format := c.Flag("format", "Output: text (a table), json (a document for tools), csv (one row per request).").
+	format := c.Flag("format", "Output: text (a table), json (a document for tools), csv (one row per request), summary-csv (one row per model and metric: exact sample beside all requests).").
 		Default("text").String()
 	var f report.Filter
 	c.Flag("model", "Show only requests attributed to this model_name.").StringVar(&f.Model)
@@ -53,11 +53,12 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 		}
 		write, ok := map[string]func(io.Writer, *report.Report) error{
 			"text": report.WriteText, "json": report.WriteJSON, "csv": report.WriteCSV,
+			"summary-csv": report.WriteSummaryCSV,
 		}[*format]
 		if !ok {
 			// Checked here rather than by kingpin's Enum, whose message
 			// does not name the flag.
-			return fail(2, "--format=%s: want text, json or csv", *format)
+			return fail(2, "--format=%s: want text, json, csv or summary-csv", *format)
 		}
 		for _, t := range []struct {
 			flag string
