@@ -173,9 +173,13 @@ func exemplarRun(t *testing.T, prom string, legacy bool) {
 		return err == nil && code == 200, fmt.Sprint(code, string(body), err)
 	})
 
-	// Three bursts of 30 requests per model, decided between two scrapes
-	// (fewer than the default --exemplars.max-per-series); every 10th is
-	// slow: 20 s and more end to end, far above the rest.
+	// Three bursts of 30 requests per model, each decided between two
+	// scrapes (fewer than the default --exemplars.max-per-series). In the
+	// first and the last every 10th request is slow (20 s and more end to
+	// end, far above the rest); the second is a slow phase: every request
+	// is slow, all within a few tenths of a second of each other, which is
+	// what the client's default retention (10, evicted by value proximity)
+	// and one exemplar per classic bucket lose.
 	const bursts, perModel = 3, 30
 	slow := map[string][]string{}
 	total := 0
@@ -184,8 +188,11 @@ func exemplarRun(t *testing.T, prom string, legacy bool) {
 			for k, m := range models {
 				f := simulate.Finish{Queue: 0.01, Prefill: 0.05 + 0.01*float64(k), Decode: 0.3 + 0.001*float64(i),
 					PromptTokens: 100 + i, GenerationTokens: 20 + i}
-				isSlow := i%10 == 9
-				if isSlow {
+				isSlow := i%10 == 9 || b == 1
+				switch {
+				case b == 1:
+					f.Queue, f.Decode = 5, 15+0.01*float64(i)
+				case isSlow:
 					f.Queue, f.Decode = 5+float64(b), 15+float64(i)
 				}
 				f.Inference = f.Prefill + f.Decode
