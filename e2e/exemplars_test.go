@@ -206,7 +206,7 @@ func exemplarRun(t *testing.T, prom string, legacy bool) {
 		}
 		want := fmt.Sprint(total)
 		waitFor(t, "Prometheus to count the burst", 60*time.Second, func() (bool, string) {
-			v, err := promQuery(promBase, `sum(llm_request_e2e_seconds_count)`)
+			v, err := promQuery(promBase, `histogram_count(sum(llm_request_e2e_seconds)) or sum(llm_request_e2e_seconds_count)`)
 			return err == nil && v == want, fmt.Sprint(v, " want ", want, " ", err)
 		})
 	}
