@@ -131,7 +131,9 @@ func exemplarIDs(base, family string) (map[string]map[string]bool, error) {
 // histograms alone it kept one model's fast ones). Debian's 2.42, the
 // floor, runs the same configuration without the 3.x settings: it must
 // count every request, load and evaluate the rules, and store exemplars
-// for every model, though not necessarily for every request.
+// for every model, though not necessarily for every request. On both,
+// every dashboard query must run, and the all-requests TTFT quantiles and
+// the coverage per family must have a value for every model.
 func TestPrometheusExemplars(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: two Prometheus servers, bursts of requests")
@@ -241,6 +243,39 @@ func exemplarRun(t *testing.T, prom string, legacy bool) {
 		return n > 0, string(body)
 	})
 
+	// Every dashboard query runs without error, and the headline panels
+	// over all requests have a value for every model.
+	for _, q := range dashboardQueries(t) {
+		_, body, err := httpGet(context.Background(), promBase+"/api/v1/query?query="+url.QueryEscape(q.expr), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Status, Error string
+			Data          struct {
+				Result []struct {
+					Metric map[string]string
+				}
+			}
+		}
+		if err := json.Unmarshal(body, &r); err != nil || r.Status != "success" {
+			t.Errorf("dashboard panel %q: %s: %v %s", q.panel, q.expr, err, body)
+			continue
+		}
+		if strings.HasPrefix(q.panel, "Time to first token p50 / p90 / p99 (all requests)") ||
+			strings.HasPrefix(q.panel, "Coverage per family") {
+			got := map[string]bool{}
+			for _, s := range r.Data.Result {
+				got[s.Metric["model_name"]] = true
+			}
+			for _, m := range models {
+				if !got[m] {
+					t.Errorf("dashboard panel %q: no value for model %s: %s", q.panel, m, q.expr)
+				}
+			}
+		}
+	}
+
 	var last string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -274,4 +309,36 @@ func exemplarRun(t *testing.T, prom string, legacy bool) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+type dashboardQuery struct{ panel, expr string }
+
+// dashboardQueries returns every query of the shipped Grafana dashboard,
+// with its variables set as Grafana would for "All" models.
+func dashboardQueries(t *testing.T) []dashboardQuery {
+	t.Helper()
+	b, err := os.ReadFile("../deploy/grafana/delta-exporter.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type panel struct {
+		Title   string
+		Targets []struct{ Expr string }
+		Panels  []json.RawMessage
+	}
+	var d struct{ Panels []panel }
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	vars := strings.NewReplacer("$model_name", ".*", "$__rate_interval", "1m", "${__rate_interval}", "1m")
+	var out []dashboardQuery
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			out = append(out, dashboardQuery{p.Title, vars.Replace(tg.Expr)})
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no dashboard queries")
+	}
+	return out
 }
