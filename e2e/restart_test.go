@@ -56,13 +56,16 @@ type generations struct {
 	// pop is the last llm_population_e2e_seconds_count seen, per process.
 	pop     []float64
 	scrapes int
-	// inflight is set while a scrape is in flight.
+	// inflight is set while a scrape is in flight; started counts the
+	// scrapes begun.
 	inflight atomic.Bool
+	started  atomic.Int64
 }
 
 func (g *generations) scrape(base string) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
+	g.started.Add(1)
 	g.inflight.Store(true)
 	defer g.inflight.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -143,6 +146,24 @@ func recorded(t *testing.T, path string) float64 {
 		t.Fatalf("state file after SIGKILL: %v", err)
 	}
 	return float64(len(entries))
+}
+
+// checkRecord checks, after a kill, that the record holds what the
+// scrapes saw (else the next process would show it again), and more only
+// if the kill cut a scrape in flight: that surplus was recorded and never
+// seen, lost, and added to *lost.
+func checkRecord(t *testing.T, kill int, what string, rec, seen float64, lost *float64, cut bool) {
+	t.Helper()
+	switch {
+	case rec < seen+*lost:
+		t.Fatalf("kill %d: scrapes saw %v %s, the record holds %v: the next process would count %v again",
+			kill, seen, what, rec, seen+*lost-rec)
+	case rec > seen+*lost && !cut:
+		t.Fatalf("kill %d: the record holds %v %s, scrapes saw %v, and no scrape was in flight", kill, rec, what, seen+*lost)
+	case rec > seen+*lost:
+		t.Logf("kill %d cut a scrape after its record was written: %v %s lost", kill, rec-seen-*lost, what)
+		*lost = rec - seen
+	}
 }
 
 // recordedPopulation is the e2e observations the population records next
@@ -231,34 +252,21 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
-		cut := g.inflight.Load()
+		cut, started := g.inflight.Load(), g.started.Load()
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		cut = cut || g.inflight.Load()
 		cmd.Wait()
+		// SIGKILL takes effect a moment after Signal returns (long on a
+		// loaded machine): a scrape begun in between may have been
+		// recorded by the dying process and never answered.
+		cut = cut || g.started.Load() != started
 		g.next()
 		seen, _ := g.totals()
-		switch rec := recorded(t, stateFile); {
-		case rec < seen+lost:
-			t.Fatalf("kill %d: scrapes saw %v requests, the state file holds %v: the next process would count %v again",
-				r+1, seen, rec, seen+lost-rec)
-		case rec > seen+lost && !cut:
-			t.Fatalf("kill %d: the state file holds %v requests, scrapes saw %v, and no scrape was in flight", r+1, rec, seen+lost)
-		case rec > seen+lost:
-			t.Logf("kill %d cut a scrape after its record was written: %v requests lost", r+1, rec-seen-lost)
-			lost = rec - seen
-		}
+		checkRecord(t, r+1, "requests", recorded(t, stateFile), seen, &lost, cut)
 		// The population's record follows the same rule.
-		switch rec, seen := recordedPopulation(t, stateFile), g.popTotal(); {
-		case rec < seen+popLost:
-			t.Fatalf("kill %d: scrapes saw %v population observations, the records hold %v: the next process would show %v again",
-				r+1, seen, rec, seen+popLost-rec)
-		case rec > seen+popLost && !cut:
-			t.Fatalf("kill %d: the population records hold %v observations, scrapes saw %v, and no scrape was in flight", r+1, rec, seen+popLost)
-		case rec > seen+popLost:
-			popLost = rec - seen
-		}
+		checkRecord(t, r+1, "population observations", recordedPopulation(t, stateFile), g.popTotal(), &popLost, cut)
 		// Pairs written while it is down.
 		for n := rng.IntN(10); n > 0; n-- {
 			w.request()

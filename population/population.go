@@ -259,7 +259,9 @@ func (p *Population) observe(k key, sr *parser.Series, pt point) {
 	up, down := geq(&pt, &h.hi), geq(&h.lo, &pt)
 	if k.epoch == "" {
 		switch {
-		case up && !pt.t.Before(h.lo.t):
+		case up && (!pt.t.Before(h.lo.t) || geq(&h.hi, &pt)):
+			// Above the top and named no earlier than the bottom, or
+			// the top itself (an idle server).
 			p.extend(k, h, pt, true)
 		case up:
 			p.skipped[SkipOutOfOrder]++

@@ -294,3 +294,23 @@ func TestStaleCaptureIsNotWritten(t *testing.T) {
 		t.Fatalf("the earlier capture would overwrite the later one: %v", stale)
 	}
 }
+
+// Without process_start_time_seconds, a restarted server whose first
+// snapshot lies inside what was counted, and which later grows past it,
+// is still a restart: counts are never taken across it.
+func TestRestartInsideTheHull(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	a, b := randomServer(r, 0, 100), randomServer(r, 0, 200)
+	p := New(Config{})
+	p.Observe(t0, a.scrape(0, t0).s)
+	p.Observe(t0.Add(time.Second), a.scrape(100, t0.Add(time.Second)).s)
+	// An idle scrape of the same process, later: the top, seen again.
+	p.Observe(t0.Add(30*time.Second), a.scrape(100, t0.Add(30*time.Second)).s)
+	// Restarted: 40 requests in, a minute later, then 150.
+	p.Observe(t0.Add(90*time.Second), b.scrape(40, t0.Add(90*time.Second)).s)
+	p.Observe(t0.Add(95*time.Second), b.scrape(150, t0.Add(95*time.Second)).s)
+	sameHist(t, "restart inside", ttft(p), want(append(slices.Clone(a.values[0:100]), b.values[40:150]...)))
+	if p.resets != 1 {
+		t.Errorf("resets = %d, want 1", p.resets)
+	}
+}

@@ -1,7 +1,10 @@
 package report
 
 import (
+	"context"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -70,5 +73,36 @@ func TestBiasWarning(t *testing.T) {
 		if c, _ := ms.Coverage(int(parser.TTFT)); c != 0.5 {
 			t.Errorf("coverage %v, want 0.5", c)
 		}
+	}
+}
+
+// TestPopulationFilters: --model keeps that model's population only;
+// --since/--until select the snapshots by the time in their names.
+func TestPopulationFilters(t *testing.T) {
+	dir := os.DirFS(filepath.Join(goldenDir, "overlapping"))
+	run := func(f Filter) *Report {
+		r, err := Run(context.Background(), Config{FS: dir, Filter: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	all := run(Filter{})
+	if p := all.Summary.Models[0].Population[parser.E2E]; p == nil || p.Count != 10 {
+		t.Fatalf("whole directory: e2e population %+v, want 10", p)
+	}
+	for _, m := range run(Filter{Model: "org/other"}).Summary.Models {
+		for _, p := range m.Population {
+			if p != nil {
+				t.Fatalf("--model=org/other shows %s's population", m.Model)
+			}
+		}
+	}
+	// The first half of the run: fewer observations, never more.
+	first := all.Requests[0].BeforeTime
+	last := all.Requests[len(all.Requests)-1].BeforeTime
+	half := run(Filter{Until: first.Add(last.Sub(first) / 2)})
+	if p := half.Summary.Models[0].Population[parser.E2E]; p == nil || p.Count == 0 || p.Count >= 10 {
+		t.Fatalf("--until half-way: e2e population %+v, want between 1 and 9", p)
 	}
 }

@@ -128,9 +128,13 @@ func TestRestartPublishesEachRequestOnce(t *testing.T) {
 	if err := e1.in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
+	const pop = `llm_population_e2e_seconds_count{model_name="org/model"}`
 	code, body := e1.scrape(t)
-	if code != 200 || value(body, `llm_request_e2e_seconds_count{model_name="org/model"}`) != "6" {
+	if code != 200 || value(body, `llm_request_e2e_seconds_count{model_name="org/model"}`) != "6" || value(body, pop) != "6" {
 		t.Fatalf("first scrape %d:\n%s", code, body)
+	}
+	if got := value(body, `llm_population_e2e_seconds_bucket{model_name="org/model",le="0.3"}`); got != "6" {
+		t.Fatalf("population bucket le=0.3 (the server's own bound) = %s, want 6", got)
 	}
 	// Four more are published, but the process dies before a scrape.
 	writePairs(t, dir, 6, 4, start)
@@ -152,6 +156,22 @@ func TestRestartPublishesEachRequestOnce(t *testing.T) {
 	}
 	if got := value(body, `delta_exporter_requests_total{outcome="exact"}`); got != "4" {
 		t.Fatalf("requests_total exact = %s, want 4", got)
+	}
+	// The population families follow the same rule (their own record,
+	// <state file>.population).
+	if got := value(body, pop); got != "4" {
+		t.Fatalf("after restart: population %s, want the 4 never scraped", got)
+	}
+	e2.journal.Close()
+
+	// A third process, nothing new: nothing is shown again.
+	e3 := newExporter(t, dir, stateFile)
+	if err := e3.in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, body = e3.scrape(t); value(body, pop) != "-1" || value(body, `llm_request_e2e_seconds_count{model_name="org/model"}`) != "-1" {
+		t.Fatalf("third process shows population %s, requests %s; want none", value(body, pop),
+			value(body, `llm_request_e2e_seconds_count{model_name="org/model"}`))
 	}
 }
 
