@@ -35,13 +35,28 @@ var secondsBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 
 var tokenBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000,
 	20000, 50000, 100000, 200000, 500000, 1000000}
 
+// DefaultMaxExemplars is the default of Config.MaxExemplars.
+const DefaultMaxExemplars = 100
+
+// exemplarKeepNewest makes client_golang evict the oldest native exemplar
+// when a histogram holds MaxExemplars: any negative TTL does, except -1ns,
+// which disables native exemplars altogether.
+const exemplarKeepNewest = -time.Second
+
 // Config configures a Collector.
 type Config struct {
 	// Registerer receives every metric. Required.
 	Registerer prometheus.Registerer
 	// MaxModels caps distinct model_name values; 0 means DefaultMaxModels.
 	MaxModels int
-	// Now is the clock for the last-ingest gauge; nil means time.Now.
+	// MaxExemplars is how many exemplars each native histogram series
+	// (one family, one model) keeps between scrapes; 0 means
+	// DefaultMaxExemplars. Size it to the peak number of requests decided
+	// per model in one scrape interval: a request beyond it pushes out the
+	// oldest exemplar, which Prometheus then never sees.
+	MaxExemplars int
+	// Now is the clock for the start-time and last-ingest gauges; nil
+	// means time.Now.
 	Now func() time.Time
 }
 
@@ -64,6 +79,7 @@ type Collector struct {
 	filesIgnored     *prometheus.CounterVec
 	pending          *prometheus.GaugeVec
 	lastIngest       prometheus.Gauge
+	startTime        prometheus.Gauge
 	folded           prometheus.Counter
 	truncated        prometheus.Counter
 	watchEvents      *prometheus.CounterVec
@@ -93,6 +109,10 @@ func New(cfg Config) (*Collector, error) {
 	if c.maxModels <= 0 {
 		c.maxModels = DefaultMaxModels
 	}
+	maxExemplars := cfg.MaxExemplars
+	if maxExemplars <= 0 {
+		maxExemplars = DefaultMaxExemplars
+	}
 	hist := func(name, help string, buckets []float64) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:                            "llm_request_" + name,
@@ -101,6 +121,11 @@ func New(cfg Config) (*Collector, error) {
 			NativeHistogramBucketFactor:     1.1,
 			NativeHistogramMaxBucketNumber:  160,
 			NativeHistogramMinResetDuration: time.Hour,
+			// The default (10 exemplars, evicted by proximity after 5 min)
+			// drops most of a burst of decisions before Prometheus
+			// scrapes them; keep the newest MaxExemplars instead.
+			NativeHistogramMaxExemplars: maxExemplars,
+			NativeHistogramExemplarTTL:  exemplarKeepNewest,
 		}, []string{"model_name"})
 	}
 	for m := parser.Metric(0); m < parser.NumMetrics; m++ {
@@ -127,7 +152,10 @@ func New(cfg Config) (*Collector, error) {
 	c.pending = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "delta_exporter_pending_requests",
 		Help: "Requests held: unpaired (waiting for the other half) or attributing (waiting for overlapping requests)."}, []string{"state"})
 	c.lastIngest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "delta_exporter_last_ingest_timestamp_seconds",
-		Help: "Unix time at which the last request was decided."})
+		Help: "Unix time at which the last request was decided; 0 until the first (see delta_exporter_start_time_seconds)."})
+	c.startTime = prometheus.NewGauge(prometheus.GaugeOpts{Name: "delta_exporter_start_time_seconds",
+		Help: "Unix time at which the exporter started: the reference for the time since the last ingest before the first decision."})
+	c.startTime.Set(float64(c.now().UnixNano()) / 1e9)
 	c.folded = prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_models_folded_total",
 		Help: "Observations published under model_name=\"other\" because --labels.max-models was reached."})
 	c.truncated = prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_model_names_truncated_total",
@@ -165,7 +193,7 @@ func New(cfg Config) (*Collector, error) {
 	c.pending.WithLabelValues("attributing")
 
 	cs := []prometheus.Collector{c.tpot, c.requests, c.rejections, c.withheld, c.snapshotsRead,
-		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.folded, c.truncated, c.watchEvents, c.rescans}
+		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.startTime, c.folded, c.truncated, c.watchEvents, c.rescans}
 	for _, h := range c.perRequest {
 		cs = append(cs, h)
 	}

@@ -129,7 +129,7 @@ delta_exporter_requests_total{outcome="partial"} 0
 delta_exporter_requests_total{outcome="rejected"} 1
 delta_exporter_requests_total{outcome="unpaired"} 0
 delta_exporter_requests_total{outcome="withheld"} 0
-# HELP delta_exporter_last_ingest_timestamp_seconds Unix time at which the last request was decided.
+# HELP delta_exporter_last_ingest_timestamp_seconds Unix time at which the last request was decided; 0 until the first (see delta_exporter_start_time_seconds).
 # TYPE delta_exporter_last_ingest_timestamp_seconds gauge
 delta_exporter_last_ingest_timestamp_seconds 1.7e+09
 `
@@ -167,4 +167,103 @@ delta_exporter_last_ingest_timestamp_seconds 1.7e+09
 		return
 	}
 	t.Fatal("no llm_request_e2e_seconds family")
+}
+
+// TestStartTime: the start time is set at creation, before any request is
+// decided, so "time since the last ingest" has a reference on a fresh
+// exporter (DeltaExporterStalled counts from it).
+func TestStartTime(t *testing.T) {
+	_, reg := newCollector(t, 0)
+	want := `
+# HELP delta_exporter_last_ingest_timestamp_seconds Unix time at which the last request was decided; 0 until the first (see delta_exporter_start_time_seconds).
+# TYPE delta_exporter_last_ingest_timestamp_seconds gauge
+delta_exporter_last_ingest_timestamp_seconds 0
+# HELP delta_exporter_start_time_seconds Unix time at which the exporter started: the reference for the time since the last ingest before the first decision.
+# TYPE delta_exporter_start_time_seconds gauge
+delta_exporter_start_time_seconds 1.7e+09
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"delta_exporter_last_ingest_timestamp_seconds", "delta_exporter_start_time_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nativeExemplarIDs returns the request ids of the native exemplars of
+// one family and model, and how many observations it holds.
+func nativeExemplarIDs(t *testing.T, reg *prometheus.Registry, family, model string) (map[string]bool, uint64) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() != family {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() != model {
+				continue
+			}
+			for _, ex := range m.GetHistogram().GetExemplars() {
+				ids[ex.GetLabel()[0].GetValue()] = true
+			}
+			return ids, m.GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatalf("no %s{model_name=%q}", family, model)
+	return nil, 0
+}
+
+// TestExemplarsKeepBurst: a burst of decisions between two scrapes keeps
+// one native exemplar per request up to MaxExemplars, whatever their
+// values (client_golang's default, 10 evicted by value proximity, kept
+// only a few), and beyond it keeps the newest; every family and model
+// has its own set.
+func TestExemplarsKeepBurst(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		max, decisions int
+	}{
+		{"below the limit", 50, 40},
+		{"at the limit", 50, 50},
+		{"beyond the limit", 50, 130},
+		{"default limit", 0, DefaultMaxExemplars},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			clock := time.Unix(1700000000, 0)
+			c, err := New(Config{Registerer: reg, MaxExemplars: tc.max, Now: func() time.Time { return clock }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < tc.decisions; i++ {
+				for _, model := range []string{"a", "b"} {
+					// Values cluster (the case proximity eviction handles worst).
+					c.Publish(exact(fmt.Sprintf("%s-%03d", model, i), model, 0.25+float64(i%3)*1e-4))
+				}
+			}
+			limit := tc.max
+			if limit == 0 {
+				limit = DefaultMaxExemplars
+			}
+			for _, model := range []string{"a", "b"} {
+				for _, fam := range []string{"llm_request_e2e_seconds", "llm_request_time_to_first_token_seconds", "llm_request_time_per_output_token_seconds"} {
+					ids, n := nativeExemplarIDs(t, reg, fam, model)
+					if n != uint64(tc.decisions) {
+						t.Fatalf("%s{%s}: %d observations, want %d", fam, model, n, tc.decisions)
+					}
+					kept := min(tc.decisions, limit)
+					if len(ids) != kept {
+						t.Errorf("%s{%s}: %d exemplars, want %d", fam, model, len(ids), kept)
+					}
+					for i := tc.decisions - kept; i < tc.decisions; i++ {
+						if id := fmt.Sprintf("%s-%03d", model, i); !ids[id] {
+							t.Errorf("%s{%s}: newest request %s has no exemplar", fam, model, id)
+						}
+					}
+				}
+			}
+		})
+	}
 }

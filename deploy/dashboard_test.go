@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
@@ -302,14 +303,14 @@ func TestDashboardClassicAndNative(t *testing.T) {
 				classic[k] = true
 			}
 		}
-		if diff := sameKeys(native, classic); diff != "" {
+		if diff := sameKeys(native, classic, e); diff != "" {
 			t.Errorf("panel %q: %s", p.Title, diff)
 		}
 		if p.Type == "stat" || p.Type == "timeseries" {
 			// One query must serve both kinds, joined with or.
 			for _, q := range qs {
 				n, c := histogramUse(q.expr, e)
-				if diff := sameKeys(n, c); diff != "" {
+				if diff := sameKeys(n, c, e); diff != "" {
 					t.Errorf("%s: %s", q.where, diff)
 				}
 			}
@@ -317,8 +318,8 @@ func TestDashboardClassicAndNative(t *testing.T) {
 	}
 }
 
-// TestDashboardModelFilter requires every per-request series to follow
-// the Model selector.
+// TestDashboardModelFilter requires every per-request and population
+// series to follow the Model selector.
 func TestDashboardModelFilter(t *testing.T) {
 	d := loadDashboard(t)
 	for _, q := range d.queries(t) {
@@ -327,7 +328,7 @@ func TestDashboardModelFilter(t *testing.T) {
 		}
 		for _, vs := range selectors(q.expr) {
 			name, _ := selectorName(vs)
-			if !strings.HasPrefix(name, "llm_request_") {
+			if !strings.HasPrefix(name, exactPrefix) && !strings.HasPrefix(name, populationPrefix) {
 				continue
 			}
 			ok := false
@@ -368,16 +369,39 @@ func quantilesOf(expr parser.Node, e *exposition) map[string]map[float64]bool {
 	return out
 }
 
-// TestDashboardPanels checks the panels issue 5 asks for.
+// TestDashboardPanels checks the panels issues 5 and 15 ask for: the
+// headline quantiles and heatmaps over all requests (the population
+// families), the exact sample for drill-down (heatmaps with exemplars,
+// TPOT) labelled as such, coverage and bias per family, the phase
+// breakdown and the withheld share.
 func TestDashboardPanels(t *testing.T) {
 	d := loadDashboard(t)
 	qs := d.queries(t)
 	e := scrapeExporter(t)
-	latency := []string{
-		"llm_request_time_to_first_token_seconds", "llm_request_queue_seconds",
-		"llm_request_prefill_seconds", "llm_request_decode_seconds",
-		"llm_request_e2e_seconds", "llm_request_time_per_output_token_seconds",
+	var population []string // the llm_population_* families of the scrape
+	for fam, typ := range e.families {
+		if strings.HasPrefix(fam, populationPrefix) && typ == dto.MetricType_HISTOGRAM {
+			population = append(population, fam)
+		}
 	}
+	sort.Strings(population)
+	if len(population) == 0 {
+		t.Fatal("the exporter exposes no llm_population_* histogram")
+	}
+	quantileWant := append([]string{exactPrefix + "time_per_output_token_seconds"}, population...)
+	heatmapWant := []string{exactPrefix + "time_per_output_token_seconds"}
+	for _, fam := range population {
+		if strings.HasSuffix(fam, "_seconds") {
+			heatmapWant = append(heatmapWant, fam)
+			// Each latency family also has an exact-sample heatmap with
+			// exemplars (the request ids).
+			exact := exactPrefix + strings.TrimPrefix(fam, populationPrefix)
+			if exact != exactPrefix+"inference_seconds" {
+				heatmapWant = append(heatmapWant, exact)
+			}
+		}
+	}
+
 	quantilePanel := map[string]bool{}
 	heatmapPanel := map[string]bool{}
 	byPanel := map[*panel][]dashQuery{}
@@ -385,6 +409,19 @@ func TestDashboardPanels(t *testing.T) {
 		if q.panel != nil {
 			byPanel[q.panel] = append(byPanel[q.panel], q)
 		}
+	}
+	readsFamilies := func(qs []dashQuery) map[string]bool {
+		fams := map[string]bool{}
+		for _, q := range qs {
+			n, c := histogramUse(q.expr, e)
+			for f := range n {
+				fams[f] = true
+			}
+			for f := range c {
+				fams[f] = true
+			}
+		}
+		return fams
 	}
 	for p, qs := range byPanel {
 		switch p.Type {
@@ -406,18 +443,18 @@ func TestDashboardPanels(t *testing.T) {
 				}
 			}
 		case "heatmap":
-			for _, tg := range p.Targets {
-				if !tg.Exemplar {
-					t.Errorf("heatmap %q query %s: exemplars are off", p.Title, tg.RefID)
-				}
+			fams := readsFamilies(qs)
+			exact := false
+			for fam := range fams {
+				heatmapPanel[fam] = true
+				exact = exact || strings.HasPrefix(fam, exactPrefix)
 			}
-			for _, q := range qs {
-				n, c := histogramUse(q.expr, e)
-				for fam := range n {
-					heatmapPanel[fam] = true
-				}
-				for fam := range c {
-					heatmapPanel[fam] = true
+			if exact {
+				// Request ids are on the exact families only.
+				for _, tg := range p.Targets {
+					if !tg.Exemplar {
+						t.Errorf("heatmap %q query %s: exemplars are off", p.Title, tg.RefID)
+					}
 				}
 			}
 			classic := false
@@ -428,13 +465,76 @@ func TestDashboardPanels(t *testing.T) {
 				t.Errorf("heatmap %q: no query with format heatmap for classic buckets", p.Title)
 			}
 		}
+
+		// The exact sample is labelled as such; the rest says it covers
+		// all requests.
+		fams := readsFamilies(qs)
+		exact, pop := false, false
+		for fam := range fams {
+			exact = exact || strings.HasPrefix(fam, exactPrefix)
+			pop = pop || strings.HasPrefix(fam, populationPrefix)
+		}
+		switch {
+		case exact && pop:
+			if !strings.Contains(p.Title, "exact sample") && !strings.Contains(p.Title, "coverage") && !strings.Contains(p.Title, "Coverage") && !strings.Contains(p.Title, "Bias") {
+				t.Errorf("panel %q reads both the exact sample and all requests: its title must say which is which", p.Title)
+			}
+		case exact:
+			if !strings.Contains(p.Title, "(exact sample)") {
+				t.Errorf("panel %q reads only the exact per-request families: its title must say \"(exact sample)\"", p.Title)
+			}
+		case pop:
+			if !strings.Contains(p.Title, "(all requests)") {
+				t.Errorf("panel %q reads only the population families: its title must say \"(all requests)\"", p.Title)
+			}
+		}
 	}
-	for _, fam := range latency {
+	for _, fam := range quantileWant {
 		if !quantilePanel[fam] {
 			t.Errorf("%s: no time series panel with p50, p90 and p99", fam)
 		}
+	}
+	for _, fam := range heatmapWant {
 		if !heatmapPanel[fam] {
 			t.Errorf("%s: no heatmap panel", fam)
+		}
+	}
+
+	// Coverage and bias per family: for every population family, a ratio
+	// of the exact family over the population one, of counts (coverage)
+	// and of means (bias), each on one panel with every family.
+	coverage, bias := map[*panel]map[string]bool{}, map[*panel]map[string]bool{}
+	for p, qs := range byPanel {
+		for _, q := range qs {
+			be, ok := q.expr.(*parser.BinaryExpr)
+			if !ok || be.Op != parser.DIV {
+				continue
+			}
+			lhs, rhs := seriesNames(be.LHS), seriesNames(be.RHS)
+			for _, fam := range population {
+				exact := exactPrefix + strings.TrimPrefix(fam, populationPrefix)
+				switch {
+				case lhs[exact+"_count"] && !lhs[exact+"_sum"] && rhs[fam+"_count"] && !rhs[fam+"_sum"]:
+					if coverage[p] == nil {
+						coverage[p] = map[string]bool{}
+					}
+					coverage[p][fam] = true
+				case lhs[exact+"_sum"] && lhs[exact+"_count"] && rhs[fam+"_sum"] && rhs[fam+"_count"]:
+					if bias[p] == nil {
+						bias[p] = map[string]bool{}
+					}
+					bias[p][fam] = true
+				}
+			}
+		}
+	}
+	for what, panels := range map[string]map[*panel]map[string]bool{"coverage": coverage, "bias": bias} {
+		complete := false
+		for _, fams := range panels {
+			complete = complete || len(fams) == len(population)
+		}
+		if !complete {
+			t.Errorf("no panel shows the %s of every family (%v)", what, population)
 		}
 	}
 
@@ -456,17 +556,11 @@ func TestDashboardPanels(t *testing.T) {
 		if p.Type != "timeseries" || fc.Defaults.Custom.Stacking.Mode != "normal" {
 			continue
 		}
-		fams := map[string]bool{}
-		for _, q := range qs {
-			n, _ := histogramUse(q.expr, e)
-			for f := range n {
-				fams[f] = true
-			}
-		}
-		stacked = stacked || fams["llm_request_queue_seconds"] && fams["llm_request_prefill_seconds"] && fams["llm_request_decode_seconds"]
+		fams := readsFamilies(qs)
+		stacked = stacked || fams[populationPrefix+"queue_seconds"] && fams[populationPrefix+"prefill_seconds"] && fams[populationPrefix+"decode_seconds"]
 	}
 	if !stacked {
-		t.Error("no stacked time series panel of queue, prefill and decode time")
+		t.Error("no stacked time series panel of queue, prefill and decode time over all requests")
 	}
 
 	// The share of withheld requests is a panel of its own: a ratio whose
@@ -488,6 +582,35 @@ func TestDashboardPanels(t *testing.T) {
 	if !share {
 		t.Error("no panel shows the share of withheld requests")
 	}
+}
+
+const (
+	exactPrefix      = "llm_request_"
+	populationPrefix = "llm_population_"
+)
+
+// seriesNames returns the metric names expr selects, a native histogram
+// family X counting as X_sum and X_count (what histogram_sum and
+// histogram_count read of it).
+func seriesNames(expr parser.Node) map[string]bool {
+	out := map[string]bool{}
+	for _, vs := range selectors(expr) {
+		name, _ := selectorName(vs)
+		out[name] = true
+	}
+	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+		c, ok := n.(*parser.Call)
+		if !ok || (c.Func.Name != "histogram_sum" && c.Func.Name != "histogram_count") {
+			return nil
+		}
+		suffix := strings.TrimPrefix(c.Func.Name, "histogram")
+		for _, vs := range selectors(c.Args[0]) {
+			name, _ := selectorName(vs)
+			out[name+suffix] = true
+		}
+		return nil
+	})
+	return out
 }
 
 // TestDashboardQueriesPromtool writes every dashboard query as a recording

@@ -649,8 +649,10 @@ func histogramUse(expr parser.Node, e *exposition) (native, classic map[string]b
 	return native, classic
 }
 
-// sameKeys returns a description of the difference, or "".
-func sameKeys(native, classic map[string]bool) string {
+// sameKeys returns a description of the difference, or "". Families the
+// exporter exposes without native buckets (the population families carry
+// the server's own classic buckets) may be read classically only.
+func sameKeys(native, classic map[string]bool, e *exposition) string {
 	var onlyN, onlyC []string
 	for k := range native {
 		if !classic[k] {
@@ -658,7 +660,7 @@ func sameKeys(native, classic map[string]bool) string {
 		}
 	}
 	for k := range classic {
-		if !native[k] {
+		if !native[k] && e.native[k] {
 			onlyC = append(onlyC, k)
 		}
 	}

@@ -99,7 +99,7 @@ func TestRulesMetricsExist(t *testing.T) {
 				t.Errorf("%s: %s", name, p)
 			}
 			native, classic := histogramUse(expr, e)
-			if diff := sameKeys(native, classic); diff != "" {
+			if diff := sameKeys(native, classic, e); diff != "" {
 				t.Errorf("%s: want both native and classic branches: %s", name, diff)
 			}
 			if r.Record != "" {
@@ -243,8 +243,8 @@ func ruleTestCoverageOf(t *testing.T, glob, rules string) map[string]*coverage {
 }
 
 // TestPrometheusScrapeConfig checks the example configuration's settings
-// for exemplars and native histograms. (Debian's promtool predates them,
-// so it cannot check this file.)
+// for exemplars and native histograms. (Debian's promtool predates them;
+// TestPrometheusConfigPromtool checks the file with both promtools.)
 func TestPrometheusScrapeConfig(t *testing.T) {
 	b, err := os.ReadFile("prometheus/config/prometheus.yml")
 	if err != nil {
@@ -302,4 +302,61 @@ func TestPrometheusScrapeConfig(t *testing.T) {
 	if !found {
 		t.Error("no delta-exporter scrape job")
 	}
+}
+
+// legacySettings are the scrape settings of the example configuration
+// that Prometheus 2.x before 2.49 rejects; deploy/README.md tells 2.x
+// users to delete them.
+var legacySettings = []string{"scrape_protocols", "scrape_native_histograms", "always_scrape_classic_histograms"}
+
+// TestPrometheusConfigPromtool runs promtool check config on the example
+// configuration: as shipped with the promtool of Prometheus 3.x
+// (DELTA_PROMTOOL3, which .ci/run builds; skipped without it outside CI),
+// and without legacySettings with Debian's promtool (2.42).
+func TestPrometheusConfigPromtool(t *testing.T) {
+	const path = "prometheus/config/prometheus.yml"
+	t.Run("debian", func(t *testing.T) {
+		promtool := requirePromtool(t)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg map[string]any
+		if err := yaml.Unmarshal(b, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range cfg["scrape_configs"].([]any) {
+			for _, k := range legacySettings {
+				delete(j.(map[string]any), k)
+			}
+		}
+		rules, err := filepath.Abs(rulesPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg["rule_files"] = []any{rules}
+		out, err := yaml.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		legacy := filepath.Join(t.TempDir(), "prometheus.yml")
+		if err := os.WriteFile(legacy, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(promtool, "check", "config", legacy).CombinedOutput(); err != nil {
+			t.Fatalf("promtool check config (2.x settings): %v\n%s", err, out)
+		}
+	})
+	t.Run("prometheus3", func(t *testing.T) {
+		promtool := os.Getenv("DELTA_PROMTOOL3")
+		if promtool == "" {
+			if inCI() {
+				t.Fatal("DELTA_PROMTOOL3 is not set; CI must build Prometheus 3.x's promtool (.ci/run)")
+			}
+			t.Skip("DELTA_PROMTOOL3 not set: no promtool of Prometheus 3.x")
+		}
+		if out, err := exec.Command(promtool, "check", "config", path).CombinedOutput(); err != nil {
+			t.Fatalf("promtool check config: %v\n%s", err, out)
+		}
+	})
 }

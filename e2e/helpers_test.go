@@ -162,8 +162,13 @@ type writer struct {
 }
 
 func newWriter(t testing.TB, dir string) *writer {
+	return newWriterModels(t, dir, "meta-llama/Llama-3.1-8B-Instruct")
+}
+
+// newWriterModels is newWriter for a server of several models.
+func newWriterModels(t testing.TB, dir string, models ...string) *writer {
 	return &writer{t: t, dir: dir, now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC),
-		srv: simulate.NewServer(simulate.ServerConfig{Models: []string{"meta-llama/Llama-3.1-8B-Instruct"}})}
+		srv: simulate.NewServer(simulate.ServerConfig{Models: models})}
 }
 
 func (w *writer) write(id string, stage parser.Stage) {
@@ -185,14 +190,20 @@ func (w *writer) write(id string, stage parser.Stage) {
 
 // request writes one sequential request: before, observations, after.
 func (w *writer) request() string {
-	w.seq++
-	id := fmt.Sprintf("chatcmpl-e2e_%03d", w.seq)
-	f := simulate.Finish{Queue: 0.01 * float64(w.seq), Prefill: 0.05, Decode: 0.5 + 0.01*float64(w.seq),
-		PromptTokens: 100 + w.seq, GenerationTokens: 20 + w.seq}
+	f := simulate.Finish{Queue: 0.01 * float64(w.seq+1), Prefill: 0.05, Decode: 0.5 + 0.01*float64(w.seq+1),
+		PromptTokens: 101 + w.seq, GenerationTokens: 21 + w.seq}
 	f.Inference = f.Prefill + f.Decode
 	f.E2E = f.Queue + f.Inference + 0.003
+	return w.requestAs("meta-llama/Llama-3.1-8B-Instruct", f)
+}
+
+// requestAs writes one sequential request of model with the given
+// finish observations (TTFT is queue + prefill + 2 ms).
+func (w *writer) requestAs(model string, f simulate.Finish) string {
+	w.t.Helper()
+	w.seq++
+	id := fmt.Sprintf("chatcmpl-e2e_%03d", w.seq)
 	w.write(id, parser.Before)
-	model := "meta-llama/Llama-3.1-8B-Instruct"
 	w.srv.ObserveFirstToken(model, 0, f.Queue+f.Prefill+0.002)
 	w.srv.ObserveFinish(model, 0, f)
 	w.write(id, parser.After)

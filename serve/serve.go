@@ -61,6 +61,7 @@ type Config struct {
 	RecentRequests int
 
 	MaxModels              int
+	MaxExemplars           int // per native histogram series (collector.Config)
 	TelemetryPath          string
 	DisableExporterMetrics bool
 	MaxRequests            int           // concurrent scrapes
@@ -126,7 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	coll, err := collector.New(collector.Config{Registerer: reg, MaxModels: cfg.MaxModels})
+	coll, err := collector.New(collector.Config{Registerer: reg, MaxModels: cfg.MaxModels, MaxExemplars: cfg.MaxExemplars})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	deltaexporter "github.com/delta-exporter/delta-exporter"
+	"github.com/delta-exporter/delta-exporter/collector"
 	"github.com/delta-exporter/delta-exporter/recent"
 	"github.com/delta-exporter/delta-exporter/serve"
 	"github.com/delta-exporter/delta-exporter/watch"
@@ -43,6 +44,8 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 	observeDelay := observeDelayFlag(c)
 	c.Flag("labels.max-models", "Maximum distinct model_name values; further models are published as model_name=\"other\".").
 		Default("100").IntVar(&cfg.MaxModels)
+	c.Flag("exemplars.max-per-series", "Exemplars (request ids) each native histogram series keeps between scrapes, newest first: set it to the peak number of requests decided per model in one scrape interval. Each costs about 80 bytes of every protobuf scrape, per family.").
+		Default(strconv.Itoa(collector.DefaultMaxExemplars)).IntVar(&cfg.MaxExemplars)
 	dataDir := c.Flag("data.dir", "Directory for the exporter's own files (the state file). It must survive restarts as long as the snapshots do; it may be outside a read-only snapshot directory.").
 		Default("data").String()
 	stateFile := c.Flag("state.file", "Durable record of the requests Prometheus may have seen, so that a restart neither counts a request twice nor loses one (default: <data.dir>/delta-exporter.state). \"none\": no record; a restart publishes every pair still on disk again.").
@@ -65,6 +68,10 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 
 	return c.FullCommand(), func(ctx context.Context) int {
 		logger := e.logger()
+		if cfg.MaxExemplars < 1 {
+			fmt.Fprintf(e.stderr, "delta-exporter: --exemplars.max-per-series must be at least 1, got %d\n", cfg.MaxExemplars)
+			return 1
+		}
 		cfg.Logger = logger
 		if cfg.RecentRequests < 1 || cfg.RecentRequests > recent.MaxSize {
 			fmt.Fprintf(e.stderr, "delta-exporter: --web.requests-page.size=%d: want 1 to %d\n", cfg.RecentRequests, recent.MaxSize)
