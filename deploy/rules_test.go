@@ -167,6 +167,8 @@ func TestAlertConventions(t *testing.T) {
 		"LLMTimeToFirstTokenRegression":    {"low traffic", "without a baseline"},
 		"DeltaExporterAttributionDegraded": {"low traffic"},
 		"DeltaExporterStalled":             {"idle"},
+		"DeltaExporterIngestStuck":         {"while the loop beats"},
+		"DeltaExporterStateNotWritable":    {"while writes succeed"},
 	} {
 		for _, c := range cases {
 			found := false
