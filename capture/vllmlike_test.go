@@ -257,6 +257,16 @@ func (h *harness) scoreTruth(res *results, truth []vllmTruth) vllmScore {
 				h.t.Errorf("%s %s: published %v, the server observed %v", tr.ID, m.Name(), v.V, tr.value(m))
 			}
 		}
+		// The proxy's own times are the client's side of the server's:
+		// known for every request, and no shorter (the server's arrival
+		// follows the proxy's receipt; it observes before it sends).
+		px := r.Proxy
+		if !px.HasE2E || px.HasTTFT != tr.Stream {
+			h.t.Errorf("%s: proxy times %+v for stream=%v", tr.ID, px, tr.Stream)
+		}
+		if px.HasE2E && px.E2E < tr.E2E || px.HasTTFT && px.TTFT < tr.TTFT {
+			h.t.Errorf("%s: proxy times %+v below the server's TTFT %v, e2e %v", tr.ID, px, tr.TTFT, tr.E2E)
+		}
 		if r.Values[parser.TTFT].Exact {
 			s.ttftExact++
 		} else {
