@@ -68,8 +68,15 @@ type scraper struct {
 	maxBytes int64
 	observe  func(s *scrape) // called once per finished scrape, before done is closed
 
+	// budget, when not nil, bounds the share of time the upstream spends
+	// answering scrapes: a scrape waits for credit before it is sent.
+	budget *budget
+	// waited is called with how long a scrape waited for the budget.
+	waited func(time.Duration)
+
 	mu      sync.Mutex
-	running *scrape // the scrape in flight, nil if none
+	running *scrape // the scrape in flight (or waiting for the budget), nil if none
+	sending bool    // running has been sent: callers join queued
 	queued  *scrape // the scrape that starts when running ends, nil if nobody asked
 
 	// latest is the successful scrape with the latest start. Because scrapes
@@ -83,8 +90,13 @@ func (sc *scraper) next() *scrape {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if sc.running == nil {
-		sc.running = &scrape{done: make(chan struct{})}
+		sc.running, sc.sending = &scrape{done: make(chan struct{})}, false
 		go sc.run(sc.running)
+		return sc.running
+	}
+	if !sc.sending {
+		// Still waiting for the budget, not sent: it starts after this
+		// call, so this caller shares it (coalescing).
 		return sc.running
 	}
 	if sc.queued == nil {
@@ -95,7 +107,21 @@ func (sc *scraper) next() *scrape {
 
 func (sc *scraper) run(s *scrape) {
 	for s != nil {
+		if sc.budget != nil {
+			if d := sc.budget.wait(time.Now()); d > 0 {
+				time.Sleep(d)
+				if sc.waited != nil {
+					sc.waited(d)
+				}
+			}
+		}
+		sc.mu.Lock()
+		sc.sending = true
+		sc.mu.Unlock()
 		sc.do(s)
+		if sc.budget != nil && !s.started.IsZero() {
+			sc.budget.spend(s.started, time.Since(s.started))
+		}
 		if s.ok() {
 			sc.latest.Store(s)
 		}
@@ -105,9 +131,57 @@ func (sc *scraper) run(s *scrape) {
 		close(s.done)
 		sc.mu.Lock()
 		s, sc.queued = sc.queued, nil
-		sc.running = s
+		sc.running, sc.sending = s, false
 		sc.mu.Unlock()
 	}
+}
+
+// budget is a token bucket of the upstream's time: it fills at share
+// seconds per second, up to burst, and every scrape takes its measured
+// duration (sent to body read: the upstream's time to answer, and its
+// queueing when busy, so a slowing upstream is scraped less often). A
+// scrape is sent only with the bucket not in debt.
+type budget struct {
+	share float64       // of one core's time
+	burst time.Duration // the most credit saved while scrapes are not needed
+
+	mu     sync.Mutex
+	credit time.Duration // may go negative: the debt of the last scrape
+	at     time.Time     // when credit was last brought up to date
+}
+
+func newBudget(share float64) *budget {
+	return &budget{share: share, burst: time.Duration(share * float64(time.Second)), credit: time.Duration(share * float64(time.Second))}
+}
+
+// refill brings credit up to now; b.mu is held.
+func (b *budget) refill(now time.Time) {
+	if !b.at.IsZero() && now.After(b.at) {
+		b.credit = min(b.burst, b.credit+time.Duration(float64(now.Sub(b.at))*b.share))
+	}
+	if now.After(b.at) {
+		b.at = now
+	}
+}
+
+// wait returns how long from now a scrape must wait for the bucket to be
+// out of debt.
+func (b *budget) wait(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	if b.credit >= 0 {
+		return 0
+	}
+	return time.Duration(float64(-b.credit) / b.share)
+}
+
+// spend takes a scrape's duration d from the bucket.
+func (b *budget) spend(started time.Time, d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(started)
+	b.credit -= d
 }
 
 func (sc *scraper) do(s *scrape) {

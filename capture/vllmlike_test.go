@@ -300,3 +300,124 @@ func TestRealisticUpstream(t *testing.T) {
 	t.Logf("%d requests: %d exact, TTFT %d, e2e %d; shared step: first %d, finish %d; TTFT withheld %v",
 		s.requests, s.exact, s.ttftExact, s.e2eExact, sharedFirst, sharedFinish, s.withheldTTFT)
 }
+
+// vllmStats is the realistic upstream's /-/stats.
+type vllmStats struct {
+	MetricsRequests   float64 `json:"metrics_requests"`
+	MetricsSeconds    float64 `json:"metrics_seconds"`
+	MetricsCPUSeconds float64 `json:"metrics_cpu_seconds"`
+	ProcessCPUSeconds float64 `json:"process_cpu_seconds"`
+	Uptime            float64 `json:"uptime_seconds"`
+	Tokens            float64 `json:"tokens"`
+	Finished          float64 `json:"finished"`
+	MaxOutputLag      float64 `json:"max_output_lag_seconds"`
+}
+
+func (v *vllmLike) stats(tb testing.TB) vllmStats {
+	tb.Helper()
+	resp, err := http.Get(v.url + "/-/stats")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s vllmStats
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkRealisticUpstream measures capture in front of the realistic
+// upstream (testdata/upstreams/vllm_like.py): closed-loop streaming
+// clients for 10 s, requests of 16-128 tokens, then the directory is
+// attributed and every published value compared with the server's truth
+// (a wrong value fails). Sub-benchmarks: in flight (16, 64), scrape budget
+// (none, the default 2 %, 5 %), timeline snapshots (off, 50 ms), and
+// "direct" (no proxy: the baseline of the server's CPU and token rate).
+// "fast" is a small fast model (5 ms + 0.1 ms per request steps).
+// About 15 s each; run the rows you need:
+//
+//	go test -run XXX -bench 'RealisticUpstream/inflight=64' -benchtime 1x ./capture
+//
+// Reported: %exact, %ttft_exact, %e2e_exact (of requests finished);
+// %ceiling_e2e, the share of requests that finished alone in their step
+// (no scrape can separate the others); scrapes/s and upstream_share_%
+// (the server's event loop time inside its /metrics handler over the
+// window), upstream_cpu_% (its CPU time there), proxy_share_% (the same,
+// as the proxy measured it: scrape durations), cpu_%  (the server
+// process's CPU per wall second) and tok/s.
+func BenchmarkRealisticUpstream(b *testing.B) {
+	type row struct {
+		name     string
+		inflight int
+		budget   float64       // Config.ScrapeBudget
+		timeline time.Duration // Config.TimelineInterval; <0 off
+		direct   bool
+		server   []string
+	}
+	var rows []row
+	fast := []string{"--step-base-ms", "5", "--step-per-request-ms", "0.1"}
+	for _, n := range []int{16, 64} {
+		rows = append(rows, row{name: fmt.Sprintf("inflight=%d/direct", n), inflight: n, direct: true})
+		for _, bg := range []struct {
+			name string
+			v    float64
+		}{{"none", -1}, {"2%", 0.02}, {"5%", 0.05}} {
+			for _, tl := range []struct {
+				name string
+				v    time.Duration
+			}{{"off", -1}, {"50ms", 50 * time.Millisecond}} {
+				rows = append(rows, row{name: fmt.Sprintf("inflight=%d/budget=%s/timeline=%s", n, bg.name, tl.name), inflight: n, budget: bg.v, timeline: tl.v})
+			}
+		}
+	}
+	rows = append(rows,
+		row{name: "fast/inflight=64/direct", inflight: 64, direct: true, server: fast},
+		row{name: "fast/inflight=64/budget=none/timeline=50ms", inflight: 64, budget: -1, timeline: 50 * time.Millisecond, server: fast},
+		row{name: "fast/inflight=64/budget=2%/timeline=off", inflight: 64, budget: 0.02, timeline: -1, server: fast})
+	for _, r := range rows {
+		b.Run(r.name, func(b *testing.B) {
+			for b.Loop() {
+				realisticRun(b, r.inflight, r.budget, r.timeline, r.direct, r.server)
+			}
+		})
+	}
+}
+
+func realisticRun(b *testing.B, inflight int, budget float64, timeline time.Duration, direct bool, server []string) {
+	v := startVLLMLike(b, server...)
+	load := vllmLoad{clients: inflight, duration: 10 * time.Second, minTokens: 16, maxTokens: 128, streamShare: 1}
+	base, client := v.url, benchClient()
+	var h *harness
+	if !direct {
+		h = startProxyAt(b, v.url, func(c *Config) { c.ScrapeBudget, c.TimelineInterval = budget, timeline })
+		h.waitReady()
+		base, client = h.srv.URL, h.client
+	}
+	s0 := v.stats(b)
+	t0 := time.Now()
+	load.run(b, client, base)
+	elapsed := time.Since(t0).Seconds()
+	s1 := v.stats(b)
+	b.ReportMetric((s1.Tokens-s0.Tokens)/elapsed, "tok/s")
+	b.ReportMetric(100*(s1.ProcessCPUSeconds-s0.ProcessCPUSeconds)/elapsed, "cpu_%")
+	b.ReportMetric((s1.MetricsRequests-s0.MetricsRequests)/elapsed, "scrapes/s")
+	b.ReportMetric(100*(s1.MetricsSeconds-s0.MetricsSeconds)/elapsed, "upstream_share_%")
+	b.ReportMetric(100*(s1.MetricsCPUSeconds-s0.MetricsCPUSeconds)/elapsed, "upstream_cpu_%")
+	b.ReportMetric(1000*s1.MaxOutputLag, "max_lag_ms")
+	if direct {
+		return
+	}
+	h.p.Wait()
+	scrapeSeconds := h.counter("delta_exporter_capture_scrape_seconds_total")
+	b.ReportMetric(100*scrapeSeconds/(elapsed+1), "proxy_share_%") // the window plus the after scrapes' drain
+	truth, _, sharedFinish := v.readTruth(b)
+	s := h.scoreTruth(h.attribute(), truth)
+	pct := func(a, n int) float64 { return 100 * float64(a) / float64(max(n, 1)) }
+	b.ReportMetric(pct(s.exact, s.requests), "%exact")
+	b.ReportMetric(pct(s.ttftExact, s.requests), "%ttft_exact")
+	b.ReportMetric(pct(s.e2eExact, s.requests), "%e2e_exact")
+	b.ReportMetric(pct(s.requests-sharedFinish, s.requests), "%ceiling_e2e")
+	b.ReportMetric(float64(s.requests), "requests")
+	b.ReportMetric(float64(s.withheldTTFT[attribution.ReasonInconsistent]), "ttft_inconsistent")
+}
