@@ -200,12 +200,11 @@ func New(cfg Config) (*Proxy, error) {
 		timeout:  cfg.ScrapeTimeout,
 		maxBytes: cfg.MaxScrapeBytes,
 		observe:  p.observeScrape,
+		budget:   newBudget(max(0, cfg.ScrapeBudget)),
 		waited:   func(d time.Duration) { p.m.budgetWaits.Observe(d.Seconds()) },
+		spent:    func(d time.Duration) { p.m.scrapeCost.Add(d.Seconds()) },
 	}
-	if cfg.ScrapeBudget > 0 {
-		p.scr.budget = newBudget(cfg.ScrapeBudget)
-		p.m.budget.Set(cfg.ScrapeBudget)
-	}
+	p.m.budget.Set(max(0, cfg.ScrapeBudget))
 	upstream := cfg.Upstream
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -309,7 +308,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 			timer.Reset(max(0, interval-time.Since(last)))
 			continue
 		}
-		if timeline && p.scr.budget != nil && p.scr.budget.wait(time.Now()) > 0 {
+		if timeline && p.scr.budget.wait(time.Now()) > 0 {
 			// Out of budget: the requests' own scrapes come first.
 			p.m.skipped.WithLabelValues(string(parser.Timeline)).Inc()
 			last = time.Now()
@@ -336,7 +335,6 @@ func (p *Proxy) observeScrape(s *scrape) {
 		d := time.Since(s.started).Seconds()
 		p.m.scrapeDuration.Observe(d)
 		p.m.scrapes.Inc()
-		p.m.scrapeSeconds.Add(d)
 	}
 	if s.ok() {
 		p.readyOnce.Do(func() { close(p.ready) })

@@ -30,7 +30,7 @@ type metrics struct {
 	afterWaitSeconds prometheus.Histogram
 	createSeconds    prometheus.Histogram
 	scrapes          prometheus.Counter
-	scrapeSeconds    prometheus.Counter
+	scrapeCost       prometheus.Counter
 	budget           prometheus.Gauge
 	budgetWaits      prometheus.Histogram
 	skipped          *prometheus.CounterVec
@@ -87,9 +87,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Namespace: namespace, Name: "scrapes_total",
 		Help: "Scrapes of the upstream metrics endpoint sent (rate: scrapes per second).",
 	})
-	m.scrapeSeconds = f.NewCounter(prometheus.CounterOpts{
-		Namespace: namespace, Name: "scrape_seconds_total",
-		Help: "Time the upstream's scrapes took, sent to body read (rate: the measured share of time the upstream spends answering capture).",
+	m.scrapeCost = f.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "upstream_scrape_seconds_total",
+		Help: "Time the upstream spent answering capture's scrapes, as measured (each scrape: the shortest duration of the last 16); its rate is the share the scrape budget bounds.",
 	})
 	m.budget = f.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "scrape_budget_ratio",

@@ -409,7 +409,7 @@ func realisticRun(b *testing.B, inflight int, budget float64, timeline time.Dura
 		return
 	}
 	h.p.Wait()
-	scrapeSeconds := h.counter("delta_exporter_capture_scrape_seconds_total")
+	scrapeSeconds := h.counter("delta_exporter_capture_upstream_scrape_seconds_total")
 	b.ReportMetric(100*scrapeSeconds/(elapsed+1), "proxy_share_%") // the window plus the after scrapes' drain
 	truth, _, sharedFinish := v.readTruth(b)
 	s := h.scoreTruth(h.attribute(), truth)
