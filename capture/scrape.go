@@ -167,9 +167,9 @@ type budget struct {
 
 const costWindow = 16
 
-// bounded: the budget limits scrapes (a share of 0 or less only
-// estimates their cost).
-func (b *budget) bounded() bool { return b.share > 0 }
+// bounded: the budget limits scrapes (a share of 0 or less, or no
+// budget, only estimates their cost).
+func (b *budget) bounded() bool { return b != nil && b.share > 0 }
 
 func newBudget(share float64) *budget {
 	return &budget{share: share, burst: time.Duration(share * float64(time.Second)), credit: time.Duration(share * float64(time.Second))}
@@ -203,6 +203,9 @@ func (b *budget) wait(now time.Time) time.Duration {
 // spend takes the cost of a scrape of duration d from the bucket, and
 // returns that cost.
 func (b *budget) spend(started time.Time, d time.Duration) time.Duration {
+	if b == nil {
+		return d
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.bounded() {

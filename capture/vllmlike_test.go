@@ -234,12 +234,12 @@ func (l vllmLoad) run(tb testing.TB, c *http.Client, base string) int {
 type vllmScore struct {
 	requests, exact, ttftExact, e2eExact, wrong int
 	sharedFirst, sharedFinish                   int
-	withheldTTFT                                map[attribution.Reason]int
+	withheldTTFT, withheldE2E                   map[attribution.Reason]int
 }
 
 func (h *harness) scoreTruth(res *results, truth []vllmTruth) vllmScore {
 	h.t.Helper()
-	s := vllmScore{withheldTTFT: map[attribution.Reason]int{}}
+	s := vllmScore{withheldTTFT: map[attribution.Reason]int{}, withheldE2E: map[attribution.Reason]int{}}
 	for _, tr := range truth {
 		s.requests++
 		r, ok := res.byID[SanitizeID(tr.ID)]
@@ -274,6 +274,8 @@ func (h *harness) scoreTruth(res *results, truth []vllmTruth) vllmScore {
 		}
 		if r.Values[parser.E2E].Exact {
 			s.e2eExact++
+		} else {
+			s.withheldE2E[r.Values[parser.E2E].Reason]++
 		}
 	}
 	return s
@@ -334,7 +336,9 @@ func (v *vllmLike) stats(tb testing.TB) vllmStats {
 // (a wrong value fails). Sub-benchmarks: in flight (16, 64), scrape budget
 // (none, the default 2 %, 5 %), timeline snapshots (off, 50 ms), and
 // "direct" (no proxy: the baseline of the server's CPU and token rate).
-// "fast" is a small fast model (5 ms + 0.1 ms per request steps).
+// "fast" is a small fast model (5 ms + 0.1 ms per request steps);
+// "stamp=engine" makes the server measure TTFT and e2e to the engine's
+// end of the step rather than to its frontend's processing of it.
 // About 15 s each; run the rows you need:
 //
 //	go test -run XXX -bench 'RealisticUpstream/inflight=64' -benchtime 1x ./capture
@@ -374,7 +378,11 @@ func BenchmarkRealisticUpstream(b *testing.B) {
 	rows = append(rows,
 		row{name: "fast/inflight=64/direct", inflight: 64, direct: true, server: fast},
 		row{name: "fast/inflight=64/budget=none/timeline=50ms", inflight: 64, budget: -1, timeline: 50 * time.Millisecond, server: fast},
-		row{name: "fast/inflight=64/budget=2%/timeline=off", inflight: 64, budget: 0.02, timeline: -1, server: fast})
+		row{name: "fast/inflight=64/budget=2%/timeline=off", inflight: 64, budget: 0.02, timeline: -1, server: fast},
+		// The server stamps TTFT and e2e with the engine's end of the
+		// step, not when its lagging frontend observes them.
+		row{name: "fast/stamp=engine/inflight=64/budget=none/timeline=50ms", inflight: 64, budget: -1, timeline: 50 * time.Millisecond,
+			server: append([]string{"--stamp=engine"}, fast...)})
 	for _, r := range rows {
 		b.Run(r.name, func(b *testing.B) {
 			for b.Loop() {
@@ -420,4 +428,5 @@ func realisticRun(b *testing.B, inflight int, budget float64, timeline time.Dura
 	b.ReportMetric(pct(s.requests-sharedFinish, s.requests), "%ceiling_e2e")
 	b.ReportMetric(float64(s.requests), "requests")
 	b.ReportMetric(float64(s.withheldTTFT[attribution.ReasonInconsistent]), "ttft_inconsistent")
+	b.ReportMetric(float64(s.withheldE2E[attribution.ReasonInconsistent]), "e2e_inconsistent")
 }

@@ -221,6 +221,12 @@ class Engine:
         stretch. Outputs first, then the step's statistics together."""
         m = self.m.c
         iteration_timestamp = time.time()  # frontend wall clock, as vLLM V1
+        # --stamp=engine: measure TTFT and e2e to the moment the engine
+        # ended the step instead (not what vLLM V1 does; a frontend that
+        # lags then observes values that measure to a moment long past).
+        stamp = iteration_timestamp
+        if self.a.stamp == "engine":
+            stamp = iteration_timestamp - (time.monotonic() - engine_ts)
         self.max_lag = max(self.max_lag, time.monotonic() - engine_ts)
         self.steps += 1
         firsts, finishes, itls = [], [], []
@@ -233,7 +239,7 @@ class Engine:
             if r.first_ts is None:
                 r.first_ts = engine_ts
                 r.first_iter_ts = iteration_timestamp
-                r.ttft = iteration_timestamp - r.arrival
+                r.ttft = stamp - r.arrival
                 firsts.append(r)
             else:
                 itls.append(engine_ts - r.last_ts)
@@ -241,7 +247,7 @@ class Engine:
             done = r.generated >= r.max_tokens
             r.out.put_nowait((r.generated, done))
             if done:
-                r.finish_iter_ts = iteration_timestamp
+                r.finish_iter_ts = stamp
                 finishes.append(r)
             else:
                 still.append(r)
@@ -261,7 +267,7 @@ class Engine:
         for r in firsts:
             m["ttft"].observe(r.ttft)
         for r in finishes:
-            e2e = iteration_timestamp - r.arrival
+            e2e = stamp - r.arrival
             queue = r.scheduled_ts - r.queued_ts
             prefill = r.first_ts - r.scheduled_ts
             decode = r.last_ts - r.first_ts
@@ -285,7 +291,7 @@ class Engine:
             for r in finishes:
                 self.truth.write(json.dumps({
                     "kind": "finish", "id": r.id, "step": self.steps, "stream": r.stream,
-                    "ttft": r.ttft, "e2e": iteration_timestamp - r.arrival,
+                    "ttft": r.ttft, "e2e": stamp - r.arrival,
                     "queue": r.scheduled_ts - r.queued_ts, "prefill": r.first_ts - r.scheduled_ts,
                     "decode": r.last_ts - r.first_ts, "inference": r.last_ts - r.scheduled_ts,
                     "prompt_tokens": r.prompt_tokens, "generation_tokens": r.generated,
@@ -466,6 +472,8 @@ def main():
     ap.add_argument("--step-jitter", type=float, default=0.1, help="relative +- jitter of the step time")
     ap.add_argument("--per-request-metrics", action="store_true", help="vLLM's --enable-per-request-metrics")
     ap.add_argument("--truth-log", default="", help="write every observation to this file, one JSON line each")
+    ap.add_argument("--stamp", choices=("frontend", "engine"), default="frontend",
+                    help="the moment TTFT and e2e measure to: the frontend's processing of the step (vLLM V1's iteration_timestamp) or the engine's end of the step")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
