@@ -76,7 +76,9 @@ type Config struct {
 	// Paths are the POST paths treated as inference requests (DefaultPaths).
 	Paths []string
 	// TimelineInterval is the period of timeline snapshots while at least
-	// one inference request is in flight (50ms). Negative disables them.
+	// one inference request is in flight; 0 or negative: none, the
+	// default. On the realistic upstream they cost more scrapes than the
+	// isolation they bought (docs/capture.md, "Scrape budget").
 	TimelineInterval time.Duration
 	// IdleInterval is the period of the background scrape that keeps a
 	// recent "before" ready while no request is in flight (1s).
@@ -145,9 +147,6 @@ func New(cfg Config) (*Proxy, error) {
 	metricsURL := cfg.Upstream.ResolveReference(mu)
 	if len(cfg.Paths) == 0 {
 		cfg.Paths = DefaultPaths
-	}
-	if cfg.TimelineInterval == 0 {
-		cfg.TimelineInterval = 50 * time.Millisecond
 	}
 	if cfg.IdleInterval <= 0 {
 		cfg.IdleInterval = time.Second
