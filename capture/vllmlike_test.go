@@ -286,6 +286,9 @@ func (h *harness) scoreTruth(res *results, truth []vllmTruth) vllmScore {
 // non-streaming clients for a few seconds. Every value the exporter
 // publishes from the directory equals what the server observed.
 func TestRealisticUpstream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a Python server and 4 s of load")
+	}
 	v := startVLLMLike(t)
 	h := startProxyAt(t, v.url, nil)
 	h.waitReady()
