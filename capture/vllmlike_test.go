@@ -385,7 +385,11 @@ func BenchmarkRealisticUpstream(b *testing.B) {
 		// The server stamps TTFT and e2e with the engine's end of the
 		// step, not when its lagging frontend observes them.
 		row{name: "fast/stamp=engine/inflight=64/budget=none/timeline=50ms", inflight: 64, budget: -1, timeline: 50 * time.Millisecond,
-			server: append([]string{"--stamp=engine"}, fast...)})
+			server: append([]string{"--stamp=engine"}, fast...)},
+		// The output handler yields between chunks of 16 outputs (vLLM
+		// does so between chunks of 128: 64 running requests never do).
+		row{name: "fast/chunk=16/inflight=64/budget=none/timeline=off", inflight: 64, budget: -1, timeline: -1,
+			server: append([]string{"--output-chunk=16"}, fast...)})
 	for _, r := range rows {
 		b.Run(r.name, func(b *testing.B) {
 			for b.Loop() {

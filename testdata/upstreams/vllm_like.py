@@ -214,11 +214,15 @@ class Engine:
             # The engine core works in another process: the step ends at
             # its own time, whatever the frontend's loop is doing.
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            self.process(batch, due, len(new), prefill_tokens)
+            await self.process(batch, due, len(new), prefill_tokens)
 
-    def process(self, batch, engine_ts, n_new, prefill_tokens):
-        """The frontend's output handler for one step: one synchronous
-        stretch. Outputs first, then the step's statistics together."""
+    async def process(self, batch, engine_ts, n_new, prefill_tokens):
+        """The frontend's output handler for one step: outputs first, then
+        the step's statistics together. One synchronous stretch, unless the
+        step has more than --output-chunk outputs: vLLM's output_handler
+        then yields to the loop between chunks (VLLM_V1_OUTPUT_PROC_CHUNK_SIZE,
+        128), and a request's first chunk can reach its client before the
+        step's statistics are recorded."""
         m = self.m.c
         iteration_timestamp = time.time()  # frontend wall clock, as vLLM V1
         # --stamp=engine: measure TTFT and e2e to the moment the engine
@@ -231,7 +235,10 @@ class Engine:
         self.steps += 1
         firsts, finishes, itls = [], [], []
         still = []
-        for r in batch:
+        chunk = self.a.output_chunk
+        for i, r in enumerate(batch):
+            if chunk > 0 and i > 0 and i % chunk == 0:
+                await asyncio.sleep(0)
             if r.aborted:
                 continue
             r.generated += 1
@@ -474,6 +481,8 @@ def main():
     ap.add_argument("--truth-log", default="", help="write every observation to this file, one JSON line each")
     ap.add_argument("--stamp", choices=("frontend", "engine"), default="frontend",
                     help="the moment TTFT and e2e measure to: the frontend's processing of the step (vLLM V1's iteration_timestamp) or the engine's end of the step")
+    ap.add_argument("--output-chunk", type=int, default=128,
+                    help="outputs processed between yields to the loop (vLLM's VLLM_V1_OUTPUT_PROC_CHUNK_SIZE)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
