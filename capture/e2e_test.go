@@ -62,8 +62,14 @@ type scoreCard struct {
 
 func (h *harness) score(res *results) scoreCard {
 	h.t.Helper()
+	return h.scoreAgainst(res, h.fake.Observations())
+}
+
+// scoreAgainst scores res against the observations obs of any upstream.
+func (h *harness) scoreAgainst(res *results, obs []fakeupstream.Observation) scoreCard {
+	h.t.Helper()
 	var s scoreCard
-	for _, o := range h.fake.Observations() {
+	for _, o := range obs {
 		if !o.Finished {
 			continue
 		}
