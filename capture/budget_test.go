@@ -52,6 +52,11 @@ func TestBudgetArithmetic(t *testing.T) {
 	if d := unbounded.wait(t0); d != 0 {
 		t.Fatalf("no budget, yet a wait of %v", d)
 	}
+	slow := newBudget(0.02)
+	slow.spend(t0, time.Second) // a timed-out scrape: 49 s of debt
+	if d := slow.wait(t0.Add(time.Second)); d != maxBudgetWait {
+		t.Fatalf("wait %v after a 1 s scrape, want the cap %v", d, maxBudgetWait)
+	}
 }
 
 // TestScrapeBudgetBoundsUpstreamTime: with /metrics answering in 20 ms

@@ -167,6 +167,11 @@ type budget struct {
 
 const costWindow = 16
 
+// maxBudgetWait bounds the wait for the budget: an upstream whose every
+// scrape times out (1 s) would otherwise be scraped every 50 s at 2 %,
+// and its recovery, and the proxy's shutdown, would wait that long.
+const maxBudgetWait = 5 * time.Second
+
 // bounded: the budget limits scrapes (a share of 0 or less, or no
 // budget, only estimates their cost).
 func (b *budget) bounded() bool { return b != nil && b.share > 0 }
@@ -197,7 +202,7 @@ func (b *budget) wait(now time.Time) time.Duration {
 	if b.credit >= 0 {
 		return 0
 	}
-	return time.Duration(float64(-b.credit) / b.share)
+	return min(maxBudgetWait, time.Duration(float64(-b.credit)/b.share))
 }
 
 // spend takes the cost of a scrape of duration d from the bucket, and
