@@ -120,6 +120,10 @@ type vllmTruth struct {
 	Inference        float64 `json:"inference"`
 	PromptTokens     int     `json:"prompt_tokens"`
 	GenerationTokens int     `json:"generation_tokens"`
+	// At is the moment the values measure to, Observed when the server
+	// recorded them (Unix seconds).
+	At       float64 `json:"at"`
+	Observed float64 `json:"observed"`
 }
 
 // observation is the truth line as the fake upstream's Observation, so
@@ -134,6 +138,14 @@ func (v vllmTruth) observation() fakeupstream.Observation {
 // requests shared their first-token step and their finish step with
 // another request.
 func (v *vllmLike) readTruth(tb testing.TB) (finished []vllmTruth, sharedFirst, sharedFinish int) {
+	finished, sharedFirst, sharedFinish, _ = v.readTruthDelay(tb)
+	return finished, sharedFirst, sharedFinish
+}
+
+// readTruthDelay is readTruth, with the longest time the server took to
+// record an observation after the moment it measures to (assumption A6 of
+// docs/attribution.md bounds it).
+func (v *vllmLike) readTruthDelay(tb testing.TB) (finished []vllmTruth, sharedFirst, sharedFinish int, maxDelay float64) {
 	tb.Helper()
 	f, err := os.Open(v.truth)
 	if err != nil {
@@ -148,6 +160,7 @@ func (v *vllmLike) readTruth(tb testing.TB) (finished []vllmTruth, sharedFirst, 
 		if err := json.Unmarshal(lines.Bytes(), &t); err != nil {
 			tb.Fatalf("truth log: %v", err)
 		}
+		maxDelay = max(maxDelay, t.Observed-t.At)
 		switch t.Kind {
 		case "first":
 			firstSteps[t.Step]++
@@ -165,7 +178,7 @@ func (v *vllmLike) readTruth(tb testing.TB) (finished []vllmTruth, sharedFirst, 
 			sharedFinish++
 		}
 	}
-	return finished, sharedFirst, sharedFinish
+	return finished, sharedFirst, sharedFinish, maxDelay
 }
 
 // vllmLoad is a closed-loop load: clients send requests back to back for
@@ -406,7 +419,8 @@ func realisticRun(b *testing.B, inflight int, budget float64, timeline time.Dura
 	h.p.Wait()
 	scrapeSeconds := h.counter("delta_exporter_capture_upstream_scrape_seconds_total")
 	b.ReportMetric(100*scrapeSeconds/(elapsed+1), "proxy_share_%") // the window plus the after scrapes' drain
-	truth, _, sharedFinish := v.readTruth(b)
+	truth, _, sharedFinish, delay := v.readTruthDelay(b)
+	b.ReportMetric(1000*delay, "max_observe_delay_ms")
 	s := h.scoreTruth(h.attribute(), truth)
 	pct := func(a, n int) float64 { return 100 * float64(a) / float64(max(n, 1)) }
 	b.ReportMetric(pct(s.exact, s.requests), "%exact")

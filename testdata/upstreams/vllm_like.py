@@ -291,10 +291,14 @@ class Engine:
             m["params_max"].observe(r.max_tokens)
             self.m.success_length.inc()
         self.finished += len(finishes)
+        # When the observations were made: the moment they measure to
+        # (stamp) plus the time this stretch took, longer when the process
+        # lost its CPU in the middle of it.
+        observed = time.time()
         if self.truth is not None:
             for r in firsts:
                 self.truth.write(json.dumps({"kind": "first", "id": r.id, "step": self.steps, "stream": r.stream,
-                                             "ttft": r.ttft, "arrival": r.arrival, "at": iteration_timestamp}) + "\n")
+                                             "ttft": r.ttft, "arrival": r.arrival, "at": stamp, "observed": observed}) + "\n")
             for r in finishes:
                 self.truth.write(json.dumps({
                     "kind": "finish", "id": r.id, "step": self.steps, "stream": r.stream,
@@ -302,7 +306,7 @@ class Engine:
                     "queue": r.scheduled_ts - r.queued_ts, "prefill": r.first_ts - r.scheduled_ts,
                     "decode": r.last_ts - r.first_ts, "inference": r.last_ts - r.scheduled_ts,
                     "prompt_tokens": r.prompt_tokens, "generation_tokens": r.generated,
-                    "arrival": r.arrival, "at": iteration_timestamp}) + "\n")
+                    "arrival": r.arrival, "at": stamp, "observed": observed}) + "\n")
 
 
 def words(x):
