@@ -429,5 +429,20 @@ func realisticRun(b *testing.B, inflight int, budget float64, timeline time.Dura
 	b.ReportMetric(pct(s.requests-sharedFinish, s.requests), "%ceiling_e2e")
 	b.ReportMetric(float64(s.requests), "requests")
 	b.ReportMetric(float64(s.withheldTTFT[attribution.ReasonInconsistent]), "ttft_inconsistent")
+	if keep := os.Getenv("CAPTURE_BENCH_KEEP"); keep != "" && s.withheldTTFT[attribution.ReasonInconsistent]+s.withheldE2E[attribution.ReasonInconsistent] > 0 {
+		// Keep the directory and the truth of a run with inconsistent
+		// values, to find out why.
+		dst, err := os.MkdirTemp(keep, "inconsistent-")
+		if err == nil {
+			err = os.CopyFS(dst, os.DirFS(h.dir))
+		}
+		if err == nil {
+			var truth []byte
+			if truth, err = os.ReadFile(v.truth); err == nil {
+				err = os.WriteFile(filepath.Join(dst, "truth.jsonl"), truth, 0o644)
+			}
+		}
+		b.Logf("kept in %s (%v)", dst, err)
+	}
 	b.ReportMetric(float64(s.withheldE2E[attribution.ReasonInconsistent]), "e2e_inconsistent")
 }
