@@ -212,8 +212,14 @@ class Engine:
             batch = list(self.running)
             due = start + self.step_time(len(batch), prefill_tokens)
             # The engine core works in another process: the step ends at
-            # its own time, whatever the frontend's loop is doing.
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            # its own time, whatever the frontend's loop is doing. The
+            # frontend cannot see its outputs before: asyncio (and uvloop's
+            # millisecond timers) may wake a sleep up to a millisecond
+            # early, and processing the step then would give a TTFT
+            # shorter than the queue and prefill the engine stamped, which
+            # vLLM never does (and the exporter rightly refuses, A5).
+            while (left := due - time.monotonic()) > 0:
+                await asyncio.sleep(left)
             await self.process(batch, due, len(new), prefill_tokens)
 
     async def process(self, batch, engine_ts, n_new, prefill_tokens):
