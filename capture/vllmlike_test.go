@@ -247,6 +247,13 @@ func (h *harness) scoreTruth(res *results, truth []vllmTruth) vllmScore {
 	}
 	s := vllmScore{scoreCard: h.scoreAgainst(res, obs), withheldTTFT: map[attribution.Reason]int{}, withheldE2E: map[attribution.Reason]int{}}
 	for _, tr := range truth {
+		// The server must be physical, as vLLM is: its TTFT (frontend
+		// clock) contains the queue and prefill the engine stamped
+		// (assumption A5). A simulator that broke it made whole runs
+		// inconsistent (docs/capture.md).
+		if tr.TTFT < tr.Queue+tr.Prefill-1e-6 {
+			h.t.Errorf("%s: the server's TTFT %v is below its queue + prefill %v", tr.ID, tr.TTFT, tr.Queue+tr.Prefill)
+		}
 		r := res.byID[SanitizeID(tr.ID)]
 		// The proxy's own times are the client's side of the server's:
 		// known for every request, and no shorter (the server's arrival
