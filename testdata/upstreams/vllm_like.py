@@ -156,7 +156,7 @@ class HTTPMetrics:
 class Req:
     __slots__ = ("id", "chat", "stream", "prompt_tokens", "max_tokens", "arrival", "queued_ts", "scheduled_ts",
                  "first_ts", "last_ts", "generated", "out", "include_usage", "include_metrics", "aborted",
-                 "ttft", "first_iter_ts", "finish_iter_ts", "created", "model")
+                 "ttft", "created", "model")
 
     def __init__(self, **kw):
         for k in self.__slots__:
@@ -192,8 +192,6 @@ class Engine:
         return t * (1 + a.step_jitter * (self.rng.random() * 2 - 1)) / 1000.0
 
     async def run(self):
-        loop = asyncio.get_running_loop()
-        m = self.m.c
         while True:
             if not self.waiting and not self.running:
                 self.wake.clear()
@@ -251,7 +249,6 @@ class Engine:
             self.tokens += 1
             if r.first_ts is None:
                 r.first_ts = engine_ts
-                r.first_iter_ts = iteration_timestamp
                 r.ttft = stamp - r.arrival
                 firsts.append(r)
             else:
@@ -260,7 +257,6 @@ class Engine:
             done = r.generated >= r.max_tokens
             r.out.put_nowait((r.generated, done))
             if done:
-                r.finish_iter_ts = stamp
                 finishes.append(r)
             else:
                 still.append(r)
