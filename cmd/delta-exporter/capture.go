@@ -25,7 +25,7 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 	c.Flag("snapshots.dir", "Directory to write snapshots into (created if missing).").Required().StringVar(&cfg.Proxy.Dir)
 	c.Flag("upstream.scrape-budget", "Share of one core's time the upstream may spend answering capture's scrapes (0.02: 2 %), measured from each scrape's duration; scrapes wait for it and are shared, timeline scrapes are skipped. 0 disables the bound.").
 		Default("0.02").Float64Var(&cfg.Proxy.ScrapeBudget)
-	c.Flag("timeline.interval", "Period of timeline snapshots while requests are in flight; 0 (the default) disables them: on a realistic server they cost more scrapes than they buy isolation.").
+	c.Flag("timeline.interval", "Period of timeline snapshots while requests are in flight; 0 (the default) disables them: within the scrape budget a request's own scrapes buy more.").
 		Default("0s").DurationVar(&cfg.Proxy.TimelineInterval)
 	c.Flag("capture.idle-interval", "Period of the background scrape that keeps a recent before snapshot ready while idle.").
 		Default("1s").DurationVar(&cfg.Proxy.IdleInterval)
