@@ -19,6 +19,7 @@ func (t *Timeline) decide(comp []*reqState) []Result {
 		res.RequestID = rs.ID
 		res.BeforeTime, res.AfterTime = rs.BeforeTime, rs.AfterTime
 		res.BeforeFile, res.AfterFile = rs.BeforeFile, rs.AfterFile
+		res.Proxy = rs.Proxy
 		for m := range res.Values {
 			if rs.present[m] {
 				res.Values[m].Reason = ReasonMissing

@@ -83,12 +83,29 @@ type Result struct {
 	// BeforeTime and AfterTime are the times in the snapshot names.
 	BeforeTime, AfterTime time.Time
 	BeforeFile, AfterFile string
+	// Proxy is what capture measured of the request on the client's side,
+	// whatever the attribution decided.
+	Proxy ProxyTimes
+}
+
+// ProxyTimes are a request's latencies as the proxy in front of the server
+// saw them (capture's info sidecar): client-side, exact for what the proxy
+// observed, known for every request the proxy completed. They are not the
+// server's values: they include the network and the proxy's hop, and
+// exclude nothing the server measures.
+type ProxyTimes struct {
+	// Model is the model the response named ("" if none).
+	Model string
+	// TTFT is the time from receiving the request to the first response
+	// byte of a streaming response; E2E to its last byte. Seconds.
+	TTFT, E2E       float64
+	HasTTFT, HasE2E bool
 }
 
 // NewRejected is the result for a request whose snapshots are unusable.
 func NewRejected(r *Request, reason Reason) Result {
 	res := Result{RequestID: r.ID, Outcome: Rejected, RejectReason: reason,
-		BeforeTime: r.BeforeTime, AfterTime: r.AfterTime, BeforeFile: r.BeforeFile, AfterFile: r.AfterFile}
+		BeforeTime: r.BeforeTime, AfterTime: r.AfterTime, BeforeFile: r.BeforeFile, AfterFile: r.AfterFile, Proxy: r.Proxy}
 	for m := range res.Values {
 		res.Values[m].Reason = reason
 	}

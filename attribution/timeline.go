@@ -44,6 +44,9 @@ type Request struct {
 	// they rule out candidates observed at a time their value cannot
 	// reach from this arrival (docs/attribution.md, A6).
 	ArrivalLo, ArrivalHi time.Time
+	// Proxy is what a proxy in front of the server measured of the
+	// request, passed on to the Result as it is.
+	Proxy ProxyTimes
 
 	BeforeTime, AfterTime time.Time
 	BeforeFile, AfterFile string

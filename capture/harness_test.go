@@ -55,8 +55,16 @@ func newHarness(t testing.TB, fc fakeupstream.Config, mod func(*Config)) *harnes
 // startProxy starts a proxy in front of up; it owns up from then on.
 func startProxy(t testing.TB, up *httptest.Server, mod func(*Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, up: up, dir: t.TempDir(), reg: prometheus.NewRegistry(), runDone: make(chan struct{})}
-	u, err := url.Parse(up.URL)
+	h := startProxyAt(t, up.URL, mod)
+	h.up = up
+	return h
+}
+
+// startProxyAt starts a proxy in front of the upstream at base.
+func startProxyAt(t testing.TB, base string, mod func(*Config)) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), reg: prometheus.NewRegistry(), runDone: make(chan struct{})}
+	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +104,9 @@ func (h *harness) close() {
 	if left, err := os.ReadDir(filepath.Join(h.dir, TempDir)); err == nil && len(left) != 0 {
 		h.t.Errorf("files left in %s after Close: %v", TempDir, left)
 	}
-	h.up.Close()
+	if h.up != nil {
+		h.up.Close()
+	}
 }
 
 func (h *harness) waitReady() {

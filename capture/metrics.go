@@ -33,6 +33,11 @@ type metrics struct {
 	idsReused        prometheus.Counter
 	afterWaitSeconds prometheus.Histogram
 	createSeconds    prometheus.Histogram
+	scrapes          prometheus.Counter
+	scrapeCost       prometheus.Counter
+	budget           prometheus.Gauge
+	budgetWaits      prometheus.Histogram
+	skipped          *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -90,6 +95,28 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.00001, .00003, .0001, .0003, .001, .003, .01, .03, .1},
 		}),
 	}
+	m.scrapes = f.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "scrapes_total",
+		Help: "Scrapes of the upstream metrics endpoint sent (rate: scrapes per second).",
+	})
+	m.scrapeCost = f.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "upstream_scrape_seconds_total",
+		Help: "Time the upstream spent answering capture's scrapes, as measured (each scrape: the shortest duration of the last 16); its rate is the share the scrape budget bounds.",
+	})
+	m.budget = f.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "scrape_budget_ratio",
+		Help: "The share of time the upstream may spend answering capture's scrapes (--upstream.scrape-budget); 0: no bound.",
+	})
+	m.budgetWaits = f.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "scrape_budget_wait_seconds",
+		Help:    "How long a scrape waited for the scrape budget before it was sent (the requests needing it share it).",
+		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2},
+	})
+	m.skipped = f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "scrapes_skipped_total",
+		Help: "Scrapes not made to stay within the scrape budget, by stage (timeline).",
+	}, []string{"stage"})
+	m.skipped.WithLabelValues("timeline")
 	for _, kind := range []string{"inference", "other"} {
 		for _, o := range []string{outcomeOK, outcomeErrorStatus, outcomeUnavailable, outcomeClientGone, outcomeUpstreamBody, outcomeBodyTimeout, outcomeBodyMemory} {
 			m.requests.WithLabelValues(kind, o)

@@ -5,6 +5,7 @@
 package collector
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
@@ -67,6 +68,8 @@ type Collector struct {
 
 	perRequest [parser.NumMetrics]*prometheus.HistogramVec
 	tpot       *prometheus.HistogramVec
+	// proxyTTFT and proxyE2E are client-side: what capture measured.
+	proxyTTFT, proxyE2E *prometheus.HistogramVec
 
 	mu     sync.Mutex
 	models map[string]bool
@@ -136,6 +139,8 @@ func New(cfg Config) (*Collector, error) {
 		c.perRequest[m] = hist(m.Name(), help[m], b)
 	}
 	c.tpot = hist("time_per_output_token_seconds", "Mean time per output token of each request, decode / (generation tokens - 1), when both are exact and at least 2 tokens were generated.", secondsBuckets)
+	c.proxyTTFT = hist("proxy_time_to_first_token_seconds", "Client-side time to first token of each streaming request, as the capture proxy saw it: from receiving the request to relaying the first response byte. Every request capture relayed whole, whatever the attribution decided.", secondsBuckets)
+	c.proxyE2E = hist("proxy_e2e_seconds", "Client-side end-to-end latency of each request, as the capture proxy saw it: from receiving the request to relaying the last response byte. Every request capture relayed whole, whatever the attribution decided.", secondsBuckets)
 
 	c.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_requests_total",
 		Help: "Requests decided, by outcome (exact, partial, withheld, rejected, unpaired)."}, []string{"outcome"})
@@ -192,7 +197,7 @@ func New(cfg Config) (*Collector, error) {
 	c.pending.WithLabelValues("unpaired")
 	c.pending.WithLabelValues("attributing")
 
-	cs := []prometheus.Collector{c.tpot, c.requests, c.rejections, c.withheld, c.snapshotsRead,
+	cs := []prometheus.Collector{c.tpot, c.proxyTTFT, c.proxyE2E, c.requests, c.rejections, c.withheld, c.snapshotsRead,
 		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.startTime, c.folded, c.truncated, c.watchEvents, c.rescans}
 	for _, h := range c.perRequest {
 		cs = append(cs, h)
@@ -232,6 +237,13 @@ func PerRequestFamily(name string) bool {
 func (c *Collector) Publish(res attribution.Result) {
 	c.requests.WithLabelValues(string(res.Outcome)).Inc()
 	c.lastIngest.Set(float64(c.now().UnixNano()) / 1e9)
+	// One label per request: models are counted as folded once.
+	var model string
+	labelled := false
+	if res.Proxy.HasTTFT || res.Proxy.HasE2E {
+		model, labelled = c.modelLabel(cmp.Or(res.Model, res.Proxy.Model)), res.Model != ""
+		c.publishProxy(res, model)
+	}
 	switch res.Outcome {
 	case attribution.Rejected:
 		c.rejections.WithLabelValues(string(res.RejectReason)).Inc()
@@ -247,7 +259,9 @@ func (c *Collector) Publish(res attribution.Result) {
 	if res.Outcome == attribution.Withheld {
 		return
 	}
-	model := c.modelLabel(res.Model)
+	if !labelled {
+		model = c.modelLabel(res.Model)
+	}
 	ex := prometheus.Labels{"request_id": ExemplarID(res.RequestID)}
 	observe := func(h *prometheus.HistogramVec, v float64) {
 		h.WithLabelValues(model).(prometheus.ExemplarObserver).ObserveWithExemplar(v, ex)
@@ -259,6 +273,21 @@ func (c *Collector) Publish(res attribution.Result) {
 	}
 	if res.TPOT.Exact {
 		observe(c.tpot, res.TPOT.V)
+	}
+}
+
+// publishProxy observes what the proxy measured of the request, under
+// model label lv: known for every request capture relayed whole, whatever
+// the attribution decided. The model is the attributed series' when there
+// is one, else the one the response named.
+func (c *Collector) publishProxy(res attribution.Result, lv string) {
+	px := res.Proxy
+	ex := prometheus.Labels{"request_id": ExemplarID(res.RequestID)}
+	if px.HasTTFT {
+		c.proxyTTFT.WithLabelValues(lv).(prometheus.ExemplarObserver).ObserveWithExemplar(px.TTFT, ex)
+	}
+	if px.HasE2E {
+		c.proxyE2E.WithLabelValues(lv).(prometheus.ExemplarObserver).ObserveWithExemplar(px.E2E, ex)
 	}
 }
 

@@ -267,3 +267,64 @@ func TestExemplarsKeepBurst(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyFamilies: what capture measured is published for every request
+// that has it, whatever the attribution decided (a rejected or withheld
+// request too), under the response's model when no series was attributed,
+// with the request id as exemplar; a folded model is counted once per
+// request.
+func TestProxyFamilies(t *testing.T) {
+	c, reg := newCollector(t, 1)
+	withProxy := func(res attribution.Result, ttft, e2e float64, stream bool) attribution.Result {
+		res.Proxy = attribution.ProxyTimes{Model: "m", TTFT: ttft, E2E: e2e, HasTTFT: stream, HasE2E: true}
+		return res
+	}
+	c.Publish(withProxy(exact("a", "m", 0.5), 0.1, 0.6, true))
+	c.Publish(withProxy(attribution.Result{RequestID: "b", Outcome: attribution.Rejected, RejectReason: attribution.RejectRestart}, 0, 0.7, false))
+	c.Publish(withProxy(attribution.Result{RequestID: "c", Outcome: attribution.Withheld}, 0.2, 0.8, true))
+	c.Publish(withProxy(exact("d", "n", 0.5), 0.3, 0.9, true)) // folded: max-models is 1
+	c.Publish(exact("e", "m", 0.5))                            // no proxy times: nothing
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		count uint64
+		sum   float64
+	}
+	byFam := map[string]map[string]got{}
+	var folded float64
+	exemplars := map[string]bool{}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "llm_request_proxy_time_to_first_token_seconds", "llm_request_proxy_e2e_seconds":
+			byFam[mf.GetName()] = map[string]got{}
+			for _, m := range mf.GetMetric() {
+				h := m.GetHistogram()
+				byFam[mf.GetName()][m.GetLabel()[0].GetValue()] = got{h.GetSampleCount(), h.GetSampleSum()}
+				for _, b := range h.GetBucket() {
+					if ex := b.GetExemplar(); ex != nil {
+						exemplars[ex.GetLabel()[0].GetValue()] = true
+					}
+				}
+			}
+		case "delta_exporter_models_folded_total":
+			folded = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	close := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+	if g := byFam["llm_request_proxy_time_to_first_token_seconds"]; g["m"].count != 2 || !close(g["m"].sum, 0.3) || g[OtherModel].count != 1 {
+		t.Errorf("proxy TTFT: %v", g)
+	}
+	if g := byFam["llm_request_proxy_e2e_seconds"]; g["m"].count != 3 || !close(g["m"].sum, 2.1) || g[OtherModel].count != 1 {
+		t.Errorf("proxy e2e: %v", g)
+	}
+	if folded != 1 {
+		t.Errorf("folded = %v, want 1 (one request)", folded)
+	}
+	for _, id := range []string{"a", "b", "c", "d"} {
+		if !exemplars[id] {
+			t.Errorf("no exemplar for %s (have %v)", id, exemplars)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -41,6 +42,10 @@ func fromReport(rep *report.Report) aggregate {
 	}
 	for _, r := range rep.Requests {
 		a.outcomes[string(r.Outcome)]++
+		// The proxy's own times, whatever the outcome (collector.publishProxy).
+		pm := cmp.Or(r.Model, r.Proxy.Model)
+		add("llm_request_proxy_time_to_first_token_seconds", pm, attribution.Value{V: r.Proxy.TTFT, Exact: r.Proxy.HasTTFT})
+		add("llm_request_proxy_e2e_seconds", pm, attribution.Value{V: r.Proxy.E2E, Exact: r.Proxy.HasE2E})
 		if r.Outcome == attribution.Rejected || r.Outcome == attribution.Unpaired {
 			continue
 		}

@@ -25,6 +25,10 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 		AfterObserved *bool     `json:"after_observed"`
 		AfterError    string    `json:"after_error"`
 		ServerID      string    `json:"server_id"`
+		Model         string    `json:"model"`
+		Stream        bool      `json:"stream"`
+		ClientGone    bool      `json:"client_disconnected"`
+		UpstreamError string    `json:"upstream_error"`
 		Usage         *struct {
 			PromptTokens     *int `json:"prompt_tokens"`
 			CompletionTokens *int `json:"completion_tokens"`
@@ -68,6 +72,7 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 			h.maxE2E = d.Seconds()
 		}
 	}
+	h.proxy = proxyTimes(v.Model, v.Stream, v.ClientGone || v.UpstreamError != "", v.ReceivedAt, v.FirstByteAt, v.LastByteAt)
 	if v.Usage == nil || v.Usage.PromptTokens == nil || v.Usage.CompletionTokens == nil {
 		return
 	}
@@ -91,4 +96,22 @@ func (in *Ingester) dropAbandoned(id string, h *half) bool {
 	in.publish(attribution.NewUnpaired(h.request(id)))
 	in.updatePending()
 	return true
+}
+
+// proxyTimes are the client-side latencies of a response the proxy relayed
+// whole: to its first byte for a stream (for a JSON body the first byte
+// comes with the last, so it says nothing of the first token), to its last
+// byte for any. A response cut short by either side has none.
+func proxyTimes(model string, stream, cut bool, received, firstByte, lastByte time.Time) attribution.ProxyTimes {
+	p := attribution.ProxyTimes{Model: model}
+	if cut || received.IsZero() {
+		return p
+	}
+	if d := firstByte.Sub(received); stream && !firstByte.IsZero() && d >= 0 {
+		p.TTFT, p.HasTTFT = d.Seconds(), true
+	}
+	if d := lastByte.Sub(received); !lastByte.IsZero() && d >= 0 {
+		p.E2E, p.HasE2E = d.Seconds(), true
+	}
+	return p
 }

@@ -95,6 +95,7 @@ type half struct {
 	finishUnobserved      bool
 	maxTTFT, maxE2E       float64   // capture's timing bounds, seconds; 0: none
 	arrivalLo, arrivalHi  time.Time // capture's bounds on the server's arrival
+	proxy                 attribution.ProxyTimes
 	dupBefore, dupAfter   bool
 	// serverID: capture's info names the server's id, which the
 	// request's file names carry with a suffix (info.go).
@@ -385,7 +386,7 @@ func (h *half) hasSnapshot() bool { return h.beforeName != "" || h.afterName != 
 func (h *half) request(id string) *attribution.Request {
 	return &attribution.Request{ID: id, Before: h.before, After: h.after, First: h.first, Tokens: h.tokens,
 		FinishUnobserved: h.finishUnobserved, MaxTTFT: h.maxTTFT, MaxE2E: h.maxE2E,
-		ArrivalLo: h.arrivalLo, ArrivalHi: h.arrivalHi,
+		ArrivalLo: h.arrivalLo, ArrivalHi: h.arrivalHi, Proxy: h.proxy,
 		BeforeTime: h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
 }
 

@@ -309,3 +309,50 @@ func TestCaptureSuffixedNames(t *testing.T) {
 		t.Errorf("server ids kept after publishing: %v", in.serverIDs)
 	}
 }
+
+// TestInfoProxyTimes: the info sidecar's receive, first-byte and last-byte
+// times reach the result as client-side latencies, whatever the
+// attribution decides: TTFT for a stream only (a JSON body's first byte
+// says nothing of the first token), none for a response cut short, and
+// for a request that ends unpaired too.
+func TestInfoProxyTimes(t *testing.T) {
+	w := newDirWriter(t)
+	info := func(id, extra string) {
+		w.put(parser.FormatName(id, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"model":"served","received_at":"2026-01-02T03:04:05.100Z",`+
+			`"first_byte_at":"2026-01-02T03:04:05.350Z","last_byte_at":"2026-01-02T03:04:06.100Z"`+extra+`}`))
+	}
+	info("stream", `,"stream":true`)
+	w.request("stream", 1)
+	info("json", ``)
+	w.request("json", 2)
+	info("cut", `,"stream":true,"client_disconnected":true`)
+	w.request("cut", 3)
+	info("unpaired", `,"stream":true,"after_error":"no scrape"`)
+	w.snap("unpaired", parser.Before)
+	rec := newRecorder()
+	in := newTestIngester(w.dir, rec)
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	want := map[string]attribution.ProxyTimes{
+		"stream":   {Model: "served", TTFT: 0.25, E2E: 1, HasTTFT: true, HasE2E: true},
+		"json":     {Model: "served", E2E: 1, HasE2E: true},
+		"cut":      {Model: "served"},
+		"unpaired": {Model: "served", TTFT: 0.25, E2E: 1, HasTTFT: true, HasE2E: true},
+	}
+	for id, px := range want {
+		got, ok := rec.results[id]
+		if !ok {
+			t.Errorf("%s: no result", id)
+			continue
+		}
+		g := got.Proxy
+		if g.Model != px.Model || g.HasTTFT != px.HasTTFT || g.HasE2E != px.HasE2E || math.Abs(g.TTFT-px.TTFT) > 1e-9 || math.Abs(g.E2E-px.E2E) > 1e-9 {
+			t.Errorf("%s (%s): proxy times %+v, want %+v", id, got.Outcome, g, px)
+		}
+	}
+	if rec.results["unpaired"].Outcome != attribution.Unpaired {
+		t.Errorf("unpaired: %s", rec.results["unpaired"].Outcome)
+	}
+}

@@ -25,8 +25,10 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 	c.Flag("upstream.scrape-timeout", "Maximum time for one scrape of the metrics endpoint.").
 		Default("1s").DurationVar(&cfg.Proxy.ScrapeTimeout)
 	c.Flag("snapshots.dir", "Directory to write snapshots into (created if missing).").Required().StringVar(&cfg.Proxy.Dir)
-	c.Flag("timeline.interval", "Period of timeline snapshots while requests are in flight; 0 disables them.").
-		Default("50ms").DurationVar(&cfg.Proxy.TimelineInterval)
+	c.Flag("upstream.scrape-budget", "Share of one core's time the upstream may spend answering capture's scrapes (0.02: 2 %), measured from each scrape's duration; scrapes wait for it and are shared, timeline scrapes are skipped. 0 disables the bound.").
+		Default("0.02").Float64Var(&cfg.Proxy.ScrapeBudget)
+	c.Flag("timeline.interval", "Period of timeline snapshots while requests are in flight; 0 (the default) disables them: within the scrape budget a request's own scrapes buy more.").
+		Default("0s").DurationVar(&cfg.Proxy.TimelineInterval)
 	c.Flag("capture.idle-interval", "Period of the background scrape that keeps a recent before snapshot ready while idle.").
 		Default("1s").DurationVar(&cfg.Proxy.IdleInterval)
 	c.Flag("capture.after-timeout", "How long to wait after a response for its finish observation to show in a scrape; the after is then written marked after_observed=false.").
@@ -49,8 +51,8 @@ func captureCommand(app *kingpin.Application, e *env) (string, func(context.Cont
 		logger := e.logger()
 		cfg.Logger = logger
 		cfg.Proxy.Upstream = (*url.URL)(*upstream)
-		if cfg.Proxy.TimelineInterval == 0 {
-			cfg.Proxy.TimelineInterval = -1 // the flag's 0 means off; the Config's 0 means default
+		if cfg.Proxy.ScrapeBudget == 0 {
+			cfg.Proxy.ScrapeBudget = -1 // the flag's 0 means no bound; the Config's 0 means default
 		}
 		logger.Info("starting delta-exporter capture", "version", version.Info(),
 			"upstream", cfg.Proxy.Upstream.String(), "snapshots_dir", cfg.Proxy.Dir)
