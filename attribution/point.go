@@ -124,6 +124,17 @@ func NewPoint(s *parser.Snapshot) (*Point, bool) {
 			}
 		}
 	}
+	// A first-token series also carries the finish families that may be
+	// observed at the first token (a server that observes prefill there):
+	// their value at a first-token index is read from its levels.
+	for i := range p.groups[parser.FirstToken] {
+		ft := &p.groups[parser.FirstToken][i]
+		if fin := p.lookup(parser.Finish, ft.labels); fin != nil {
+			for _, m := range momentFamilies[parser.FirstToken] {
+				ft.fams[m] = fin.fams[m]
+			}
+		}
+	}
 	return p, true
 }
 

@@ -24,6 +24,10 @@ type Request struct {
 	// (capture's info sidecar); they rule out candidate observations whose
 	// token histograms cannot hold them.
 	Tokens *Tokens
+	// ServerQueue, when not nil, is the queue time in seconds the server
+	// itself reported for the request (vLLM's per-request metrics object,
+	// queue_time_ms): evidence about its queue observation.
+	ServerQueue *float64
 	// FinishUnobserved says the snapshot tool could not confirm that the
 	// after snapshot holds the request's finish observations (capture's
 	// after_observed=false). The request is then kept out of the finish
@@ -114,15 +118,24 @@ type Timeline struct {
 	// checks from above need no such bound).
 	MaxObserveDelay time.Duration
 
+	// OnContradiction, when set, is called once for each assumption a
+	// server process's data contradict (docs/attribution.md).
+	OnContradiction func(Contradiction)
+
 	ids    map[seriesKey]int32
 	series []*seriesInfo
 	active map[string]*reqState
 	open   map[string]*Point
+	// servers: what the data said about each server process's
+	// assumptions, by epoch; serverOrder: epochs as first seen.
+	servers     map[string]*server
+	serverOrder []string
 }
 
 // NewTimeline returns an empty timeline.
 func NewTimeline() *Timeline {
-	return &Timeline{ids: map[seriesKey]int32{}, active: map[string]*reqState{}, open: map[string]*Point{}}
+	return &Timeline{ids: map[seriesKey]int32{}, active: map[string]*reqState{}, open: map[string]*Point{},
+		servers: map[string]*server{}}
 }
 
 func (t *Timeline) sid(g parser.Group, epoch string, st *seriesState) int32 {
@@ -151,6 +164,7 @@ func (t *Timeline) AddPoint(p *Point) {
 				}
 			}
 			lv, ok := si.levels[st.anchor]
+			t.learnMoments(p, parser.Group(g), st, !ok)
 			if ok && firstCount >= 0 && (lv.firstMin < 0 || firstCount < lv.firstMin) {
 				lv.firstMin = firstCount
 			}
@@ -309,11 +323,19 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 	if len(t.active) == 0 {
 		return nil
 	}
-	var out []Result
+	var ready [][]*reqState
 	for _, comp := range t.components() {
-		if !opt.All && !t.ready(comp, opt) {
-			continue
+		if opt.All || t.ready(comp, opt) {
+			ready = append(ready, comp)
 		}
+	}
+	// First what every ready component says about the assumptions, then
+	// the decisions: each decision uses all the evidence at hand.
+	for _, comp := range ready {
+		t.learn(comp)
+	}
+	var out []Result
+	for _, comp := range ready {
 		out = append(out, t.decide(comp)...)
 		for _, rs := range comp {
 			delete(t.active, rs.ID)
@@ -468,18 +490,32 @@ func (t *Timeline) Prune() {
 	}
 }
 
+// zeroLevel is index 0 of every series: no observation, every sum 0.
+var zeroLevel = level{firstMin: -1}
+
 // value returns metric m's value of observation o, if two snapshots
 // isolate it: one at index k-1 and one at k, with m's own count moving in
 // lockstep with the group's anchor at both.
 func (t *Timeline) value(o obs, m parser.Metric) Value {
 	si := t.series[o.sid]
 	l0, l1 := si.levels[o.k-1], si.levels[o.k]
+	if l0 == nil && o.k == 1 {
+		// Every series starts at count 0 and sum 0 in its process.
+		l0 = &zeroLevel
+	}
 	if l0 == nil || l1 == nil {
 		return Value{Reason: ReasonOverlap}
 	}
 	f0, f1 := l0.fams[m], l1.fams[m]
 	if !f0.ok && !f1.ok {
 		return Value{Reason: ReasonAbsent}
+	}
+	if !t.inMoment(si.key.epoch, si.key.group, m) {
+		return Value{Reason: ReasonUnconfirmed}
+	}
+	if !f0.ok && o.k == 1 {
+		// A family absent until its first observation had count 0.
+		f0 = famState{ok: true}
 	}
 	if !f0.ok || !f1.ok || l0.conflict[m] || l1.conflict[m] || f0.count != o.k-1 || f1.count != o.k {
 		return Value{Reason: ReasonInconsistent}

@@ -290,10 +290,12 @@ func TestCases(t *testing.T) {
 			want: []Reason{ReasonNone, ReasonNone},
 		},
 		{
+			// An after without the request's observation: A1 is
+			// contradicted, nothing more is published for the server.
 			name:   "nothing moved",
 			n:      1,
 			events: []event{{0, 0, 0}, {0.1, 3, 0}, {1, 2, 0}},
-			want:   []Reason{ReasonMissing},
+			want:   []Reason{ReasonUnconfirmed},
 		},
 		{
 			// r0 and r1 overlap, r1 finishes first but no snapshot lies
@@ -418,6 +420,8 @@ func TestBoundsFromCapture(t *testing.T) {
 	end := srv.point(t)
 	for _, bounds := range []bool{false, true} {
 		tl := NewTimeline()
+		// The server's earlier requests confirmed capture's bounds.
+		confirm(tl, end.Epoch, CaptureBounds)
 		tl.AddPoint(mid)
 		f := Request{ID: "fast", Before: b0, After: end}
 		s := Request{ID: "slow", Before: b1, After: end}
@@ -478,5 +482,14 @@ func TestRandomTimedTimelines(t *testing.T) {
 	t.Logf("exact: %d without times, %d with", plain, timed)
 	if timed <= plain {
 		t.Errorf("times made no request exact: %d without, %d with", plain, timed)
+	}
+}
+
+// confirm marks assumptions confirmed for a server process, as its earlier
+// requests would have: for tests of what a confirmed assumption decides.
+func confirm(tl *Timeline, epoch string, as ...Assumption) {
+	s := tl.server(epoch)
+	for _, a := range as {
+		s.st[a].state = Confirmed
 	}
 }
