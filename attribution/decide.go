@@ -55,7 +55,7 @@ func (t *Timeline) decide(comp []*reqState) []Result {
 	use := rulesOf(srv)
 	for {
 		at := t.solveAll(comp, use)
-		if !at.failed || at.excluded&use == 0 {
+		if !at.failed || at.excluded&use == 0 || srv.given {
 			t.commit(comp, at)
 			return at.results
 		}
@@ -64,7 +64,7 @@ func (t *Timeline) decide(comp []*reqState) []Result {
 				t.contradict(srv, a, at.failedID, "with it, the requests overlapping %s cannot each have an observation of their own; without it they can", at.failedID)
 			}
 		}
-		use = rulesOf(srv)
+		use = rulesOf(srv) // strictly fewer: the loop ends
 	}
 }
 
@@ -321,7 +321,9 @@ func (t *Timeline) ruledOut(o obs, g parser.Group, measured parser.Metric, maxVa
 	if use.has(CaptureBounds) && (exceeds(v.V, maxValue) || !t.fitsAbove(o, v.V, arr)) {
 		return 1 << CaptureBounds
 	}
-	if use.has(ObserveDelay) && !t.fitsBelow(o, v.V, arr) {
+	// Only e2e is bounded from below (ObserveDelay): where TTFT starts
+	// differs between servers, and a later start only makes it smaller.
+	if use.has(ObserveDelay) && g == parser.Finish && !t.fitsBelow(o, v.V, arr) {
 		return 1 << ObserveDelay
 	}
 	if first {

@@ -130,6 +130,9 @@ type Timeline struct {
 	// assumptions, by epoch; serverOrder: epochs as first seen.
 	servers     map[string]*server
 	serverOrder []string
+	// given: take every assumption as given, unchecked (tests: the
+	// behaviour the checks replace).
+	given bool
 }
 
 // NewTimeline returns an empty timeline.

@@ -19,6 +19,8 @@ type fakeServer struct {
 	start  float64
 	series map[string]*fakeSeries
 	order  []string
+	// lazy: a family is absent until its first observation.
+	lazy bool
 }
 
 type fakeSeries struct {
@@ -44,6 +46,20 @@ func newFakeServer(labels ...string) *fakeServer {
 type truth struct {
 	labels string
 	v      [parser.NumMetrics]float64
+}
+
+// observe makes one observation of one family.
+func (s *fakeServer) observe(labels string, m parser.Metric, v float64) {
+	se := s.series[labels]
+	se.count[m]++
+	se.sum[m] += v
+	if ti := tokenIndex(m); ti >= 0 {
+		for j, b := range tokBounds {
+			if v <= b {
+				se.tok[ti][j]++
+			}
+		}
+	}
 }
 
 func (s *fakeServer) observeFirst(tr *truth) {
@@ -72,6 +88,9 @@ func (s *fakeServer) point(t *testing.T) *Point {
 	for _, l := range s.order {
 		se := s.series[l]
 		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+			if s.lazy && se.count[m] == 0 {
+				continue
+			}
 			ser := parser.Series{Metric: m, Labels: l, Model: se.model, Count: se.count[m], Sum: se.sum[m]}
 			if ti := tokenIndex(m); ti >= 0 {
 				for j, b := range tokBounds {
