@@ -66,7 +66,9 @@ func runProfile(t *testing.T, pr serverProfile, n int, inflight float64, seed ui
 	srv.lazy = pr.emulator
 	tl := NewTimeline()
 	tl.given = given
-	tl.OnContradiction = func(c Contradiction) { t.Logf("%s %v: %s contradicted by %s: %s", pr.name, inflight, c.Assumption.Name(), c.RequestID, c.Detail) }
+	tl.OnContradiction = func(c Contradiction) {
+		t.Logf("%s %v: %s contradicted by %s: %s", pr.name, inflight, c.Assumption.Name(), c.RequestID, c.Detail)
+	}
 	tl.MaxObserveDelay = 50 * time.Millisecond
 	clock := func(x float64) time.Time { return time.Unix(1_700_000_000, 0).Add(time.Duration(x * 1e9)) }
 	point := func(x float64) *Point {
