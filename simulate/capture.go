@@ -24,7 +24,7 @@ func (r *run) observeDelay() time.Duration {
 // arrive draws whether the request streams and when the proxy received it
 // (a loopback hop before the server's arrival).
 func (r *run) arrive(q *request) {
-	q.stream = true
+	q.stream, q.observed = true, true
 	if !r.cfg.Capture {
 		return
 	}
@@ -32,11 +32,23 @@ func (r *run) arrive(q *request) {
 	q.received = max(0, q.arrival-r.short(50*time.Microsecond, 400*time.Microsecond))
 }
 
-// observeFirst makes request i's TTFT observation at t.
+// observeFirst makes request i's TTFT observation at t (and, on a server
+// that observes it then, its prefill time).
 func (r *run) observeFirst(i int, t time.Duration) {
 	q := &r.reqs[i]
 	q.first = t
-	r.srv.ObserveFirstToken(r.cfg.Models[q.model], q.engine, q.ttft)
+	model := r.cfg.Models[q.model]
+	if r.cfg.Semantics.PrefillAtFirstToken {
+		q.prefillVal = q.ttft + q.prefillLate.Seconds()
+	}
+	r.observing(q, t, func() {
+		if q.drop != parser.TTFT && r.cfg.Server.Style.has(parser.TTFT) {
+			r.srv.ObserveFirstToken(model, q.engine, q.ttft)
+		}
+		if r.cfg.Semantics.PrefillAtFirstToken && q.drop != parser.Prefill {
+			r.srv.ObserveOne(model, q.engine, parser.Prefill, q.prefillVal)
+		}
+	})
 	if r.cfg.Capture && q.stream {
 		// The server sends the first chunk after the observation.
 		q.firstByte = t + r.short(50*time.Microsecond, 500*time.Microsecond)
@@ -66,14 +78,15 @@ func (r *run) afterSnapshotAt(q *request, t time.Duration) time.Duration {
 	return q.lastByte + r.short(200*time.Microsecond, 1500*time.Microsecond)
 }
 
-// scrapeLine opens a snapshot whose content is generated at now with
-// capture's scrape-start line, and returns the time capture names it by:
-// when the response arrived. Without Capture it returns now unchanged.
-func (r *run) scrapeLine(b []byte, now time.Time) ([]byte, time.Time) {
+// scrapeLine opens a snapshot whose content is generated at now (read
+// over the spread before it) with capture's scrape-start line, and
+// returns the time capture names it by: when the response arrived.
+// Without Capture it returns now unchanged.
+func (r *run) scrapeLine(b []byte, now time.Time, spread time.Duration) ([]byte, time.Time) {
 	if !r.cfg.Capture {
 		return b, now
 	}
-	started := now.Add(-r.short(100*time.Microsecond, time.Millisecond))
+	started := now.Add(-spread - r.short(100*time.Microsecond, time.Millisecond))
 	return parser.AppendScrapeStarted(b, started), now.Add(r.short(50*time.Microsecond, 500*time.Microsecond))
 }
 
@@ -91,7 +104,7 @@ func (r *run) writeInfo(q *request) error {
 		"received_at":    at(q.received),
 		"first_byte_at":  at(q.firstByte),
 		"last_byte_at":   at(q.lastByte),
-		"after_observed": true,
+		"after_observed": q.observed,
 		"usage":          map[string]int{"prompt_tokens": q.prompt, "completion_tokens": q.gen},
 	}
 	body, err := json.Marshal(info)
@@ -99,4 +112,13 @@ func (r *run) writeInfo(q *request) error {
 		return err
 	}
 	return r.sink.Snapshot(parser.FormatName(q.id, parser.Info, at(q.received)), body)
+}
+
+// afterSeen reports whether a scrape at t shows a finish count above the
+// request's before, as capture checks before it writes the after; it
+// records the answer for the info sidecar.
+func (r *run) afterSeen(q *request, t time.Duration) bool {
+	hidden, _ := r.hiddenAt(t)
+	q.observed = r.srv.finishCount(hidden) > q.beforeE2E
+	return q.observed
 }

@@ -1,0 +1,130 @@
+package simulate
+
+import (
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// The run's side of Semantics: the draws, the observations made at other
+// moments than vLLM's, and the several API server processes.
+
+// drawSemantics draws what the semantics decide per request, from prng
+// only, so that runs without them stay as they were.
+func (r *run) drawSemantics() {
+	sm := r.cfg.Semantics
+	for i := range r.reqs {
+		q := &r.reqs[i]
+		q.drop = parser.NumMetrics
+		if sm.APIServers > 1 {
+			q.proc = r.prng.IntN(sm.APIServers)
+		}
+		if sm.DropRate > 0 && r.prng.Float64() < sm.DropRate {
+			var has []parser.Metric
+			for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+				if r.cfg.Server.Style.has(m) {
+					has = append(has, m)
+				}
+			}
+			q.drop = has[r.prng.IntN(len(has))]
+		}
+		if sm.EarlyAfter > 0 && r.prng.Float64() < sm.EarlyAfter {
+			q.early = true
+		}
+		if sm.PrefillAtFirstToken {
+			q.prefillLate = time.Duration(50_000 + r.prng.Int64N(450_000))
+		}
+	}
+}
+
+// dequeued is called when request i gets a slot at t: a server that
+// observes the queue time when a request leaves the queue does it now,
+// for requests that waited for a slot.
+func (r *run) dequeued(i int, t time.Duration) {
+	q := &r.reqs[i]
+	if !r.cfg.Semantics.QueueAtDequeue || !q.waited {
+		return
+	}
+	q.queueVal = (t - q.queued).Seconds()
+	r.observeQueue(i, t)
+}
+
+func (r *run) observeQueue(i int, t time.Duration) {
+	q := &r.reqs[i]
+	if q.drop == parser.Queue {
+		return
+	}
+	r.observing(q, t, func() { r.srv.ObserveOne(r.cfg.Models[q.model], q.engine, parser.Queue, q.queueVal) })
+}
+
+// expectedDecode is the decode time the arrival rate is set from: the
+// drawn one, or with Steps an estimate of the step time at the batch
+// size the run asks for.
+func (r *run) expectedDecode(q *request) time.Duration {
+	if !r.cfg.Semantics.Steps || q.gen < 2 {
+		return q.decode
+	}
+	b := min(r.cfg.MeanInFlight/float64(r.cfg.Engines), float64(r.cfg.MaxRunning))
+	return dur(float64(q.gen-1) * modelSpeed(q.model).tpot * stepFactor(max(b, 1)))
+}
+
+// recentObs is one observation made by an API server process.
+type recentObs struct {
+	at   time.Duration
+	proc int
+	hiddenObs
+}
+
+// observing runs observe, which makes observations of request q at t.
+// With several API server processes it keeps them for hiddenAt.
+func (r *run) observing(q *request, t time.Duration, observe func()) {
+	if r.cfg.Semantics.APIServers <= 1 {
+		observe()
+		return
+	}
+	r.recording = r.recording[:0]
+	r.srv.recordObservations(&r.recording)
+	observe()
+	r.srv.recordObservations(nil)
+	for _, h := range r.recording {
+		r.recent = append(r.recent, recentObs{at: t, proc: q.proc, hiddenObs: h})
+	}
+}
+
+// hiddenAt returns the observations a scrape completed at t does not see,
+// and how long before t it started reading: each process is read at its
+// own moment within the spread. Nil without several processes. The
+// answer is the same for every call at one t (capture's check of the
+// after and the after written are one scrape).
+func (r *run) hiddenAt(t time.Duration) ([]hiddenObs, time.Duration) {
+	sm := r.cfg.Semantics
+	if sm.APIServers <= 1 {
+		return nil, 0
+	}
+	if r.hiddenValid && r.hiddenT == t {
+		return r.hidden, sm.ScrapeSpread
+	}
+	keep := r.recent[:0]
+	for _, o := range r.recent {
+		if o.at > t-sm.ScrapeSpread {
+			keep = append(keep, o)
+		}
+	}
+	r.recent = keep
+	var read [16]time.Duration
+	for p := 0; p < sm.APIServers && p < len(read); p++ {
+		read[p] = t - time.Duration(r.prng.Int64N(int64(sm.ScrapeSpread)+1))
+	}
+	r.hidden = r.hidden[:0]
+	for _, o := range r.recent {
+		if o.proc < len(read) && o.at > read[o.proc] {
+			r.hidden = append(r.hidden, o.hiddenObs)
+		}
+	}
+	// Never nil: the caller tells "no processes" by nil.
+	if r.hidden == nil {
+		r.hidden = []hiddenObs{}
+	}
+	r.hiddenT, r.hiddenValid = t, true
+	return r.hidden, sm.ScrapeSpread
+}
