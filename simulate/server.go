@@ -168,10 +168,10 @@ type Server struct {
 	engineLbl bool
 	created   bool // _created families (single-process mode)
 
-	fams    []*family
+	fams []*family
 	// hide, when not nil, records every histogram observation (see
 	// hiding.go).
-	hide *[]hiddenObs
+	hide    *[]hiddenObs
 	byName  map[string]*family
 	keys    map[key]*perKey
 	byModel map[string]*perKey // folded styles: one perKey per model

@@ -218,8 +218,8 @@ type run struct {
 	frontendFree time.Duration
 	// With Semantics.APIServers > 1 (hiding.go): the observations of the
 	// last ScrapeSpread, with when and by which process they were made.
-	recent    []recentObs
-	recording []hiddenObs
+	recent      []recentObs
+	recording   []hiddenObs
 	hidden      []hiddenObs
 	hiddenT     time.Duration
 	hiddenValid bool

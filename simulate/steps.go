@@ -83,7 +83,7 @@ func (r *run) stepBegin(en int, t time.Duration) {
 		base = max(base, sp.tpot*stepFactor(0))
 		q.chunk, q.decoding = 0, q.prefillLeft == 0
 		if q.decoding {
-			cost += sp.tpot * stepFactor(1) - sp.tpot*stepFactor(0)
+			cost += sp.tpot*stepFactor(1) - sp.tpot*stepFactor(0)
 			continue
 		}
 		if budget > 0 {
