@@ -91,7 +91,10 @@ type ServerConfig struct {
 	// Lazy leaves a histogram or counter series out of the output until
 	// its first observation, and a family until one of its series is
 	// shown, as a server built on client_golang does with metric vectors
-	// (llm-d-inference-sim). No _created families then.
+	// (llm-d-inference-sim). No _created families then, and no
+	// process_start_time_seconds or other process families: such a server
+	// registers its metrics on a registry of its own. A scrape before the
+	// first request has no per-request family at all.
 	Lazy bool
 	// Multiproc renders prometheus_client's multiprocess layout in any
 	// style, as vLLM V1 does with --api-server-count > 1: _sum lines of a
@@ -267,7 +270,7 @@ func (s *Server) buildFamilies() {
 		s.sglangFamilies(maxLen)
 		return
 	}
-	if !s.multiproc {
+	if !s.multiproc && !s.cfg.Lazy {
 		if s.cfg.Padding {
 			s.pythonPadding()
 		}
