@@ -447,4 +447,3 @@ func TestAccuracyProfiles(t *testing.T) {
 		t.Errorf("wrong values published:\n%s", strings.Join(failures, "\n"))
 	}
 }
-
