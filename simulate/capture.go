@@ -59,7 +59,7 @@ func (r *run) observeFirst(i int, t time.Duration) {
 			// Capture starts a scrape when the first byte passes.
 			at = q.firstByte + r.short(200*time.Microsecond, 1500*time.Microsecond)
 		}
-		r.push(at, evFirstSnap, i)
+		r.push(at+r.renderTime(), evFirstSnap, i)
 	}
 }
 
@@ -84,7 +84,8 @@ func (r *run) afterSnapshotAt(q *request, t time.Duration) time.Duration {
 // Without Capture it returns now unchanged.
 func (r *run) scrapeLine(b []byte, now time.Time, spread time.Duration) ([]byte, time.Time) {
 	if !r.cfg.Capture {
-		return b, now
+		// A log-hook tool names the file by when it launched the scrape.
+		return b, now.Add(-r.renderTime())
 	}
 	started := now.Add(-spread - r.short(100*time.Microsecond, time.Millisecond))
 	return parser.AppendScrapeStarted(b, started), now.Add(r.short(50*time.Microsecond, 500*time.Microsecond))

@@ -68,6 +68,18 @@ func (r *run) expectedDecode(q *request) time.Duration {
 	return dur(float64(q.gen-1) * modelSpeed(q.model).tpot * stepFactor(max(b, 1)))
 }
 
+// renderTime is how long a scrape takes from its start to its end: 0,
+// or with several API server processes the spread over which it reads
+// them. A request's snapshot is started when it is due (after the
+// response, for an after) and its content is complete renderTime later,
+// which is when the simulation makes it.
+func (r *run) renderTime() time.Duration {
+	if r.cfg.Semantics.APIServers <= 1 {
+		return 0
+	}
+	return r.cfg.Semantics.ScrapeSpread
+}
+
 // recentObs is one observation made by an API server process.
 type recentObs struct {
 	at   time.Duration

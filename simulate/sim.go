@@ -434,10 +434,13 @@ func (r *run) handle(ev event) error {
 		q.arrival = t
 		r.arrive(q)
 		r.inFlight++
-		r.push(t+r.cfg.BeforeDelay, evBefore, ev.req)
+		r.push(t+r.cfg.BeforeDelay+r.renderTime(), evBefore, ev.req)
 		r.push(t+q.tok, evQueued, ev.req)
 	case evBefore:
 		q.before = t
+		if !r.cfg.Capture {
+			q.before -= r.renderTime()
+		}
 		return r.snapshotE2E(q.id, parser.Before, t, &q.beforeE2E)
 	case evQueued:
 		q.queued = t
@@ -491,6 +494,9 @@ func (r *run) handle(ev event) error {
 		}
 		q.after = t
 		r.truths[q.truth].AfterScrape = r.cfg.Start.Add(t)
+		if !r.cfg.Capture {
+			r.truths[q.truth].AfterScrape = r.cfg.Start.Add(t - r.renderTime())
+		}
 		if err := r.writeInfo(q); err != nil {
 			return err
 		}
@@ -594,7 +600,7 @@ func (r *run) observeFinish(i int, t time.Duration) {
 		after += time.Duration(r.rng.Int64N(int64(2*j)+1)) - j
 	}
 	at := max(after, r.afterSnapshotAt(q, t))
-	r.push(at, evAfter, i)
+	r.push(at+r.renderTime(), evAfter, i)
 	if late {
 		rec := t + time.Duration(r.prng.Int64N(int64(r.cfg.Semantics.LateFinish)+1))
 		if q.early {
