@@ -94,7 +94,7 @@ func (r *run) scrapeLine(b []byte, now time.Time, spread time.Duration) ([]byte,
 // writeInfo writes the request's capture sidecar (the fields ingest
 // reads; docs/capture.md has the whole format).
 func (r *run) writeInfo(q *request) error {
-	if !r.cfg.Capture {
+	if !r.cfg.Capture || r.cfg.dry {
 		return nil
 	}
 	at := func(d time.Duration) time.Time { return r.cfg.Start.Add(d).UTC() }

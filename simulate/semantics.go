@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"math"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -78,6 +79,46 @@ func (r *run) renderTime() time.Duration {
 		return 0
 	}
 	return r.cfg.Semantics.ScrapeSpread
+}
+
+// calibrate sets, for step batching, the arrival rate at which the mean
+// request duration times the rate is the mean in flight asked for, as it
+// is in the continuous model by construction. A step takes longer the
+// larger the batch, so durations grow with the rate, and a rate from the
+// drawn durations would overshoot (by a third at 64 in flight). The rate
+// is found by bisection on runs without snapshots, which are cheap.
+func (r *run) calibrate() error {
+	if !r.cfg.Semantics.Steps || r.cfg.MeanInFlight == 0 || r.cfg.dry || len(r.reqs) == 0 {
+		return nil
+	}
+	var total time.Duration
+	for i := range r.reqs {
+		q := &r.reqs[i]
+		total += q.tok + q.baseQueue + q.prefill + r.expectedDecode(q) + q.frontend
+	}
+	guess := r.cfg.MeanInFlight / (total.Seconds() / float64(len(r.reqs)))
+	pilot := r.cfg
+	pilot.dry, pilot.Capture, pilot.TimelineInterval = true, false, 0
+	lo, hi := math.Log(guess/8), math.Log(guess*4)
+	for range 10 {
+		mid := (lo + hi) / 2
+		pilot.rate = math.Exp(mid)
+		truths, err := Run(pilot, nil)
+		if err != nil {
+			return err
+		}
+		var busy time.Duration
+		for _, t := range truths {
+			busy += t.Finish.Sub(t.Arrival)
+		}
+		if pilot.rate*(busy/time.Duration(len(truths))).Seconds() > r.cfg.MeanInFlight {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	r.cfg.rate = math.Exp((lo + hi) / 2)
+	return nil
 }
 
 // recentObs is one observation made by an API server process.

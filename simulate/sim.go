@@ -72,6 +72,11 @@ type Config struct {
 	// (Profile.Apply sets them by name). The zero value is vLLM V1 in
 	// continuous time, the model the shipped demo was made with.
 	Semantics Semantics
+
+	// rate, when set, is the arrival rate (calibrate); dry runs write no
+	// snapshots.
+	rate float64
+	dry  bool
 }
 
 // speed is how fast a model processes tokens.
@@ -281,6 +286,9 @@ func Run(cfg Config, sink Sink) ([]Truth, error) {
 	}
 	r.draw()
 	r.drawSemantics()
+	if err := r.calibrate(); err != nil {
+		return nil, err
+	}
 	r.scheduleArrivals()
 	if err := r.loop(); err != nil {
 		return nil, err
@@ -373,6 +381,9 @@ func (r *run) scheduleArrivals() {
 	}
 	mean := total.Seconds() / float64(len(r.reqs))
 	rate := r.cfg.MeanInFlight / mean // arrivals per second
+	if r.cfg.rate > 0 {
+		rate = r.cfg.rate
+	}
 	at := first
 	for i := range r.reqs {
 		r.push(at, evArrive, i)
@@ -673,6 +684,9 @@ func (r *run) snapshot(id string, stage parser.Stage, t time.Duration) error {
 // snapshotE2E writes a snapshot and, when e2e is not nil, stores in it
 // the finish count the snapshot shows (as capture reads it).
 func (r *run) snapshotE2E(id string, stage parser.Stage, t time.Duration, e2e *uint64) error {
+	if r.cfg.dry {
+		return nil
+	}
 	now := r.cfg.Start.Add(t)
 	r.srv.SetTime(now)
 	hidden, spread := r.hiddenAt(t)

@@ -35,6 +35,11 @@ type stepOut struct {
 // (chunked prefill, max_num_batched_tokens).
 const prefillBudget = 2048
 
+// batchPrefill is how much faster an engine prefills a step's chunks
+// than the continuous model times one request's prefill: a GPU prefills
+// a batch of prompts in about the time of one.
+const batchPrefill = 4
+
 // stepFactor is a decode step's duration in units of the model's tpot
 // at batch size b.
 func stepFactor(b float64) float64 { return 0.5 + 0.012*b }
@@ -89,7 +94,7 @@ func (r *run) stepBegin(en int, t time.Duration) {
 		if budget > 0 {
 			q.chunk = min(q.prefillLeft, budget)
 			budget -= q.chunk
-			cost += float64(q.chunk) / sp.prefillTokPerSec
+			cost += float64(q.chunk) / (batchPrefill * sp.prefillTokPerSec)
 		}
 	}
 	d := dur((base + cost) * (0.95 + 0.1*r.prng.Float64()))
