@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"encoding/json"
+	"math"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -107,6 +108,22 @@ func (r *run) writeInfo(q *request) error {
 		"last_byte_at":   at(q.lastByte),
 		"after_observed": q.observed,
 		"usage":          map[string]int{"prompt_tokens": q.prompt, "completion_tokens": q.gen},
+	}
+	if r.cfg.ServerMetrics {
+		f := q.finishValues
+		ms := func(sec float64) float64 { return math.Round(sec*1e6) / 1e3 }
+		m := map[string]any{
+			"queue_time_ms":          ms(f.Queue),
+			"time_to_first_token_ms": ms(f.Prefill),
+			"generation_time_ms":     ms(f.Inference),
+		}
+		if q.gen > 1 {
+			m["mean_itl_ms"] = ms(f.Decode / float64(q.gen-1))
+		}
+		if f.Inference > 0 {
+			m["tokens_per_second"] = math.Round(float64(q.gen)/f.Inference*1000) / 1000
+		}
+		info["server_metrics"] = m
 	}
 	body, err := json.Marshal(info)
 	if err != nil {

@@ -68,6 +68,16 @@ type Config struct {
 	// handler does after processing a batch. 0: at that moment.
 	ObserveDelay time.Duration
 
+	// ServerMetrics (with Capture) puts vLLM's per-request metrics
+	// object (--enable-per-request-metrics, VLLM_METRICS.md §6) in each
+	// info sidecar as server_metrics: queue_time_ms,
+	// time_to_first_token_ms (from scheduling, not arrival: here the
+	// engine's prefill time),
+	// generation_time_ms (scheduling to last token), mean_itl_ms and
+	// tokens_per_second, in milliseconds rounded to the microsecond. The
+	// truth of every value it derives from is in Truth.
+	ServerMetrics bool
+
 	// Semantics: how the server's metrics differ from vLLM V1's
 	// (Profile.Apply sets them by name). The zero value is vLLM V1 in
 	// continuous time, the model the shipped demo was made with.

@@ -2,7 +2,7 @@
 // the ground truth of every request, for tests, benchmarks and the demo:
 //
 //	go run ./simulate/cmd/gendata -out DIR -truth FILE -requests N -inflight X -seed S [-timeline 50ms] [-first] [-padding]
-//	    [-profile vllm|vllm-steps|emulator|sglang|late|early5|early30|multi-api|drops|mix] [-capture] [-non-streaming F]
+//	    [-profile vllm|vllm-steps|emulator|sglang|late|early5|early30|multi-api|drops|mix] [-capture [-non-streaming F] [-server-metrics]]
 //
 // -profile chooses the server's metric semantics (simulate.Profiles); the
 // truth then lists under "missing" what the server never observed for a
@@ -52,6 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		capture  = fs.Bool("capture", false, "write what delta-exporter capture writes: scrape times and info sidecars")
 		nonStr   = fs.Float64("non-streaming", 0, "with -capture: fraction of requests that do not stream")
 		slots    = fs.Int("max-running", 0, "requests an engine runs at once (0: the profile's default, else 48)")
+		srvMet   = fs.Bool("server-metrics", false, "with -capture: vLLM's per-request metrics object in each info sidecar")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -60,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		requests: *requests, inflight: *inflight, seed: *seed, models: *models, engines: *engines,
 		style: *style, padding: *padding, timeline: *timeline, first: *first,
 		before: *before, after: *after, jitter: *jitter, start: *start,
-		profile: *profile, capture: *capture, nonStreaming: *nonStr, maxRunning: *slots,
+		profile: *profile, capture: *capture, nonStreaming: *nonStr, maxRunning: *slots, serverMetrics: *srvMet,
 	}, stdout); err != nil {
 		fmt.Fprintln(stderr, "gendata:", err)
 		return 1
@@ -83,6 +84,7 @@ type simConfig struct {
 	capture                 bool
 	nonStreaming            float64
 	maxRunning              int
+	serverMetrics           bool
 }
 
 func profileNames() string {
@@ -106,7 +108,7 @@ func generate(out, truthPath string, c simConfig, stdout io.Writer) error {
 		Server:      simulate.ServerConfig{Style: st, Padding: c.padding},
 		BeforeDelay: c.before, AfterDelay: c.after, AfterJitter: c.jitter,
 		TimelineInterval: c.timeline, FirstSnapshots: c.first,
-		Capture: c.capture, NonStreaming: c.nonStreaming, MaxRunning: c.maxRunning,
+		Capture: c.capture, NonStreaming: c.nonStreaming, MaxRunning: c.maxRunning, ServerMetrics: c.serverMetrics,
 	}
 	p, err := simulate.ParseProfile(c.profile)
 	if err != nil {

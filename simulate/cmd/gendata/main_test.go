@@ -63,7 +63,7 @@ func TestRunProfiles(t *testing.T) {
 		dir := t.TempDir()
 		out, truth := filepath.Join(dir, "snaps"), filepath.Join(dir, "truth.json")
 		var stdout, stderr bytes.Buffer
-		if code := run([]string{"-out", out, "-truth", truth, "-requests", "8", "-inflight", "2", "-profile", string(p), "-capture", "-first"}, &stdout, &stderr); code != 0 {
+		if code := run([]string{"-out", out, "-truth", truth, "-requests", "8", "-inflight", "2", "-profile", string(p), "-capture", "-first", "-server-metrics"}, &stdout, &stderr); code != 0 {
 			t.Fatalf("%s: exit %d: %s", p, code, stderr.String())
 		}
 		f, err := os.Open(truth)
