@@ -368,7 +368,7 @@ func TestTruthJSONRoundTrip(t *testing.T) {
 			t.Errorf("%d: times differ", i)
 		}
 		a.Arrival, a.Finish, a.FirstToken, a.BeforeScrape, a.AfterScrape = b.Arrival, b.Finish, b.FirstToken, b.BeforeScrape, b.AfterScrape
-		if a != b {
+		if !reflect.DeepEqual(a, b) {
 			t.Errorf("%d: %+v != %+v", i, a, b)
 		}
 	}
