@@ -321,9 +321,10 @@ func (t *Timeline) ruledOut(o obs, g parser.Group, measured parser.Metric, maxVa
 	if use.has(CaptureBounds) && (exceeds(v.V, maxValue) || !t.fitsAbove(o, v.V, arr)) {
 		return 1 << CaptureBounds
 	}
-	// Only e2e is bounded from below (ObserveDelay): where TTFT starts
-	// differs between servers, and a later start only makes it smaller.
-	if use.has(ObserveDelay) && g == parser.Finish && !t.fitsBelow(o, v.V, arr) {
+	// TTFT is bounded from below only where it is known to count from
+	// arrival (A5 confirmed: it contains the queue): where TTFT starts
+	// differs between servers, and a later start makes it "late".
+	if use.has(ObserveDelay) && (g == parser.Finish || use.has(TTFTContainsQueuePrefill)) && !t.fitsBelow(o, v.V, arr) {
 		return 1 << ObserveDelay
 	}
 	if first {
