@@ -47,7 +47,11 @@ type collect struct {
 	results  []attribution.Result
 	lenient  bool // count rejected files instead of failing
 	rejected map[string]int
+	// assumptions: what the data said about the server's assumptions.
+	assumptions []attribution.ServerAssumptions
 }
+
+func (c *collect) SetAssumptions(a []attribution.ServerAssumptions) { c.assumptions = a }
 
 func (c *collect) Publish(r attribution.Result) { c.results = append(c.results, r) }
 func (c *collect) SnapshotRead()                {}
@@ -82,6 +86,7 @@ type tally struct {
 	wrongBy          map[string]int // per metric name
 	outcomes         map[attribution.Outcome]int
 	rejectedFiles    int
+	assumptions      []attribution.ServerAssumptions
 }
 
 func (t tally) row(name string, inflight float64) string {
@@ -188,6 +193,7 @@ func measure(t *testing.T, cfg simulate.Config, lenient bool) tally {
 		s.rejectedFiles += n
 	}
 	s.inFlight = simulate.MeasuredInFlight(truths)
+	s.assumptions = c.assumptions
 	return s
 }
 

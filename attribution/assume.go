@@ -166,7 +166,9 @@ type server struct {
 	// given: every assumption is taken as given, as before they were
 	// checked (tests compare against it).
 	given bool
-	st    []assumeState
+	// changes is the timeline's count of state changes.
+	changes *uint64
+	st      []assumeState
 	// seen: the family was present in some snapshot of this process.
 	seen [parser.NumMetrics]bool
 	// absentMoved: the family was absent (count 0) from a snapshot in
@@ -178,7 +180,8 @@ type server struct {
 func (t *Timeline) server(epoch string) *server {
 	s, ok := t.servers[epoch]
 	if !ok {
-		s = &server{epoch: epoch, st: make([]assumeState, NumAssumptions), given: t.given}
+		s = &server{epoch: epoch, st: make([]assumeState, NumAssumptions), given: t.given, changes: &t.changes}
+		t.changes++
 		for i := range s.st {
 			s.st[i].state = Unchecked
 		}
@@ -206,8 +209,9 @@ func (s *server) agree(a Assumption, need int) {
 		return
 	}
 	st.agreed++
-	if st.agreed >= need {
+	if st.agreed >= need && st.state != Confirmed {
 		st.state = Confirmed
+		*s.changes++
 	}
 }
 
@@ -218,6 +222,7 @@ func (t *Timeline) contradict(s *server, a Assumption, id, format string, args .
 		return
 	}
 	st.state = Contradicted
+	t.changes++
 	st.why = &Contradiction{Epoch: s.epoch, Assumption: a, RequestID: id, Detail: fmt.Sprintf(format, args...)}
 	if t.OnContradiction != nil {
 		t.OnContradiction(*st.why)
@@ -249,6 +254,11 @@ type ServerAssumptions struct {
 	Epoch  string
 	Status []AssumptionStatus
 }
+
+// AssumptionChanges counts the changes of assumption states so far (a new
+// server process, a confirmation, a contradiction): a caller that
+// publishes the states republishes them when it moved.
+func (t *Timeline) AssumptionChanges() uint64 { return t.changes }
 
 // Assumptions returns every server process's assumption states, in the
 // order the processes were first seen.

@@ -130,6 +130,7 @@ type Timeline struct {
 	// assumptions, by epoch; serverOrder: epochs as first seen.
 	servers     map[string]*server
 	serverOrder []string
+	changes     uint64 // assumption state changes (AssumptionChanges)
 	// given: take every assumption as given, unchecked (tests: the
 	// behaviour the checks replace).
 	given bool
