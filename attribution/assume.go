@@ -2,6 +2,7 @@ package attribution
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/delta-exporter/delta-exporter/parser"
 )
@@ -45,6 +46,12 @@ const (
 	// per-request metrics object) is the value the server observes into
 	// its queue histogram.
 	ServerQueueTime
+	// OwnWindow: every request observes each family once, between its
+	// before and after snapshots. It lets a request alone in its window
+	// take the value of a family in no confirmed moment from its own two
+	// snapshots. Like AfterHolds it is used until contradicted: by a
+	// request alone in its window whose family did not move.
+	OwnWindow
 	numValueAssumptions
 
 	// Moment assumptions: a family moves with the finish anchor (e2e) or
@@ -86,6 +93,7 @@ var valueNames = [numValueAssumptions]string{
 	CaptureBounds:            "capture_time_bounds",
 	TokenFingerprints:        "token_fingerprints",
 	ServerQueueTime:          "server_queue_time",
+	OwnWindow:                "family_once_per_request",
 }
 
 // Name is the assumption's label value (delta_exporter_assumptions) and
@@ -196,7 +204,7 @@ func (s *server) usable(a Assumption) bool {
 	if s.given {
 		return true
 	}
-	if a == AfterHolds {
+	if a == AfterHolds || a == OwnWindow {
 		return s.st[a].state != Contradicted
 	}
 	return s.st[a].state == Confirmed
@@ -368,6 +376,63 @@ func (t *Timeline) learn(comp []*reqState) {
 	for i, rs := range comp {
 		t.checkValues(srv, &rs.Request, &at.results[i], at.fin[i].pinned, at.first[i].pinned)
 	}
+	if len(comp) == 1 && at.fin[0].pinned != nil {
+		rs := comp[0]
+		labels := t.series[at.fin[0].pinned.sid].key.labels
+		b, a := rs.Before.lookup(parser.Finish, labels), rs.After.lookup(parser.Finish, labels)
+		if a != nil && deltaOf(b, a, anchors[parser.Finish]) == 1 {
+			for _, m := range momentFamilies[parser.Finish] {
+				if !a.fams[m].ok {
+					continue
+				}
+				d := deltaOf(b, a, m)
+				if d == 0 {
+					t.contradict(srv, OwnWindow, rs.ID, "%s did not move between the snapshots of %s, alone in its window", m.Name(), rs.ID)
+					return
+				}
+				if d == 1 {
+					srv.agree(OwnWindow, confirmValue)
+				}
+			}
+		}
+	}
+}
+
+// deltaOf is family m's count in a minus that in b (b nil or without it: 0).
+func deltaOf(b, a *seriesState, m parser.Metric) uint64 {
+	var c uint64
+	if b != nil && b.fams[m].ok {
+		c = b.fams[m].count
+	}
+	if !a.fams[m].ok || a.fams[m].count < c {
+		return 0
+	}
+	return a.fams[m].count - c
+}
+
+// ownValue is family m's value for a request alone in its window whose
+// anchor and family m both moved by one between its own snapshots
+// (OwnWindow): the difference of its snapshots' sums.
+func ownValue(b, a *seriesState, m parser.Metric) Value {
+	if a == nil || deltaOf(b, a, anchors[parser.Finish]) != 1 || deltaOf(b, a, m) != 1 {
+		return Value{Reason: ReasonUnconfirmed}
+	}
+	var s0 float64
+	if b != nil && b.fams[m].ok {
+		s0 = b.fams[m].sum
+	}
+	v := a.fams[m].sum - s0
+	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return Value{Reason: ReasonInconsistent}
+	}
+	if m.IsTokens() {
+		r := math.Round(v)
+		if math.Abs(v-r) > 1e-6 {
+			return Value{Reason: ReasonInconsistent}
+		}
+		v = r
+	}
+	return Value{V: v, Exact: true}
 }
 
 // checkValues checks the value assumptions on one request whose finish

@@ -127,8 +127,14 @@ func (t *Timeline) solveAll(comp []*reqState, use rules) attempt {
 				continue
 			}
 			if !t.inMoment(epoch, parser.Finish, m) && !t.inMoment(epoch, parser.FirstToken, m) {
-				// In no moment the server is confirmed to observe it at.
+				// In no moment the server is confirmed to observe it at:
+				// only a request alone in its window has it, from its own
+				// two snapshots (OwnWindow).
 				*v = Value{Reason: ReasonUnconfirmed}
+				if len(comp) == 1 && at.fin[i].pinned != nil && t.server(epoch).usable(OwnWindow) && use.has(OwnWindow) {
+					labels := t.series[at.fin[i].pinned.sid].key.labels
+					*v = ownValue(comp[i].Before.lookup(parser.Finish, labels), comp[i].After.lookup(parser.Finish, labels), m)
+				}
 			}
 		}
 		res.finish()

@@ -85,7 +85,7 @@ type half struct {
 	beforeTime, afterTime time.Time
 	tokens                *attribution.Tokens
 	serverQueue           *float64 // the server's own queue time, seconds (info's server_metrics)
-	bad                   bool // one of its snapshots was unusable
+	bad                   bool     // one of its snapshots was unusable
 	finishUnobserved      bool
 	maxTTFT, maxE2E       float64   // capture's timing bounds, seconds; 0: none
 	arrivalLo, arrivalHi  time.Time // capture's bounds on the server's arrival
