@@ -57,6 +57,9 @@ type Report struct {
 	// Ignored counts directory entries whose names are not snapshot names.
 	Ignored int
 	Summary Summary
+	// Assumptions is what the directory's data said about each server
+	// process's attribution assumptions (docs/attribution.md).
+	Assumptions []attribution.ServerAssumptions
 }
 
 // Run reads the directory, decides every request and returns the report.
@@ -90,6 +93,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		err := in.Scan(true)
 		if err == nil {
 			in.Finish()
+			c.assumptions = in.Assumptions()
 		}
 		if p != nil {
 			p.done()
@@ -114,6 +118,8 @@ type collect struct {
 	read     int
 	rejected []FileProblem
 	ignored  int
+	// assumptions: set once the ingester is done.
+	assumptions []attribution.ServerAssumptions
 }
 
 func (c *collect) Publish(r attribution.Result) { c.results = append(c.results, r) }
@@ -152,6 +158,7 @@ func (c *collect) report(f Filter) *Report {
 		return cmp.Compare(a.RequestID, b.RequestID)
 	})
 	r.Summary = summarize(r.Requests)
+	r.Assumptions = c.assumptions
 	return r
 }
 
