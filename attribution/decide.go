@@ -257,10 +257,10 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 			fail(i)
 			set(i, func(parser.Metric) Value { return Value{Reason: ReasonInconsistent} })
 		default:
-			end := comp[i].After
-			if g == parser.Finish && len(end.groups[g]) > 0 && !comp[i].FinishUnobserved && !at.unmoved {
-				// The server exposes the group, yet nothing was observed
-				// between the request's snapshots.
+			if g == parser.Finish && t.server(comp[i].After.Epoch).seen[anchors[g]] && !comp[i].FinishUnobserved && !at.unmoved {
+				// The server has the group (maybe not yet in this after:
+				// families appear at their first observation), yet nothing
+				// was observed between the request's snapshots.
 				at.unmoved, at.unmovedID = true, comp[i].ID
 			}
 			set(i, func(parser.Metric) Value { return Value{Reason: ReasonMissing} })
