@@ -31,6 +31,9 @@ type serverProfile struct {
 	// late: every finish is observed up to this long after the moment its
 	// values measure to (A6 false beyond MaxObserveDelay).
 	late time.Duration
+	// schedTTFT: TTFT counts from scheduling (as the emulator's), every
+	// other family as vLLM observes it.
+	schedTTFT bool
 	// capture: scrape times, arrival windows, capture's bounds, first
 	// snapshots for streaming requests and usage tokens.
 	capture bool
@@ -127,6 +130,9 @@ func runProfile(t *testing.T, pr serverProfile, n int, inflight float64, seed ui
 			finObs = fin + 0.005 + r.Float64()*0.045
 			afterAt = fin + r.Float64()*(finObs-fin)*0.9
 		}
+		if pr.schedTTFT {
+			tr[parser.TTFT] = first - start
+		}
 		if pr.emulator {
 			tr[parser.TTFT] = first - start
 			tr[parser.Prefill] = tr[parser.TTFT] + 0.0001
@@ -209,6 +215,7 @@ func TestProfilesNeverWrong(t *testing.T) {
 		{serverProfile{name: "vllm capture", capture: true}, false},
 		{serverProfile{name: "emulator", emulator: true, slots: 8}, true},
 		{serverProfile{name: "emulator capture", emulator: true, slots: 8, capture: true}, true},
+		{serverProfile{name: "sched TTFT capture", schedTTFT: true, slots: 8, capture: true}, true},
 		{serverProfile{name: "early afters 5%", earlyAfter: 0.05}, false},
 		{serverProfile{name: "early afters 30%", earlyAfter: 0.3}, true},
 		{serverProfile{name: "late 200ms capture", late: 200 * time.Millisecond, capture: true}, true},
