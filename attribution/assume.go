@@ -2,7 +2,6 @@ package attribution
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/delta-exporter/delta-exporter/parser"
 )
@@ -421,18 +420,7 @@ func ownValue(b, a *seriesState, m parser.Metric) Value {
 	if b != nil && b.fams[m].ok {
 		s0 = b.fams[m].sum
 	}
-	v := a.fams[m].sum - s0
-	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-		return Value{Reason: ReasonInconsistent}
-	}
-	if m.IsTokens() {
-		r := math.Round(v)
-		if math.Abs(v-r) > 1e-6 {
-			return Value{Reason: ReasonInconsistent}
-		}
-		v = r
-	}
-	return Value{V: v, Exact: true}
+	return fromSums(s0, a.fams[m].sum, m)
 }
 
 // checkValues checks the value assumptions on one request whose finish

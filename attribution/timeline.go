@@ -524,7 +524,14 @@ func (t *Timeline) value(o obs, m parser.Metric) Value {
 	if !f0.ok || !f1.ok || l0.conflict[m] || l1.conflict[m] || f0.count != o.k-1 || f1.count != o.k {
 		return Value{Reason: ReasonInconsistent}
 	}
-	v := f1.sum - f0.sum
+	return fromSums(f0.sum, f1.sum, m)
+}
+
+// fromSums is the value of the one observation of m between two snapshots
+// whose sums are s0 and s1: withheld when the difference cannot be a
+// value (negative, not finite, a fractional token count).
+func fromSums(s0, s1 float64, m parser.Metric) Value {
+	v := s1 - s0
 	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
 		return Value{Reason: ReasonInconsistent}
 	}
