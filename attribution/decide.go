@@ -33,8 +33,8 @@ type attempt struct {
 	// assignment gives every request one; failedID names one of them.
 	failed   bool
 	failedID string
-	// unmoved: a request whose window did not move at all in a group the
-	// server exposes, failed too; unmovedID names one.
+	// unmoved: a request's finish window did not move although the
+	// server has shown its finish anchor; unmovedID names one.
 	unmoved   bool
 	unmovedID string
 	// excluded: the rules that ruled out at least one candidate.
