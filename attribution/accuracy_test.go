@@ -379,6 +379,8 @@ func TestAccuracy(t *testing.T) {
 				t.Errorf("sequential: naive wrong %d", nv.wrong)
 			}
 		}
+		t.Logf("in flight %v done: pairs %d%%, capture %d%% of requests exact", inflight,
+			100*pairs.exactRequests/max(pairs.requests, 1), 100*capture.exactRequests/max(capture.requests, 1))
 		if pairs.wrong != 0 || capture.wrong != 0 || half.wrong != 0 {
 			t.Errorf("in flight %v: %d, %d and %d wrong values", inflight, pairs.wrong, capture.wrong, half.wrong)
 		}
