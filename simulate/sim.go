@@ -535,20 +535,27 @@ func (r *run) handle(ev event) error {
 // start hands a request to the engine: the queue time ends here.
 func (r *run) start(i int, t time.Duration) {
 	q := &r.reqs[i]
-	q.sched = t
 	r.running[q.engine]++
-	l := r.load(q)
-	l.Waiting--
-	l.Running++
-	r.kvTokens[loadKey{q.model, q.engine}] += q.prompt + q.gen
-	r.publishLoad(q)
-	r.dequeued(i, t)
+	r.scheduled(i, t)
 	// The engine emits the first token at sched+prefill and the last at
 	// sched+prefill+decode; the frontend observes each a moment later.
 	// For a one-token answer both land in the same frontend step, the
 	// first-token observation before the finish ones (seq order).
 	r.push(t+q.prefill+q.frontend, evFirst, i)
 	r.push(t+q.prefill+q.decode+q.frontend, evFinish, i)
+}
+
+// scheduled moves request i from the waiting to the running requests at
+// t, when its queue time ends.
+func (r *run) scheduled(i int, t time.Duration) {
+	q := &r.reqs[i]
+	q.sched = t
+	l := r.load(q)
+	l.Waiting--
+	l.Running++
+	r.kvTokens[loadKey{q.model, q.engine}] += q.prompt + q.gen
+	r.publishLoad(q)
+	r.dequeued(i, t)
 }
 
 func (r *run) finish(i int, t time.Duration) error {
