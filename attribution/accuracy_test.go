@@ -132,7 +132,11 @@ func (t tally) biasRow(name string, inflight float64) string {
 			if want == 0 {
 				return "—"
 			}
-			return fmt.Sprintf("%+.0f%%", 100*(quantile(pub, q)/want-1))
+			d := 100 * (quantile(pub, q)/want - 1)
+			if math.Abs(d) < 0.5 {
+				return "0%"
+			}
+			return fmt.Sprintf("%+.0f%%", d)
 		}
 		fmt.Fprintf(&b, " %s / %s |", rel(0.5), rel(0.9))
 	}
