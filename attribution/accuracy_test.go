@@ -410,15 +410,21 @@ func TestAccuracyProfiles(t *testing.T) {
 	type run struct {
 		profile simulate.Profile
 		seed    int64
+		clients int // closed loop, one engine, one model: levels do not apply
 	}
 	var runs []run
 	for _, p := range simulate.Profiles() {
 		if p == simulate.ProfileVLLMSteps {
 			continue // TestAccuracy
 		}
-		runs = append(runs, run{p, 42})
+		runs = append(runs, run{p, 42, 0})
+		if p == simulate.ProfileEmulator {
+			// Issue 16's run: 16 closed-loop clients, half streaming,
+			// 8 slots, so that nearly every request waits.
+			runs = append(runs, run{p, 42, 16})
+		}
 		if p == simulate.ProfileMix && !testing.Short() {
-			runs = append(runs, run{p, 43}, run{p, 44}, run{p, 45})
+			runs = append(runs, run{p, 43, 0}, run{p, 44, 0}, run{p, 45, 0})
 		}
 	}
 	head := func(h string, extra ...string) []string {
@@ -433,12 +439,24 @@ func TestAccuracyProfiles(t *testing.T) {
 		if r.profile == simulate.ProfileMix {
 			name += "-" + strconv.FormatInt(r.seed, 10)
 		}
-		for _, inflight := range levels {
+		lv := levels
+		if r.clients > 0 {
+			name += fmt.Sprintf(" (%d clients, 8 slots)", r.clients)
+			lv = []float64{0}
+		}
+		for _, inflight := range lv {
 			for _, mode := range []struct {
 				name         string
 				nonStreaming float64
 			}{{"pairs", -1}, {"capture", 0.3}} {
-				s := measure(t, runConfig(n, inflight, mode.nonStreaming, r.profile, r.seed), true)
+				cfg := runConfig(n, inflight, mode.nonStreaming, r.profile, r.seed)
+				if r.clients > 0 {
+					cfg.Clients, cfg.Engines, cfg.Models, cfg.MaxRunning = r.clients, 1, []string{"llama-8b"}, 8
+					if mode.nonStreaming >= 0 {
+						cfg.NonStreaming = 0.5
+					}
+				}
+				s := measure(t, cfg, true)
 				table = append(table, fmt.Sprintf("| %s %s %d | %v |", name, s.row(mode.name, inflight), s.rejectedFiles, s.wrongBy))
 				bias = append(bias, "| "+name+" "+s.biasRow(mode.name, inflight))
 				if s.wrong != 0 {

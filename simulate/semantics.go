@@ -88,7 +88,7 @@ func (r *run) renderTime() time.Duration {
 // drawn durations would overshoot (by a third at 64 in flight). The rate
 // is found by bisection on runs without snapshots, which are cheap.
 func (r *run) calibrate() error {
-	if !r.cfg.Semantics.Steps || r.cfg.MeanInFlight == 0 || r.cfg.dry || len(r.reqs) == 0 {
+	if !r.cfg.Semantics.Steps || r.cfg.MeanInFlight == 0 || r.cfg.Clients > 0 || r.cfg.dry || len(r.reqs) == 0 {
 		return nil
 	}
 	var total time.Duration

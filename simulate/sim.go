@@ -21,6 +21,11 @@ type Config struct {
 	// strictly sequential: each request arrives after the previous one's
 	// after snapshot was taken, so no two request windows overlap.
 	MeanInFlight float64
+	// Clients > 0 replaces the Poisson arrivals with that many closed-loop
+	// clients: each sends a request, waits for its answer and its after
+	// snapshot, thinks 15-400 ms and sends the next (MeanInFlight is then
+	// not used).
+	Clients int
 	// Models and Engines override Server.Models and Server.Engines when
 	// set. Each request picks a model and an engine uniformly at random;
 	// models differ in speed. In styles without an engine label the
@@ -227,6 +232,8 @@ type run struct {
 	// prng draws what only Semantics use, for the same reason.
 	prng *rand.Rand
 
+	next int // with Clients: the next request to send
+
 	// With Semantics.Steps (steps.go).
 	engines      []engineState
 	steps        []stepOut
@@ -245,8 +252,8 @@ type run struct {
 // every snapshot to sink in time order, and returns the truth of each
 // request in finish order.
 func Run(cfg Config, sink Sink) ([]Truth, error) {
-	if cfg.Requests < 0 {
-		return nil, errors.New("simulate: negative request count")
+	if cfg.Requests < 0 || cfg.Clients < 0 {
+		return nil, errors.New("simulate: negative request or client count")
 	}
 	if cfg.MeanInFlight < 0 || math.IsNaN(cfg.MeanInFlight) || math.IsInf(cfg.MeanInFlight, 0) {
 		return nil, fmt.Errorf("simulate: bad mean in flight %v", cfg.MeanInFlight)
@@ -380,6 +387,14 @@ func (r *run) scheduleArrivals() {
 		return
 	}
 	first := dur(r.uniform(0.05, 0.3))
+	if r.cfg.Clients > 0 {
+		// Closed loop: each client sends its first request within the
+		// first 200 ms, then one after each answer (handle, evAfter).
+		for r.next = 0; r.next < min(r.cfg.Clients, len(r.reqs)); r.next++ {
+			r.push(first+time.Duration(r.prng.Int64N(int64(200*time.Millisecond))), evArrive, r.next)
+		}
+		return
+	}
 	if r.cfg.MeanInFlight == 0 {
 		r.push(first, evArrive, 0)
 		return
@@ -524,7 +539,10 @@ func (r *run) handle(ev event) error {
 		if err := r.snapshot(q.id, parser.After, t); err != nil {
 			return err
 		}
-		if r.cfg.MeanInFlight == 0 && ev.req+1 < len(r.reqs) {
+		if r.cfg.Clients > 0 && r.next < len(r.reqs) {
+			r.push(t+time.Duration(15_000_000+r.prng.Int64N(385_000_000)), evArrive, r.next)
+			r.next++
+		} else if r.cfg.Clients == 0 && r.cfg.MeanInFlight == 0 && ev.req+1 < len(r.reqs) {
 			// Think time of a client that waits for each answer.
 			r.push(t+dur(r.uniform(0.015, 0.4)), evArrive, ev.req+1)
 		}
