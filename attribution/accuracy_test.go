@@ -360,7 +360,7 @@ func accuracyRequests(def, short int) int {
 }
 
 func TestAccuracy(t *testing.T) {
-	n := accuracyRequests(200, 40)
+	n := accuracyRequests(200, 30)
 	levels := []float64{0, 1.5, 4, 16, 64, 128}
 	if testing.Short() {
 		levels = []float64{0, 4, 16}
@@ -402,7 +402,7 @@ func TestAccuracy(t *testing.T) {
 // Rejected files are counted, not fatal: a server whose families appear
 // only at their first observation has scrapes without them.
 func TestAccuracyProfiles(t *testing.T) {
-	n := accuracyRequests(200, 30)
+	n := accuracyRequests(200, 20)
 	levels := []float64{1.5, 4, 16, 64, 128}
 	if testing.Short() {
 		levels = []float64{4}
@@ -455,6 +455,11 @@ func TestAccuracyProfiles(t *testing.T) {
 					if mode.nonStreaming >= 0 {
 						cfg.NonStreaming = 0.5
 					}
+				}
+				if testing.Short() && cfg.TimelineInterval > 0 {
+					// Timeline snapshots are most of a capture run's
+					// files; fewer keep -short quick under -race.
+					cfg.TimelineInterval = 250 * time.Millisecond
 				}
 				s := measure(t, cfg, true)
 				table = append(table, fmt.Sprintf("| %s %s %d | %v |", name, s.row(mode.name, inflight), s.rejectedFiles, s.wrongBy))
