@@ -402,7 +402,9 @@ func TestAccuracy(t *testing.T) {
 // Rejected files are counted, not fatal: a server whose families appear
 // only at their first observation has scrapes without them. 100 requests
 // a row (13 server runs × 5 levels × 2 layouts, also under -race in CI);
-// ACCURACY_REQUESTS asks for more.
+// ACCURACY_REQUESTS asks for more, ACCURACY_PROFILE=NAME runs one profile:
+//
+//	ACCURACY_PROFILE=emulator ACCURACY_REQUESTS=150 go test -run 'TestAccuracyProfiles$' -v ./attribution
 func TestAccuracyProfiles(t *testing.T) {
 	n := accuracyRequests(100, 20)
 	levels := []float64{1.5, 4, 16, 64, 128}
@@ -415,9 +417,10 @@ func TestAccuracyProfiles(t *testing.T) {
 		clients int // closed loop, one engine, one model: levels do not apply
 	}
 	var runs []run
+	only := os.Getenv("ACCURACY_PROFILE") // one profile, while working on it
 	for _, p := range simulate.Profiles() {
-		if p == simulate.ProfileVLLMSteps {
-			continue // TestAccuracy
+		if p == simulate.ProfileVLLMSteps || (only != "" && string(p) != only) {
+			continue // TestAccuracy; or not asked for
 		}
 		runs = append(runs, run{p, 42, 0})
 		if p == simulate.ProfileEmulator {

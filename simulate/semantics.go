@@ -35,6 +35,14 @@ func (r *run) drawSemantics() {
 		if sm.PrefillAtFirstToken {
 			q.prefillLate = time.Duration(50_000 + r.prng.Int64N(450_000))
 		}
+		if sm.EmulatorTiming {
+			q.prefill = time.Duration(120_000_000 + r.prng.Int64N(60_000_000))
+			q.decode = 0
+			for range q.gen - 1 {
+				q.decode += time.Duration(16_000_000 + r.prng.Int64N(8_000_000))
+			}
+			q.frontend = time.Duration(20_000 + r.prng.Int64N(200_000))
+		}
 	}
 }
 
