@@ -165,7 +165,6 @@ const (
 	evObserveFinish // with ObserveDelay
 	evRecordFinish  // with LateFinish or EarlyAfter
 	evObserveStep   // with Steps: the frontend records one engine step's outputs
-	evQueueObserve  // with QueueAtDequeue and Steps
 	evStep          // with Steps: an engine step ends (req is the engine)
 	// Snapshots: at equal times they come after observations.
 	evBefore
@@ -492,8 +491,6 @@ func (r *run) handle(ev event) error {
 			q.waited = true
 			r.fifo[q.engine] = append(r.fifo[q.engine], ev.req)
 		}
-	case evQueueObserve:
-		r.observeQueue(ev.req, t)
 	case evRecordFinish:
 		r.recordFinish(ev.req, t)
 	case evFirst:
