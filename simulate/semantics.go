@@ -129,6 +129,9 @@ func (r *run) calibrate() error {
 	return nil
 }
 
+// maxAPIServers bounds Semantics.APIServers.
+const maxAPIServers = 16
+
 // recentObs is one observation made by an API server process.
 type recentObs struct {
 	at   time.Duration
@@ -172,13 +175,13 @@ func (r *run) hiddenAt(t time.Duration) ([]hiddenObs, time.Duration) {
 		}
 	}
 	r.recent = keep
-	var read [16]time.Duration
-	for p := 0; p < sm.APIServers && p < len(read); p++ {
+	var read [maxAPIServers]time.Duration
+	for p := 0; p < sm.APIServers; p++ {
 		read[p] = t - time.Duration(r.prng.Int64N(int64(sm.ScrapeSpread)+1))
 	}
 	r.hidden = r.hidden[:0]
 	for _, o := range r.recent {
-		if o.proc < len(read) && o.at > read[o.proc] {
+		if o.at > read[o.proc] {
 			r.hidden = append(r.hidden, o.hiddenObs)
 		}
 	}

@@ -77,10 +77,10 @@ type Config struct {
 	// object (--enable-per-request-metrics, VLLM_METRICS.md §6) in each
 	// info sidecar as server_metrics: queue_time_ms,
 	// time_to_first_token_ms (from scheduling, not arrival: here the
-	// engine's prefill time),
-	// generation_time_ms (scheduling to last token), mean_itl_ms and
-	// tokens_per_second, in milliseconds rounded to the microsecond. The
-	// truth of every value it derives from is in Truth.
+	// engine's prefill time), generation_time_ms (scheduling to last
+	// token), mean_itl_ms and tokens_per_second, in milliseconds rounded
+	// to the microsecond. The truth of every value it derives from is in
+	// Truth.
 	ServerMetrics bool
 
 	// Semantics: how the server's metrics differ from vLLM V1's
@@ -141,7 +141,6 @@ type request struct {
 	queueVal    float64       // QueueAtDequeue: the observed queue time
 	prefillVal  float64       // PrefillAtFirstToken: the observed prefill time
 	missing     [parser.NumMetrics]bool
-	recorded    time.Duration // when the finish was recorded
 	// With Capture: polling for the finish count to move.
 	beforeE2E  uint64
 	afterStart time.Duration
@@ -263,6 +262,9 @@ func Run(cfg Config, sink Sink) ([]Truth, error) {
 	}
 	if sm := cfg.Semantics; sm.EarlyAfter < 0 || sm.EarlyAfter > 1 || sm.DropRate < 0 || sm.DropRate > 1 {
 		return nil, errors.New("simulate: fraction out of [0, 1]")
+	}
+	if cfg.Semantics.APIServers > maxAPIServers {
+		return nil, fmt.Errorf("simulate: more than %d API servers", maxAPIServers)
 	}
 	if len(cfg.Models) > 0 {
 		cfg.Server.Models = cfg.Models
@@ -657,7 +659,6 @@ func (r *run) observeFinish(i int, t time.Duration) {
 // recordFinish makes the server record request i's finish observations.
 func (r *run) recordFinish(i int, t time.Duration) {
 	q := &r.reqs[i]
-	q.recorded = t
 	r.observing(q, t, func() { r.srv.ObserveFinish(r.cfg.Models[q.model], q.engine, q.finishValues) })
 }
 
