@@ -32,6 +32,12 @@ type Semantics struct {
 	// the first token, and comes out slightly above it: the emulator times
 	// it from a slightly earlier start (llm-d-inference-sim).
 	PrefillAtFirstToken bool
+	// EmulatorTiming replaces the model's speed by the emulator's
+	// configured latencies as issue 16 ran it: a time to first token of
+	// 150 ms ± 30 ms and an inter-token latency of 20 ms ± 4 ms,
+	// whatever the prompt (llm-d-inference-sim --time-to-first-token,
+	// --inter-token-latency and their std-dev flags).
+	EmulatorTiming bool
 
 	// LateFinish: the finish observations are made up to this long
 	// (uniform) after the response has been sent, as vLLM V0's async
@@ -121,6 +127,7 @@ func (p Profile) Apply(cfg *Config) error {
 		s.Steps = true
 	case ProfileEmulator:
 		s.TTFTFromSchedule, s.QueueAtDequeue, s.PrefillAtFirstToken = true, true, true
+		s.EmulatorTiming = true
 		cfg.Server.Lazy = true
 		if cfg.MaxRunning == 0 {
 			cfg.MaxRunning = 8

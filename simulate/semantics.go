@@ -35,6 +35,14 @@ func (r *run) drawSemantics() {
 		if sm.PrefillAtFirstToken {
 			q.prefillLate = time.Duration(50_000 + r.prng.Int64N(450_000))
 		}
+		if sm.EmulatorTiming {
+			q.prefill = time.Duration(120_000_000 + r.prng.Int64N(60_000_000))
+			q.decode = 0
+			for range q.gen - 1 {
+				q.decode += time.Duration(16_000_000 + r.prng.Int64N(8_000_000))
+			}
+			q.frontend = time.Duration(20_000 + r.prng.Int64N(200_000))
+		}
 	}
 }
 
@@ -88,7 +96,7 @@ func (r *run) renderTime() time.Duration {
 // drawn durations would overshoot (by a third at 64 in flight). The rate
 // is found by bisection on runs without snapshots, which are cheap.
 func (r *run) calibrate() error {
-	if !r.cfg.Semantics.Steps || r.cfg.MeanInFlight == 0 || r.cfg.dry || len(r.reqs) == 0 {
+	if !r.cfg.Semantics.Steps || r.cfg.MeanInFlight == 0 || r.cfg.Clients > 0 || r.cfg.dry || len(r.reqs) == 0 {
 		return nil
 	}
 	var total time.Duration
@@ -120,6 +128,9 @@ func (r *run) calibrate() error {
 	r.cfg.rate = math.Exp((lo + hi) / 2)
 	return nil
 }
+
+// maxAPIServers bounds Semantics.APIServers.
+const maxAPIServers = 16
 
 // recentObs is one observation made by an API server process.
 type recentObs struct {
@@ -164,13 +175,13 @@ func (r *run) hiddenAt(t time.Duration) ([]hiddenObs, time.Duration) {
 		}
 	}
 	r.recent = keep
-	var read [16]time.Duration
-	for p := 0; p < sm.APIServers && p < len(read); p++ {
+	var read [maxAPIServers]time.Duration
+	for p := 0; p < sm.APIServers; p++ {
 		read[p] = t - time.Duration(r.prng.Int64N(int64(sm.ScrapeSpread)+1))
 	}
 	r.hidden = r.hidden[:0]
 	for _, o := range r.recent {
-		if o.proc < len(read) && o.at > read[o.proc] {
+		if o.at > read[o.proc] {
 			r.hidden = append(r.hidden, o.hiddenObs)
 		}
 	}

@@ -21,6 +21,11 @@ type Config struct {
 	// strictly sequential: each request arrives after the previous one's
 	// after snapshot was taken, so no two request windows overlap.
 	MeanInFlight float64
+	// Clients > 0 replaces the Poisson arrivals with that many closed-loop
+	// clients: each sends a request, waits for its answer and its after
+	// snapshot, thinks 15-400 ms and sends the next (MeanInFlight is then
+	// not used).
+	Clients int
 	// Models and Engines override Server.Models and Server.Engines when
 	// set. Each request picks a model and an engine uniformly at random;
 	// models differ in speed. In styles without an engine label the
@@ -72,10 +77,10 @@ type Config struct {
 	// object (--enable-per-request-metrics, VLLM_METRICS.md §6) in each
 	// info sidecar as server_metrics: queue_time_ms,
 	// time_to_first_token_ms (from scheduling, not arrival: here the
-	// engine's prefill time),
-	// generation_time_ms (scheduling to last token), mean_itl_ms and
-	// tokens_per_second, in milliseconds rounded to the microsecond. The
-	// truth of every value it derives from is in Truth.
+	// engine's prefill time), generation_time_ms (scheduling to last
+	// token), mean_itl_ms and tokens_per_second, in milliseconds rounded
+	// to the microsecond. The truth of every value it derives from is in
+	// Truth.
 	ServerMetrics bool
 
 	// Semantics: how the server's metrics differ from vLLM V1's
@@ -136,7 +141,6 @@ type request struct {
 	queueVal    float64       // QueueAtDequeue: the observed queue time
 	prefillVal  float64       // PrefillAtFirstToken: the observed prefill time
 	missing     [parser.NumMetrics]bool
-	recorded    time.Duration // when the finish was recorded
 	// With Capture: polling for the finish count to move.
 	beforeE2E  uint64
 	afterStart time.Duration
@@ -160,7 +164,6 @@ const (
 	evObserveFinish // with ObserveDelay
 	evRecordFinish  // with LateFinish or EarlyAfter
 	evObserveStep   // with Steps: the frontend records one engine step's outputs
-	evQueueObserve  // with QueueAtDequeue and Steps
 	evStep          // with Steps: an engine step ends (req is the engine)
 	// Snapshots: at equal times they come after observations.
 	evBefore
@@ -227,6 +230,8 @@ type run struct {
 	// prng draws what only Semantics use, for the same reason.
 	prng *rand.Rand
 
+	next int // with Clients: the next request to send
+
 	// With Semantics.Steps (steps.go).
 	engines      []engineState
 	steps        []stepOut
@@ -245,8 +250,8 @@ type run struct {
 // every snapshot to sink in time order, and returns the truth of each
 // request in finish order.
 func Run(cfg Config, sink Sink) ([]Truth, error) {
-	if cfg.Requests < 0 {
-		return nil, errors.New("simulate: negative request count")
+	if cfg.Requests < 0 || cfg.Clients < 0 {
+		return nil, errors.New("simulate: negative request or client count")
 	}
 	if cfg.MeanInFlight < 0 || math.IsNaN(cfg.MeanInFlight) || math.IsInf(cfg.MeanInFlight, 0) {
 		return nil, fmt.Errorf("simulate: bad mean in flight %v", cfg.MeanInFlight)
@@ -257,6 +262,9 @@ func Run(cfg Config, sink Sink) ([]Truth, error) {
 	}
 	if sm := cfg.Semantics; sm.EarlyAfter < 0 || sm.EarlyAfter > 1 || sm.DropRate < 0 || sm.DropRate > 1 {
 		return nil, errors.New("simulate: fraction out of [0, 1]")
+	}
+	if cfg.Semantics.APIServers > maxAPIServers {
+		return nil, fmt.Errorf("simulate: more than %d API servers", maxAPIServers)
 	}
 	if len(cfg.Models) > 0 {
 		cfg.Server.Models = cfg.Models
@@ -380,6 +388,14 @@ func (r *run) scheduleArrivals() {
 		return
 	}
 	first := dur(r.uniform(0.05, 0.3))
+	if r.cfg.Clients > 0 {
+		// Closed loop: each client sends its first request within the
+		// first 200 ms, then one after each answer (handle, evAfter).
+		for r.next = 0; r.next < min(r.cfg.Clients, len(r.reqs)); r.next++ {
+			r.push(first+time.Duration(r.prng.Int64N(int64(200*time.Millisecond))), evArrive, r.next)
+		}
+		return
+	}
 	if r.cfg.MeanInFlight == 0 {
 		r.push(first, evArrive, 0)
 		return
@@ -477,8 +493,6 @@ func (r *run) handle(ev event) error {
 			q.waited = true
 			r.fifo[q.engine] = append(r.fifo[q.engine], ev.req)
 		}
-	case evQueueObserve:
-		r.observeQueue(ev.req, t)
 	case evRecordFinish:
 		r.recordFinish(ev.req, t)
 	case evFirst:
@@ -524,7 +538,10 @@ func (r *run) handle(ev event) error {
 		if err := r.snapshot(q.id, parser.After, t); err != nil {
 			return err
 		}
-		if r.cfg.MeanInFlight == 0 && ev.req+1 < len(r.reqs) {
+		if r.cfg.Clients > 0 && r.next < len(r.reqs) {
+			r.push(t+time.Duration(15_000_000+r.prng.Int64N(385_000_000)), evArrive, r.next)
+			r.next++
+		} else if r.cfg.Clients == 0 && r.cfg.MeanInFlight == 0 && ev.req+1 < len(r.reqs) {
 			// Think time of a client that waits for each answer.
 			r.push(t+dur(r.uniform(0.015, 0.4)), evArrive, ev.req+1)
 		}
@@ -535,20 +552,27 @@ func (r *run) handle(ev event) error {
 // start hands a request to the engine: the queue time ends here.
 func (r *run) start(i int, t time.Duration) {
 	q := &r.reqs[i]
-	q.sched = t
 	r.running[q.engine]++
-	l := r.load(q)
-	l.Waiting--
-	l.Running++
-	r.kvTokens[loadKey{q.model, q.engine}] += q.prompt + q.gen
-	r.publishLoad(q)
-	r.dequeued(i, t)
+	r.scheduled(i, t)
 	// The engine emits the first token at sched+prefill and the last at
 	// sched+prefill+decode; the frontend observes each a moment later.
 	// For a one-token answer both land in the same frontend step, the
 	// first-token observation before the finish ones (seq order).
 	r.push(t+q.prefill+q.frontend, evFirst, i)
 	r.push(t+q.prefill+q.decode+q.frontend, evFinish, i)
+}
+
+// scheduled moves request i from the waiting to the running requests at
+// t, when its queue time ends.
+func (r *run) scheduled(i int, t time.Duration) {
+	q := &r.reqs[i]
+	q.sched = t
+	l := r.load(q)
+	l.Waiting--
+	l.Running++
+	r.kvTokens[loadKey{q.model, q.engine}] += q.prompt + q.gen
+	r.publishLoad(q)
+	r.dequeued(i, t)
 }
 
 func (r *run) finish(i int, t time.Duration) error {
@@ -635,7 +659,6 @@ func (r *run) observeFinish(i int, t time.Duration) {
 // recordFinish makes the server record request i's finish observations.
 func (r *run) recordFinish(i int, t time.Duration) {
 	q := &r.reqs[i]
-	q.recorded = t
 	r.observing(q, t, func() { r.srv.ObserveFinish(r.cfg.Models[q.model], q.engine, q.finishValues) })
 }
 

@@ -64,16 +64,9 @@ func (r *run) stepBegin(en int, t time.Duration) {
 	for len(e.waiting) > 0 && len(e.running) < r.cfg.MaxRunning {
 		i := e.waiting[0]
 		e.waiting = e.waiting[1:]
-		q := &r.reqs[i]
-		q.sched = t
-		q.prefillLeft = q.prompt
+		r.reqs[i].prefillLeft = r.reqs[i].prompt
 		e.running = append(e.running, i)
-		l := r.load(q)
-		l.Waiting--
-		l.Running++
-		r.kvTokens[loadKey{q.model, q.engine}] += q.prompt + q.gen
-		r.publishLoad(q)
-		r.dequeued(i, t)
+		r.scheduled(i, t)
 	}
 	if len(e.running) == 0 {
 		e.busy = false

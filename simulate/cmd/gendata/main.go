@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		nonStr   = fs.Float64("non-streaming", 0, "with -capture: fraction of requests that do not stream")
 		slots    = fs.Int("max-running", 0, "requests an engine runs at once (0: the profile's default, else 48)")
 		srvMet   = fs.Bool("server-metrics", false, "with -capture: vLLM's per-request metrics object in each info sidecar")
+		clients  = fs.Int("clients", 0, "closed-loop clients instead of Poisson arrivals (-inflight is then not used)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -61,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		requests: *requests, inflight: *inflight, seed: *seed, models: *models, engines: *engines,
 		style: *style, padding: *padding, timeline: *timeline, first: *first,
 		before: *before, after: *after, jitter: *jitter, start: *start,
-		profile: *profile, capture: *capture, nonStreaming: *nonStr, maxRunning: *slots, serverMetrics: *srvMet,
+		profile: *profile, capture: *capture, nonStreaming: *nonStr, maxRunning: *slots, serverMetrics: *srvMet, clients: *clients,
 	}, stdout); err != nil {
 		fmt.Fprintln(stderr, "gendata:", err)
 		return 1
@@ -85,6 +86,7 @@ type simConfig struct {
 	nonStreaming            float64
 	maxRunning              int
 	serverMetrics           bool
+	clients                 int
 }
 
 func profileNames() string {
@@ -108,7 +110,7 @@ func generate(out, truthPath string, c simConfig, stdout io.Writer) error {
 		Server:      simulate.ServerConfig{Style: st, Padding: c.padding},
 		BeforeDelay: c.before, AfterDelay: c.after, AfterJitter: c.jitter,
 		TimelineInterval: c.timeline, FirstSnapshots: c.first,
-		Capture: c.capture, NonStreaming: c.nonStreaming, MaxRunning: c.maxRunning, ServerMetrics: c.serverMetrics,
+		Capture: c.capture, NonStreaming: c.nonStreaming, MaxRunning: c.maxRunning, ServerMetrics: c.serverMetrics, Clients: c.clients,
 	}
 	p, err := simulate.ParseProfile(c.profile)
 	if err != nil {
