@@ -329,7 +329,7 @@ func (t *Timeline) learnMoments(p *Point, g parser.Group, st *seriesState, newLe
 			t.contradict(s, a, "", "%s count %d where the %s anchor count is %d", m.Name(), f.count, g, anchor)
 			continue
 		}
-		if newLevel && anchor > 0 {
+		if newLevel && anchor > 0 && !(g == parser.Finish && m == parser.Queue) {
 			s.agree(a, confirmMoment)
 		}
 	}
@@ -352,47 +352,99 @@ func (t *Timeline) inMoment(epoch string, g parser.Group, m parser.Metric) bool 
 
 // learn checks the server's assumptions on one component: it is solved by
 // the bare count rule alone (A1 and A2, nothing else), and every request
-// whose observations that pins is a certain owner on which each value
-// assumption can be checked. A bare solve that fails, or a request whose
+// whose observations that pins is a certain owner on which the
+// assumptions can be checked. A bare solve that fails, or a request whose
 // window did not move, contradicts A1; a request alone in its windows
-// whose window moved confirms it.
-func (t *Timeline) learn(comp []*reqState) {
+// whose window moved confirms it. It returns the bare solve for
+// learnValues (nil: nothing to check), which the caller runs once every
+// ready component has been through learn, so that the value checks see
+// the moments all of them confirmed.
+func (t *Timeline) learn(comp []*reqState) *attempt {
 	srv := t.server(comp[0].After.Epoch)
 	if !srv.usable(AfterHolds) {
-		return
+		return nil
 	}
 	at := t.solveAll(comp, 0)
 	switch {
 	case at.failed:
 		t.contradict(srv, AfterHolds, at.failedID, "no assignment gives the requests overlapping %s an observation of their own inside their windows", at.failedID)
-		return
+		return nil
 	case at.unmoved:
 		t.contradict(srv, AfterHolds, at.unmovedID, "no observation between the before and after (or first) snapshots of %s", at.unmovedID)
-		return
+		return nil
 	case len(comp) == 1 && at.fin[0].pinned != nil:
 		srv.agree(AfterHolds, confirmValue)
 	}
 	for i, rs := range comp {
-		t.checkValues(srv, &rs.Request, &at.results[i], at.fin[i].pinned, at.first[i].pinned)
+		if fp := at.fin[i].pinned; fp != nil {
+			t.checkQueueMoment(srv, rs.ID, *fp)
+		}
 	}
 	if len(comp) == 1 && at.fin[0].pinned != nil {
-		rs := comp[0]
-		labels := t.series[at.fin[0].pinned.sid].key.labels
-		b, a := rs.Before.lookup(parser.Finish, labels), rs.After.lookup(parser.Finish, labels)
-		if a != nil && deltaOf(b, a, anchors[parser.Finish]) == 1 {
-			for _, m := range momentFamilies[parser.Finish] {
-				if !a.fams[m].ok {
-					continue
-				}
-				d := deltaOf(b, a, m)
-				if d == 0 {
-					t.contradict(srv, OwnWindow, rs.ID, "%s did not move between the snapshots of %s, alone in its window", m.Name(), rs.ID)
-					return
-				}
-				if d == 1 {
-					srv.agree(OwnWindow, confirmValue)
-				}
+		t.checkOwnWindow(srv, comp[0], t.series[at.fin[0].pinned.sid].key.labels)
+	}
+	return &at
+}
+
+// learnValues checks the value assumptions on the requests a bare solve
+// pinned, with their values read under the moments confirmed by now.
+func (t *Timeline) learnValues(comp []*reqState, at *attempt) {
+	srv := t.server(comp[0].After.Epoch)
+	for i, rs := range comp {
+		res := &at.results[i]
+		fp, tp := at.fin[i].pinned, at.first[i].pinned
+		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+			switch {
+			case !rs.present[m]:
+			case m.Group() == parser.Finish && fp != nil:
+				res.Values[m] = t.value(*fp, m)
+			case tp != nil && (m == parser.TTFT || (!res.Values[m].Exact && t.inMoment(srv.epoch, parser.FirstToken, m))):
+				res.Values[m] = t.value(*tp, m)
 			}
+		}
+		t.checkValues(srv, &rs.Request, res, fp, tp)
+	}
+}
+
+// checkQueueMoment: counts alone cannot tell queue observed at finish from
+// queue observed when the next request leaves the queue, which a finish
+// frees at the same moment (llm-d-inference-sim under load): both keep
+// queue's count equal to e2e's. Values can: the queue and the inference
+// of one request fit in its e2e. The queue moment is confirmed only by
+// this check, on finish observations the bare rule pinned.
+func (t *Timeline) checkQueueMoment(s *server, id string, fp obs) {
+	mq, _ := moment(parser.Finish, parser.Queue)
+	if s.st[mq].state == Contradicted {
+		return
+	}
+	q, inf, e2e := t.valueAt(fp, parser.Queue, false), t.valueAt(fp, parser.Inference, false), t.value(fp, parser.E2E)
+	if !q.Exact || !inf.Exact || !e2e.Exact {
+		return
+	}
+	if q.V+inf.V <= e2e.V+slack(e2e.V) {
+		s.agree(mq, confirmValue)
+		return
+	}
+	t.contradict(s, mq, id, "queue %gs + inference %gs at the index of e2e %gs exceed it", q.V, inf.V, e2e.V)
+}
+
+// checkOwnWindow checks family_once_per_request on a request alone in its
+// windows whose finish anchor moved by one in the series of its labels.
+func (t *Timeline) checkOwnWindow(s *server, rs *reqState, labels string) {
+	b, a := rs.Before.lookup(parser.Finish, labels), rs.After.lookup(parser.Finish, labels)
+	if a == nil || deltaOf(b, a, anchors[parser.Finish]) != 1 {
+		return
+	}
+	for _, m := range momentFamilies[parser.Finish] {
+		if !a.fams[m].ok {
+			continue
+		}
+		switch deltaOf(b, a, m) {
+		case 0:
+			t.contradict(s, OwnWindow, rs.ID, "%s did not move between the snapshots of %s, alone in its window", m.Name(), rs.ID)
+			return
+		case 1:
+			s.agree(OwnWindow, confirmValue)
 		}
 	}
 }

@@ -22,11 +22,27 @@ func TestServeModeProfilesNeverWrong(t *testing.T) {
 	if testing.Short() {
 		levels = []float64{4}
 	}
-	for _, p := range simulate.Profiles() {
-		for _, inflight := range levels {
+	for _, p := range append(simulate.Profiles(), "issue16") {
+		lv := levels
+		if p == "issue16" {
+			lv = []float64{0} // closed loop: 16 clients
+		}
+		for _, inflight := range lv {
 			for _, nonStreaming := range []float64{-1, 0.3} {
 				var sink simulate.MemSink
-				truths, err := simulate.Run(runConfig(n, inflight, nonStreaming, p, 42), &sink)
+				var cfg simulate.Config
+				if p == "issue16" {
+					// The run of issue 16: llm-d-inference-sim, 16
+					// closed-loop clients, 8 slots, half streaming.
+					cfg = runConfig(n, 0, nonStreaming, simulate.ProfileEmulator, 42)
+					cfg.Clients, cfg.Engines, cfg.Models, cfg.MaxRunning = 16, 1, []string{"llama-8b"}, 8
+					if nonStreaming >= 0 {
+						cfg.NonStreaming = 0.5
+					}
+				} else {
+					cfg = runConfig(n, inflight, nonStreaming, p, 42)
+				}
+				truths, err := simulate.Run(cfg, &sink)
 				if err != nil {
 					t.Fatal(err)
 				}

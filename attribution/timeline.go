@@ -335,8 +335,14 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 	}
 	// First what every ready component says about the assumptions, then
 	// the decisions: each decision uses all the evidence at hand.
-	for _, comp := range ready {
-		t.learn(comp)
+	learned := make([]*attempt, len(ready))
+	for i, comp := range ready {
+		learned[i] = t.learn(comp)
+	}
+	for i, comp := range ready {
+		if learned[i] != nil {
+			t.learnValues(comp, learned[i])
+		}
 	}
 	var out []Result
 	for _, comp := range ready {
@@ -500,7 +506,12 @@ var zeroLevel = level{firstMin: -1}
 // value returns metric m's value of observation o, if two snapshots
 // isolate it: one at index k-1 and one at k, with m's own count moving in
 // lockstep with the group's anchor at both.
-func (t *Timeline) value(o obs, m parser.Metric) Value {
+func (t *Timeline) value(o obs, m parser.Metric) Value { return t.valueAt(o, m, true) }
+
+// valueAt is value; with moment false it does not ask whether the server
+// is confirmed to observe m in o's moment (the checks of that moment
+// compare such values).
+func (t *Timeline) valueAt(o obs, m parser.Metric, moment bool) Value {
 	si := t.series[o.sid]
 	l0, l1 := si.levels[o.k-1], si.levels[o.k]
 	if l0 == nil && o.k == 1 {
@@ -514,7 +525,7 @@ func (t *Timeline) value(o obs, m parser.Metric) Value {
 	if !f0.ok && !f1.ok {
 		return Value{Reason: ReasonAbsent}
 	}
-	if !t.inMoment(si.key.epoch, si.key.group, m) {
+	if moment && !t.inMoment(si.key.epoch, si.key.group, m) {
 		return Value{Reason: ReasonUnconfirmed}
 	}
 	if !f0.ok && o.k == 1 {
