@@ -237,12 +237,13 @@ func (t *Timeline) contradict(s *server, a Assumption, id, format string, args .
 }
 
 // check records one checked observation of a: agreement or contradiction.
-func (t *Timeline) check(s *server, a Assumption, ok bool, id, format string, args ...any) {
+func (t *Timeline) check(s *server, a Assumption, ok bool, id, format string, args ...any) bool {
 	if ok {
 		s.agree(a, confirmValue)
-		return
+		return true
 	}
 	t.contradict(s, a, id, format, args...)
+	return false
 }
 
 // AssumptionStatus is one assumption's standing on one server process.
@@ -387,8 +388,12 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 }
 
 // learnValues checks the value assumptions on the requests a bare solve
-// pinned, with their values read under the moments confirmed by now.
-func (t *Timeline) learnValues(comp []*reqState, at *attempt) {
+// pinned, with their values read under the moments confirmed by now. It
+// reports whether they all held: a pin that breaks one is as likely a
+// request whose after missed its own observation (A1), whose pin took a
+// neighbour's; the caller then publishes nothing of the component.
+func (t *Timeline) learnValues(comp []*reqState, at *attempt) (held bool) {
+	held = true
 	srv := t.server(comp[0].After.Epoch)
 	for i, rs := range comp {
 		res := &at.results[i]
@@ -402,8 +407,11 @@ func (t *Timeline) learnValues(comp []*reqState, at *attempt) {
 				res.Values[m] = t.value(*tp, m)
 			}
 		}
-		t.checkValues(srv, &rs.Request, res, fp, tp)
+		if !t.checkValues(srv, &rs.Request, res, fp, tp) {
+			held = false
+		}
 	}
+	return held
 }
 
 // checkQueueMoment: counts alone cannot tell queue observed at finish from
@@ -476,25 +484,27 @@ func ownValue(b, a *seriesState, m parser.Metric) Value {
 }
 
 // checkValues checks the value assumptions on one request whose finish
-// (fp) and first-token (tp) observations the bare rule pinned.
-func (t *Timeline) checkValues(s *server, r *Request, res *Result, fp, tp *obs) {
+// (fp) and first-token (tp) observations the bare rule pinned, and
+// reports whether they all held.
+func (t *Timeline) checkValues(s *server, r *Request, res *Result, fp, tp *obs) (held bool) {
+	held = true
 	v := res.Values
 	ttft, e2e, q, p := v[parser.TTFT], v[parser.E2E], v[parser.Queue], v[parser.Prefill]
 	id := r.ID
 	if ttft.Exact && e2e.Exact {
-		t.check(s, TTFTWithinE2E, ttft.V <= e2e.V+1e-6, id, "TTFT %gs > e2e %gs", ttft.V, e2e.V)
+		held = t.check(s, TTFTWithinE2E, ttft.V <= e2e.V+1e-6, id, "TTFT %gs > e2e %gs", ttft.V, e2e.V) && held
 	}
 	if ttft.Exact && q.Exact && p.Exact {
 		ok := ttft.V >= q.V+p.V-slack(q.V+p.V)
 		// Only a request that queued tells a TTFT that contains the queue
 		// from one that starts at scheduling: agreement counts only then.
 		if !ok || q.V > 2*slack(q.V+p.V) {
-			t.check(s, TTFTContainsQueuePrefill, ok, id, "TTFT %gs < queue %gs + prefill %gs", ttft.V, q.V, p.V)
+			held = t.check(s, TTFTContainsQueuePrefill, ok, id, "TTFT %gs < queue %gs + prefill %gs", ttft.V, q.V, p.V) && held
 		}
 	}
 	if fp != nil && tp != nil {
 		if hb := t.firstBound(*fp); hb >= 0 {
-			t.check(s, FirstBeforeFinish, tp.k <= uint64(hb), id, "first-token observation %d after the snapshot at first-token count %d that follows its finish", tp.k, hb)
+			held = t.check(s, FirstBeforeFinish, tp.k <= uint64(hb), id, "first-token observation %d after the snapshot at first-token count %d that follows its finish", tp.k, hb) && held
 		}
 	}
 	arr := window{r.ArrivalLo, r.ArrivalHi}
@@ -510,18 +520,19 @@ func (t *Timeline) checkValues(s *server, r *Request, res *Result, fp, tp *obs) 
 		}
 		if x.max > 0 || (!arr.lo.IsZero() && !t.obsTimes(*x.o).hi.IsZero()) {
 			ok := !exceeds(x.val.V, x.max) && t.fitsAbove(*x.o, x.val.V, arr)
-			t.check(s, CaptureBounds, ok, id, "%s %gs larger than capture's times allow (receive to byte %gs)", x.m.Name(), x.val.V, x.max)
+			held = t.check(s, CaptureBounds, ok, id, "%s %gs larger than capture's times allow (receive to byte %gs)", x.m.Name(), x.val.V, x.max) && held
 		}
 		if x.m == parser.E2E && t.MaxObserveDelay > 0 && !arr.hi.IsZero() && !t.obsTimes(*x.o).lo.IsZero() {
-			t.check(s, ObserveDelay, t.fitsBelow(*x.o, x.val.V, arr), id, "%s %gs observed more than %v after arrival + value", x.m.Name(), x.val.V, t.MaxObserveDelay)
+			held = t.check(s, ObserveDelay, t.fitsBelow(*x.o, x.val.V, arr), id, "%s %gs observed more than %v after arrival + value", x.m.Name(), x.val.V, t.MaxObserveDelay) && held
 		}
 	}
 	if fp != nil && r.Tokens != nil {
 		if ex, checked := t.excluded(*fp, r.Tokens); checked {
-			t.check(s, TokenFingerprints, !ex, id, "usage prompt %d, completion %d tokens disagree with the observed token histograms", r.Tokens.Prompt, r.Tokens.Generation)
+			held = t.check(s, TokenFingerprints, !ex, id, "usage prompt %d, completion %d tokens disagree with the observed token histograms", r.Tokens.Prompt, r.Tokens.Generation) && held
 		}
 	}
 	if q.Exact && r.ServerQueue != nil {
-		t.check(s, ServerQueueTime, sameServerTime(q.V, *r.ServerQueue), id, "queue observation %gs, server's queue_time %gs", q.V, *r.ServerQueue)
+		held = t.check(s, ServerQueueTime, sameServerTime(q.V, *r.ServerQueue), id, "queue observation %gs, server's queue_time %gs", q.V, *r.ServerQueue) && held
 	}
+	return held
 }

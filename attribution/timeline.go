@@ -339,14 +339,19 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 	for i, comp := range ready {
 		learned[i] = t.learn(comp)
 	}
+	suspect := make([]bool, len(ready))
 	for i, comp := range ready {
 		if learned[i] != nil {
-			t.learnValues(comp, learned[i])
+			suspect[i] = !t.learnValues(comp, learned[i])
 		}
 	}
 	var out []Result
-	for _, comp := range ready {
-		out = append(out, t.decide(comp)...)
+	for i, comp := range ready {
+		if suspect[i] && !t.given {
+			out = append(out, t.withheld(comp, ReasonInconsistent)...)
+		} else {
+			out = append(out, t.decide(comp)...)
+		}
 		for _, rs := range comp {
 			delete(t.active, rs.ID)
 		}
