@@ -240,3 +240,26 @@ func TestProfileSemantics(t *testing.T) {
 		}
 	})
 }
+
+// TestStepsLargeBatchAnswersFirst: above 128 outputs in a step, vLLM's
+// output handler yields between slices, so a request in an earlier slice
+// can have its answer, and an after taken at once, before the step's
+// statistics are recorded; at 128 outputs or fewer never.
+func TestStepsLargeBatchAnswersFirst(t *testing.T) {
+	for _, tc := range []struct {
+		slots int
+		early bool
+	}{{128, false}, {256, true}} {
+		_, truths := runProfile(t, ProfileVLLMSteps, Config{Seed: 8, Requests: 1500, MeanInFlight: 250, MaxRunning: tc.slots})
+		early := 0
+		for _, tr := range truths {
+			if tr.AfterScrape.Before(tr.Finish) {
+				early++
+			}
+		}
+		t.Logf("%d slots: %d of %d afters before the finish was recorded", tc.slots, early, len(truths))
+		if (early > 0) != tc.early {
+			t.Errorf("%d slots: %d early afters", tc.slots, early)
+		}
+	}
+}

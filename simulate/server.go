@@ -548,26 +548,19 @@ func (s *Server) ObserveFirstToken(model string, engine int, ttft float64) {
 func (s *Server) ObserveOne(model string, engine int, m parser.Metric, v float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.lookup(model, engine)
-	switch m {
-	case parser.TTFT:
-		s.observe(p.ttft, v)
-	case parser.Queue:
-		s.observe(p.queue, v)
-		s.observe(p.timeInQueue, v)
-	case parser.Prefill:
-		s.observe(p.prefill, v)
-	case parser.Decode:
-		s.observe(p.decode, v)
-	case parser.Inference:
-		s.observe(p.inference, v)
-	case parser.E2E:
-		s.observe(p.e2e, v)
-	case parser.PromptTokens:
-		s.observe(p.promptTok, v)
-	case parser.GenerationTokens:
-		s.observe(p.genTok, v)
+	for _, ser := range s.lookup(model, engine).seriesOf(m) {
+		s.observe(ser, v)
 	}
+}
+
+// seriesOf returns the series that observe metric m (nil where the style
+// has no such family; V0's time_in_queue_requests duplicates the queue).
+func (p *perKey) seriesOf(m parser.Metric) [2]*series {
+	return [parser.NumMetrics][2]*series{
+		parser.TTFT: {p.ttft}, parser.Queue: {p.queue, p.timeInQueue}, parser.Prefill: {p.prefill},
+		parser.Decode: {p.decode}, parser.Inference: {p.inference}, parser.E2E: {p.e2e},
+		parser.PromptTokens: {p.promptTok}, parser.GenerationTokens: {p.genTok},
+	}[m]
 }
 
 // observe records one observation into ser (nil: the style has no such
@@ -594,19 +587,17 @@ func (s *Server) ObserveFinish(model string, engine int, f Finish) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.lookup(model, engine)
-	obs := func(m parser.Metric, ser *series, v float64) {
+	values := [parser.NumMetrics]float64{
+		parser.Queue: f.Queue, parser.Prefill: f.Prefill, parser.Decode: f.Decode, parser.Inference: f.Inference,
+		parser.E2E: f.E2E, parser.PromptTokens: float64(f.PromptTokens), parser.GenerationTokens: float64(f.GenerationTokens),
+	}
+	for m := parser.Queue; m < parser.NumMetrics; m++ { // the finish group: all but TTFT
 		if !f.Omit[m] {
-			s.observe(ser, v)
+			for _, ser := range p.seriesOf(m) {
+				s.observe(ser, values[m])
+			}
 		}
 	}
-	obs(parser.E2E, p.e2e, f.E2E)
-	obs(parser.Queue, p.queue, f.Queue)
-	obs(parser.Inference, p.inference, f.Inference)
-	obs(parser.Prefill, p.prefill, f.Prefill)
-	obs(parser.Decode, p.decode, f.Decode)
-	obs(parser.Queue, p.timeInQueue, f.Queue)
-	obs(parser.PromptTokens, p.promptTok, float64(f.PromptTokens))
-	obs(parser.GenerationTokens, p.genTok, float64(f.GenerationTokens))
 	s.observe(p.maxGen, float64(f.GenerationTokens))
 	if f.MaxTokens > 0 {
 		s.observe(p.paramsMaxTok, float64(f.MaxTokens))

@@ -150,6 +150,7 @@ type request struct {
 	prefillLeft, generated, chunk int
 	decoding                      bool
 	firstTS, lastTS               time.Duration
+	respAt                        time.Duration // the response was sent before the finish was recorded
 }
 
 type evKind uint8
@@ -640,11 +641,15 @@ func (r *run) observeFinish(i int, t time.Duration) {
 	r.truths = append(r.truths, tr)
 	q.truth = len(r.truths) - 1
 
-	after := t + r.cfg.AfterDelay
+	resp := t // the response ends with the observations, or before (steps.go)
+	if q.respAt > 0 && q.respAt < t {
+		resp = q.respAt
+	}
+	after := resp + r.cfg.AfterDelay
 	if j := r.cfg.AfterJitter; j > 0 {
 		after += time.Duration(r.rng.Int64N(int64(2*j)+1)) - j
 	}
-	at := max(after, r.afterSnapshotAt(q, t))
+	at := max(after, r.afterSnapshotAt(q, resp))
 	r.push(at+r.renderTime(), evAfter, i)
 	if late {
 		rec := t + time.Duration(r.prng.Int64N(int64(r.cfg.Semantics.LateFinish)+1))

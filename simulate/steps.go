@@ -31,6 +31,16 @@ type stepOut struct {
 	iteration        time.Duration // the frontend's iteration timestamp
 }
 
+// outputChunk is VLLM_V1_OUTPUT_PROC_CHUNK_SIZE: the output handler
+// processes a step's outputs in slices of this many and, between slices,
+// yields to the event loop (asyncio.sleep(0)). A request whose final
+// output was in an earlier slice can have its response sent then, before
+// the step's statistics are recorded (VLLM_METRICS.md §3.6, exception a).
+const outputChunk = 128
+
+// outputCost is the frontend's time to process one output.
+const outputCost = 15 * time.Microsecond
+
 // prefillBudget is the number of prompt tokens one step prefills at most
 // (chunked prefill, max_num_batched_tokens).
 const prefillBudget = 2048
@@ -101,6 +111,7 @@ func (r *run) stepEnd(en int, t time.Duration) {
 	e := &r.engines[en]
 	var out stepOut
 	outputs := 0
+	var at []int // each finish's place among the step's outputs
 	keep := e.running[:0]
 	for _, i := range e.running {
 		q := &r.reqs[i]
@@ -119,6 +130,7 @@ func (r *run) stepEnd(en int, t time.Duration) {
 		if q.generated >= q.gen && q.prefillLeft == 0 {
 			q.lastTS = t
 			out.finishes = append(out.finishes, i)
+			at = append(at, outputs-1)
 			l := r.load(q)
 			l.Running--
 			r.kvTokens[loadKey{q.model, q.engine}] -= q.prompt + q.gen
@@ -132,8 +144,15 @@ func (r *run) stepEnd(en int, t time.Duration) {
 		// The output handler: IPC, then its turn on the frontend's one
 		// loop; it records after processing every output of the step.
 		h := max(t+time.Duration(200_000+r.prng.Int64N(1_300_000)), r.frontendFree)
-		rec := h + time.Duration(40_000+15_000*outputs)
+		rec := h + 40*time.Microsecond + time.Duration(outputs)*outputCost
 		r.frontendFree = rec
+		if outputs > outputChunk {
+			for k, i := range out.finishes {
+				if end := (at[k]/outputChunk + 1) * outputChunk; end < outputs {
+					r.reqs[i].respAt = h + 40*time.Microsecond + time.Duration(end)*outputCost
+				}
+			}
+		}
 		if len(out.firsts)+len(out.finishes) > 0 {
 			out.iteration = h
 			r.steps = append(r.steps, out)
