@@ -8,11 +8,99 @@ import (
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
-// decide attributes one component of overlapping requests. Finish
-// observations are attributed first: the series (model and engine) they
-// pin, or the series their candidates lie in, restrict the request's
-// first-token candidates, since one request is served by one engine.
+// rules is the set of value assumptions a solve may use (bit a: a).
+type rules uint32
+
+func (r rules) has(a Assumption) bool { return r&(1<<a) != 0 }
+
+// rulesOf is the set of s's value assumptions that are usable.
+func rulesOf(s *server) rules {
+	var r rules
+	for a := Assumption(0); a < numValueAssumptions; a++ {
+		if a != AfterHolds && s.usable(a) {
+			r |= 1 << a
+		}
+	}
+	return r
+}
+
+// attempt is one solve of a component under a set of rules.
+type attempt struct {
+	results []Result
+	fin     []finishInfo
+	first   []finishInfo
+	// failed: some request that should have a candidate has none, or no
+	// assignment gives every request one; failedID names one of them.
+	failed   bool
+	failedID string
+	// unmoved: a request's finish window did not move although the
+	// server has shown its finish anchor; unmovedID names one.
+	unmoved   bool
+	unmovedID string
+	// excluded: the rules that ruled out at least one candidate.
+	excluded rules
+}
+
+// decide attributes one component of overlapping requests with the
+// assumptions confirmed for its server. If the assumptions leave some
+// request without a candidate, or no assignment covers the requests,
+// while the bare count rule alone does not, one of the assumptions that
+// ruled candidates out is false for this server: they are all dropped
+// (counted, logged) and the component is solved again.
 func (t *Timeline) decide(comp []*reqState) []Result {
+	srv := t.server(comp[0].After.Epoch)
+	if !srv.usable(AfterHolds) {
+		return t.withheld(comp, ReasonUnconfirmed)
+	}
+	use := rulesOf(srv)
+	for {
+		at := t.solveAll(comp, use)
+		if !at.failed || at.excluded&use == 0 || srv.given {
+			t.commit(comp, at)
+			return at.results
+		}
+		for a := Assumption(0); a < numValueAssumptions; a++ {
+			if at.excluded.has(a) {
+				t.contradict(srv, a, at.failedID, "with it, the requests overlapping %s cannot each have an observation of their own; without it they can", at.failedID)
+			}
+		}
+		use = rulesOf(srv) // strictly fewer: the loop ends
+	}
+}
+
+// withheld is every request of comp with every value withheld.
+func (t *Timeline) withheld(comp []*reqState, reason Reason) []Result {
+	at := t.solveAll(comp, 0)
+	for i := range at.results {
+		for m := range at.results[i].Values {
+			if v := &at.results[i].Values[m]; v.Reason != ReasonAbsent {
+				*v = Value{Reason: reason}
+			}
+		}
+		at.results[i].Model = ""
+		at.results[i].finish()
+	}
+	return at.results
+}
+
+// commit marks the observations an attempt attributed as taken: later
+// neighbours cannot have them.
+func (t *Timeline) commit(comp []*reqState, at attempt) {
+	for _, fi := range [][]finishInfo{at.fin, at.first} {
+		for _, f := range fi {
+			if f.pinned != nil {
+				t.series[f.pinned.sid].taken[f.pinned.k] = true
+			}
+		}
+	}
+}
+
+// solveAll attributes one component under rules, without changing the
+// timeline. Finish observations are attributed first: the series (model
+// and engine) they pin, or the series their candidates lie in, restrict
+// the request's first-token candidates, since one request is served by
+// one engine.
+func (t *Timeline) solveAll(comp []*reqState, use rules) attempt {
 	results := make([]Result, len(comp))
 	for i, rs := range comp {
 		res := &results[i]
@@ -28,12 +116,31 @@ func (t *Timeline) decide(comp []*reqState) []Result {
 			}
 		}
 	}
-	fin := t.solve(comp, parser.Finish, nil, results)
-	t.solve(comp, parser.FirstToken, fin, results)
+	at := attempt{results: results}
+	at.fin = t.solve(comp, parser.Finish, nil, use, &at)
+	at.first = t.solve(comp, parser.FirstToken, at.fin, use, &at)
+	epoch := comp[0].After.Epoch
 	for i := range results {
-		results[i].finish()
+		res := &results[i]
+		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+			v := &res.Values[m]
+			if v.Exact || v.Reason == ReasonAbsent || m == parser.TTFT || m == parser.E2E {
+				continue
+			}
+			if !t.inMoment(epoch, parser.Finish, m) && !t.inMoment(epoch, parser.FirstToken, m) {
+				// In no moment the server is confirmed to observe it at:
+				// only a request alone in its window has it, from its own
+				// two snapshots (OwnWindow).
+				*v = Value{Reason: ReasonUnconfirmed}
+				if len(comp) == 1 && at.fin[i].pinned != nil && t.server(epoch).usable(OwnWindow) && use.has(OwnWindow) {
+					labels := t.series[at.fin[i].pinned.sid].key.labels
+					*v = ownValue(comp[i].Before.lookup(parser.Finish, labels), comp[i].After.lookup(parser.Finish, labels), m)
+				}
+			}
+		}
+		res.finish()
 	}
-	return results
+	return at
 }
 
 // finishInfo is what the finish group tells the first-token group about a
@@ -42,17 +149,20 @@ type finishInfo struct {
 	// labels of the series its finish candidates (or its pinned
 	// observation) lie in; nil: no restriction.
 	labels map[string]bool
-	// pinned is its finish observation when forced.
+	// pinned is its observation in the group when forced.
 	pinned *obs
 }
 
 // solve attributes group g's observations to the component's requests and
-// fills their values. For the first-token group, fin (the finish group's
-// outcome) narrows each request's candidates: same series labels as its
-// finish (one request runs on one engine), no later than the first
-// snapshot after its finish (A4), and no TTFT larger than its exact e2e
-// (both are measured from the same arrival on the same clock).
-func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, results []Result) []finishInfo {
+// fills their values. The rules say which assumptions may rule candidates
+// out: token counts, the server's queue time, capture's times (finish and
+// first token); for the first-token group, fin (the finish group's
+// outcome) narrows each request's candidates further: same series labels
+// as its finish (one request runs on one engine), no later than the first
+// snapshot after its finish (A4), TTFT ≤ its exact e2e, TTFT ≥ its exact
+// queue + prefill (A5).
+func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use rules, at *attempt) []finishInfo {
+	results := at.results
 	n := len(comp)
 	adj := make([][]int, n)
 	var obsOf []obs
@@ -64,18 +174,18 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 		minTTFT := math.Inf(-1)
 		if fin != nil {
 			e2e = results[i].Values[parser.E2E]
-			if q, p := results[i].Values[parser.Queue], results[i].Values[parser.Prefill]; q.Exact && p.Exact {
+			if q, p := results[i].Values[parser.Queue], results[i].Values[parser.Prefill]; q.Exact && p.Exact && use.has(TTFTContainsQueuePrefill) {
 				// A5: the server's TTFT (frontend clock, from arrival to
 				// the first token's output) contains its queue and
 				// prefill intervals (engine clock). The slack covers
 				// clock-rate differences between the two clocks.
 				minTTFT = q.V + p.V - slack(q.V+p.V)
 			}
-			if p := fin[i].pinned; p != nil {
+			if p := fin[i].pinned; p != nil && use.has(FirstBeforeFinish) {
 				hiBound = t.firstBound(*p)
 			}
 		}
-		arr := t.arrival(&rs.Request, fin, i, e2e)
+		arr := t.arrival(&rs.Request, fin, i, e2e, use)
 		// Every value check below reads the one metric the group measures
 		// from arrival: e2e for finish, TTFT for first token.
 		measured, maxValue := parser.TTFT, rs.MaxTTFT
@@ -91,20 +201,16 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 			hi := iv.hi
 			if hiBound >= 0 && uint64(hiBound) < hi {
 				hi = uint64(hiBound)
+				at.excluded |= 1 << FirstBeforeFinish
 			}
 			for k := iv.lo + 1; k <= hi; k++ {
 				o := obs{iv.sid, k}
-				if si.taken[k] || (g == parser.Finish && t.excluded(o, rs.Tokens)) {
+				if si.taken[k] {
 					continue
 				}
-				if v := t.value(o, measured); v.Exact {
-					if exceeds(v.V, maxValue) || !t.fitsArrival(o, v.V, arr) {
-						continue
-					}
-					// First token only (fin is set): TTFT ≤ e2e, and A5.
-					if fin != nil && ((e2e.Exact && v.V > e2e.V+1e-6) || v.V < minTTFT) {
-						continue
-					}
+				if why := t.ruledOut(o, g, measured, maxValue, &rs.Request, arr, e2e, minTTFT, fin != nil, use); why != 0 {
+					at.excluded |= why
+					continue
 				}
 				j, ok := index[o]
 				if !ok {
@@ -117,11 +223,22 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 		}
 	}
 	set := func(i int, v func(parser.Metric) Value) {
+		epoch := comp[i].After.Epoch
 		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
-			if m.Group() != g || !comp[i].present[m] {
+			if !comp[i].present[m] {
+				continue
+			}
+			// The first-token group also sets the families the server
+			// observes with the first token, not at finish.
+			if m.Group() != g && (g != parser.FirstToken || t.inMoment(epoch, parser.Finish, m) || !t.inMoment(epoch, parser.FirstToken, m)) {
 				continue
 			}
 			results[i].Values[m] = v(m)
+		}
+	}
+	fail := func(i int) {
+		if !at.failed {
+			at.failed, at.failedID = true, comp[i].ID
 		}
 	}
 	out := make([]finishInfo, n)
@@ -136,10 +253,17 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 			}
 		case hadIvals[i]:
 			// Its window moved, but every observation in it is taken by
-			// another request or ruled out by its own token counts: the
-			// snapshots contradict the assumptions.
+			// another request or ruled out: the snapshots contradict the
+			// assumptions.
+			fail(i)
 			set(i, func(parser.Metric) Value { return Value{Reason: ReasonInconsistent} })
 		default:
+			if g == parser.Finish && t.server(comp[i].After.Epoch).seen[anchors[g]] && !comp[i].FinishUnobserved && !at.unmoved {
+				// The server has the group (maybe not yet in this after:
+				// families appear at their first observation), yet nothing
+				// was observed between the request's snapshots.
+				at.unmoved, at.unmovedID = true, comp[i].ID
+			}
 			set(i, func(parser.Metric) Value { return Value{Reason: ReasonMissing} })
 		}
 	}
@@ -155,6 +279,7 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 		// No assignment gives every request an observation of its own:
 		// some request's observation is outside its window. Nothing in
 		// this component can be trusted for this group.
+		fail(left[0])
 		for _, i := range left {
 			set(i, func(parser.Metric) Value { return Value{Reason: ReasonInconsistent} })
 		}
@@ -168,7 +293,6 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 		}
 		o := obsOf[matchL[li]]
 		si := t.series[o.sid]
-		si.taken[o.k] = true
 		out[i] = finishInfo{labels: map[string]bool{si.key.labels: true}, pinned: &o}
 		if results[i].Model != "" && results[i].Model != si.model {
 			// The request's finish and first token were pinned to
@@ -180,6 +304,52 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, res
 		set(i, func(m parser.Metric) Value { return t.value(o, m) })
 	}
 	return out
+}
+
+// ruledOut returns the rules by which observation o cannot be request r's
+// in group g (0: it can be).
+func (t *Timeline) ruledOut(o obs, g parser.Group, measured parser.Metric, maxValue float64, r *Request, arr window, e2e Value, minTTFT float64, first bool, use rules) rules {
+	if g == parser.Finish {
+		if use.has(TokenFingerprints) {
+			if ex, _ := t.excluded(o, r.Tokens); ex {
+				return 1 << TokenFingerprints
+			}
+		}
+		if use.has(ServerQueueTime) && r.ServerQueue != nil {
+			if q := t.value(o, parser.Queue); q.Exact && !sameServerTime(q.V, *r.ServerQueue) {
+				return 1 << ServerQueueTime
+			}
+		}
+	}
+	v := t.value(o, measured)
+	if !v.Exact {
+		return 0
+	}
+	if use.has(CaptureBounds) && (exceeds(v.V, maxValue) || !t.fitsAbove(o, v.V, arr)) {
+		return 1 << CaptureBounds
+	}
+	// TTFT is bounded from below only where it is known to count from
+	// arrival (A5 confirmed: it contains the queue): where TTFT starts
+	// differs between servers, and a later start makes it "late".
+	if use.has(ObserveDelay) && (g == parser.Finish || use.has(TTFTContainsQueuePrefill)) && !t.fitsBelow(o, v.V, arr) {
+		return 1 << ObserveDelay
+	}
+	if first {
+		if use.has(TTFTWithinE2E) && e2e.Exact && v.V > e2e.V+1e-6 {
+			return 1 << TTFTWithinE2E
+		}
+		if v.V < minTTFT {
+			return 1 << TTFTContainsQueuePrefill
+		}
+	}
+	return 0
+}
+
+// sameServerTime reports whether an observed duration v (seconds) agrees
+// with the server's own per-request figure (seconds, from milliseconds it
+// may have rounded).
+func sameServerTime(v, server float64) bool {
+	return math.Abs(v-server) <= slack(max(v, server))
 }
 
 // firstBound returns the highest first-token index that a request whose
@@ -231,19 +401,19 @@ func (t *Timeline) obsTimes(o obs) window {
 // taker saw (Request.ArrivalLo/Hi) and, for the first-token group, what
 // its pinned finish observation tells: the server observed the e2e of an
 // arrival at that arrival plus e2e, within MaxObserveDelay after it.
-func (t *Timeline) arrival(r *Request, fin []finishInfo, i int, e2e Value) window {
+func (t *Timeline) arrival(r *Request, fin []finishInfo, i int, e2e Value, use rules) window {
 	w := window{r.ArrivalLo, r.ArrivalHi}
 	if fin == nil || fin[i].pinned == nil || !e2e.Exact {
 		return w
 	}
 	ot := t.obsTimes(*fin[i].pinned)
 	s := slack(e2e.V)
-	if !ot.hi.IsZero() {
+	if !ot.hi.IsZero() && use.has(CaptureBounds) {
 		if hi := ot.hi.Add(-time.Duration((e2e.V - s) * 1e9)); w.hi.IsZero() || hi.Before(w.hi) {
 			w.hi = hi
 		}
 	}
-	if !ot.lo.IsZero() && t.MaxObserveDelay > 0 {
+	if !ot.lo.IsZero() && t.MaxObserveDelay > 0 && use.has(ObserveDelay) {
 		lo := ot.lo.Add(-time.Duration((e2e.V+s)*1e9) - t.MaxObserveDelay)
 		if w.lo.IsZero() || lo.After(w.lo) {
 			w.lo = lo
@@ -252,24 +422,21 @@ func (t *Timeline) arrival(r *Request, fin []finishInfo, i int, e2e Value) windo
 	return w
 }
 
-// fitsArrival reports whether observation o, whose exact value v is a
-// duration from arrival, can be the request's own given its arrival
-// window: the server observed it at arrival + v, or at most
-// MaxObserveDelay later (A6). A value too large for the time the
-// observation was made by rules o out for any arrival in the window; one
-// too small needs the observe-delay bound. Unknown times rule nothing out.
-func (t *Timeline) fitsArrival(o obs, v float64, arr window) bool {
-	if arr.lo.IsZero() && arr.hi.IsZero() {
+// fitsAbove reports whether observation o, whose exact value v is a
+// duration from arrival, was observed late enough for that value: a value
+// too large for the time the observation was made by rules o out for any
+// arrival in the window. Unknown times rule nothing out.
+func (t *Timeline) fitsAbove(o obs, v float64, arr window) bool {
+	ot := t.obsTimes(o)
+	return ot.hi.IsZero() || arr.lo.IsZero() || v <= ot.hi.Sub(arr.lo).Seconds()+slack(v)
+}
+
+// fitsBelow reports whether o was observed early enough for its value v:
+// at arrival + v, or at most MaxObserveDelay later (A6).
+func (t *Timeline) fitsBelow(o obs, v float64, arr window) bool {
+	if t.MaxObserveDelay <= 0 {
 		return true
 	}
 	ot := t.obsTimes(o)
-	s := slack(v)
-	if !ot.hi.IsZero() && !arr.lo.IsZero() && v > ot.hi.Sub(arr.lo).Seconds()+s {
-		return false
-	}
-	if t.MaxObserveDelay > 0 && !ot.lo.IsZero() && !arr.hi.IsZero() &&
-		v < (ot.lo.Sub(arr.hi)-t.MaxObserveDelay).Seconds()-s {
-		return false
-	}
-	return true
+	return ot.lo.IsZero() || arr.hi.IsZero() || v >= (ot.lo.Sub(arr.hi)-t.MaxObserveDelay).Seconds()-slack(v)
 }

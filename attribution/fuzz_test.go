@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
 )
 
 // FuzzTimeline drives the fake server through timelines the fuzzer
@@ -12,18 +14,25 @@ import (
 // duration, when its first token comes and how late its after snapshot
 // is taken; three flags add periodic timeline snapshots, response token
 // counts, and times (scrape times, arrival windows and values that agree
-// with them, as capture writes: assumption A6). Whatever the overlap, no
-// published value may differ from the truth the generator knows (check),
-// and every request gets a result.
+// with them, as capture writes: assumption A6). The last byte breaks
+// assumptions (docs/attribution.md): bit 0 takes some afters before their
+// request's finish is observed (A1), bit 1 makes TTFT shorter than queue +
+// prefill (A5, as a TTFT counted from scheduling), bit 2 hides families
+// until their first observation. Whatever the overlap and whatever is
+// broken, no published value may differ from the truth the generator
+// knows (check), and every request gets a result.
 func FuzzTimeline(f *testing.F) {
-	f.Add([]byte{0, 10, 20, 0x35}, false, false, false)
-	f.Add([]byte{0, 0, 40, 0x10, 1, 0, 40, 0x10, 2, 0, 40, 0x10}, true, false, false)
-	f.Add([]byte{0, 1, 200, 0xf0, 0, 1, 2, 0x01, 0, 1, 3, 0x02, 1, 90, 9, 0x77}, false, true, false)
-	f.Add([]byte("overlapping requests on three series, with tokens"), true, true, false)
-	f.Add([]byte{0, 0, 40, 0x18, 0, 2, 40, 0x14, 0, 1, 10, 0x0c, 0, 0, 80, 0x22}, true, false, true)
-	f.Add([]byte("same series, close arrivals, timed: A6 decides"), false, true, true)
+	f.Add([]byte{0, 10, 20, 0x35}, false, false, false, uint8(0))
+	f.Add([]byte{0, 0, 40, 0x10, 1, 0, 40, 0x10, 2, 0, 40, 0x10}, true, false, false, uint8(0))
+	f.Add([]byte{0, 1, 200, 0xf0, 0, 1, 2, 0x01, 0, 1, 3, 0x02, 1, 90, 9, 0x77}, false, true, false, uint8(0))
+	f.Add([]byte("overlapping requests on three series, with tokens"), true, true, false, uint8(0))
+	f.Add([]byte{0, 0, 40, 0x18, 0, 2, 40, 0x14, 0, 1, 10, 0x0c, 0, 0, 80, 0x22}, true, false, true, uint8(0))
+	f.Add([]byte("same series, close arrivals, timed: A6 decides"), false, true, true, uint8(0))
+	f.Add([]byte("early afters on overlapping requests, all kinds!"), true, true, true, uint8(1))
+	f.Add([]byte("a TTFT that leaves out the queue, timed and tokens"), false, true, true, uint8(2))
+	f.Add([]byte("lazy families, every break at once, with a timeline"), true, true, true, uint8(7))
 	labels := []string{`engine="0",model_name="a"`, `engine="1",model_name="a"`, `engine="0",model_name="b"`}
-	f.Fuzz(func(t *testing.T, data []byte, timeline, tokens, times bool) {
+	f.Fuzz(func(t *testing.T, data []byte, timeline, tokens, times bool, breaks uint8) {
 		const maxRequests = 120
 		if len(data) > 4*maxRequests {
 			data = data[:4*maxRequests]
@@ -32,6 +41,7 @@ func FuzzTimeline(f *testing.F) {
 		h.Write(data)
 		r := rand.New(rand.NewPCG(h.Sum64(), 7)) // the values; the shape comes from data
 		srv := newFakeServer(labels...)
+		srv.lazy = breaks&4 != 0
 		n := len(data) / 4
 		truths := make([]truth, n)
 		var events []event
@@ -52,7 +62,16 @@ func FuzzTimeline(f *testing.F) {
 			} else {
 				truths[i] = randomTruth(r, labels[int(b[0])%len(labels)])
 			}
-			events = append(events, event{at, 0, i}, event{first, 1, i}, event{at + dur, 2, i}, event{at + dur + late, 3, i})
+			if breaks&2 != 0 && b[0]&0x80 != 0 {
+				// TTFT counted from a later start: below queue + prefill.
+				truths[i].v[parser.TTFT] *= 0.25
+			}
+			after := at + dur + late
+			if breaks&1 != 0 && b[3]&0x10 != 0 {
+				// The after is taken before the finish is observed.
+				after = max(first+0.001, at+dur-late-0.001)
+			}
+			events = append(events, event{at, 0, i}, event{first, 1, i}, event{at + dur, 2, i}, event{after, 3, i})
 		}
 		if timeline && n > 0 {
 			end := at + 10

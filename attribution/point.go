@@ -68,13 +68,13 @@ func (p *Point) SetTimes(lo, hi time.Time) {
 	p.lo, p.hi = lo, hi
 }
 
-// anchorOrder lists, per group, which family's count serves as the
-// observation index when several are present.
-var anchorOrder = [parser.NumGroups][]parser.Metric{
-	parser.FirstToken: {parser.TTFT},
-	parser.Finish: {parser.E2E, parser.Inference, parser.Queue, parser.Prefill,
-		parser.Decode, parser.PromptTokens, parser.GenerationTokens},
-}
+// anchors are, per group, the family whose count serves as the
+// observation index: TTFT for the first token, e2e for the finish. Every
+// server the exporter reads has both; other families join a group's
+// moment only once the data confirm they move with its anchor (assume.go).
+// An anchor family that is absent has count 0: servers expose a family
+// from its first observation on.
+var anchors = [parser.NumGroups]parser.Metric{parser.FirstToken: parser.TTFT, parser.Finish: parser.E2E}
 
 // countOf converts a histogram count as written in the text format to an
 // integer; ok is false for negative, fractional or non-finite counts.
@@ -116,11 +116,17 @@ func NewPoint(s *parser.Snapshot) (*Point, bool) {
 	for g := range p.groups {
 		for i := range p.groups[g] {
 			st := &p.groups[g][i]
-			for _, m := range anchorOrder[g] {
-				if st.fams[m].ok {
-					st.anchor = st.fams[m].count
-					break
-				}
+			st.anchor = st.fams[anchors[g]].count
+		}
+	}
+	// A first-token series also carries the finish families that may be
+	// observed at the first token (a server that observes prefill there):
+	// their value at a first-token index is read from its levels.
+	for i := range p.groups[parser.FirstToken] {
+		ft := &p.groups[parser.FirstToken][i]
+		if fin := p.lookup(parser.Finish, ft.labels); fin != nil {
+			for _, m := range momentFamilies[parser.FirstToken] {
+				ft.fams[m] = fin.fams[m]
 			}
 		}
 	}

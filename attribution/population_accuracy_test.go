@@ -8,11 +8,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"github.com/delta-exporter/delta-exporter/ingest"
 	"github.com/delta-exporter/delta-exporter/parser"
 	"github.com/delta-exporter/delta-exporter/population"
+	"github.com/delta-exporter/delta-exporter/simulate"
 )
 
 // TestPopulationAccuracy: the population families against the
@@ -41,14 +41,16 @@ func TestPopulationAccuracy(t *testing.T) {
 		"|---|---|---|---|---|---|---|---|",
 	}
 	for _, inflight := range levels {
-		files, truths := simulateRun(t, n, inflight, -1)
-		fsys := fstest.MapFS{}
-		for _, f := range files {
-			fsys[f.Name] = &fstest.MapFile{Data: f.Body}
+		// The step-synchronous vLLM V1 model of the accuracy table, pairs
+		// only, on disk (as measure does).
+		dir := t.TempDir()
+		truths, err := simulate.Run(runConfig(n, inflight, -1, simulate.ProfileVLLMSteps, 42), simulate.DirSink(dir))
+		if err != nil {
+			t.Fatal(err)
 		}
-		c := &collect{}
+		c := &collect{rejected: map[string]int{}}
 		pop := population.New(population.Config{})
-		in := ingest.New(ingest.Config{FS: fsys, Publisher: c, Snapshots: pop})
+		in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: c, Snapshots: pop})
 		if err := in.Scan(true); err != nil {
 			t.Fatal(err)
 		}

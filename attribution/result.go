@@ -44,10 +44,14 @@ const (
 	// ReasonInconsistent: the snapshots contradict each other or the
 	// attribution's assumptions (docs/attribution.md).
 	ReasonInconsistent Reason = "inconsistent"
+	// ReasonUnconfirmed: the value needs an assumption about the server
+	// that its data have not confirmed, or have contradicted
+	// (docs/attribution.md, "Assumptions").
+	ReasonUnconfirmed Reason = "unconfirmed"
 )
 
 // WithheldReasons lists the reasons counted in delta_exporter_values_withheld_total.
-var WithheldReasons = []Reason{ReasonMissing, ReasonOverlap, ReasonInconsistent}
+var WithheldReasons = []Reason{ReasonMissing, ReasonOverlap, ReasonInconsistent, ReasonUnconfirmed}
 
 // Reasons a whole request is rejected.
 const (

@@ -24,6 +24,10 @@ type Request struct {
 	// (capture's info sidecar); they rule out candidate observations whose
 	// token histograms cannot hold them.
 	Tokens *Tokens
+	// ServerQueue, when not nil, is the queue time in seconds the server
+	// itself reported for the request (vLLM's per-request metrics object,
+	// queue_time_ms): evidence about its queue observation.
+	ServerQueue *float64
 	// FinishUnobserved says the snapshot tool could not confirm that the
 	// after snapshot holds the request's finish observations (capture's
 	// after_observed=false). The request is then kept out of the finish
@@ -117,15 +121,28 @@ type Timeline struct {
 	// checks from above need no such bound).
 	MaxObserveDelay time.Duration
 
+	// OnContradiction, when set, is called once for each assumption a
+	// server process's data contradict (docs/attribution.md).
+	OnContradiction func(Contradiction)
+
 	ids    map[seriesKey]int32
 	series []*seriesInfo
 	active map[string]*reqState
 	open   map[string]*Point
+	// servers: what the data said about each server process's
+	// assumptions, by epoch; serverOrder: epochs as first seen.
+	servers     map[string]*server
+	serverOrder []string
+	changes     uint64 // assumption state changes (AssumptionChanges)
+	// given: take every assumption as given, unchecked (tests: the
+	// behaviour the checks replace).
+	given bool
 }
 
 // NewTimeline returns an empty timeline.
 func NewTimeline() *Timeline {
-	return &Timeline{ids: map[seriesKey]int32{}, active: map[string]*reqState{}, open: map[string]*Point{}}
+	return &Timeline{ids: map[seriesKey]int32{}, active: map[string]*reqState{}, open: map[string]*Point{},
+		servers: map[string]*server{}}
 }
 
 func (t *Timeline) sid(g parser.Group, epoch string, st *seriesState) int32 {
@@ -154,6 +171,7 @@ func (t *Timeline) AddPoint(p *Point) {
 				}
 			}
 			lv, ok := si.levels[st.anchor]
+			t.learnMoments(p, parser.Group(g), st, !ok)
 			if ok && firstCount >= 0 && (lv.firstMin < 0 || firstCount < lv.firstMin) {
 				lv.firstMin = firstCount
 			}
@@ -312,12 +330,31 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 	if len(t.active) == 0 {
 		return nil
 	}
-	var out []Result
+	var ready [][]*reqState
 	for _, comp := range t.components() {
-		if !opt.All && !t.ready(comp, opt) {
-			continue
+		if opt.All || t.ready(comp, opt) {
+			ready = append(ready, comp)
 		}
-		out = append(out, t.decide(comp)...)
+	}
+	// First what every ready component says about the assumptions, then
+	// the decisions: each decision uses all the evidence at hand.
+	learned := make([]*attempt, len(ready))
+	for i, comp := range ready {
+		learned[i] = t.learn(comp)
+	}
+	suspect := make([]bool, len(ready))
+	for i, comp := range ready {
+		if learned[i] != nil {
+			suspect[i] = !t.learnValues(comp, learned[i])
+		}
+	}
+	var out []Result
+	for i, comp := range ready {
+		if suspect[i] && !t.given {
+			out = append(out, t.withheld(comp, ReasonInconsistent)...)
+		} else {
+			out = append(out, t.decide(comp)...)
+		}
 		for _, rs := range comp {
 			delete(t.active, rs.ID)
 		}
@@ -471,12 +508,24 @@ func (t *Timeline) Prune() {
 	}
 }
 
+// zeroLevel is index 0 of every series: no observation, every sum 0.
+var zeroLevel = level{firstMin: -1}
+
 // value returns metric m's value of observation o, if two snapshots
 // isolate it: one at index k-1 and one at k, with m's own count moving in
 // lockstep with the group's anchor at both.
-func (t *Timeline) value(o obs, m parser.Metric) Value {
+func (t *Timeline) value(o obs, m parser.Metric) Value { return t.valueAt(o, m, true) }
+
+// valueAt is value; with moment false it does not ask whether the server
+// is confirmed to observe m in o's moment (the checks of that moment
+// compare such values).
+func (t *Timeline) valueAt(o obs, m parser.Metric, moment bool) Value {
 	si := t.series[o.sid]
 	l0, l1 := si.levels[o.k-1], si.levels[o.k]
+	if l0 == nil && o.k == 1 {
+		// Every series starts at count 0 and sum 0 in its process.
+		l0 = &zeroLevel
+	}
 	if l0 == nil || l1 == nil {
 		return Value{Reason: ReasonOverlap}
 	}
@@ -484,11 +533,26 @@ func (t *Timeline) value(o obs, m parser.Metric) Value {
 	if !f0.ok && !f1.ok {
 		return Value{Reason: ReasonAbsent}
 	}
+	if moment && !t.inMoment(si.key.epoch, si.key.group, m) {
+		return Value{Reason: ReasonUnconfirmed}
+	}
+	if !f0.ok && o.k == 1 {
+		// A family absent until its first observation had count 0.
+		f0 = famState{ok: true}
+	}
 	if !f0.ok || !f1.ok || l0.conflict[m] || l1.conflict[m] || f0.count != o.k-1 || f1.count != o.k {
 		return Value{Reason: ReasonInconsistent}
 	}
-	v := f1.sum - f0.sum
-	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) || !sumDeltaExact(f0.sum, f1.sum, v) {
+	return fromSums(f0.sum, f1.sum, m)
+}
+
+// fromSums is the value of the one observation of m between two snapshots
+// whose sums are s0 and s1: withheld when the difference cannot be a
+// value (negative, not finite, a fractional token count), or when the
+// sums are so large that rounding could hide it (sumDeltaExact).
+func fromSums(s0, s1 float64, m parser.Metric) Value {
+	v := s1 - s0
+	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) || !sumDeltaExact(s0, s1, v) {
 		return Value{Reason: ReasonInconsistent}
 	}
 	if m.IsTokens() {

@@ -19,6 +19,8 @@ type fakeServer struct {
 	start  float64
 	series map[string]*fakeSeries
 	order  []string
+	// lazy: a family is absent until its first observation.
+	lazy bool
 }
 
 type fakeSeries struct {
@@ -44,6 +46,20 @@ func newFakeServer(labels ...string) *fakeServer {
 type truth struct {
 	labels string
 	v      [parser.NumMetrics]float64
+}
+
+// observe makes one observation of one family.
+func (s *fakeServer) observe(labels string, m parser.Metric, v float64) {
+	se := s.series[labels]
+	se.count[m]++
+	se.sum[m] += v
+	if ti := tokenIndex(m); ti >= 0 {
+		for j, b := range tokBounds {
+			if v <= b {
+				se.tok[ti][j]++
+			}
+		}
+	}
 }
 
 func (s *fakeServer) observeFirst(tr *truth) {
@@ -72,6 +88,9 @@ func (s *fakeServer) point(t *testing.T) *Point {
 	for _, l := range s.order {
 		se := s.series[l]
 		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+			if s.lazy && se.count[m] == 0 {
+				continue
+			}
 			ser := parser.Series{Metric: m, Labels: l, Model: se.model, Count: se.count[m], Sum: se.sum[m]}
 			if ti := tokenIndex(m); ti >= 0 {
 				for j, b := range tokBounds {
@@ -290,10 +309,12 @@ func TestCases(t *testing.T) {
 			want: []Reason{ReasonNone, ReasonNone},
 		},
 		{
+			// An after without the request's observation: A1 is
+			// contradicted, nothing more is published for the server.
 			name:   "nothing moved",
 			n:      1,
 			events: []event{{0, 0, 0}, {0.1, 3, 0}, {1, 2, 0}},
-			want:   []Reason{ReasonMissing},
+			want:   []Reason{ReasonUnconfirmed},
 		},
 		{
 			// r0 and r1 overlap, r1 finishes first but no snapshot lies
@@ -418,6 +439,8 @@ func TestBoundsFromCapture(t *testing.T) {
 	end := srv.point(t)
 	for _, bounds := range []bool{false, true} {
 		tl := NewTimeline()
+		// The server's earlier requests confirmed capture's bounds.
+		confirm(tl, end.Epoch, CaptureBounds)
 		tl.AddPoint(mid)
 		f := Request{ID: "fast", Before: b0, After: end}
 		s := Request{ID: "slow", Before: b1, After: end}
@@ -478,5 +501,14 @@ func TestRandomTimedTimelines(t *testing.T) {
 	t.Logf("exact: %d without times, %d with", plain, timed)
 	if timed <= plain {
 		t.Errorf("times made no request exact: %d without, %d with", plain, timed)
+	}
+}
+
+// confirm marks assumptions confirmed for a server process, as its earlier
+// requests would have: for tests of what a confirmed assumption decides.
+func confirm(tl *Timeline, epoch string, as ...Assumption) {
+	s := tl.server(epoch)
+	for _, a := range as {
+		s.st[a].state = Confirmed
 	}
 }

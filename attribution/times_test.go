@@ -51,6 +51,8 @@ func TestTimeChecks(t *testing.T) {
 			tl := NewTimeline()
 			tl.MaxObserveDelay = tc.delay
 			beforeA := snap(-1) // A received at 0
+			// The server's earlier requests confirmed the time checks.
+			confirm(tl, beforeA.Epoch, CaptureBounds, ObserveDelay)
 			beforeB := snap(49) // B received at 50
 			s.observeFirst(b)   // 150
 			tl.AddPoint(snap(175))

@@ -87,6 +87,7 @@ type Collector struct {
 	truncated        prometheus.Counter
 	watchEvents      *prometheus.CounterVec
 	rescans          *prometheus.CounterVec
+	assumptions      *prometheus.GaugeVec
 }
 
 var help = [parser.NumMetrics]string{
@@ -170,6 +171,9 @@ func New(cfg Config) (*Collector, error) {
 	c.rescans = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_rescans_total",
 		Help: "Full scans of the snapshot directory, by trigger."}, []string{"trigger"})
 
+	c.assumptions = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "delta_exporter_assumptions",
+		Help: "Server processes seen, by attribution assumption and what their data said of it (unchecked, confirmed, contradicted)."}, []string{"assumption", "state"})
+
 	// Pre-create the series of bounded label sets so that rates start at 0
 	// instead of appearing with the first event.
 	for _, o := range attribution.Outcomes {
@@ -192,13 +196,18 @@ func New(cfg Config) (*Collector, error) {
 	for _, tr := range []string{"initial", "timer", "overflow", "error", "recreated"} {
 		c.rescans.WithLabelValues(tr)
 	}
+	for _, a := range attribution.Assumptions() {
+		for _, st := range attribution.States {
+			c.assumptions.WithLabelValues(a.Name(), string(st))
+		}
+	}
 	c.filesIgnored.WithLabelValues("name")
 	c.filesIgnored.WithLabelValues("changed")
 	c.pending.WithLabelValues("unpaired")
 	c.pending.WithLabelValues("attributing")
 
 	cs := []prometheus.Collector{c.tpot, c.proxyTTFT, c.proxyE2E, c.requests, c.rejections, c.withheld, c.snapshotsRead,
-		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.startTime, c.folded, c.truncated, c.watchEvents, c.rescans}
+		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.startTime, c.folded, c.truncated, c.watchEvents, c.rescans, c.assumptions}
 	for _, h := range c.perRequest {
 		cs = append(cs, h)
 	}
@@ -401,3 +410,20 @@ func (c *Collector) WatchEvent(event string) { c.watchEvents.WithLabelValues(eve
 
 // Rescan counts a full directory scan by trigger (initial, timer, overflow, error).
 func (c *Collector) Rescan(trigger string) { c.rescans.WithLabelValues(trigger).Inc() }
+
+// SetAssumptions shows what the data said about each server process's
+// attribution assumptions: per assumption and state, how many processes
+// are in it (ingest.AssumptionPublisher). Labels are a fixed set.
+func (c *Collector) SetAssumptions(servers []attribution.ServerAssumptions) {
+	n := map[[2]string]int{}
+	for _, sa := range servers {
+		for _, st := range sa.Status {
+			n[[2]string{st.Assumption.Name(), string(st.State)}]++
+		}
+	}
+	for _, a := range attribution.Assumptions() {
+		for _, st := range attribution.States {
+			c.assumptions.WithLabelValues(a.Name(), string(st)).Set(float64(n[[2]string{a.Name(), string(st)}]))
+		}
+	}
+}

@@ -328,3 +328,43 @@ func TestProxyFamilies(t *testing.T) {
 		}
 	}
 }
+
+// TestAssumptionStates: delta_exporter_assumptions counts server
+// processes per assumption and state; every pair exists from the start,
+// and the label set is the fixed list of assumptions, whatever the data.
+func TestAssumptionStates(t *testing.T) {
+	c, reg := newCollector(t, 10)
+	states := func(contradicted attribution.Assumption) attribution.ServerAssumptions {
+		sa := attribution.ServerAssumptions{Epoch: "1.7e+09"}
+		for _, a := range attribution.Assumptions() {
+			st := attribution.AssumptionStatus{Assumption: a, State: attribution.Confirmed}
+			if a == contradicted {
+				st.State = attribution.Contradicted
+			}
+			sa.Status = append(sa.Status, st)
+		}
+		return sa
+	}
+	c.SetAssumptions([]attribution.ServerAssumptions{states(attribution.TTFTContainsQueuePrefill), states(attribution.ObserveDelay)})
+	g := c.assumptions
+	for _, tc := range []struct {
+		a     attribution.Assumption
+		state attribution.State
+		want  float64
+	}{
+		{attribution.TTFTContainsQueuePrefill, attribution.Contradicted, 1},
+		{attribution.TTFTContainsQueuePrefill, attribution.Confirmed, 1},
+		{attribution.TTFTWithinE2E, attribution.Confirmed, 2},
+		{attribution.TTFTWithinE2E, attribution.Unchecked, 0},
+	} {
+		if got := testutil.ToFloat64(g.WithLabelValues(tc.a.Name(), string(tc.state))); got != tc.want {
+			t.Errorf("%s %s = %v, want %v", tc.a.Name(), tc.state, got, tc.want)
+		}
+	}
+	if n := testutil.CollectAndCount(g); n != int(attribution.NumAssumptions)*len(attribution.States) {
+		t.Errorf("%d series, want %d", n, int(attribution.NumAssumptions)*len(attribution.States))
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}

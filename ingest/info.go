@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"time"
 
@@ -11,7 +12,8 @@ import (
 
 // info reads a capture sidecar (docs/capture.md). What it says narrows
 // the request's candidates (docs/attribution.md): token counts are
-// fingerprints; the proxy's receive, first-byte and last-byte times bound
+// fingerprints; the server's own queue time (server_metrics) must agree
+// with the queue observation; the proxy's receive, first-byte and last-byte times bound
 // the server's TTFT and e2e from above, and bracket its arrival for the
 // time checks (A6); an after that capture could not confirm keeps the
 // request out of the finish matching; an after_error (no after will come)
@@ -33,6 +35,13 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 			PromptTokens     *int `json:"prompt_tokens"`
 			CompletionTokens *int `json:"completion_tokens"`
 		} `json:"usage"`
+		// vLLM's per-request metrics object. Its queue_time_ms is the
+		// engine's queue interval, the one the queue histogram observes;
+		// its time_to_first_token_ms counts from scheduling, not arrival,
+		// and is not used.
+		ServerMetrics *struct {
+			QueueTimeMs *float64 `json:"queue_time_ms"`
+		} `json:"server_metrics"`
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
 		in.cfg.Publisher.SnapshotRejected(name, "parse_error", err)
@@ -73,6 +82,10 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 		}
 	}
 	h.proxy = proxyTimes(v.Model, v.Stream, v.ClientGone || v.UpstreamError != "", v.ReceivedAt, v.FirstByteAt, v.LastByteAt)
+	if sm := v.ServerMetrics; sm != nil && sm.QueueTimeMs != nil && *sm.QueueTimeMs >= 0 && !math.IsInf(*sm.QueueTimeMs, 0) {
+		q := *sm.QueueTimeMs / 1000
+		h.serverQueue = &q
+	}
 	if v.Usage == nil || v.Usage.PromptTokens == nil || v.Usage.CompletionTokens == nil {
 		return
 	}

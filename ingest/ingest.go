@@ -33,6 +33,13 @@ type Publisher interface {
 	SetPending(state string, n int)
 }
 
+// AssumptionPublisher is implemented by a Publisher that shows what the
+// data said about each server's assumptions (docs/attribution.md): it is
+// given every server process's states whenever one changed.
+type AssumptionPublisher interface {
+	SetAssumptions([]attribution.ServerAssumptions)
+}
+
 // Config configures an Ingester.
 type Config struct {
 	// FS is the snapshot directory. It must implement fs.ReadDirFS; when
@@ -91,7 +98,8 @@ type half struct {
 	beforeName, afterName string
 	beforeTime, afterTime time.Time
 	tokens                *attribution.Tokens
-	bad                   bool // one of its snapshots was unusable
+	serverQueue           *float64 // the server's own queue time, seconds (info's server_metrics)
+	bad                   bool     // one of its snapshots was unusable
 	finishUnobserved      bool
 	maxTTFT, maxE2E       float64   // capture's timing bounds, seconds; 0: none
 	arrivalLo, arrivalHi  time.Time // capture's bounds on the server's arrival
@@ -138,6 +146,8 @@ type Ingester struct {
 	// timeline or a result) whose names carry capture's suffix; taken
 	// back when its result is published.
 	serverIDs map[string]string
+	// assumed is the timeline's assumption change count last published.
+	assumed uint64
 }
 
 // New returns an Ingester.
@@ -162,12 +172,23 @@ func New(cfg Config) *Ingester {
 	}
 	tl := attribution.NewTimeline()
 	tl.MaxObserveDelay = max(0, cfg.MaxObserveDelay)
-	return &Ingester{
+	in := &Ingester{
 		cfg: cfg, log: cfg.Logger.With("component", "ingest"),
 		tl: tl, pending: map[string]*half{}, decided: map[string]time.Time{}, serverIDs: map[string]string{},
 		files: map[string]*fileState{}, deferred: map[string]bool{},
 	}
+	// Once per server process and assumption: the timeline reports each
+	// contradiction once.
+	tl.OnContradiction = func(c attribution.Contradiction) {
+		in.log.Warn("attribution assumption contradicted by the data; no longer used for this server process",
+			"assumption", c.Assumption.Name(), "server_start", c.Epoch, "request_id", c.RequestID, "evidence", c.Detail)
+	}
+	return in
 }
+
+// Assumptions returns what the data said so far about each server
+// process's assumptions.
+func (in *Ingester) Assumptions() []attribution.ServerAssumptions { return in.tl.Assumptions() }
 
 // Scan lists the directory and ingests every file not seen before, in
 // the order of the times in their names. With all set (the initial scan,
@@ -345,6 +366,10 @@ func (in *Ingester) decide(opt attribution.ResolveOptions) {
 	if len(results) > 0 {
 		in.tl.Prune()
 	}
+	if ap, ok := in.cfg.Publisher.(AssumptionPublisher); ok && in.tl.AssumptionChanges() != in.assumed {
+		in.assumed = in.tl.AssumptionChanges()
+		ap.SetAssumptions(in.tl.Assumptions())
+	}
 	in.updatePending()
 }
 
@@ -384,7 +409,7 @@ func (in *Ingester) updatePending() {
 func (h *half) hasSnapshot() bool { return h.beforeName != "" || h.afterName != "" }
 
 func (h *half) request(id string) *attribution.Request {
-	return &attribution.Request{ID: id, Before: h.before, After: h.after, First: h.first, Tokens: h.tokens,
+	return &attribution.Request{ID: id, Before: h.before, After: h.after, First: h.first, Tokens: h.tokens, ServerQueue: h.serverQueue,
 		FinishUnobserved: h.finishUnobserved, MaxTTFT: h.maxTTFT, MaxE2E: h.maxE2E,
 		ArrivalLo: h.arrivalLo, ArrivalHi: h.arrivalHi, Proxy: h.proxy,
 		BeforeTime: h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}

@@ -130,11 +130,15 @@ func refScan(data []byte) refResult {
 	series := map[string]*refSeries{}
 	var pst float64
 	hasPST := false
+	sawServer := false
 	syntax := func(line int, strict bool, why string) refResult {
 		return refResult{reason: ErrSyntax, line: line, strict: strict, why: why}
 	}
 	for i, line := range strings.Split(string(data[:len(data)-1]), "\n") {
 		lineNo := i + 1
+		if t := strings.TrimLeft(line, " \t"); strings.HasPrefix(t, "vllm:") || strings.HasPrefix(t, "sglang:") {
+			sawServer = true
+		}
 		name, relevant := refClassify(line)
 		if !relevant {
 			continue
@@ -232,7 +236,7 @@ func refScan(data []byte) refResult {
 			sr.buckets[bound] = val
 		}
 	}
-	if len(series) == 0 && !hasPST {
+	if len(series) == 0 && !hasPST && !sawServer {
 		return refResult{reason: ErrNoFamilies}
 	}
 	snap := &Snapshot{ProcessStartTime: pst, HasProcessStartTime: hasPST}

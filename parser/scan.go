@@ -28,8 +28,9 @@ var (
 	// buckets are not cumulative, or its +Inf bucket differs from _count.
 	ErrIncomplete = errors.New("incomplete snapshot")
 	// ErrNoFamilies: the file is readable but holds neither a relevant
-	// histogram nor process_start_time_seconds (another server's metrics,
-	// an HTML or curl error page, binary junk).
+	// histogram, nor process_start_time_seconds, nor any sample of a
+	// server's namespace (vllm:, sglang:): another server's metrics, an
+	// HTML or curl error page, binary junk.
 	ErrNoFamilies = errors.New("no relevant metric families")
 )
 
@@ -250,6 +251,9 @@ type scanner struct {
 
 	startTime    float64
 	hasStartTime bool
+	// sawServer: a sample of a server's own namespace (vllm:, sglang:)
+	// was seen, relevant or not.
+	sawServer bool
 
 	// The last metric name looked up, and its meaning.
 	lastName []byte
@@ -318,6 +322,7 @@ func (s *scanner) run(data []byte) (*Snapshot, error) {
 	s.unsorted = false
 	s.cache = blockCache{set: -1}
 	s.startTime, s.hasStartTime = 0, false
+	s.sawServer = false
 	s.lastName, s.lastOK = nil, false
 	if err := s.scan(data); err != nil {
 		return nil, err
@@ -359,10 +364,12 @@ func (s *scanner) scan(data []byte) error {
 			if !bytes.HasPrefix(line, []byte("vllm:")) {
 				continue
 			}
+			s.sawServer = true
 		case 's':
 			if !bytes.HasPrefix(line, []byte("sglang:")) {
 				continue
 			}
+			s.sawServer = true
 		case 'p':
 			if !bytes.HasPrefix(line, []byte(processStartTime)) {
 				continue
@@ -409,7 +416,10 @@ func (s *scanner) scan(data []byte) error {
 	if err := s.dupBucket(); err != nil {
 		return err
 	}
-	if len(s.series) == 0 && !s.hasStartTime {
+	// A server's scrape without any per-request family yet (a fresh
+	// server that exposes a histogram only from its first observation,
+	// and no process_start_time_seconds) is a snapshot of zero counts.
+	if len(s.series) == 0 && !s.hasStartTime && !s.sawServer {
 		return &ScanError{Reason: ErrNoFamilies}
 	}
 	return nil

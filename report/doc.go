@@ -33,12 +33,14 @@
 //	      "withheld": {}             // value key -> reason, for every null value
 //	    }
 //	  ],
-//	  "summary": { … }
+//	  "summary": { … },
+//	  "assumptions": [ … ]
 //	}
 //
 // A value is a number only when it is exact for that request (see
 // docs/attribution.md); otherwise it is null and "withheld" gives the
-// reason: missing, overlap or inconsistent; absent when the server does
+// reason: missing, overlap, inconsistent or unconfirmed (the value needs
+// an assumption this server's data have not confirmed); absent when the server does
 // not have the metric (SGLang has no prefill histogram; a one-token answer
 // has no TPOT); the reject reason for a rejected request and "unpaired"
 // for a half without its other half.
@@ -99,6 +101,19 @@
 //	         "met": 4, "missed": 2, "unknown": 4, "attainment": 0.667, "unknown_share": 0.4}]
 //
 // attainment is met / (met + missed), null when no request is known.
+//
+// "assumptions" has one object per server process
+// (process_start_time_seconds as "server_start", null when the server
+// exposes none): for each assumption of docs/attribution.md, its state
+// (unchecked, confirmed, contradicted), how many observations agreed with
+// it, and the evidence of its contradiction:
+//
+//	{"server_start": "1.75974206737e+09", "assumptions": [
+//	  {"name": "ttft_contains_queue_prefill", "state": "contradicted", "agreed": 3,
+//	   "contradiction": {"request_id": "chatcmpl-…", "detail": "TTFT 0.1s < queue 0.2s + prefill 0.05s"}},
+//	  …]}
+//
+// The text report ends with the same, a table per server process.
 //
 // CSV has one row per request with the same columns, header first; a null
 // is an empty cell and "withheld" is "key=reason;key=reason".

@@ -40,6 +40,8 @@ func WriteJSON(w io.Writer, r *Report) error {
 	}
 	b = append(b, "],\n  \"summary\": "...)
 	b = appendJSON(b, summaryJSON(r), 1)
+	b = append(b, ",\n  \"assumptions\": "...)
+	b = appendJSON(b, assumptionsJSON(r), 1)
 	b = append(b, "\n}\n"...)
 	_, err := w.Write(b)
 	return err
@@ -282,4 +284,25 @@ func appendJSONString(b []byte, s string) []byte {
 		i += size
 	}
 	return append(b, '"')
+}
+
+// assumptionsJSON is one object per server process: its start time
+// (process_start_time_seconds, null when the server exposes none) and,
+// per assumption, its state, the observations that agreed with it and the
+// evidence that contradicted it.
+func assumptionsJSON(r *Report) []object {
+	out := []object{}
+	for _, sa := range r.Assumptions {
+		list := []object{}
+		for _, st := range sa.Status {
+			o := object{{"name", st.Assumption.Name()}, {"state", string(st.State)}, {"agreed", st.Agreed}}
+			var ev any
+			if c := st.Contradiction; c != nil {
+				ev = object{{"request_id", nullString(c.RequestID)}, {"detail", c.Detail}}
+			}
+			list = append(list, append(o, member{"contradiction", ev}))
+		}
+		out = append(out, object{{"server_start", nullString(sa.Epoch)}, {"assumptions", list}})
+	}
+	return out
 }

@@ -65,6 +65,9 @@ type Report struct {
 	// and objective (nil without objectives).
 	Objectives *slo.Set
 	SLO        []Attainment
+	// Assumptions is what the directory's data said about each server
+	// process's attribution assumptions (docs/attribution.md).
+	Assumptions []attribution.ServerAssumptions
 }
 
 // Run reads the directory, decides every request and returns the report.
@@ -100,6 +103,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		err := in.Scan(true)
 		if err == nil {
 			in.Finish()
+			c.assumptions = in.Assumptions()
 		}
 		if p != nil {
 			p.done()
@@ -128,6 +132,8 @@ type collect struct {
 	read     int
 	rejected []FileProblem
 	ignored  int
+	// assumptions: set once the ingester is done.
+	assumptions []attribution.ServerAssumptions
 }
 
 func (c *collect) Publish(r attribution.Result) { c.results = append(c.results, r) }
@@ -166,6 +172,7 @@ func (c *collect) report(f Filter) *Report {
 		return cmp.Compare(a.RequestID, b.RequestID)
 	})
 	r.Summary = summarize(r.Requests)
+	r.Assumptions = c.assumptions
 	return r
 }
 

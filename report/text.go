@@ -35,6 +35,7 @@ func WriteText(w io.Writer, r *Report) error {
 	writeSLO(bw, r)
 	writeIncomplete(bw, r)
 	writeFiles(bw, r)
+	writeAssumptions(bw, r)
 	return bw.Flush()
 }
 
@@ -242,4 +243,25 @@ func writeFiles(w io.Writer, r *Report) {
 // oneLine keeps an error message on its table row.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// writeAssumptions shows, per server process, what the data said about
+// each attribution assumption, with the evidence of each contradiction.
+func writeAssumptions(w io.Writer, r *Report) {
+	for _, sa := range r.Assumptions {
+		fmt.Fprintf(w, "\nAssumptions, server process started at %s:\n", orDash(sa.Epoch))
+		table(w, func(tw io.Writer) {
+			fmt.Fprintln(tw, "ASSUMPTION\tSTATE\tAGREED\tEVIDENCE")
+			for _, st := range sa.Status {
+				ev := ""
+				if c := st.Contradiction; c != nil {
+					ev = oneLine(c.Detail)
+					if c.RequestID != "" {
+						ev = c.RequestID + ": " + ev
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", st.Assumption.Name(), st.State, st.Agreed, ev)
+			}
+		})
+	}
 }

@@ -17,3 +17,11 @@ type journaled struct {
 func (p journaled) Publish(r attribution.Result) {
 	p.j.Publish([]string{r.BeforeFile, r.AfterFile}, func() { p.Publisher.Publish(r) })
 }
+
+// SetAssumptions passes what the data said about the server's
+// assumptions on to the collector: not per request, nothing to journal.
+func (p journaled) SetAssumptions(a []attribution.ServerAssumptions) {
+	if ap, ok := p.Publisher.(ingest.AssumptionPublisher); ok {
+		ap.SetAssumptions(a)
+	}
+}

@@ -291,3 +291,26 @@ func TestConcurrentScrapesBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestAssumptionStatesServed: what the directory's data said about the
+// server's assumptions reaches /metrics through the journaling publisher.
+func TestAssumptionStatesServed(t *testing.T) {
+	dir, stateFile := t.TempDir(), filepath.Join(t.TempDir(), "delta-exporter.state")
+	writePairs(t, dir, 0, 12, time.Now().Add(-time.Hour))
+	e := newExporter(t, dir, stateFile)
+	if err := e.in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	_, body := e.scrape(t)
+	for _, c := range []struct{ labels, want string }{
+		// Sequential requests: each alone in its window confirms A1, and
+		// the finish families move with e2e.
+		{`assumption="after_holds_observation",state="confirmed"`, "1"},
+		{`assumption="moment_finish_queue_seconds",state="confirmed"`, "1"},
+		{`assumption="moment_finish_queue_seconds",state="contradicted"`, "0"},
+	} {
+		if got := value(body, "delta_exporter_assumptions{"+c.labels+"}"); got != c.want {
+			t.Errorf("delta_exporter_assumptions{%s} = %s, want %s", c.labels, got, c.want)
+		}
+	}
+}

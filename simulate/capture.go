@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"encoding/json"
+	"math"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -24,7 +25,7 @@ func (r *run) observeDelay() time.Duration {
 // arrive draws whether the request streams and when the proxy received it
 // (a loopback hop before the server's arrival).
 func (r *run) arrive(q *request) {
-	q.stream = true
+	q.stream, q.observed = true, true
 	if !r.cfg.Capture {
 		return
 	}
@@ -32,11 +33,23 @@ func (r *run) arrive(q *request) {
 	q.received = max(0, q.arrival-r.short(50*time.Microsecond, 400*time.Microsecond))
 }
 
-// observeFirst makes request i's TTFT observation at t.
+// observeFirst makes request i's TTFT observation at t (and, on a server
+// that observes it then, its prefill time).
 func (r *run) observeFirst(i int, t time.Duration) {
 	q := &r.reqs[i]
 	q.first = t
-	r.srv.ObserveFirstToken(r.cfg.Models[q.model], q.engine, q.ttft)
+	model := r.cfg.Models[q.model]
+	if r.cfg.Semantics.PrefillAtFirstToken {
+		q.prefillVal = q.ttft + q.prefillLate.Seconds()
+	}
+	r.observing(q, t, func() {
+		if q.drop != parser.TTFT && r.cfg.Server.Style.has(parser.TTFT) {
+			r.srv.ObserveFirstToken(model, q.engine, q.ttft)
+		}
+		if r.cfg.Semantics.PrefillAtFirstToken && q.drop != parser.Prefill {
+			r.srv.ObserveOne(model, q.engine, parser.Prefill, q.prefillVal)
+		}
+	})
 	if r.cfg.Capture && q.stream {
 		// The server sends the first chunk after the observation.
 		q.firstByte = t + r.short(50*time.Microsecond, 500*time.Microsecond)
@@ -47,7 +60,7 @@ func (r *run) observeFirst(i int, t time.Duration) {
 			// Capture starts a scrape when the first byte passes.
 			at = q.firstByte + r.short(200*time.Microsecond, 1500*time.Microsecond)
 		}
-		r.push(at, evFirstSnap, i)
+		r.push(at+r.renderTime(), evFirstSnap, i)
 	}
 }
 
@@ -66,21 +79,23 @@ func (r *run) afterSnapshotAt(q *request, t time.Duration) time.Duration {
 	return q.lastByte + r.short(200*time.Microsecond, 1500*time.Microsecond)
 }
 
-// scrapeLine opens a snapshot whose content is generated at now with
-// capture's scrape-start line, and returns the time capture names it by:
-// when the response arrived. Without Capture it returns now unchanged.
-func (r *run) scrapeLine(b []byte, now time.Time) ([]byte, time.Time) {
+// scrapeLine opens a snapshot whose content is generated at now (read
+// over the spread before it) with capture's scrape-start line, and
+// returns the time capture names it by: when the response arrived.
+// Without Capture it returns now unchanged.
+func (r *run) scrapeLine(b []byte, now time.Time, spread time.Duration) ([]byte, time.Time) {
 	if !r.cfg.Capture {
-		return b, now
+		// A log-hook tool names the file by when it launched the scrape.
+		return b, now.Add(-r.renderTime())
 	}
-	started := now.Add(-r.short(100*time.Microsecond, time.Millisecond))
+	started := now.Add(-spread - r.short(100*time.Microsecond, time.Millisecond))
 	return parser.AppendScrapeStarted(b, started), now.Add(r.short(50*time.Microsecond, 500*time.Microsecond))
 }
 
 // writeInfo writes the request's capture sidecar (the fields ingest
 // reads; docs/capture.md has the whole format).
 func (r *run) writeInfo(q *request) error {
-	if !r.cfg.Capture {
+	if !r.cfg.Capture || r.cfg.dry {
 		return nil
 	}
 	at := func(d time.Duration) time.Time { return r.cfg.Start.Add(d).UTC() }
@@ -91,12 +106,37 @@ func (r *run) writeInfo(q *request) error {
 		"received_at":    at(q.received),
 		"first_byte_at":  at(q.firstByte),
 		"last_byte_at":   at(q.lastByte),
-		"after_observed": true,
+		"after_observed": q.observed,
 		"usage":          map[string]int{"prompt_tokens": q.prompt, "completion_tokens": q.gen},
+	}
+	if r.cfg.ServerMetrics {
+		f := q.finishValues
+		ms := func(sec float64) float64 { return math.Round(sec*1e6) / 1e3 }
+		m := map[string]any{
+			"queue_time_ms":          ms(f.Queue),
+			"time_to_first_token_ms": ms(f.Prefill),
+			"generation_time_ms":     ms(f.Inference),
+		}
+		if q.gen > 1 {
+			m["mean_itl_ms"] = ms(f.Decode / float64(q.gen-1))
+		}
+		if f.Inference > 0 {
+			m["tokens_per_second"] = math.Round(float64(q.gen)/f.Inference*1000) / 1000
+		}
+		info["server_metrics"] = m
 	}
 	body, err := json.Marshal(info)
 	if err != nil {
 		return err
 	}
 	return r.sink.Snapshot(parser.FormatName(q.id, parser.Info, at(q.received)), body)
+}
+
+// afterSeen reports whether a scrape at t shows a finish count above the
+// request's before, as capture checks before it writes the after; it
+// records the answer for the info sidecar.
+func (r *run) afterSeen(q *request, t time.Duration) bool {
+	hidden, _ := r.hiddenAt(t)
+	q.observed = r.srv.finishCount(hidden) > q.beforeE2E
+	return q.observed
 }

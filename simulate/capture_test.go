@@ -76,3 +76,42 @@ func TestCaptureLayout(t *testing.T) {
 		t.Errorf("%d infos for %d requests, %d streams", len(infos), len(truths), streams)
 	}
 }
+
+// TestServerMetricsObject: with ServerMetrics, every info sidecar carries
+// the per-request object, agreeing with the truth within its rounding.
+func TestServerMetricsObject(t *testing.T) {
+	cfg := Config{Seed: 3, Requests: 50, MeanInFlight: 2, Capture: true, ServerMetrics: true}
+	var sink MemSink
+	truths, err := Run(cfg, &sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Truth{}
+	for _, tr := range truths {
+		byID[tr.RequestID] = tr
+	}
+	n := 0
+	for _, f := range sink.Files() {
+		name, err := parser.ParseName(f.Name)
+		if err != nil || name.Stage != parser.Info {
+			continue
+		}
+		var info struct {
+			M map[string]float64 `json:"server_metrics"`
+		}
+		if err := json.Unmarshal(f.Body, &info); err != nil {
+			t.Fatal(err)
+		}
+		tr := byID[name.RequestID]
+		if d := info.M["queue_time_ms"] - 1000*tr.Queue; d < -0.0005 || d > 0.0005 {
+			t.Errorf("%s: queue_time_ms %v, truth %v s", name.RequestID, info.M["queue_time_ms"], tr.Queue)
+		}
+		if d := info.M["time_to_first_token_ms"] - 1000*tr.Prefill; d < -0.0005 || d > 0.0005 {
+			t.Errorf("%s: time_to_first_token_ms %v, truth prefill %v s", name.RequestID, info.M["time_to_first_token_ms"], tr.Prefill)
+		}
+		n++
+	}
+	if n != len(truths) {
+		t.Errorf("%d objects for %d requests", n, len(truths))
+	}
+}

@@ -53,7 +53,8 @@ type series struct {
 	createdLine string
 
 	value   float64
-	counts  []uint64 // per bucket, not cumulative; last is +Inf
+	bounds  []float64 // histograms: the family's bounds
+	counts  []uint64  // per bucket, not cumulative; last is +Inf
 	count   uint64
 	sum     float64
 	created float64
@@ -79,6 +80,7 @@ func (f *family) add(labels []label, created float64) *series {
 	case counterKind, gaugeKind:
 		s.line = f.name + renderLabels(labels, nil) + " "
 	case histogramKind:
+		s.bounds = f.bounds
 		s.bucketLines = make([]string, len(f.bounds)+1)
 		for i, b := range f.bounds {
 			s.bucketLines[i] = f.name + "_bucket" + renderLabels(labels, &label{"le", goFloat(b)}) + " "
@@ -100,24 +102,56 @@ func (f *family) add(labels []label, created float64) *series {
 
 // observe records one observation, choosing the bucket as
 // prometheus_client does (bisect_left: the first bound >= v).
-func (s *series) observe(bounds []float64, v float64) { s.observeN(bounds, v, 1, v) }
+func (s *series) observe(v float64) { s.observeN(v, 1, v) }
 
 // observeN records n observations of value v whose total is sum.
-func (s *series) observeN(bounds []float64, v float64, n uint64, sum float64) {
-	i := sort.SearchFloat64s(bounds, v)
+func (s *series) observeN(v float64, n uint64, sum float64) {
+	i := searchBound(s.bounds, v)
 	s.counts[i] += n
 	s.count += n
 	s.sum += sum
 }
 
+func searchBound(bounds []float64, v float64) int { return sort.SearchFloat64s(bounds, v) }
+
+// shown reports whether a lazy server shows the series: a histogram or
+// counter once it has been touched (gauges always).
+func (s *series) shown(k kind, lazy bool) bool {
+	switch {
+	case !lazy:
+		return true
+	case k == histogramKind || k == summaryKind:
+		return s.count > 0
+	case k == counterKind:
+		return s.value != 0
+	}
+	return true
+}
+
 // appendText renders the family. multiproc selects prometheus_client's
 // multiprocess collector layout: a histogram's _sum lines of all label sets
-// come first, then each label set's buckets and _count.
-func (f *family) appendText(b []byte, multiproc bool) []byte {
+// come first, then each label set's buckets and _count. lazy leaves out
+// the series never touched, and the family when none is left.
+func (f *family) appendText(b []byte, multiproc, lazy bool) []byte {
+	if lazy {
+		var any bool
+		for _, s := range f.series {
+			if s.shown(f.kind, true) {
+				any = true
+				break
+			}
+		}
+		if !any {
+			return b
+		}
+	}
 	b = append(b, f.header...)
 	switch f.kind {
 	case counterKind, gaugeKind:
 		for _, s := range f.series {
+			if !s.shown(f.kind, lazy) {
+				continue
+			}
 			b = append(b, s.line...)
 			b = appendGoFloat(b, s.value)
 			b = append(b, '\n')
@@ -125,10 +159,15 @@ func (f *family) appendText(b []byte, multiproc bool) []byte {
 	case histogramKind:
 		if multiproc {
 			for _, s := range f.series {
-				b = appendSum(b, s)
+				if s.shown(f.kind, lazy) {
+					b = appendSum(b, s)
+				}
 			}
 		}
 		for _, s := range f.series {
+			if !s.shown(f.kind, lazy) {
+				continue
+			}
 			var acc uint64
 			for i, c := range s.counts {
 				acc += c
@@ -145,6 +184,9 @@ func (f *family) appendText(b []byte, multiproc bool) []byte {
 		}
 	case summaryKind:
 		for _, s := range f.series {
+			if !s.shown(f.kind, lazy) {
+				continue
+			}
 			b = append(b, s.countLine...)
 			b = appendCount(b, s.count)
 			b = append(b, '\n')

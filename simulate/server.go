@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
 )
 
 // Style selects which vLLM era a Server's /metrics output imitates.
@@ -29,6 +31,13 @@ const (
 	// lines of a histogram first, no _created, no python_*/process_*
 	// families), V0 gauges and the old bucket lists.
 	V0Multiproc
+	// SGLang imitates SGLang's tokenizer-manager metrics (VLLM_METRICS.md
+	// §4, the ≈v0.4/late-2025 collector): families sglang:*, label
+	// model_name only, always prometheus_client's multiprocess layout, and
+	// no queue, prefill, decode or inference histograms (TTFT and e2e are
+	// the only per-request times; the token histograms are
+	// sglang:prompt_tokens_histogram and sglang:generation_tokens_histogram).
+	SGLang
 )
 
 func (s Style) String() string {
@@ -39,18 +48,20 @@ func (s Style) String() string {
 		return "v1-noengine"
 	case V0Multiproc:
 		return "v0-multiproc"
+	case SGLang:
+		return "sglang"
 	}
 	return "Style(" + strconv.Itoa(int(s)) + ")"
 }
 
 // ParseStyle is the inverse of Style.String.
 func ParseStyle(s string) (Style, error) {
-	for _, st := range []Style{V1, V1NoEngine, V0Multiproc} {
+	for _, st := range []Style{V1, V1NoEngine, V0Multiproc, SGLang} {
 		if st.String() == s {
 			return st, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown style %q (want v1, v1-noengine or v0-multiproc)", s)
+	return 0, fmt.Errorf("unknown style %q (want v1, v1-noengine, v0-multiproc or sglang)", s)
 }
 
 // ServerConfig describes the simulated server.
@@ -77,6 +88,18 @@ type ServerConfig struct {
 	// StartTime is the process start (process_start_time_seconds, and the
 	// base of the _created values). Zero means DefaultStartTime.
 	StartTime time.Time
+	// Lazy leaves a histogram or counter series out of the output until
+	// its first observation, and a family until one of its series is
+	// shown, as a server built on client_golang does with metric vectors
+	// (llm-d-inference-sim). No _created families then, and no
+	// process_start_time_seconds or other process families: such a server
+	// registers its metrics on a registry of its own. A scrape before the
+	// first request has no per-request family at all.
+	Lazy bool
+	// Multiproc renders prometheus_client's multiprocess layout in any
+	// style, as vLLM V1 does with --api-server-count > 1: _sum lines of a
+	// histogram first, no _created, no python_* or process_* families.
+	Multiproc bool
 }
 
 // DefaultModel is the model served when ServerConfig.Models is empty.
@@ -96,6 +119,10 @@ type Finish struct {
 	// MaxTokens is the request's max_tokens parameter, 0 when not set
 	// (vllm:request_params_max_tokens is observed only when it is set).
 	MaxTokens int
+	// Omit lists per-request families ObserveFinish must not observe: a
+	// server that observes them at another moment (ObserveOne), never, or
+	// drops one.
+	Omit [parser.NumMetrics]bool
 }
 
 // Load is the scheduler state of one engine at a moment: the gauges
@@ -128,6 +155,7 @@ type perKey struct {
 	promptTok, genTok, iterTok, maxGen, paramsN, paramsMaxTok *series
 	ttft, tpot, itl, e2e, queue, inference, prefill, decode   *series
 	timeInQueue                                               *series
+	requests                                                  *series // SGLang's num_requests_total
 	// labels used for lazily created series (V0 request_success_total)
 	labels []label
 	// loads of the engines folded into this label set
@@ -143,7 +171,10 @@ type Server struct {
 	engineLbl bool
 	created   bool // _created families (single-process mode)
 
-	fams    []*family
+	fams []*family
+	// hide, when not nil, records every histogram observation (see
+	// hiding.go).
+	hide    *[]hiddenObs
 	byName  map[string]*family
 	keys    map[key]*perKey
 	byModel map[string]*perKey // folded styles: one perKey per model
@@ -180,11 +211,12 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.StartTime.IsZero() {
 		cfg.StartTime = DefaultStartTime()
 	}
+	multiproc := cfg.Style == V0Multiproc || cfg.Style == SGLang || cfg.Multiproc
 	s := &Server{
 		cfg:       cfg,
-		multiproc: cfg.Style == V0Multiproc,
+		multiproc: multiproc,
 		engineLbl: cfg.Style == V1,
-		created:   cfg.Style != V0Multiproc,
+		created:   !multiproc && !cfg.Lazy,
 		byName:    map[string]*family{},
 		keys:      map[key]*perKey{},
 		byModel:   map[string]*perKey{},
@@ -234,7 +266,11 @@ func (s *Server) createdTime() float64 {
 
 func (s *Server) buildFamilies() {
 	maxLen := build125Buckets(s.cfg.MaxModelLen)
-	if s.cfg.Style != V0Multiproc {
+	if s.cfg.Style == SGLang {
+		s.sglangFamilies(maxLen)
+		return
+	}
+	if !s.multiproc && !s.cfg.Lazy {
 		if s.cfg.Padding {
 			s.pythonPadding()
 		}
@@ -402,10 +438,10 @@ func (s *Server) httpPadding() {
 	s.respSizeChat = f.add(chat, appCreated+14.71)
 	f = s.fam("http_request_duration_highr_seconds", "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ", histogramKind, httpHighrBuckets)
 	s.highr = f.add(nil, appCreated)
-	s.highr.observe(f.bounds, 0.0021)
+	s.highr.observe(0.0021)
 	f = s.fam("http_request_duration_seconds", "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. ", histogramKind, httpFewBuckets)
 	s.durModels = f.add(append(models[:1:1], label{"method", "GET"}), appCreated+11.03)
-	s.durModels.observe(f.bounds, 0.0021)
+	s.durModels.observe(0.0021)
 	s.durChat = f.add(append(chat[:1:1], label{"method", "POST"}), appCreated+14.71)
 }
 
@@ -443,6 +479,13 @@ func (s *Server) lookup(model string, engine int) *perKey {
 		return f.add(labels, s.createdTime())
 	}
 	switch s.cfg.Style {
+	case SGLang:
+		p.running, p.waiting, p.kv = add("sglang:num_running_reqs"), add("sglang:num_queue_reqs"), add("sglang:token_usage")
+		p.promptTotal, p.genTotal, p.requests = add("sglang:prompt_tokens_total"), add("sglang:generation_tokens_total"), add("sglang:num_requests_total")
+		p.ttft, p.itl, p.e2e = add("sglang:time_to_first_token_seconds"), add("sglang:inter_token_latency_seconds"), add("sglang:e2e_request_latency_seconds")
+		p.promptTok, p.genTok = add("sglang:prompt_tokens_histogram"), add("sglang:generation_tokens_histogram")
+		s.keys[k], s.byModel[model] = p, p
+		return p
 	case V1:
 		p.running, p.waiting, p.kv = add("vllm:num_requests_running"), add("vllm:num_requests_waiting"), add("vllm:kv_cache_usage_perc")
 		p.prefixQ, p.prefixH = add("vllm:prefix_cache_queries_total"), add("vllm:prefix_cache_hits_total")
@@ -456,7 +499,7 @@ func (s *Server) lookup(model string, engine int) *perKey {
 		p.cpuHit.value, p.gpuHit.value = -1, -1 // prefix caching disabled
 	}
 	p.preempt, p.promptTotal, p.genTotal = add("vllm:num_preemptions_total"), add("vllm:prompt_tokens_total"), add("vllm:generation_tokens_total")
-	if s.cfg.Style != V0Multiproc {
+	if s.cfg.Style != V0Multiproc && !s.cfg.Lazy {
 		// V1 pre-creates one series per finished_reason; V0 creates them
 		// on first use (see successSeries).
 		f := s.byName["vllm:request_success_total"]
@@ -488,48 +531,86 @@ func (s *Server) successSeries(p *perKey, reason string) *series {
 	return r
 }
 
-func (s *Server) hist(name string) []float64 { return s.byName[name].bounds }
-
 // ObserveFirstToken records a request's time to first token, as vLLM does
 // in the frontend iteration that receives the request's first output.
 func (s *Server) ObserveFirstToken(model string, engine int, ttft float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.lookup(model, engine)
-	p.ttft.observe(s.hist("vllm:time_to_first_token_seconds"), ttft)
+	s.observe(p.ttft, ttft)
 	s.firstTokens++
 }
 
+// ObserveOne records one observation of a per-request family on its own,
+// for servers that observe it at another moment than vLLM (the emulator's
+// queue time at dequeue, its prefill time at the first token). A family
+// the style does not have is not observed.
+func (s *Server) ObserveOne(model string, engine int, m parser.Metric, v float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ser := range s.lookup(model, engine).seriesOf(m) {
+		s.observe(ser, v)
+	}
+}
+
+// seriesOf returns the series that observe metric m (nil where the style
+// has no such family; V0's time_in_queue_requests duplicates the queue).
+func (p *perKey) seriesOf(m parser.Metric) [2]*series {
+	return [parser.NumMetrics][2]*series{
+		parser.TTFT: {p.ttft}, parser.Queue: {p.queue, p.timeInQueue}, parser.Prefill: {p.prefill},
+		parser.Decode: {p.decode}, parser.Inference: {p.inference}, parser.E2E: {p.e2e},
+		parser.PromptTokens: {p.promptTok}, parser.GenerationTokens: {p.genTok},
+	}[m]
+}
+
+// observe records one observation into ser (nil: the style has no such
+// series).
+func (s *Server) observe(ser *series, v float64) { s.observeN(ser, v, 1, v) }
+
+func (s *Server) observeN(ser *series, v float64, n uint64, sum float64) {
+	if ser == nil {
+		return
+	}
+	if s.hide != nil {
+		*s.hide = append(*s.hide, hiddenObs{ser: ser, v: v, n: n, sum: sum})
+	}
+	ser.observeN(v, n, sum)
+}
+
 // ObserveFinish records everything vLLM observes when a request finishes.
-// The per-request histograms get exactly the values in f. The token
-// counters, iteration and per-token histograms, which a real server
-// updates at every engine step, are updated here in one go; they are not
-// per-request sources, only there to make the files look real.
+// The per-request histograms get exactly the values in f, except those
+// f.Omit names. The token counters, iteration and per-token histograms,
+// which a real server updates at every engine step, are updated here in
+// one go; they are not per-request sources, only there to make the files
+// look real.
 func (s *Server) ObserveFinish(model string, engine int, f Finish) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.lookup(model, engine)
-	lat := s.hist("vllm:e2e_request_latency_seconds")
-	p.e2e.observe(lat, f.E2E)
-	p.queue.observe(lat, f.Queue)
-	p.inference.observe(lat, f.Inference)
-	p.prefill.observe(lat, f.Prefill)
-	p.decode.observe(lat, f.Decode)
-	if p.timeInQueue != nil {
-		p.timeInQueue.observe(lat, f.Queue)
+	values := [parser.NumMetrics]float64{
+		parser.Queue: f.Queue, parser.Prefill: f.Prefill, parser.Decode: f.Decode, parser.Inference: f.Inference,
+		parser.E2E: f.E2E, parser.PromptTokens: float64(f.PromptTokens), parser.GenerationTokens: float64(f.GenerationTokens),
 	}
-	toks := s.hist("vllm:request_prompt_tokens")
-	p.promptTok.observe(toks, float64(f.PromptTokens))
-	p.genTok.observe(toks, float64(f.GenerationTokens))
-	p.maxGen.observe(toks, float64(f.GenerationTokens))
+	for m := parser.Queue; m < parser.NumMetrics; m++ { // the finish group: all but TTFT
+		if !f.Omit[m] {
+			for _, ser := range p.seriesOf(m) {
+				s.observe(ser, values[m])
+			}
+		}
+	}
+	s.observe(p.maxGen, float64(f.GenerationTokens))
 	if f.MaxTokens > 0 {
-		p.paramsMaxTok.observe(toks, float64(f.MaxTokens))
+		s.observe(p.paramsMaxTok, float64(f.MaxTokens))
 	}
 	reason := f.FinishedReason
 	if reason == "" {
 		reason = "stop"
 	}
-	s.successSeries(p, reason).value++
+	if s.cfg.Style == SGLang {
+		p.requests.value++
+	} else {
+		s.successSeries(p, reason).value++
+	}
 
 	// Step-level bookkeeping, folded into the finish.
 	p.promptTotal.value += float64(f.PromptTokens)
@@ -542,15 +623,18 @@ func (s *Server) ObserveFinish(model string, engine int, f Finish) {
 		p.prefixQ.value += float64(q)
 		p.prefixH.value += float64(h)
 	}
-	iter := s.hist("vllm:iteration_tokens_total")
-	p.iterTok.observe(iter, float64(f.PromptTokens+1))
+	s.observe(p.iterTok, float64(f.PromptTokens+1))
 	if n := f.GenerationTokens - 1; n > 0 {
-		p.iterTok.observeN(iter, 1, uint64(n), float64(n))
+		s.observeN(p.iterTok, 1, uint64(n), float64(n))
 		per := f.Decode / float64(n)
-		tpot := s.hist("vllm:time_per_output_token_seconds")
-		p.tpot.observeN(tpot, per, uint64(n), f.Decode)
-		if p.itl != nil {
-			p.itl.observeN(tpot, per, uint64(n), f.Decode)
+		if s.cfg.Style == SGLang {
+			// SGLang's ITL counts tokens; the decode time is not a
+			// histogram of its own there, only this.
+			per = (f.E2E - f.Queue - f.Prefill) / float64(n)
+			s.observeN(p.itl, per, uint64(n), per*float64(n))
+		} else {
+			s.observeN(p.tpot, per, uint64(n), f.Decode)
+			s.observeN(p.itl, per, uint64(n), f.Decode)
 		}
 	}
 
@@ -566,8 +650,8 @@ func (s *Server) ObserveFinish(model string, engine int, f Finish) {
 		s.respSizeChat.count++
 		s.respSizeChat.sum += float64(resp)
 		d := f.E2E + 0.0004
-		s.highr.observe(httpHighrBuckets, d)
-		s.durChat.observe(httpFewBuckets, d)
+		s.highr.observe(d)
+		s.durChat.observe(d)
 	}
 }
 
@@ -647,7 +731,7 @@ func (s *Server) AppendText(b []byte) []byte {
 	s.updateDerived()
 	start := len(b)
 	for _, f := range s.fams {
-		b = f.appendText(b, s.multiproc)
+		b = f.appendText(b, s.multiproc, s.cfg.Lazy)
 	}
 	s.lastSize = len(b) - start
 	return b

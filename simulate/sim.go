@@ -21,6 +21,11 @@ type Config struct {
 	// strictly sequential: each request arrives after the previous one's
 	// after snapshot was taken, so no two request windows overlap.
 	MeanInFlight float64
+	// Clients > 0 replaces the Poisson arrivals with that many closed-loop
+	// clients: each sends a request, waits for its answer and its after
+	// snapshot, thinks 15-400 ms and sends the next (MeanInFlight is then
+	// not used).
+	Clients int
 	// Models and Engines override Server.Models and Server.Engines when
 	// set. Each request picks a model and an engine uniformly at random;
 	// models differ in speed. In styles without an engine label the
@@ -67,6 +72,26 @@ type Config struct {
 	// long (uniform) after the timestamp that ends them, as vLLM's output
 	// handler does after processing a batch. 0: at that moment.
 	ObserveDelay time.Duration
+
+	// ServerMetrics (with Capture) puts vLLM's per-request metrics
+	// object (--enable-per-request-metrics, VLLM_METRICS.md §6) in each
+	// info sidecar as server_metrics: queue_time_ms,
+	// time_to_first_token_ms (from scheduling, not arrival: here the
+	// engine's prefill time), generation_time_ms (scheduling to last
+	// token), mean_itl_ms and tokens_per_second, in milliseconds rounded
+	// to the microsecond. The truth of every value it derives from is in
+	// Truth.
+	ServerMetrics bool
+
+	// Semantics: how the server's metrics differ from vLLM V1's
+	// (Profile.Apply sets them by name). The zero value is vLLM V1 in
+	// continuous time, the model the shipped demo was made with.
+	Semantics Semantics
+
+	// rate, when set, is the arrival rate (calibrate); dry runs write no
+	// snapshots.
+	rate float64
+	dry  bool
 }
 
 // speed is how fast a model processes tokens.
@@ -106,6 +131,26 @@ type request struct {
 	// With Capture: the proxy's view.
 	stream                        bool
 	received, firstByte, lastByte time.Duration
+
+	// With Semantics (profile.go), drawn from prng.
+	proc        int           // API server process
+	drop        parser.Metric // the observation the server drops; NumMetrics: none
+	early       bool          // the after comes before the finish is recorded
+	prefillLate time.Duration // PrefillAtFirstToken: how much earlier its timer started
+	waited      bool          // had to wait for a slot
+	queueVal    float64       // QueueAtDequeue: the observed queue time
+	prefillVal  float64       // PrefillAtFirstToken: the observed prefill time
+	missing     [parser.NumMetrics]bool
+	// With Capture: polling for the finish count to move.
+	beforeE2E  uint64
+	afterStart time.Duration
+	pause      time.Duration
+	observed   bool
+	// With Semantics.Steps (steps.go).
+	prefillLeft, generated, chunk int
+	decoding                      bool
+	firstTS, lastTS               time.Duration
+	respAt                        time.Duration // the response was sent before the finish was recorded
 }
 
 type evKind uint8
@@ -118,6 +163,9 @@ const (
 	evFinish
 	evObserveFirst  // with ObserveDelay
 	evObserveFinish // with ObserveDelay
+	evRecordFinish  // with LateFinish or EarlyAfter
+	evObserveStep   // with Steps: the frontend records one engine step's outputs
+	evStep          // with Steps: an engine step ends (req is the engine)
 	// Snapshots: at equal times they come after observations.
 	evBefore
 	evFirstSnap
@@ -180,20 +228,44 @@ type run struct {
 	// crng draws what only Capture and ObserveDelay use, so that runs
 	// without them stay identical to earlier versions.
 	crng *rand.Rand
+	// prng draws what only Semantics use, for the same reason.
+	prng *rand.Rand
+
+	next int // with Clients: the next request to send
+
+	// With Semantics.Steps (steps.go).
+	engines      []engineState
+	steps        []stepOut
+	frontendFree time.Duration
+	// With Semantics.APIServers > 1 (hiding.go): the observations of the
+	// last ScrapeSpread, with when and by which process they were made.
+	recent      []recentObs
+	recording   []hiddenObs
+	hidden      []hiddenObs
+	hiddenT     time.Duration
+	hiddenValid bool
+	saved       []savedSeries
 }
 
 // Run simulates cfg.Requests requests against a simulated server, hands
 // every snapshot to sink in time order, and returns the truth of each
 // request in finish order.
 func Run(cfg Config, sink Sink) ([]Truth, error) {
-	if cfg.Requests < 0 {
-		return nil, errors.New("simulate: negative request count")
+	if cfg.Requests < 0 || cfg.Clients < 0 {
+		return nil, errors.New("simulate: negative request or client count")
 	}
 	if cfg.MeanInFlight < 0 || math.IsNaN(cfg.MeanInFlight) || math.IsInf(cfg.MeanInFlight, 0) {
 		return nil, fmt.Errorf("simulate: bad mean in flight %v", cfg.MeanInFlight)
 	}
-	if cfg.TimelineInterval < 0 || cfg.BeforeDelay < 0 || cfg.AfterDelay < 0 || cfg.AfterJitter < 0 || cfg.ObserveDelay < 0 {
+	if cfg.TimelineInterval < 0 || cfg.BeforeDelay < 0 || cfg.AfterDelay < 0 || cfg.AfterJitter < 0 || cfg.ObserveDelay < 0 ||
+		cfg.Semantics.LateFinish < 0 || cfg.Semantics.ScrapeSpread < 0 {
 		return nil, errors.New("simulate: negative delay")
+	}
+	if sm := cfg.Semantics; sm.EarlyAfter < 0 || sm.EarlyAfter > 1 || sm.DropRate < 0 || sm.DropRate > 1 {
+		return nil, errors.New("simulate: fraction out of [0, 1]")
+	}
+	if cfg.Semantics.APIServers > maxAPIServers {
+		return nil, fmt.Errorf("simulate: more than %d API servers", maxAPIServers)
 	}
 	if len(cfg.Models) > 0 {
 		cfg.Server.Models = cfg.Models
@@ -225,8 +297,17 @@ func Run(cfg Config, sink Sink) ([]Truth, error) {
 		kvTokens: map[loadKey]int{},
 		nextTick: cfg.TimelineInterval,
 		crng:     rand.New(rand.NewPCG(uint64(cfg.Seed), 0x2545f4914f6cdd1d)),
+		prng:     rand.New(rand.NewPCG(uint64(cfg.Seed), 0x3c6ef372fe94f82b)),
+		engines:  make([]engineState, cfg.Engines),
+	}
+	if r.cfg.Semantics.APIServers > 1 && r.cfg.Semantics.ScrapeSpread <= 0 {
+		r.cfg.Semantics.ScrapeSpread = 20 * time.Millisecond
 	}
 	r.draw()
+	r.drawSemantics()
+	if err := r.calibrate(); err != nil {
+		return nil, err
+	}
 	r.scheduleArrivals()
 	if err := r.loop(); err != nil {
 		return nil, err
@@ -308,6 +389,14 @@ func (r *run) scheduleArrivals() {
 		return
 	}
 	first := dur(r.uniform(0.05, 0.3))
+	if r.cfg.Clients > 0 {
+		// Closed loop: each client sends its first request within the
+		// first 200 ms, then one after each answer (handle, evAfter).
+		for r.next = 0; r.next < min(r.cfg.Clients, len(r.reqs)); r.next++ {
+			r.push(first+time.Duration(r.prng.Int64N(int64(200*time.Millisecond))), evArrive, r.next)
+		}
+		return
+	}
 	if r.cfg.MeanInFlight == 0 {
 		r.push(first, evArrive, 0)
 		return
@@ -315,10 +404,13 @@ func (r *run) scheduleArrivals() {
 	var total time.Duration
 	for i := range r.reqs {
 		q := &r.reqs[i]
-		total += q.tok + q.baseQueue + q.prefill + q.decode + q.frontend
+		total += q.tok + q.baseQueue + q.prefill + r.expectedDecode(q) + q.frontend
 	}
 	mean := total.Seconds() / float64(len(r.reqs))
 	rate := r.cfg.MeanInFlight / mean // arrivals per second
+	if r.cfg.rate > 0 {
+		rate = r.cfg.rate
+	}
 	at := first
 	for i := range r.reqs {
 		r.push(at, evArrive, i)
@@ -365,31 +457,50 @@ func (r *run) ticks(t time.Duration) error {
 }
 
 func (r *run) handle(ev event) error {
-	q := &r.reqs[ev.req]
 	t := ev.at
+	switch ev.kind { // events whose req is not a request
+	case evStep:
+		r.stepEnd(ev.req, t)
+		return nil
+	case evObserveStep:
+		r.observeStep(ev.req, t)
+		return nil
+	}
+	q := &r.reqs[ev.req]
 	switch ev.kind {
 	case evArrive:
 		q.arrival = t
 		r.arrive(q)
 		r.inFlight++
-		r.push(t+r.cfg.BeforeDelay, evBefore, ev.req)
+		r.push(t+r.cfg.BeforeDelay+r.renderTime(), evBefore, ev.req)
 		r.push(t+q.tok, evQueued, ev.req)
 	case evBefore:
 		q.before = t
-		return r.snapshot(q.id, parser.Before, t)
+		if !r.cfg.Capture {
+			q.before -= r.renderTime()
+		}
+		return r.snapshotE2E(q.id, parser.Before, t, &q.beforeE2E)
 	case evQueued:
 		q.queued = t
 		r.load(q).Waiting++
 		r.publishLoad(q)
 		r.push(t+q.baseQueue, evReady, ev.req)
 	case evReady:
-		if r.running[q.engine] < r.cfg.MaxRunning {
+		if r.cfg.Semantics.Steps {
+			r.stepReady(ev.req, t)
+		} else if r.running[q.engine] < r.cfg.MaxRunning {
 			r.start(ev.req, t)
 		} else {
+			q.waited = true
 			r.fifo[q.engine] = append(r.fifo[q.engine], ev.req)
 		}
+	case evRecordFinish:
+		r.recordFinish(ev.req, t)
 	case evFirst:
 		q.ttft = (t - q.arrival).Seconds()
+		if r.cfg.Semantics.TTFTFromSchedule {
+			q.ttft = (t - q.sched).Seconds()
+		}
 		if r.cfg.ObserveDelay > 0 {
 			q.delay = r.observeDelay()
 			r.push(t+q.delay, evObserveFirst, ev.req)
@@ -405,15 +516,33 @@ func (r *run) handle(ev event) error {
 	case evObserveFinish:
 		r.observeFinish(ev.req, t)
 	case evAfter:
+		if r.cfg.Capture && !r.afterSeen(q, t) {
+			// Capture scrapes again, with growing pauses, until the
+			// finish count is above the before's or 2 s have passed.
+			if q.pause == 0 {
+				q.afterStart, q.pause = t, 2*time.Millisecond
+			}
+			if t+q.pause-q.afterStart <= 2*time.Second {
+				r.push(t+q.pause, evAfter, ev.req)
+				q.pause = min(2*q.pause, 100*time.Millisecond)
+				return nil
+			}
+		}
 		q.after = t
 		r.truths[q.truth].AfterScrape = r.cfg.Start.Add(t)
+		if !r.cfg.Capture {
+			r.truths[q.truth].AfterScrape = r.cfg.Start.Add(t - r.renderTime())
+		}
 		if err := r.writeInfo(q); err != nil {
 			return err
 		}
 		if err := r.snapshot(q.id, parser.After, t); err != nil {
 			return err
 		}
-		if r.cfg.MeanInFlight == 0 && ev.req+1 < len(r.reqs) {
+		if r.cfg.Clients > 0 && r.next < len(r.reqs) {
+			r.push(t+time.Duration(15_000_000+r.prng.Int64N(385_000_000)), evArrive, r.next)
+			r.next++
+		} else if r.cfg.Clients == 0 && r.cfg.MeanInFlight == 0 && ev.req+1 < len(r.reqs) {
 			// Think time of a client that waits for each answer.
 			r.push(t+dur(r.uniform(0.015, 0.4)), evArrive, ev.req+1)
 		}
@@ -424,19 +553,27 @@ func (r *run) handle(ev event) error {
 // start hands a request to the engine: the queue time ends here.
 func (r *run) start(i int, t time.Duration) {
 	q := &r.reqs[i]
-	q.sched = t
 	r.running[q.engine]++
-	l := r.load(q)
-	l.Waiting--
-	l.Running++
-	r.kvTokens[loadKey{q.model, q.engine}] += q.prompt + q.gen
-	r.publishLoad(q)
+	r.scheduled(i, t)
 	// The engine emits the first token at sched+prefill and the last at
 	// sched+prefill+decode; the frontend observes each a moment later.
 	// For a one-token answer both land in the same frontend step, the
 	// first-token observation before the finish ones (seq order).
 	r.push(t+q.prefill+q.frontend, evFirst, i)
 	r.push(t+q.prefill+q.decode+q.frontend, evFinish, i)
+}
+
+// scheduled moves request i from the waiting to the running requests at
+// t, when its queue time ends.
+func (r *run) scheduled(i int, t time.Duration) {
+	q := &r.reqs[i]
+	q.sched = t
+	l := r.load(q)
+	l.Waiting--
+	l.Running++
+	r.kvTokens[loadKey{q.model, q.engine}] += q.prompt + q.gen
+	r.publishLoad(q)
+	r.dequeued(i, t)
 }
 
 func (r *run) finish(i int, t time.Duration) error {
@@ -452,17 +589,7 @@ func (r *run) finish(i int, t time.Duration) error {
 	queue := (q.sched - q.queued).Seconds()
 	prefill := q.prefill.Seconds()
 	decode := q.decode.Seconds()
-	q.finishValues = Finish{
-		Queue:            queue,
-		Prefill:          prefill,
-		Decode:           decode,
-		Inference:        prefill + decode,
-		E2E:              (t - q.arrival).Seconds(),
-		PromptTokens:     q.prompt,
-		GenerationTokens: q.gen,
-		FinishedReason:   q.reason,
-		MaxTokens:        q.maxTokens,
-	}
+	r.setFinish(q, queue, prefill, decode, prefill+decode, (t - q.arrival).Seconds())
 	if r.cfg.ObserveDelay > 0 {
 		d := r.observeDelay()
 		if q.gen == 1 {
@@ -482,25 +609,93 @@ func (r *run) finish(i int, t time.Duration) error {
 	return nil
 }
 
-// observeFinish makes request i's finish observations at t.
+// observeFinish makes request i's finish observations at t, the moment
+// the server sends the end of its response; a server that records late
+// (LateFinish, EarlyAfter) records them later, at evRecordFinish.
 func (r *run) observeFinish(i int, t time.Duration) {
 	q := &r.reqs[i]
 	f := q.finishValues
-	r.srv.ObserveFinish(r.cfg.Models[q.model], q.engine, f)
-	r.truths = append(r.truths, Truth{
+	late := r.cfg.Semantics.LateFinish > 0 || q.early
+	if !late {
+		r.recordFinish(i, t)
+	}
+	ttft, queue, prefill := q.ttft, f.Queue, f.Prefill
+	if r.cfg.Semantics.QueueAtDequeue {
+		queue = q.queueVal
+	}
+	if r.cfg.Semantics.PrefillAtFirstToken {
+		prefill = q.prefillVal
+	}
+	tr := Truth{
 		RequestID: q.id, Model: r.cfg.Models[q.model], Engine: q.engine,
-		TTFT: q.ttft, Queue: f.Queue, Prefill: f.Prefill, Decode: f.Decode, Inference: f.Inference, E2E: f.E2E,
+		TTFT: ttft, Queue: queue, Prefill: prefill, Decode: f.Decode, Inference: f.Inference, E2E: f.E2E,
 		PromptTokens: q.prompt, GenerationTokens: q.gen,
 		Arrival: r.cfg.Start.Add(q.arrival), FirstToken: r.cfg.Start.Add(q.first), Finish: r.cfg.Start.Add(t),
 		BeforeScrape: r.cfg.Start.Add(q.before),
-	})
+	}
+	for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+		if q.missing[m] {
+			tr.Missing = append(tr.Missing, m.Name())
+		}
+	}
+	r.truths = append(r.truths, tr)
 	q.truth = len(r.truths) - 1
 
-	after := t + r.cfg.AfterDelay
+	resp := t // the response ends with the observations, or before (steps.go)
+	if q.respAt > 0 && q.respAt < t {
+		resp = q.respAt
+	}
+	after := resp + r.cfg.AfterDelay
 	if j := r.cfg.AfterJitter; j > 0 {
 		after += time.Duration(r.rng.Int64N(int64(2*j)+1)) - j
 	}
-	r.push(max(after, r.afterSnapshotAt(q, t)), evAfter, i)
+	at := max(after, r.afterSnapshotAt(q, resp))
+	r.push(at+r.renderTime(), evAfter, i)
+	if late {
+		rec := t + time.Duration(r.prng.Int64N(int64(r.cfg.Semantics.LateFinish)+1))
+		if q.early {
+			rec = at + time.Duration(100_000+r.prng.Int64N(int64(20*time.Millisecond)))
+		}
+		r.truths[q.truth].Finish = r.cfg.Start.Add(rec)
+		r.push(rec, evRecordFinish, i)
+	}
+}
+
+// recordFinish makes the server record request i's finish observations.
+func (r *run) recordFinish(i int, t time.Duration) {
+	q := &r.reqs[i]
+	r.observing(q, t, func() { r.srv.ObserveFinish(r.cfg.Models[q.model], q.engine, q.finishValues) })
+}
+
+// setFinish fills q.finishValues, leaving out what the server does not
+// observe at the finish.
+func (r *run) setFinish(q *request, queue, prefill, decode, inference, e2e float64) {
+	q.finishValues = Finish{
+		Queue:            queue,
+		Prefill:          prefill,
+		Decode:           decode,
+		Inference:        inference,
+		E2E:              e2e,
+		PromptTokens:     q.prompt,
+		GenerationTokens: q.gen,
+		FinishedReason:   q.reason,
+		MaxTokens:        q.maxTokens,
+	}
+	sm := r.cfg.Semantics
+	f := &q.finishValues
+	f.Omit[parser.Queue] = sm.QueueAtDequeue
+	f.Omit[parser.Prefill] = sm.PrefillAtFirstToken
+	if q.drop < parser.NumMetrics {
+		f.Omit[q.drop] = true
+	}
+	for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+		if !r.cfg.Server.Style.has(m) || (q.drop == m) {
+			q.missing[m] = true
+		}
+	}
+	if sm.QueueAtDequeue && !q.waited {
+		q.missing[parser.Queue] = true
+	}
 }
 
 func (r *run) load(q *request) *Load {
@@ -521,10 +716,27 @@ func (r *run) publishLoad(q *request) {
 }
 
 func (r *run) snapshot(id string, stage parser.Stage, t time.Duration) error {
+	return r.snapshotE2E(id, stage, t, nil)
+}
+
+// snapshotE2E writes a snapshot and, when e2e is not nil, stores in it
+// the finish count the snapshot shows (as capture reads it).
+func (r *run) snapshotE2E(id string, stage parser.Stage, t time.Duration, e2e *uint64) error {
+	if r.cfg.dry {
+		return nil
+	}
 	now := r.cfg.Start.Add(t)
 	r.srv.SetTime(now)
-	r.buf, now = r.scrapeLine(r.buf[:0], now)
-	r.buf = r.srv.AppendText(r.buf)
+	hidden, spread := r.hiddenAt(t)
+	r.buf, now = r.scrapeLine(r.buf[:0], now, spread)
+	if hidden == nil {
+		r.buf = r.srv.AppendText(r.buf)
+	} else {
+		r.buf, r.saved = r.srv.appendTextWithout(r.buf, hidden, r.saved)
+	}
+	if e2e != nil {
+		*e2e = r.srv.finishCount(hidden)
+	}
 	name := parser.FormatName(id, stage, now)
 	if err := r.sink.Snapshot(name, r.buf); err != nil {
 		return fmt.Errorf("simulate: snapshot %s: %w", name, err)

@@ -39,6 +39,22 @@ type Truth struct {
 	// and after snapshots (the names carry them truncated to microseconds).
 	BeforeScrape time.Time `json:"before_scrape"`
 	AfterScrape  time.Time `json:"after_scrape"`
+
+	// Missing names the metrics (parser.Metric.Name) the server never
+	// observed for this request: its style has no such family, it
+	// observes it only for some requests, or it dropped the observation.
+	// A value published for one of them is wrong.
+	Missing []string `json:"missing,omitempty"`
+}
+
+// Observed reports whether the server observed metric m for the request.
+func (t Truth) Observed(m parser.Metric) bool {
+	for _, n := range t.Missing {
+		if n == m.Name() {
+			return false
+		}
+	}
+	return true
 }
 
 // WriteTruth writes ts as a JSON array, one request per line. Floats are

@@ -2,6 +2,12 @@
 // the ground truth of every request, for tests, benchmarks and the demo:
 //
 //	go run ./simulate/cmd/gendata -out DIR -truth FILE -requests N -inflight X -seed S [-timeline 50ms] [-first] [-padding]
+//	    [-profile vllm|vllm-steps|emulator|sglang|late|early5|early30|multi-api|drops|mix] [-capture [-non-streaming F] [-server-metrics]]
+//
+// -profile chooses the server's metric semantics (simulate.Profiles); the
+// truth then lists under "missing" what the server never observed for a
+// request. -capture writes what `delta-exporter capture` writes (scrape
+// times, info sidecars).
 //
 // The truth goes to a separate file, never into DIR: every file in DIR is
 // a snapshot.
@@ -42,6 +48,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		after    = fs.Duration("after-delay", 0, "delay of the after snapshot after the finish")
 		jitter   = fs.Duration("after-jitter", 0, "uniform jitter (±) of the after snapshot, never before the finish")
 		start    = fs.String("start", "", "start time of the run, RFC 3339 (default: a fixed date)")
+		profile  = fs.String("profile", "vllm", "server profile: "+profileNames())
+		capture  = fs.Bool("capture", false, "write what delta-exporter capture writes: scrape times and info sidecars")
+		nonStr   = fs.Float64("non-streaming", 0, "with -capture: fraction of requests that do not stream")
+		slots    = fs.Int("max-running", 0, "requests an engine runs at once (0: the profile's default, else 48)")
+		srvMet   = fs.Bool("server-metrics", false, "with -capture: vLLM's per-request metrics object in each info sidecar")
+		clients  = fs.Int("clients", 0, "closed-loop clients instead of Poisson arrivals (-inflight is then not used)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -50,6 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		requests: *requests, inflight: *inflight, seed: *seed, models: *models, engines: *engines,
 		style: *style, padding: *padding, timeline: *timeline, first: *first,
 		before: *before, after: *after, jitter: *jitter, start: *start,
+		profile: *profile, capture: *capture, nonStreaming: *nonStr, maxRunning: *slots, serverMetrics: *srvMet, clients: *clients,
 	}, stdout); err != nil {
 		fmt.Fprintln(stderr, "gendata:", err)
 		return 1
@@ -68,6 +81,20 @@ type simConfig struct {
 	timeline, before, after time.Duration
 	jitter                  time.Duration
 	start                   string
+	profile                 string
+	capture                 bool
+	nonStreaming            float64
+	maxRunning              int
+	serverMetrics           bool
+	clients                 int
+}
+
+func profileNames() string {
+	var names []string
+	for _, p := range simulate.Profiles() {
+		names = append(names, string(p))
+	}
+	return strings.Join(names, ", ")
 }
 
 func generate(out, truthPath string, c simConfig, stdout io.Writer) error {
@@ -83,6 +110,17 @@ func generate(out, truthPath string, c simConfig, stdout io.Writer) error {
 		Server:      simulate.ServerConfig{Style: st, Padding: c.padding},
 		BeforeDelay: c.before, AfterDelay: c.after, AfterJitter: c.jitter,
 		TimelineInterval: c.timeline, FirstSnapshots: c.first,
+		Capture: c.capture, NonStreaming: c.nonStreaming, MaxRunning: c.maxRunning, ServerMetrics: c.serverMetrics, Clients: c.clients,
+	}
+	p, err := simulate.ParseProfile(c.profile)
+	if err != nil {
+		return err
+	}
+	if err := p.Apply(&cfg); err != nil {
+		return err
+	}
+	if c.style != "v1" && cfg.Server.Style != simulate.V1 && cfg.Server.Style != st {
+		return fmt.Errorf("-style %s and -profile %s disagree", c.style, c.profile)
 	}
 	if c.models != "" {
 		cfg.Models = strings.Split(c.models, ",")

@@ -56,12 +56,38 @@ func TestRunWritesSnapshotsAndTruth(t *testing.T) {
 	}
 }
 
+// TestRunProfiles: every profile can be generated, and a profile whose
+// server lacks families says so in the truth.
+func TestRunProfiles(t *testing.T) {
+	for _, p := range simulate.Profiles() {
+		dir := t.TempDir()
+		out, truth := filepath.Join(dir, "snaps"), filepath.Join(dir, "truth.json")
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"-out", out, "-truth", truth, "-requests", "8", "-inflight", "2", "-profile", string(p), "-capture", "-first", "-server-metrics"}, &stdout, &stderr); code != 0 {
+			t.Fatalf("%s: exit %d: %s", p, code, stderr.String())
+		}
+		f, err := os.Open(truth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		truths, err := simulate.ReadTruth(f)
+		f.Close()
+		if err != nil || len(truths) != 8 {
+			t.Fatalf("%s: %d truths, %v", p, len(truths), err)
+		}
+		if p == simulate.ProfileSGLang && truths[0].Observed(parser.Queue) {
+			t.Errorf("sglang: queue time observed in the truth")
+		}
+	}
+}
+
 func TestRunUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, args := range [][]string{
 		{"-truth", filepath.Join(dir, "t.json")},
 		{"-out", filepath.Join(dir, "o")},
 		{"-out", filepath.Join(dir, "o2"), "-truth", filepath.Join(dir, "t.json"), "-style", "v9"},
+		{"-out", filepath.Join(dir, "o3"), "-truth", filepath.Join(dir, "t.json"), "-profile", "tgi"},
 		{"-bogus"},
 	} {
 		var stdout, stderr bytes.Buffer

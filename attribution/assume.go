@@ -1,0 +1,538 @@
+package attribution
+
+import (
+	"fmt"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// Assumption is one fact about how a server measures that attribution
+// uses beyond the bare count rule (docs/attribution.md, "Assumptions").
+// Each is checked against the snapshots per server process, on
+// observations whose owner is certain without it; it is used only once
+// confirmed, and never again for that process once contradicted.
+type Assumption uint8
+
+// The value assumptions, then the moment assumptions (which families a
+// server observes together with the finish or the first-token anchor).
+const (
+	// AfterHolds (A1): the after snapshot holds the request's own finish
+	// observation, and the first snapshot its first-token observation.
+	// Nothing can be attributed without it, so it is the one assumption
+	// used while unchecked; once contradicted, nothing more is published
+	// for that server process.
+	AfterHolds Assumption = iota
+	// FirstBeforeFinish (A4): a request's first-token observation lands no
+	// later than its finish observation.
+	FirstBeforeFinish
+	// TTFTContainsQueuePrefill (A5): TTFT ≥ queue + prefill.
+	TTFTContainsQueuePrefill
+	// TTFTWithinE2E: TTFT ≤ e2e.
+	TTFTWithinE2E
+	// ObserveDelay (A6): e2e is observed at most MaxObserveDelay after
+	// arrival + e2e. Never used for TTFT: servers differ in where TTFT
+	// starts (llm-d-inference-sim counts it from scheduling), and a TTFT
+	// that starts later than arrival is observed "late" by the queue time.
+	ObserveDelay
+	// CaptureBounds: a value measured from arrival is no larger than the
+	// time capture saw between the request and its first (last) byte, nor
+	// than the time between the arrival and when it was observed.
+	CaptureBounds
+	// TokenFingerprints (A3): the response's usage token counts are the
+	// values the server observes.
+	TokenFingerprints
+	// ServerQueueTime: the response's own queue_time_ms (vLLM's
+	// per-request metrics object) is the value the server observes into
+	// its queue histogram.
+	ServerQueueTime
+	// OwnWindow: every request observes each family once, between its
+	// before and after snapshots. It lets a request alone in its window
+	// take the value of a family in no confirmed moment from its own two
+	// snapshots. Like AfterHolds it is used until contradicted: by a
+	// request alone in its window whose family did not move.
+	OwnWindow
+	numValueAssumptions
+
+	// Moment assumptions: a family moves with the finish anchor (e2e) or
+	// with the first-token anchor (TTFT), observation for observation.
+	momentBase = numValueAssumptions
+)
+
+// momentFamilies lists, per group, the families that may belong to its
+// moment (the anchors themselves always do).
+var momentFamilies = [parser.NumGroups][]parser.Metric{
+	parser.FirstToken: {parser.Queue, parser.Prefill, parser.PromptTokens},
+	parser.Finish:     {parser.Queue, parser.Prefill, parser.Decode, parser.Inference, parser.PromptTokens, parser.GenerationTokens},
+}
+
+// NumAssumptions is the number of assumptions.
+var NumAssumptions = Assumption(int(momentBase) + len(momentFamilies[0]) + len(momentFamilies[1]))
+
+// moment returns the assumption that family m is observed in group g's
+// moment; ok is false when m cannot be (or is g's anchor).
+func moment(g parser.Group, m parser.Metric) (Assumption, bool) {
+	a := momentBase
+	for gg := parser.Group(0); gg < parser.NumGroups; gg++ {
+		for _, mm := range momentFamilies[gg] {
+			if gg == g && mm == m {
+				return a, true
+			}
+			a++
+		}
+	}
+	return 0, false
+}
+
+var valueNames = [numValueAssumptions]string{
+	AfterHolds:               "after_holds_observation",
+	FirstBeforeFinish:        "first_token_before_finish",
+	TTFTContainsQueuePrefill: "ttft_contains_queue_prefill",
+	TTFTWithinE2E:            "ttft_within_e2e",
+	ObserveDelay:             "observe_delay",
+	CaptureBounds:            "capture_time_bounds",
+	TokenFingerprints:        "token_fingerprints",
+	ServerQueueTime:          "server_queue_time",
+	OwnWindow:                "family_once_per_request",
+}
+
+// Name is the assumption's label value (delta_exporter_assumptions) and
+// its key in reports: a fixed set.
+func (a Assumption) Name() string {
+	if a < numValueAssumptions {
+		return valueNames[a]
+	}
+	i := momentBase
+	for g := parser.Group(0); g < parser.NumGroups; g++ {
+		for _, m := range momentFamilies[g] {
+			if i == a {
+				return "moment_" + g.String() + "_" + m.Name()
+			}
+			i++
+		}
+	}
+	return "unknown"
+}
+
+// Assumptions lists every assumption, in a fixed order.
+func Assumptions() []Assumption {
+	out := make([]Assumption, NumAssumptions)
+	for i := range out {
+		out[i] = Assumption(i)
+	}
+	return out
+}
+
+// State is what the data have said about an assumption so far.
+type State string
+
+const (
+	// Unchecked: not enough evidence yet; not used (except AfterHolds).
+	Unchecked State = "unchecked"
+	// Confirmed: enough evidence, no contradiction; used.
+	Confirmed State = "confirmed"
+	// Contradicted: the data broke it; never used again for the process.
+	Contradicted State = "contradicted"
+)
+
+// States lists every state, for pre-initialising metrics.
+var States = []State{Unchecked, Confirmed, Contradicted}
+
+// Evidence needed before an assumption is used: observations that agreed
+// with it, taken on owners certain without it (value assumptions), or
+// distinct observation indices at which the family's count equalled the
+// anchor's (moments). One disagreement is enough to drop it.
+const (
+	confirmValue  = 10
+	confirmMoment = 4
+)
+
+// Contradiction is the evidence that broke an assumption on one server
+// process: logged once, counted, shown in reports.
+type Contradiction struct {
+	// Epoch is the server process (process_start_time_seconds; "" when
+	// the server exposes none).
+	Epoch      string
+	Assumption Assumption
+	// RequestID is the request whose observation broke it ("" for a
+	// moment, broken by a snapshot).
+	RequestID string
+	// Detail says what disagreed, with the values.
+	Detail string
+}
+
+// assumeState is one assumption's standing on one server process.
+type assumeState struct {
+	state  State
+	agreed int
+	why    *Contradiction
+}
+
+// server is what the timeline has learned about one server process.
+type server struct {
+	epoch string
+	// given: every assumption is taken as given, as before they were
+	// checked (tests compare against it).
+	given bool
+	// changes is the timeline's count of state changes.
+	changes *uint64
+	st      []assumeState
+	// seen: the family was present in some snapshot of this process.
+	seen [parser.NumMetrics]bool
+	// absentMoved: the family was absent (count 0) from a snapshot in
+	// which the anchor of group g had moved; a contradiction of moment
+	// (g, m) as soon as the family turns out to exist.
+	absentMoved [parser.NumGroups][parser.NumMetrics]bool
+}
+
+func (t *Timeline) server(epoch string) *server {
+	s, ok := t.servers[epoch]
+	if !ok {
+		s = &server{epoch: epoch, st: make([]assumeState, NumAssumptions), given: t.given, changes: &t.changes}
+		t.changes++
+		for i := range s.st {
+			s.st[i].state = Unchecked
+		}
+		t.servers[epoch] = s
+		t.serverOrder = append(t.serverOrder, epoch)
+	}
+	return s
+}
+
+// usable reports whether attribution may rely on a.
+func (s *server) usable(a Assumption) bool {
+	if s.given {
+		return true
+	}
+	if a == AfterHolds || a == OwnWindow {
+		return s.st[a].state != Contradicted
+	}
+	return s.st[a].state == Confirmed
+}
+
+// agree records one observation that agreed with a.
+func (s *server) agree(a Assumption, need int) {
+	st := &s.st[a]
+	if st.state == Contradicted {
+		return
+	}
+	st.agreed++
+	if st.agreed >= need && st.state != Confirmed {
+		st.state = Confirmed
+		*s.changes++
+	}
+}
+
+// contradict turns a off for the process and reports it once.
+func (t *Timeline) contradict(s *server, a Assumption, id, format string, args ...any) {
+	st := &s.st[a]
+	if st.state == Contradicted || s.given {
+		return
+	}
+	st.state = Contradicted
+	t.changes++
+	st.why = &Contradiction{Epoch: s.epoch, Assumption: a, RequestID: id, Detail: fmt.Sprintf(format, args...)}
+	if t.OnContradiction != nil {
+		t.OnContradiction(*st.why)
+	}
+}
+
+// check records one checked observation of a: agreement or contradiction.
+func (t *Timeline) check(s *server, a Assumption, ok bool, id, format string, args ...any) bool {
+	if ok {
+		s.agree(a, confirmValue)
+		return true
+	}
+	t.contradict(s, a, id, format, args...)
+	return false
+}
+
+// AssumptionStatus is one assumption's standing on one server process.
+type AssumptionStatus struct {
+	Assumption Assumption
+	State      State
+	// Agreed counts the observations (or, for moments, the indices) that
+	// agreed with it.
+	Agreed int
+	// Contradiction, for Contradicted, is the evidence.
+	Contradiction *Contradiction
+}
+
+// ServerAssumptions is what the timeline knows about one server process.
+type ServerAssumptions struct {
+	Epoch  string
+	Status []AssumptionStatus
+}
+
+// AssumptionChanges counts the changes of assumption states so far (a new
+// server process, a confirmation, a contradiction): a caller that
+// publishes the states republishes them when it moved.
+func (t *Timeline) AssumptionChanges() uint64 { return t.changes }
+
+// Assumptions returns every server process's assumption states, in the
+// order the processes were first seen.
+func (t *Timeline) Assumptions() []ServerAssumptions {
+	out := make([]ServerAssumptions, 0, len(t.serverOrder))
+	for _, e := range t.serverOrder {
+		s := t.servers[e]
+		sa := ServerAssumptions{Epoch: e}
+		for a, st := range s.st {
+			sa.Status = append(sa.Status, AssumptionStatus{Assumption: Assumption(a), State: st.state, Agreed: st.agreed, Contradiction: st.why})
+		}
+		out = append(out, sa)
+	}
+	return out
+}
+
+// learnMoments compares, in one snapshot, each family's count with its
+// group's anchor count: a family observed at another moment than the
+// anchor shows a different count in a snapshot taken between the two
+// moments of some request. newLevel says the anchor count is new for the
+// series (evidence counts distinct indices, not repeated snapshots).
+func (t *Timeline) learnMoments(p *Point, g parser.Group, st *seriesState, newLevel bool) {
+	s := t.server(p.Epoch)
+	anchor := st.anchor
+	var fams *[parser.NumMetrics]famState
+	switch g {
+	case parser.Finish:
+		fams = &st.fams
+	case parser.FirstToken:
+		// The finish families of the same label set, in the same snapshot.
+		fin := p.lookup(parser.Finish, st.labels)
+		if fin == nil || !st.fams[parser.TTFT].ok {
+			return
+		}
+		fams = &fin.fams
+	}
+	for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+		if fams[m].ok {
+			s.seen[m] = true
+		}
+	}
+	for _, m := range momentFamilies[g] {
+		a, _ := moment(g, m)
+		f := fams[m]
+		if !f.ok {
+			// Not exposed yet: a count of 0, if the family exists at all.
+			if anchor > 0 {
+				if !s.seen[m] {
+					s.absentMoved[g][m] = true
+					continue
+				}
+				t.contradict(s, a, "", "%s absent (count 0) in a snapshot where the %s anchor count is %d", m.Name(), g, anchor)
+			}
+			continue
+		}
+		if s.absentMoved[g][m] {
+			t.contradict(s, a, "", "%s was absent (count 0) from a snapshot where the %s anchor count had moved", m.Name(), g)
+			continue
+		}
+		if f.count != anchor {
+			t.contradict(s, a, "", "%s count %d where the %s anchor count is %d", m.Name(), f.count, g, anchor)
+			continue
+		}
+		if newLevel && anchor > 0 && !(g == parser.Finish && m == parser.Queue) {
+			s.agree(a, confirmMoment)
+		}
+	}
+}
+
+// inMoment reports whether family m of an observation of group g may take
+// its value at the group's index: m is the group's own anchor family, or
+// the server is confirmed to observe m in that moment.
+func (t *Timeline) inMoment(epoch string, g parser.Group, m parser.Metric) bool {
+	if (g == parser.Finish && m == parser.E2E) || (g == parser.FirstToken && m == parser.TTFT) {
+		return true
+	}
+	a, ok := moment(g, m)
+	if !ok {
+		return false
+	}
+	s, ok := t.servers[epoch]
+	return ok && (s.given || s.st[a].state == Confirmed)
+}
+
+// learn checks the server's assumptions on one component: it is solved by
+// the bare count rule alone (A1 and A2, nothing else), and every request
+// whose observations that pins is a certain owner on which the
+// assumptions can be checked. A bare solve that fails, or a request whose
+// window did not move, contradicts A1; a request alone in its windows
+// whose window moved confirms it. It returns the bare solve for
+// learnValues (nil: nothing to check), which the caller runs once every
+// ready component has been through learn, so that the value checks see
+// the moments all of them confirmed.
+func (t *Timeline) learn(comp []*reqState) *attempt {
+	srv := t.server(comp[0].After.Epoch)
+	if !srv.usable(AfterHolds) {
+		return nil
+	}
+	at := t.solveAll(comp, 0)
+	switch {
+	case at.failed:
+		t.contradict(srv, AfterHolds, at.failedID, "no assignment gives the requests overlapping %s an observation of their own inside their windows", at.failedID)
+		return nil
+	case at.unmoved:
+		t.contradict(srv, AfterHolds, at.unmovedID, "no observation between the before and after (or first) snapshots of %s", at.unmovedID)
+		return nil
+	case len(comp) == 1 && at.fin[0].pinned != nil:
+		srv.agree(AfterHolds, confirmValue)
+	}
+	for i, rs := range comp {
+		if fp := at.fin[i].pinned; fp != nil {
+			t.checkQueueMoment(srv, rs.ID, *fp)
+		}
+	}
+	if len(comp) == 1 && at.fin[0].pinned != nil {
+		t.checkOwnWindow(srv, comp[0], t.series[at.fin[0].pinned.sid].key.labels)
+	}
+	return &at
+}
+
+// learnValues checks the value assumptions on the requests a bare solve
+// pinned, with their values read under the moments confirmed by now. It
+// reports whether they all held: a pin that breaks one is as likely a
+// request whose after missed its own observation (A1), whose pin took a
+// neighbour's; the caller then publishes nothing of the component.
+func (t *Timeline) learnValues(comp []*reqState, at *attempt) (held bool) {
+	held = true
+	srv := t.server(comp[0].After.Epoch)
+	for i, rs := range comp {
+		res := &at.results[i]
+		fp, tp := at.fin[i].pinned, at.first[i].pinned
+		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+			switch {
+			case !rs.present[m]:
+			case m.Group() == parser.Finish && fp != nil:
+				res.Values[m] = t.value(*fp, m)
+			case tp != nil && (m == parser.TTFT || (!res.Values[m].Exact && t.inMoment(srv.epoch, parser.FirstToken, m))):
+				res.Values[m] = t.value(*tp, m)
+			}
+		}
+		if !t.checkValues(srv, &rs.Request, res, fp, tp) {
+			held = false
+		}
+	}
+	return held
+}
+
+// checkQueueMoment: counts alone cannot tell queue observed at finish from
+// queue observed when the next request leaves the queue, which a finish
+// frees at the same moment (llm-d-inference-sim under load): both keep
+// queue's count equal to e2e's. Values can: the queue and the inference
+// of one request fit in its e2e. The queue moment is confirmed only by
+// this check, on finish observations the bare rule pinned.
+func (t *Timeline) checkQueueMoment(s *server, id string, fp obs) {
+	mq, _ := moment(parser.Finish, parser.Queue)
+	if s.st[mq].state == Contradicted {
+		return
+	}
+	q, inf, e2e := t.valueAt(fp, parser.Queue, false), t.valueAt(fp, parser.Inference, false), t.value(fp, parser.E2E)
+	if !q.Exact || !inf.Exact || !e2e.Exact {
+		return
+	}
+	if q.V+inf.V <= e2e.V+slack(e2e.V) {
+		s.agree(mq, confirmValue)
+		return
+	}
+	t.contradict(s, mq, id, "queue %gs + inference %gs at the index of e2e %gs exceed it", q.V, inf.V, e2e.V)
+}
+
+// checkOwnWindow checks family_once_per_request on a request alone in its
+// windows whose finish anchor moved by one in the series of its labels.
+func (t *Timeline) checkOwnWindow(s *server, rs *reqState, labels string) {
+	b, a := rs.Before.lookup(parser.Finish, labels), rs.After.lookup(parser.Finish, labels)
+	if a == nil || deltaOf(b, a, anchors[parser.Finish]) != 1 {
+		return
+	}
+	for _, m := range momentFamilies[parser.Finish] {
+		if !a.fams[m].ok {
+			continue
+		}
+		switch deltaOf(b, a, m) {
+		case 0:
+			t.contradict(s, OwnWindow, rs.ID, "%s did not move between the snapshots of %s, alone in its window", m.Name(), rs.ID)
+			return
+		case 1:
+			s.agree(OwnWindow, confirmValue)
+		}
+	}
+}
+
+// deltaOf is family m's count in a minus that in b (b nil or without it: 0).
+func deltaOf(b, a *seriesState, m parser.Metric) uint64 {
+	var c uint64
+	if b != nil && b.fams[m].ok {
+		c = b.fams[m].count
+	}
+	if !a.fams[m].ok || a.fams[m].count < c {
+		return 0
+	}
+	return a.fams[m].count - c
+}
+
+// ownValue is family m's value for a request alone in its window whose
+// anchor and family m both moved by one between its own snapshots
+// (OwnWindow): the difference of its snapshots' sums.
+func ownValue(b, a *seriesState, m parser.Metric) Value {
+	if a == nil || deltaOf(b, a, anchors[parser.Finish]) != 1 || deltaOf(b, a, m) != 1 {
+		return Value{Reason: ReasonUnconfirmed}
+	}
+	var s0 float64
+	if b != nil && b.fams[m].ok {
+		s0 = b.fams[m].sum
+	}
+	return fromSums(s0, a.fams[m].sum, m)
+}
+
+// checkValues checks the value assumptions on one request whose finish
+// (fp) and first-token (tp) observations the bare rule pinned, and
+// reports whether they all held.
+func (t *Timeline) checkValues(s *server, r *Request, res *Result, fp, tp *obs) (held bool) {
+	held = true
+	v := res.Values
+	ttft, e2e, q, p := v[parser.TTFT], v[parser.E2E], v[parser.Queue], v[parser.Prefill]
+	id := r.ID
+	if ttft.Exact && e2e.Exact {
+		held = t.check(s, TTFTWithinE2E, ttft.V <= e2e.V+1e-6, id, "TTFT %gs > e2e %gs", ttft.V, e2e.V) && held
+	}
+	if ttft.Exact && q.Exact && p.Exact {
+		ok := ttft.V >= q.V+p.V-slack(q.V+p.V)
+		// Only a request that queued tells a TTFT that contains the queue
+		// from one that starts at scheduling: agreement counts only then.
+		if !ok || q.V > 2*slack(q.V+p.V) {
+			held = t.check(s, TTFTContainsQueuePrefill, ok, id, "TTFT %gs < queue %gs + prefill %gs", ttft.V, q.V, p.V) && held
+		}
+	}
+	if fp != nil && tp != nil {
+		if hb := t.firstBound(*fp); hb >= 0 {
+			held = t.check(s, FirstBeforeFinish, tp.k <= uint64(hb), id, "first-token observation %d after the snapshot at first-token count %d that follows its finish", tp.k, hb) && held
+		}
+	}
+	arr := window{r.ArrivalLo, r.ArrivalHi}
+	type timed struct {
+		o   *obs
+		val Value
+		max float64
+		m   parser.Metric
+	}
+	for _, x := range []timed{{fp, e2e, r.MaxE2E, parser.E2E}, {tp, ttft, r.MaxTTFT, parser.TTFT}} {
+		if x.o == nil || !x.val.Exact {
+			continue
+		}
+		if x.max > 0 || (!arr.lo.IsZero() && !t.obsTimes(*x.o).hi.IsZero()) {
+			ok := !exceeds(x.val.V, x.max) && t.fitsAbove(*x.o, x.val.V, arr)
+			held = t.check(s, CaptureBounds, ok, id, "%s %gs larger than capture's times allow (receive to byte %gs)", x.m.Name(), x.val.V, x.max) && held
+		}
+		if x.m == parser.E2E && t.MaxObserveDelay > 0 && !arr.hi.IsZero() && !t.obsTimes(*x.o).lo.IsZero() {
+			held = t.check(s, ObserveDelay, t.fitsBelow(*x.o, x.val.V, arr), id, "%s %gs observed more than %v after arrival + value", x.m.Name(), x.val.V, t.MaxObserveDelay) && held
+		}
+	}
+	if fp != nil && r.Tokens != nil {
+		if ex, checked := t.excluded(*fp, r.Tokens); checked {
+			held = t.check(s, TokenFingerprints, !ex, id, "usage prompt %d, completion %d tokens disagree with the observed token histograms", r.Tokens.Prompt, r.Tokens.Generation) && held
+		}
+	}
+	if q.Exact && r.ServerQueue != nil {
+		held = t.check(s, ServerQueueTime, sameServerTime(q.V, *r.ServerQueue), id, "queue observation %gs, server's queue_time %gs", q.V, *r.ServerQueue) && held
+	}
+	return held
+}
