@@ -7,6 +7,7 @@
 package ingest
 
 import (
+	"errors"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -77,7 +78,15 @@ type Config struct {
 	// Progress, optional, is called after each file is read and applied:
 	// serve's liveness signal, so that a long scan is not a stall.
 	Progress func()
+	// Stop, optional: once closed, a scan reads no further file and
+	// returns ErrStopped, and the files it was reading are dropped
+	// (report's interrupt: its goroutine ends instead of finishing the
+	// directory). An ingester that stopped is not used again.
+	Stop <-chan struct{}
 }
+
+// ErrStopped is Scan's error once Config.Stop is closed.
+var ErrStopped = errors.New("ingest stopped")
 
 // SnapshotObserver receives usable snapshots with the time in their name
 // (population.Population implements it). The snapshot must not be kept.
@@ -232,10 +241,13 @@ func (in *Ingester) Scan(all bool) error {
 	// request is decided with less known: sound, maybe less exact).
 	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n },
 		func(i int) {
-			if all && i%512 == 511 {
+			if all && i%512 == 511 && !in.stopped() {
 				in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: math.MaxInt64})
 			}
 		})
+	if in.stopped() {
+		return ErrStopped
+	}
 	if all {
 		in.decide(attribution.ResolveOptions{All: true})
 	} else {
@@ -448,6 +460,16 @@ func sortByTime(items []named) {
 	})
 }
 
+// stopped reports whether Config.Stop is closed; safe from any goroutine.
+func (in *Ingester) stopped() bool {
+	select {
+	case <-in.cfg.Stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // loadAll loads files 0..count-1 on all cores and applies them in order.
 // Reading and parsing dominate ingest cost and are independent per file;
 // applying is cheap and must be sequential. At most a small window of
@@ -461,7 +483,7 @@ func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name), app
 		workers = count
 	}
 	if workers <= 1 {
-		for i := 0; i < count; i++ {
+		for i := 0; i < count && !in.stopped(); i++ {
 			name, n := item(i)
 			in.file(name, n)
 			if applied != nil {
@@ -489,6 +511,12 @@ func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name), app
 			defer wg.Done()
 			var buf []byte
 			for i := range next {
+				if in.stopped() {
+					// Every handed-out index still fills its slot, so
+					// the loop below drains without reading the file.
+					slots[i%window] <- loaded{}
+					continue
+				}
 				name, n := item(i)
 				slots[i%window] <- in.load(name, n, now, finishing, &buf)
 			}
@@ -506,7 +534,9 @@ func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name), app
 		close(next)
 	}()
 	for i := 0; i < count; i++ {
-		in.apply(<-slots[i%window])
+		if l := <-slots[i%window]; !in.stopped() {
+			in.apply(l)
+		}
 		drained <- struct{}{}
 		if applied != nil {
 			applied(i)

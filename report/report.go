@@ -91,15 +91,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		p = newProgress(cfg.Progress, len(entries), cfg.Now, c)
 		pub = p
 	}
-	// An ingester cannot be stopped half-way, so it runs on its own
-	// goroutine and an interrupted report returns at once (the command
-	// then exits) instead of finishing a long directory first.
+	// The ingester runs on its own goroutine so that an interrupt is
+	// seen at once; it then stops reading (Config.Stop) and ends after
+	// the file it is reading, instead of finishing the directory.
 	done := make(chan error, 1)
 	pop := population.New(population.Config{})
 	go func() {
 		in := ingest.New(ingest.Config{FS: cfg.FS, Logger: cfg.Logger, Publisher: pub, MaxBytes: cfg.MaxBytes,
-			MaxObserveDelay: cfg.MaxObserveDelay,
-			Snapshots:       populationIn{pop: pop, since: cfg.Filter.Since, until: cfg.Filter.Until}})
+			MaxObserveDelay: cfg.MaxObserveDelay, Stop: ctx.Done(),
+			Snapshots: populationIn{pop: pop, since: cfg.Filter.Since, until: cfg.Filter.Until}})
 		err := in.Scan(true)
 		if err == nil {
 			in.Finish()
@@ -121,6 +121,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.sloSummary()
 		return r, nil
 	case <-ctx.Done():
+		// The ingester stops at its next file; a read that blocks
+		// (a hung network mount) cannot be interrupted, so Run does
+		// not wait for it.
 		return nil, ctx.Err()
 	}
 }

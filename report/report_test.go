@@ -3,9 +3,12 @@ package report
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -53,6 +56,58 @@ func TestRunInterrupted(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// countingFS blocks every Open until release is closed and counts them.
+type countingFS struct {
+	fstest.MapFS
+	opens   *atomic.Int32
+	release chan struct{}
+}
+
+func (c countingFS) Open(name string) (fs.File, error) {
+	if name != "." {
+		c.opens.Add(1)
+		<-c.release
+	}
+	return c.MapFS.Open(name)
+}
+
+// TestRunInterruptedStopsReading: after an interrupt the ingester reads
+// no further file and its goroutine ends once the reads in progress
+// return; before, it went on through the whole directory.
+func TestRunInterruptedStopsReading(t *testing.T) {
+	files := fstest.MapFS{}
+	for i := range 300 {
+		files[fmt.Sprintf("r%03d_before_20251006_101427_%06d.txt", i, i)] = &fstest.MapFile{Data: []byte("x 1\n"), ModTime: time.Unix(0, 0)}
+	}
+	fsys := countingFS{MapFS: files, opens: &atomic.Int32{}, release: make(chan struct{})}
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Config{FS: fsys})
+		errc <- err
+	}()
+	for fsys.opens.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	close(fsys.release)
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after the interrupted report, %d before", n, before)
+	}
+	// At most the files the workers were already reading.
+	if n := int(fsys.opens.Load()); n > runtime.GOMAXPROCS(0)+1 {
+		t.Errorf("%d of %d files opened after the interrupt, want at most the ones in progress", n, len(files))
 	}
 }
 
