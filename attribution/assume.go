@@ -65,6 +65,11 @@ var momentFamilies = [parser.NumGroups][]parser.Metric{
 	parser.Finish:     {parser.Queue, parser.Prefill, parser.Decode, parser.Inference, parser.PromptTokens, parser.GenerationTokens},
 }
 
+// IsMoment reports whether a is a moment assumption (which families a
+// server observes together): a contradiction of one is what the server
+// does, learned from its counts, not a fault of its data.
+func (a Assumption) IsMoment() bool { return a >= momentBase }
+
 // NumAssumptions is the number of assumptions.
 var NumAssumptions = Assumption(int(momentBase) + len(momentFamilies[0]) + len(momentFamilies[1]))
 

@@ -7,6 +7,7 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -189,7 +190,14 @@ func New(cfg Config) *Ingester {
 	// Once per server process and assumption: the timeline reports each
 	// contradiction once.
 	tl.OnContradiction = func(c attribution.Contradiction) {
-		in.log.Warn("attribution assumption contradicted by the data; no longer used for this server process",
+		// Which families move together differs between servers (vLLM V1
+		// observes queue at finish, not at the first token): learning it
+		// is routine. A value assumption that fails is worth a warning.
+		level := slog.LevelWarn
+		if c.Assumption.IsMoment() {
+			level = slog.LevelInfo
+		}
+		in.log.Log(context.Background(), level, "attribution assumption contradicted by the data; no longer used for this server process",
 			"assumption", c.Assumption.Name(), "server_start", c.Epoch, "request_id", c.RequestID, "evidence", c.Detail)
 	}
 	return in
