@@ -1,7 +1,9 @@
 package attribution
 
 import (
+	"fmt"
 	"hash/fnv"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -31,56 +33,97 @@ func FuzzTimeline(f *testing.F) {
 	f.Add([]byte("early afters on overlapping requests, all kinds!"), true, true, true, uint8(1))
 	f.Add([]byte("a TTFT that leaves out the queue, timed and tokens"), false, true, true, uint8(2))
 	f.Add([]byte("lazy families, every break at once, with a timeline"), true, true, true, uint8(7))
-	labels := []string{`engine="0",model_name="a"`, `engine="1",model_name="a"`, `engine="0",model_name="b"`}
 	f.Fuzz(func(t *testing.T, data []byte, timeline, tokens, times bool, breaks uint8) {
-		const maxRequests = 120
-		if len(data) > 4*maxRequests {
-			data = data[:4*maxRequests]
+		rr := fuzzRun(t, data, timeline, tokens, times, breaks)
+		if breaks&1 != 0 {
+			// An after taken before its request's finish was observed
+			// can leave snapshots that are consistent with another
+			// assignment; counts cannot tell (TestEarlyAfterConsistentIsUndetectable).
+			// A1 is dropped where the data contradict it; what is
+			// checked here is that every request still gets a result.
+			rr.checkResults(t)
+			return
 		}
-		h := fnv.New64a()
-		h.Write(data)
-		r := rand.New(rand.NewPCG(h.Sum64(), 7)) // the values; the shape comes from data
-		srv := newFakeServer(labels...)
-		srv.lazy = breaks&4 != 0
-		n := len(data) / 4
-		truths := make([]truth, n)
-		var events []event
-		at := 0.0
-		var tm *timing
-		if times {
-			tm = &timing{r: rand.New(rand.NewPCG(h.Sum64(), 8)), delay: 5 * time.Millisecond}
-		}
-		for i := 0; i < n; i++ {
-			b := data[4*i : 4*i+4]
-			at += float64(b[1]) / 64       // 0 to 4 s after the previous arrival
-			dur := 0.01 + float64(b[2])/32 // 0.01 to 8 s
-			first := at + dur*float64(b[3]&0x0f)/16
-			late := float64(b[3]>>4) / 100 // the after snapshot 0 to 150 ms after the finish
-			if tm != nil {
-				first = at + 0.002 + (dur-0.002)*float64(b[3]&0x0f)/16 // a TTFT of 2 ms at least
-				truths[i] = timedTruth(r, labels[int(b[0])%len(labels)], at, first, at+dur, tm.delay)
-			} else {
-				truths[i] = randomTruth(r, labels[int(b[0])%len(labels)])
-			}
-			if breaks&2 != 0 && b[0]&0x80 != 0 {
-				// TTFT counted from a later start: below queue + prefill.
-				truths[i].v[parser.TTFT] *= 0.25
-			}
-			after := at + dur + late
-			if breaks&1 != 0 && b[3]&0x10 != 0 {
-				// The after is taken before the finish is observed.
-				after = max(first+0.001, at+dur-late-0.001)
-			}
-			events = append(events, event{at, 0, i}, event{first, 1, i}, event{at + dur, 2, i}, event{after, 3, i})
-		}
-		if timeline && n > 0 {
-			end := at + 10
-			step := max(0.05, end/400)
-			for x := 0.0; x < end; x += step {
-				events = append(events, event{x, 4, -1})
-			}
-		}
-		rr := runTimedEvents(t, srv, truths, events, tokens, tm)
 		rr.check(t)
 	})
+}
+
+// fuzzRun builds and attributes the timeline FuzzTimeline describes.
+func fuzzRun(t *testing.T, data []byte, timeline, tokens, times bool, breaks uint8) runResult {
+	t.Helper()
+	labels := []string{`engine="0",model_name="a"`, `engine="1",model_name="a"`, `engine="0",model_name="b"`}
+	const maxRequests = 120
+	if len(data) > 4*maxRequests {
+		data = data[:4*maxRequests]
+	}
+	h := fnv.New64a()
+	h.Write(data)
+	r := rand.New(rand.NewPCG(h.Sum64(), 7)) // the values; the shape comes from data
+	srv := newFakeServer(labels...)
+	srv.lazy = breaks&4 != 0
+	n := len(data) / 4
+	truths := make([]truth, n)
+	var events []event
+	at := 0.0
+	var tm *timing
+	if times {
+		tm = &timing{r: rand.New(rand.NewPCG(h.Sum64(), 8)), delay: 5 * time.Millisecond}
+	}
+	for i := 0; i < n; i++ {
+		b := data[4*i : 4*i+4]
+		at += float64(b[1]) / 64       // 0 to 4 s after the previous arrival
+		dur := 0.01 + float64(b[2])/32 // 0.01 to 8 s
+		first := at + dur*float64(b[3]&0x0f)/16
+		late := float64(b[3]>>4) / 100 // the after snapshot 0 to 150 ms after the finish
+		if tm != nil {
+			first = at + 0.002 + (dur-0.002)*float64(b[3]&0x0f)/16 // a TTFT of 2 ms at least
+			truths[i] = timedTruth(r, labels[int(b[0])%len(labels)], at, first, at+dur, tm.delay)
+		} else {
+			truths[i] = randomTruth(r, labels[int(b[0])%len(labels)])
+		}
+		if breaks&2 != 0 && b[0]&0x80 != 0 {
+			// TTFT counted from a later start: below queue + prefill.
+			truths[i].v[parser.TTFT] *= 0.25
+		}
+		after := at + dur + late
+		if breaks&1 != 0 && b[3]&0x10 != 0 {
+			// The after is taken before the finish is observed.
+			after = max(first+0.001, at+dur-late-0.001)
+		}
+		events = append(events, event{at, 0, i}, event{first, 1, i}, event{at + dur, 2, i}, event{after, 3, i})
+	}
+	if timeline && n > 0 {
+		end := at + 10
+		step := max(0.05, end/400)
+		for x := 0.0; x < end; x += step {
+			events = append(events, event{x, 4, -1})
+		}
+	}
+	return runTimedEvents(t, srv, truths, events, tokens, tm)
+}
+
+// TestEarlyAfterConsistentIsUndetectable pins the limit of assumption A1
+// (docs/attribution.md): three requests on one series, the first one's
+// after taken 31 ms before its finish is observed. Its window then holds
+// the second and third requests' observations, the data stay consistent
+// with an assignment that gives it the third's, and nothing in the counts
+// says otherwise: a value comes out wrong. capture never writes such an
+// after (it waits for the finish count to move past the response's last
+// byte, which vLLM sends after recording); other snapshot tools must not
+// take the after early. If attribution ever learns to see this, this test
+// fails and the documented limit can go.
+func TestEarlyAfterConsistentIsUndetectable(t *testing.T) {
+	rr := fuzzRun(t, []byte("00a0000A000A0"), false, true, false, 7)
+	rr.checkResults(t)
+	wrong := 0
+	for i, tr := range rr.truths {
+		for m, v := range rr.results[fmt.Sprintf("r%d", i)].Values {
+			if v.Exact && math.Abs(v.V-tr.v[m]) > 1e-6 {
+				wrong++
+			}
+		}
+	}
+	if wrong == 0 {
+		t.Fatal("no wrong value: attribution now detects this early after; update docs/attribution.md (A1) and this test")
+	}
 }

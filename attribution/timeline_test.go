@@ -232,6 +232,16 @@ func runTimedEvents(t *testing.T, srv *fakeServer, truths []truth, events []even
 
 // check fails on any published value that differs from the truth, and
 // returns how many requests were exact.
+// checkResults checks only that every request got a result.
+func (rr runResult) checkResults(t *testing.T) {
+	t.Helper()
+	for i := range rr.truths {
+		if _, ok := rr.results[fmt.Sprintf("r%d", i)]; !ok {
+			t.Fatalf("request r%d has no result", i)
+		}
+	}
+}
+
 func (rr runResult) check(t *testing.T) (exact int) {
 	t.Helper()
 	for i, tr := range rr.truths {
