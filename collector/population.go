@@ -3,8 +3,8 @@ package collector
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/delta-exporter/delta-exporter/internal/population"
 	"github.com/delta-exporter/delta-exporter/parser"
-	"github.com/delta-exporter/delta-exporter/population"
 )
 
 // PopulationPrefix names the population families: PopulationPrefix +

@@ -8,8 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/delta-exporter/delta-exporter/internal/population"
 	"github.com/delta-exporter/delta-exporter/parser"
-	"github.com/delta-exporter/delta-exporter/population"
 )
 
 // scrapeOf is a snapshot with one TTFT series per model, count n each,

@@ -5,8 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/delta-exporter/delta-exporter/attribution"
-	"github.com/delta-exporter/delta-exporter/slo"
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/slo"
 )
 
 // SLOMetrics publishes the objectives' verdicts (package slo):

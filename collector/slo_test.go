@@ -9,9 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/delta-exporter/delta-exporter/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/slo"
 	"github.com/delta-exporter/delta-exporter/parser"
-	"github.com/delta-exporter/delta-exporter/slo"
 )
 
 // TestSLOMetrics: verdicts are counted by model, objective and result,

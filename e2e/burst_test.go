@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/delta-exporter/delta-exporter/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/simulate"
 )
 
 // vmHWM reads a process's peak resident set size (VmHWM) in bytes.

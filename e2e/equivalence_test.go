@@ -15,11 +15,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/exporter-toolkit/web"
 
-	"github.com/delta-exporter/delta-exporter/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/report"
+	"github.com/delta-exporter/delta-exporter/internal/serve"
+	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/parser"
-	"github.com/delta-exporter/delta-exporter/report"
-	"github.com/delta-exporter/delta-exporter/serve"
-	"github.com/delta-exporter/delta-exporter/simulate"
 )
 
 // aggregate is what /metrics can show of a set of per-request results:

@@ -14,7 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/delta-exporter/delta-exporter/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/simulate"
 )
 
 // prometheus3Binary returns the Prometheus 3.x named by DELTA_PROMETHEUS3

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/parser"
-	"github.com/delta-exporter/delta-exporter/simulate"
 )
 
 var (

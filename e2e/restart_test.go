@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/delta-exporter/delta-exporter/state"
+	"github.com/delta-exporter/delta-exporter/internal/state"
 )
 
 // sampleSum adds the values of the exposition lines whose name (before

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/parser"
-	"github.com/delta-exporter/delta-exporter/simulate"
 )
 
 // TestRetention: --snapshots.retention=7d deletes the files of ingested

@@ -17,7 +17,7 @@ INGEST_LIMIT=${INGEST_LIMIT:-3}
 echo "== allocations (without -race)"
 go test -count=1 -run '^TestScanAllocs$' ./parser
 
-out=$(go test -run '^$' -bench '^(BenchmarkRatio|BenchmarkIngestVsReadFile)$' -benchtime 2000x -count 3 ./parser ./attribution)
+out=$(go test -run '^$' -bench '^(BenchmarkRatio|BenchmarkIngestVsReadFile)$' -benchtime 2000x -count 3 ./parser ./internal/attribution)
 echo "$out" | grep -E '^Benchmark'
 best() { echo "$out" | awk -v unit="$1" '{for (i = 2; i <= NF; i++) if ($i == unit) print $(i-1)}' | sort -g | head -1; }
 scan=$(best scan/read)

@@ -40,7 +40,7 @@ bin=${DELTA_EXPORTER:-$tmp/delta-exporter}
 if [ -z "${DELTA_EXPORTER:-}" ]; then
 	go build -o "$bin" ./cmd/delta-exporter
 fi
-go build -o "$tmp/gendata" ./simulate/cmd/gendata
+go build -o "$tmp/gendata" ./internal/simulate/cmd/gendata
 "$tmp/gendata" -out "$dir" -truth "$tmp/truth.json" -requests "$pairs" -inflight 1 -padding -seed 1 >/dev/null
 "$tmp/gendata" -out "$small" -truth "$tmp/truth-small.json" -requests $((pairs / 4)) -inflight 1 -padding -seed 2 >/dev/null
 

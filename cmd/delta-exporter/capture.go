@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
-	"github.com/delta-exporter/delta-exporter/capture"
+	"github.com/delta-exporter/delta-exporter/internal/capture"
 )
 
 // captureCommand runs the reverse proxy that writes snapshots around each

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/delta-exporter/delta-exporter/ingest"
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"

@@ -12,9 +12,9 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/delta-exporter/delta-exporter/ingest"
-	"github.com/delta-exporter/delta-exporter/report"
-	"github.com/delta-exporter/delta-exporter/slo"
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
+	"github.com/delta-exporter/delta-exporter/internal/report"
+	"github.com/delta-exporter/delta-exporter/internal/slo"
 )
 
 // reportCommand reads a snapshot directory once and prints every request

@@ -15,11 +15,11 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
-	deltaexporter "github.com/delta-exporter/delta-exporter"
 	"github.com/delta-exporter/delta-exporter/collector"
-	"github.com/delta-exporter/delta-exporter/recent"
-	"github.com/delta-exporter/delta-exporter/serve"
-	"github.com/delta-exporter/delta-exporter/watch"
+	"github.com/delta-exporter/delta-exporter/internal/demo"
+	"github.com/delta-exporter/delta-exporter/internal/recent"
+	"github.com/delta-exporter/delta-exporter/internal/serve"
+	"github.com/delta-exporter/delta-exporter/internal/watch"
 )
 
 // serveCommand is the default command: watch a snapshot directory and
@@ -93,7 +93,7 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 			cfg.StateFile = filepath.Join(*dataDir, "delta-exporter.state")
 		}
 		if cfg.Dir == "" {
-			cfg.FS = deltaexporter.Demo()
+			cfg.FS = demo.FS()
 			cfg.StateFile = ""
 		}
 		logger.Info("starting delta-exporter", "version", version.Info(), "snapshots_dir", cfg.Dir, "state_file", cfg.StateFile)

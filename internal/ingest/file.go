@@ -1,0 +1,309 @@
+package ingest
+
+import (
+	"bytes"
+	"container/heap"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// rejectReason maps a parse error to the label of
+// delta_exporter_snapshots_rejected_total.
+func rejectReason(err error) string {
+	switch {
+	case errors.Is(err, parser.ErrEmpty):
+		return "empty"
+	case errors.Is(err, parser.ErrIncomplete):
+		return "incomplete"
+	case errors.Is(err, parser.ErrNoFamilies):
+		return "no_families"
+	default:
+		return "parse_error"
+	}
+}
+
+// lstat does not follow symlinks when the FS can tell them apart.
+func lstat(fsys fs.FS, name string) (fs.FileInfo, error) {
+	if l, ok := fsys.(fs.ReadLinkFS); ok {
+		return l.Lstat(name)
+	}
+	return fs.Stat(fsys, name)
+}
+
+// loaded is the outcome of reading one file: everything apply needs, and
+// nothing that touches the ingester's state, so files can be loaded in
+// parallel and applied in order.
+type loaded struct {
+	name   string
+	n      parser.Name
+	gone   bool // deleted before it could be read: forget it
+	later  bool // look again later (settling, or incomplete while fresh)
+	st     fileState
+	reason string // rejected: the delta_exporter_snapshots_rejected_total reason
+	err    error
+	point  *attribution.Point
+	snap   *parser.Snapshot // for Config.Snapshots; nil without one
+	info   []byte           // the contents of an info sidecar
+}
+
+// failed records a stat or read error: a file deleted meanwhile is
+// forgotten, any other error rejects it.
+func (l loaded) failed(err error) loaded {
+	if errors.Is(err, fs.ErrNotExist) {
+		l.gone = true
+	} else {
+		l.reason, l.err = "read_error", err
+	}
+	return l
+}
+
+// load reads and parses one file. It is safe to call concurrently.
+// buf is the caller's read buffer, reused from file to file; what load
+// returns never points into it.
+func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bool, buf *[]byte) loaded {
+	l := loaded{name: name, n: n}
+	info, err := lstat(in.cfg.FS, name)
+	if err != nil {
+		return l.failed(err)
+	}
+	l.st = fileState{size: info.Size(), modTime: info.ModTime()}
+	if !info.Mode().IsRegular() {
+		l.reason, l.err = "not_regular", fmt.Errorf("%s is not a regular file", info.Mode().Type())
+		return l
+	}
+	if info.Size() > in.cfg.MaxBytes {
+		l.reason, l.err = "too_large", fmt.Errorf("%d bytes, limit %d", info.Size(), in.cfg.MaxBytes)
+		return l
+	}
+	age := now.Sub(info.ModTime())
+	if age < in.cfg.Settle && !finishing {
+		l.later = true
+		return l
+	}
+	data, err := readFile(in.cfg.FS, name, info, in.cfg.MaxBytes, (*buf)[:0])
+	if err == nil && cap(data) <= maxKeptBuffer {
+		*buf = data
+	}
+	if errors.Is(err, errNotRegular) {
+		l.reason, l.err = "not_regular", err
+		return l
+	}
+	if err != nil {
+		return l.failed(err)
+	}
+	l.st.read = true
+	if n.Stage == parser.Info {
+		l.info = bytes.Clone(data)
+		return l
+	}
+	snap, err := parser.Scan(data)
+	if err != nil {
+		incomplete := errors.Is(err, parser.ErrIncomplete) || errors.Is(err, parser.ErrEmpty)
+		if incomplete && age < in.cfg.IncompleteGrace && !finishing {
+			// Probably still being written: look again later.
+			l.later = true
+			return l
+		}
+		l.reason, l.err = rejectReason(err), err
+		return l
+	}
+	p, ok := attribution.NewPoint(snap)
+	if !ok {
+		l.reason, l.err = "parse_error", errors.New("histogram count is not a non-negative integer")
+		return l
+	}
+	if !snap.ScrapeStarted.IsZero() {
+		// A capture-written file: the content was generated between the
+		// scrape's start and the response, the time in its name.
+		p.SetTimes(snap.ScrapeStarted, n.Time)
+	}
+	l.point = p
+	if in.cfg.Snapshots != nil {
+		l.snap = snap
+	}
+	return l
+}
+
+// file ingests one snapshot file now.
+func (in *Ingester) file(name string, n parser.Name) {
+	in.apply(in.load(name, n, in.cfg.Now(), in.finishing, &in.buf))
+}
+
+// apply records a loaded file. Every way a file can be unusable ends in a
+// counted reason and one log line; none stops the ingester.
+func (in *Ingester) apply(l loaded) {
+	if in.cfg.Progress != nil {
+		in.cfg.Progress()
+	}
+	if l.gone {
+		// Listed (or announced) but deleted before it could be read:
+		// someone removes files the exporter has not read. Counted once:
+		// the name is remembered until a scan no longer lists it.
+		in.files[l.name] = &fileState{done: true}
+		in.reject(l.name, l.n, "read_error", fmt.Errorf("vanished before it could be read: %w", fs.ErrNotExist))
+		return
+	}
+	if l.later {
+		if l.st.modTime.IsZero() {
+			delete(in.files, l.name)
+		} else {
+			st := l.st
+			in.files[l.name] = &st
+		}
+		in.deferred[l.name] = true
+		return
+	}
+	// Read for good: a retry of the same file (it was deferred, then an
+	// event read it) would apply it twice, counting a rejection twice or
+	// taking the snapshot for a duplicate.
+	delete(in.deferred, l.name)
+	st := l.st
+	st.done = true
+	in.files[l.name] = &st
+	switch {
+	case l.reason != "":
+		in.reject(l.name, l.n, l.reason, l.err)
+	case l.info != nil:
+		in.info(l.name, l.n, l.info)
+	default:
+		in.cfg.Publisher.SnapshotRead()
+		if l.snap != nil {
+			in.cfg.Snapshots.Observe(l.n.Time, l.snap)
+		}
+		in.snapshot(l.name, l.n, l.point)
+	}
+}
+
+// maxKeptBuffer: a read buffer larger than this (an unusually large file)
+// is not kept for the next file.
+const maxKeptBuffer = 4 << 20
+
+// readFile reads at most limit bytes (the file may have grown since stat)
+// into buf, growing it when needed; lst is what lstat saw: the file opened
+// must be that regular file (openChecked), and its size makes one
+// allocation usually enough.
+func readFile(fsys fs.FS, name string, lst fs.FileInfo, limit int64, buf []byte) ([]byte, error) {
+	f, err := openChecked(fsys, name, lst)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if want := int(min(lst.Size(), limit)) + 512; cap(buf) < want {
+		buf = make([]byte, 0, want)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, fmt.Errorf("file grew beyond %d bytes", limit)
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// reject counts an unusable snapshot; the request it belongs to is
+// rejected as bad_snapshot once its other half shows up.
+func (in *Ingester) reject(name string, n parser.Name, reason string, err error) {
+	in.cfg.Publisher.SnapshotRejected(name, reason, err)
+	in.log.Warn("snapshot file rejected", "file", name, "reason", reason, "err", err)
+	if n.Stage == parser.Before || n.Stage == parser.After {
+		h := in.half(n.RequestID)
+		h.bad = true
+		in.setStage(h, name, n, nil)
+	}
+}
+
+func (in *Ingester) half(id string) *half {
+	h, ok := in.pending[id]
+	if !ok {
+		h = &half{seen: in.cfg.Now()}
+		in.pending[id] = h
+		heap.Push(&in.expiries, expiry{at: h.seen.Add(in.cfg.PairingTTL), id: id, h: h})
+	}
+	return h
+}
+
+// snapshot routes a parsed snapshot by its stage.
+func (in *Ingester) snapshot(name string, n parser.Name, p *attribution.Point) {
+	switch n.Stage {
+	case parser.Timeline:
+		in.tl.AddPoint(p)
+		return
+	case parser.First:
+		in.tl.AddPoint(p)
+		if h, ok := in.pending[n.RequestID]; ok {
+			h.first = p
+		}
+		return
+	}
+	h := in.half(n.RequestID)
+	in.setStage(h, name, n, p)
+}
+
+// setStage stores a before or after (p nil: it was unusable) and, when the
+// pair is complete, hands the request to the timeline.
+func (in *Ingester) setStage(h *half, name string, n parser.Name, p *attribution.Point) {
+	id := n.RequestID
+	if _, done := in.decided[id]; done {
+		// A second request with an id already decided (or a rewritten
+		// file): which files belong together is ambiguous.
+		h.dupBefore = true
+	}
+	if first, ok := in.tl.Remove(id); ok {
+		// The first request with this id is paired but not decided yet:
+		// reject it too, rather than guess.
+		h.dupBefore = true
+		in.publish(attribution.NewRejected(&first, attribution.RejectDuplicate))
+	}
+	switch n.Stage {
+	case parser.Before:
+		if h.beforeName != "" {
+			h.dupBefore = true
+		}
+		h.before, h.beforeName, h.beforeTime = p, name, n.Time
+		if in.dropAbandoned(id, h) {
+			return
+		}
+		if p != nil && h.afterName == "" {
+			in.tl.SetOpen(id, p)
+		}
+	case parser.After:
+		if h.afterName != "" {
+			h.dupAfter = true
+		}
+		h.after, h.afterName, h.afterTime = p, name, n.Time
+	}
+	if h.beforeName == "" || h.afterName == "" {
+		return
+	}
+	delete(in.pending, id)
+	in.tl.ClearOpen(id)
+	req := in.request(id, h)
+	var res attribution.Result
+	var done bool
+	switch {
+	case h.dupBefore || h.dupAfter:
+		res, done = attribution.NewRejected(req, attribution.RejectDuplicate), true
+	case h.bad || h.before == nil || h.after == nil:
+		res, done = attribution.NewRejected(req, attribution.RejectBadSnapshot), true
+	default:
+		res, done = in.tl.Add(*req, in.cfg.Now())
+	}
+	if done {
+		in.publish(res)
+	}
+}

@@ -1,0 +1,554 @@
+// Package ingest is the pipeline step between the directory and the
+// publisher: it reads snapshot files, pairs each request's before and after,
+// feeds every snapshot to the attribution timeline and hands decided
+// requests to the publisher. One goroutine owns an Ingester; it takes file
+// names from a directory scan or a watcher and never blocks on anything
+// but the file it reads.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"math"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// Publisher receives what the ingester decides and counts. collector.Collector
+// implements it for serve; report collects results.
+type Publisher interface {
+	Publish(attribution.Result)
+	SnapshotRead()
+	// SnapshotRejected reports an unusable file (snapshot or sidecar) with
+	// one of collector.SnapshotRejectReasons and the error.
+	SnapshotRejected(file, reason string, err error)
+	FileIgnored(reason string)
+	SetPending(state string, n int)
+}
+
+// AssumptionPublisher is implemented by a Publisher that shows what the
+// data said about each server's assumptions (docs/attribution.md): it is
+// given every server process's states whenever one changed.
+type AssumptionPublisher interface {
+	SetAssumptions([]attribution.ServerAssumptions)
+}
+
+// Config configures an Ingester.
+type Config struct {
+	// FS is the snapshot directory. It must implement fs.ReadDirFS; when
+	// it implements fs.ReadLinkFS (os.DirFS does), symlinks are refused;
+	// NewDirFS also opens without following a link or blocking on a FIFO.
+	FS        fs.FS
+	Logger    *slog.Logger
+	Publisher Publisher
+	// MaxBytes: larger files are rejected (too_large). 0 means 64 MiB.
+	MaxBytes int64
+	// Settle: a file modified less than Settle ago is read later, so a
+	// writer that writes in place is less likely to be read half-way.
+	Settle time.Duration
+	// IncompleteGrace: a file that is incomplete (no final newline, a
+	// series cut short) is retried until it is this old, then rejected.
+	IncompleteGrace time.Duration
+	// PairingTTL: a before without an after (or the reverse) is given up
+	// as unpaired after this long.
+	PairingTTL time.Duration
+	// MaxDelay: how long a paired request may wait for overlapping
+	// requests before it is decided with what is known.
+	MaxDelay time.Duration
+	// MaxObserveDelay is assumption A6's bound (docs/attribution.md): how
+	// long after the end of the interval a value measures the server
+	// observes it. It lets the time checks of capture-written directories
+	// bound values from below. 0 means DefaultMaxObserveDelay; negative
+	// turns those checks off.
+	MaxObserveDelay time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Snapshots, when not nil, receives every usable snapshot (before,
+	// after, first, timeline), in the order files are applied: the
+	// population families read the server's histograms from it.
+	Snapshots SnapshotObserver
+	// Progress, optional, is called after each file is read and applied:
+	// serve's liveness signal, so that a long scan is not a stall.
+	Progress func()
+	// Stop, optional: once closed, a scan reads no further file and
+	// returns ErrStopped, and the files it was reading are dropped
+	// (report's interrupt: its goroutine ends instead of finishing the
+	// directory). An ingester that stopped is not used again.
+	Stop <-chan struct{}
+}
+
+// ErrStopped is Scan's error once Config.Stop is closed.
+var ErrStopped = errors.New("ingest stopped")
+
+// SnapshotObserver receives usable snapshots with the time in their name
+// (population.Population implements it). The snapshot must not be kept.
+type SnapshotObserver interface {
+	Observe(at time.Time, s *parser.Snapshot)
+}
+
+// DefaultMaxObserveDelay is the default of Config.MaxObserveDelay. vLLM V1
+// observes in the same synchronous stretch of its output handler that took
+// the timestamp, which yields to other work only for batches of more than
+// 128 outputs; 50 ms leaves a wide margin.
+const DefaultMaxObserveDelay = 50 * time.Millisecond
+
+// half is what is known of a request before it is paired: a few numbers
+// per series (the reduced points), not the files.
+type half struct {
+	before, after, first  *attribution.Point
+	beforeName, afterName string
+	beforeTime, afterTime time.Time
+	tokens                *attribution.Tokens
+	serverQueue           *float64 // the server's own queue time, seconds (info's server_metrics)
+	bad                   bool     // one of its snapshots was unusable
+	finishUnobserved      bool
+	maxTTFT, maxE2E       float64   // capture's timing bounds, seconds; 0: none
+	arrivalLo, arrivalHi  time.Time // capture's bounds on the server's arrival
+	proxy                 attribution.ProxyTimes
+	dupBefore, dupAfter   bool
+	// serverID: capture's info names the server's id, which the
+	// request's file names carry with a suffix (info.go).
+	serverID string
+	// abandoned: capture's info says no after will come (after_error).
+	abandoned bool
+	seen      time.Time
+}
+
+type fileState struct {
+	size    int64
+	modTime time.Time
+	done    bool
+	// read: a regular file whose whole content was read and accounted for
+	// (used, or rejected for what it holds). Only such files are ever
+	// offered to retention (Settled).
+	read bool
+	// changed: it changed after it was read (logged and counted once).
+	changed bool
+}
+
+// Ingester reads, pairs and attributes. Not safe for concurrent use.
+type Ingester struct {
+	cfg      Config
+	log      *slog.Logger
+	tl       *attribution.Timeline
+	pending  map[string]*half
+	decided  map[string]time.Time // request ids decided, to reject ids seen again
+	decidedQ []decidedAt          // the same, in the order decided (forgetDecided)
+	// expiries holds the deadline of every waiting half (and of some
+	// paired since): see expire.
+	expiries expiries
+	files    map[string]*fileState
+	deferred map[string]bool // files to look at again (settling, incomplete)
+	// finishing: no more waiting, files are taken as they are (Finish).
+	finishing bool
+	buf       []byte // read buffer of the sequential path
+
+	// serverIDs: the id to publish for a request handed on (to the
+	// timeline or a result) whose names carry capture's suffix; taken
+	// back when its result is published.
+	serverIDs map[string]string
+	// assumed is the timeline's assumption change count last published.
+	assumed uint64
+}
+
+// New returns an Ingester.
+func New(cfg Config) *Ingester {
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 64 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PairingTTL <= 0 {
+		cfg.PairingTTL = 10 * time.Minute
+	}
+	if cfg.IncompleteGrace <= 0 {
+		cfg.IncompleteGrace = 5 * time.Second
+	}
+	if cfg.MaxObserveDelay == 0 {
+		cfg.MaxObserveDelay = DefaultMaxObserveDelay
+	}
+	tl := attribution.NewTimeline()
+	tl.MaxObserveDelay = max(0, cfg.MaxObserveDelay)
+	in := &Ingester{
+		cfg: cfg, log: cfg.Logger.With("component", "ingest"),
+		tl: tl, pending: map[string]*half{}, decided: map[string]time.Time{}, serverIDs: map[string]string{},
+		files: map[string]*fileState{}, deferred: map[string]bool{},
+	}
+	// Once per server process and assumption: the timeline reports each
+	// contradiction once.
+	tl.OnContradiction = func(c attribution.Contradiction) {
+		// Which families move together differs between servers (vLLM V1
+		// observes queue at finish, not at the first token): learning it
+		// is routine. A value assumption that fails is worth a warning.
+		level := slog.LevelWarn
+		if c.Assumption.IsMoment() {
+			level = slog.LevelInfo
+		}
+		in.log.Log(context.Background(), level, "attribution assumption contradicted by the data; no longer used for this server process",
+			"assumption", c.Assumption.Name(), "server_start", c.Epoch, "request_id", c.RequestID, "evidence", c.Detail)
+	}
+	return in
+}
+
+// Assumptions returns what the data said so far about each server
+// process's assumptions.
+func (in *Ingester) Assumptions() []attribution.ServerAssumptions { return in.tl.Assumptions() }
+
+// Scan lists the directory and ingests every file not seen before, in
+// the order of the times in their names. With all set (the initial scan,
+// a report) it then decides every paired request: the scan saw everything
+// on disk. Otherwise requests are decided as in Tick.
+func (in *Ingester) Scan(all bool) error {
+	entries, err := fs.ReadDir(in.cfg.FS, ".")
+	if err != nil {
+		return err
+	}
+	var items []named
+	present := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		present[e.Name()] = true
+		if fsState := in.files[e.Name()]; (fsState != nil && fsState.done) || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		n, err := parser.ParseName(e.Name())
+		if err != nil {
+			if _, seen := in.files[e.Name()]; !seen {
+				in.files[e.Name()] = &fileState{done: true}
+				in.cfg.Publisher.FileIgnored("name")
+				in.log.Debug("ignoring file", "file", e.Name(), "err", err)
+			}
+			continue
+		}
+		items = append(items, named{e.Name(), n})
+	}
+	// Forget files that are gone, so the map follows the directory.
+	for name := range in.files {
+		if !present[name] {
+			delete(in.files, name)
+			delete(in.deferred, name)
+		}
+	}
+	sortByTime(items)
+	// In chunks, deciding between them what no open request overlaps any
+	// more: memory then follows the requests in flight, not the size of
+	// the directory. Files are in time order, so a later file cannot open
+	// a request that overlaps what is decided (if name times lie, the
+	// request is decided with less known: sound, maybe less exact).
+	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n },
+		func(i int) {
+			if all && i%512 == 511 && !in.stopped() {
+				in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: math.MaxInt64})
+			}
+		})
+	if in.stopped() {
+		return ErrStopped
+	}
+	if all {
+		in.decide(attribution.ResolveOptions{All: true})
+	} else {
+		in.Decide()
+	}
+	return nil
+}
+
+// stageOrder sorts files with equal timestamps in the order they are
+// written: info before after (capture writes it first), before first.
+func stageOrder(s parser.Stage) int {
+	return strings.Index("btfia", string(s[0]))
+}
+
+// File ingests one file by name (a watcher event) and decides what is
+// ready. Names that are not snapshots are counted once and ignored.
+func (in *Ingester) File(name string) {
+	in.Ingest(name)
+	in.Decide()
+}
+
+// Decide decides the paired requests that are ready (see
+// attribution.ResolveOptions). While files are deferred (settling or
+// incomplete), only requests past --attribution.max-delay are decided: a
+// deferred file may be a before that overlaps them.
+func (in *Ingester) Decide() {
+	in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay, Hold: len(in.deferred) > 0})
+}
+
+// Ingest ingests one file by name without deciding anything: a caller
+// with a batch of events ingests them all, then calls Decide once, so
+// that requests are decided with every file of the batch known.
+func (in *Ingester) Ingest(name string) {
+	if strings.HasPrefix(name, ".") {
+		// Writers' temporary files and folders (".name.tmp",
+		// ".capture-tmp") by convention: not snapshots, not worth a count.
+		return
+	}
+	if st := in.files[name]; st != nil && st.done {
+		in.checkModified(name, st)
+		return
+	}
+	n, err := parser.ParseName(name)
+	if err != nil {
+		if _, seen := in.files[name]; !seen {
+			in.files[name] = &fileState{done: true}
+			in.cfg.Publisher.FileIgnored("name")
+		}
+		return
+	}
+	in.file(name, n)
+}
+
+// checkModified warns, once per file, when a file changes after it was
+// ingested: its writer does not write to a temporary name and rename.
+func (in *Ingester) checkModified(name string, st *fileState) {
+	if st.modTime.IsZero() {
+		return
+	}
+	info, err := lstat(in.cfg.FS, name)
+	if err != nil || (info.Size() == st.size && info.ModTime().Equal(st.modTime)) {
+		return
+	}
+	st.size, st.modTime = info.Size(), info.ModTime()
+	if st.changed {
+		return
+	}
+	// Once per file: a file still being written changes on every write.
+	st.changed = true
+	in.cfg.Publisher.FileIgnored("changed")
+	in.log.Warn("snapshot file changed after it was ingested; the change is ignored: write snapshots to a temporary name and rename them", "file", name)
+}
+
+// Tick retries deferred files, expires unpaired halves and decides
+// requests whose wait is over. Call it periodically.
+func (in *Ingester) Tick() {
+	now := in.cfg.Now()
+	if len(in.deferred) > 0 {
+		names := make([]string, 0, len(in.deferred))
+		for name := range in.deferred {
+			names = append(names, name)
+		}
+		in.retry(names)
+	}
+	in.expire(now)
+	in.forgetDecided(now)
+	in.Decide()
+}
+
+// Finish decides everything still held, as at the end of a report: paired
+// requests are attributed, halves without a partner are unpaired.
+func (in *Ingester) Finish() {
+	in.finishing = true
+	defer func() { in.finishing = false }()
+	names := make([]string, 0, len(in.deferred))
+	for name := range in.deferred {
+		names = append(names, name)
+	}
+	in.retry(names)
+	in.decide(attribution.ResolveOptions{All: true})
+	ids := make([]string, 0, len(in.pending))
+	for id := range in.pending {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if h := in.pending[id]; h.hasSnapshot() {
+			in.publish(attribution.NewUnpaired(h.request(id)))
+		}
+		in.tl.ClearOpen(id)
+		delete(in.pending, id)
+	}
+	in.expiries = nil
+	in.updatePending()
+}
+
+func (in *Ingester) decide(opt attribution.ResolveOptions) {
+	results := in.tl.Resolve(opt)
+	sort.Slice(results, func(i, j int) bool {
+		if !results[i].BeforeTime.Equal(results[j].BeforeTime) {
+			return results[i].BeforeTime.Before(results[j].BeforeTime)
+		}
+		return results[i].RequestID < results[j].RequestID
+	})
+	for _, r := range results {
+		in.publish(r)
+	}
+	if len(results) > 0 {
+		in.tl.Prune()
+	}
+	if ap, ok := in.cfg.Publisher.(AssumptionPublisher); ok && in.tl.AssumptionChanges() != in.assumed {
+		in.assumed = in.tl.AssumptionChanges()
+		ap.SetAssumptions(in.tl.Assumptions())
+	}
+	in.updatePending()
+}
+
+func (in *Ingester) publish(r attribution.Result) {
+	if r.RequestID != "" && r.Outcome != attribution.Unpaired {
+		now := in.cfg.Now()
+		in.decided[r.RequestID] = now
+		in.decidedQ = append(in.decidedQ, decidedAt{r.RequestID, now})
+	}
+	// Files are keyed by the id in their names, which is unique; the
+	// server's id is what its logs and the client know.
+	if sid, ok := in.serverIDs[r.RequestID]; ok {
+		delete(in.serverIDs, r.RequestID)
+		r.RequestID = sid
+	}
+	in.cfg.Publisher.Publish(r)
+}
+
+// request is h's request once paired, handed on to the timeline or a
+// result; the server's id, if the names carry a suffix, is kept for its
+// publication. (An unpaired half is published under its name's id: it
+// has no value, hence no exemplar, and the id finds its files.)
+func (in *Ingester) request(id string, h *half) *attribution.Request {
+	if h.serverID != "" {
+		in.serverIDs[id] = h.serverID
+	}
+	return h.request(id)
+}
+
+func (in *Ingester) updatePending() {
+	in.cfg.Publisher.SetPending("unpaired", len(in.pending))
+	in.cfg.Publisher.SetPending("attributing", in.tl.Pending())
+}
+
+// hasSnapshot: a before or after was seen. A half with an info sidecar
+// only (capture abandoned the pair) is dropped without a result.
+func (h *half) hasSnapshot() bool { return h.beforeName != "" || h.afterName != "" }
+
+func (h *half) request(id string) *attribution.Request {
+	return &attribution.Request{ID: id, Before: h.before, After: h.after, First: h.first, Tokens: h.tokens, ServerQueue: h.serverQueue,
+		FinishUnobserved: h.finishUnobserved, MaxTTFT: h.maxTTFT, MaxE2E: h.maxE2E,
+		ArrivalLo: h.arrivalLo, ArrivalHi: h.arrivalHi, Proxy: h.proxy,
+		BeforeTime: h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
+}
+
+// retry loads deferred files again, in the order they were written.
+func (in *Ingester) retry(names []string) {
+	var items []named
+	for _, name := range names {
+		delete(in.deferred, name)
+		if st := in.files[name]; st != nil && st.done {
+			continue
+		}
+		if n, err := parser.ParseName(name); err == nil {
+			items = append(items, named{name, n})
+		}
+	}
+	sortByTime(items)
+	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n }, nil)
+}
+
+// named is a file name and what it says.
+type named struct {
+	name string
+	n    parser.Name
+}
+
+// sortByTime orders files as they were written: by the time in their
+// names, then by stage.
+func sortByTime(items []named) {
+	sort.SliceStable(items, func(i, j int) bool {
+		if !items[i].n.Time.Equal(items[j].n.Time) {
+			return items[i].n.Time.Before(items[j].n.Time)
+		}
+		return stageOrder(items[i].n.Stage) < stageOrder(items[j].n.Stage)
+	})
+}
+
+// stopped reports whether Config.Stop is closed; safe from any goroutine.
+func (in *Ingester) stopped() bool {
+	select {
+	case <-in.cfg.Stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// loadAll loads files 0..count-1 on all cores and applies them in order.
+// Reading and parsing dominate ingest cost and are independent per file;
+// applying is cheap and must be sequential. At most a small window of
+// loaded files is held at once, so memory does not grow with the
+// directory (a loaded file is a few numbers per series, not its bytes).
+//
+// applied, when not nil, is called after file i is applied.
+func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name), applied func(i int)) {
+	workers := runtime.GOMAXPROCS(0)
+	if workers > count {
+		workers = count
+	}
+	if workers <= 1 {
+		for i := 0; i < count && !in.stopped(); i++ {
+			name, n := item(i)
+			in.file(name, n)
+			if applied != nil {
+				applied(i)
+			}
+		}
+		return
+	}
+	// One read buffer per worker: allocating and zeroing a fresh buffer
+	// per file costs about as much as parsing it. Nothing loaded keeps a
+	// reference into the buffer (the parser copies what it keeps; info
+	// sidecars are copied).
+	now, finishing := in.cfg.Now(), in.finishing
+	window := 8 * workers
+	slots := make([]chan loaded, window)
+	for i := range slots {
+		slots[i] = make(chan loaded, 1)
+	}
+	next := make(chan int)
+	drained := make(chan struct{}, window)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for i := range next {
+				if in.stopped() {
+					// Every handed-out index still fills its slot, so
+					// the loop below drains without reading the file.
+					slots[i%window] <- loaded{}
+					continue
+				}
+				name, n := item(i)
+				slots[i%window] <- in.load(name, n, now, finishing, &buf)
+			}
+		}()
+	}
+	go func() {
+		// Hand out index i only once slot i%window has been drained, so
+		// a slot never holds two results.
+		for i := 0; i < count; i++ {
+			if i >= window {
+				<-drained
+			}
+			next <- i
+		}
+		close(next)
+	}()
+	for i := 0; i < count; i++ {
+		if l := <-slots[i%window]; !in.stopped() {
+			in.apply(l)
+		}
+		drained <- struct{}{}
+		if applied != nil {
+			applied(i)
+		}
+	}
+	wg.Wait()
+}

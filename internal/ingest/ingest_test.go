@@ -1,0 +1,358 @@
+package ingest
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// recorder is a Publisher that keeps everything for assertions.
+type recorder struct {
+	results  map[string]attribution.Result
+	order    []string
+	read     int
+	rejected map[string]int
+	ignored  map[string]int
+	pending  map[string]int
+}
+
+func newRecorder() *recorder {
+	return &recorder{results: map[string]attribution.Result{}, rejected: map[string]int{}, ignored: map[string]int{}, pending: map[string]int{}}
+}
+
+func (r *recorder) Publish(res attribution.Result) {
+	if old, dup := r.results[res.RequestID]; dup && (old.Outcome != attribution.Rejected || res.Outcome != attribution.Rejected) {
+		panic("published twice: " + res.RequestID)
+	}
+	r.results[res.RequestID] = res
+	r.order = append(r.order, res.RequestID)
+}
+func (r *recorder) SnapshotRead()                              { r.read++ }
+func (r *recorder) SnapshotRejected(_, reason string, _ error) { r.rejected[reason]++ }
+func (r *recorder) FileIgnored(reason string)                  { r.ignored[reason]++ }
+func (r *recorder) SetPending(state string, n int)             { r.pending[state] = n }
+
+const model = "org/model-a"
+
+// dirWriter writes snapshots of a simulated server into a directory.
+type dirWriter struct {
+	t   *testing.T
+	dir string
+	srv *simulate.Server
+	now time.Time
+}
+
+func newDirWriter(t *testing.T) *dirWriter {
+	return &dirWriter{t: t, dir: t.TempDir(), now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		srv: simulate.NewServer(simulate.ServerConfig{Models: []string{model}})}
+}
+
+func (w *dirWriter) scrape() []byte {
+	var b bytes.Buffer
+	if _, err := w.srv.WriteTo(&b); err != nil {
+		w.t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func (w *dirWriter) put(name string, data []byte) {
+	w.t.Helper()
+	if err := os.WriteFile(filepath.Join(w.dir, name), data, 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *dirWriter) snap(id string, stage parser.Stage) string {
+	w.now = w.now.Add(10 * time.Millisecond)
+	name := parser.FormatName(id, stage, w.now)
+	w.put(name, w.scrape())
+	return name
+}
+
+func finish(i int) simulate.Finish {
+	f := simulate.Finish{Queue: 0.001 * float64(i), Prefill: 0.02, Decode: 0.3, PromptTokens: 10 + i, GenerationTokens: 5 + i}
+	f.Inference = f.Prefill + f.Decode
+	f.E2E = f.Queue + f.Inference + 0.001
+	return f
+}
+
+// request writes a complete sequential request.
+func (w *dirWriter) request(id string, i int) simulate.Finish {
+	f := finish(i)
+	w.snap(id, parser.Before)
+	w.srv.ObserveFirstToken(model, 0, f.Queue+f.Prefill)
+	w.srv.ObserveFinish(model, 0, f)
+	w.snap(id, parser.After)
+	return f
+}
+
+func newTestIngester(dir string, rec *recorder) *Ingester {
+	return New(Config{FS: os.DirFS(dir), Publisher: rec, MaxDelay: time.Second})
+}
+
+func TestSequentialPairsAreExact(t *testing.T) {
+	w := newDirWriter(t)
+	want := map[string]simulate.Finish{}
+	for i := 0; i < 5; i++ {
+		id := fmt.Sprintf("chatcmpl-%d_with_underscores", i)
+		want[id] = w.request(id, i)
+	}
+	rec := newRecorder()
+	in := newTestIngester(w.dir, rec)
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.results) != 5 || rec.read != 10 {
+		t.Fatalf("results %d, read %d", len(rec.results), rec.read)
+	}
+	for id, f := range want {
+		res := rec.results[id]
+		if res.Outcome != attribution.Exact || res.Model != model {
+			t.Fatalf("%s: outcome %s model %q", id, res.Outcome, res.Model)
+		}
+		for m, v := range map[parser.Metric]float64{parser.E2E: f.E2E, parser.Queue: f.Queue, parser.Decode: f.Decode,
+			parser.PromptTokens: float64(f.PromptTokens), parser.TTFT: f.Queue + f.Prefill} {
+			if math.Abs(res.Values[m].V-v) > 1e-9 {
+				t.Errorf("%s %s = %v, want %v", id, m.Name(), res.Values[m].V, v)
+			}
+		}
+	}
+	// A second scan finds nothing new: nothing is counted twice.
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.results) != 5 || rec.read != 10 {
+		t.Fatalf("after rescan: results %d, read %d", len(rec.results), rec.read)
+	}
+}
+
+// TestOddFiles: every kind of bad input is counted by reason, and the good
+// pairs around it are still exact.
+func TestOddFiles(t *testing.T) {
+	w := newDirWriter(t)
+	w.request("good-1", 1)
+	// A request whose after is curl's error text.
+	w.snap("curl-err", parser.Before)
+	w.put(parser.FormatName("curl-err", parser.After, w.now.Add(time.Millisecond)), []byte("curl: (28) Operation timed out after 10001 milliseconds with 0 bytes received\n"))
+	// A request whose after is empty (the scrape timed out).
+	w.snap("empty", parser.Before)
+	w.put(parser.FormatName("empty", parser.After, w.now.Add(2*time.Millisecond)), nil)
+	// Truncated mid-line.
+	w.snap("trunc", parser.Before)
+	full := w.scrape()
+	w.put(parser.FormatName("trunc", parser.After, w.now.Add(3*time.Millisecond)), full[:len(full)/2])
+	// Binary junk.
+	w.put(parser.FormatName("junk", parser.Before, w.now.Add(4*time.Millisecond)), []byte{0, 1, 2, 0xff, '\n'})
+	// A directory and a symlink with snapshot names.
+	if err := os.Mkdir(filepath.Join(w.dir, parser.FormatName("adir", parser.Before, w.now)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", filepath.Join(w.dir, parser.FormatName("alink", parser.Before, w.now))); err != nil {
+		t.Fatal(err)
+	}
+	// Not snapshots at all.
+	w.put("README.md", []byte("hi"))
+	w.put("x_before_20251106_225030_12345.txt", []byte("hi"))
+	// A before whose after never comes, and an after without a before.
+	w.snap("lonely-before", parser.Before)
+	w.srv.ObserveFinish(model, 0, finish(9))
+	w.snap("lonely-after", parser.After)
+	w.request("good-2", 2)
+
+	rec := newRecorder()
+	in := newTestIngester(w.dir, rec)
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	checks := []struct {
+		id      string
+		outcome attribution.Outcome
+		reason  attribution.Reason
+	}{
+		{"good-1", attribution.Exact, ""},
+		{"good-2", attribution.Exact, ""},
+		{"curl-err", attribution.Rejected, attribution.RejectBadSnapshot},
+		{"empty", attribution.Rejected, attribution.RejectBadSnapshot},
+		{"trunc", attribution.Rejected, attribution.RejectBadSnapshot},
+		{"lonely-before", attribution.Unpaired, ""},
+		{"lonely-after", attribution.Unpaired, ""},
+		{"junk", attribution.Unpaired, ""},
+	}
+	for _, c := range checks {
+		res, ok := rec.results[c.id]
+		if !ok {
+			t.Errorf("%s: no result", c.id)
+			continue
+		}
+		if res.Outcome != c.outcome || res.RejectReason != c.reason {
+			t.Errorf("%s: %s/%s, want %s/%s", c.id, res.Outcome, res.RejectReason, c.outcome, c.reason)
+		}
+	}
+	if rec.ignored["name"] != 2 {
+		t.Errorf("ignored names = %d, want 2", rec.ignored["name"])
+	}
+	if rec.rejected["not_regular"] != 2 {
+		t.Errorf("not_regular = %d, want 2 (directory and symlink)", rec.rejected["not_regular"])
+	}
+	if rec.rejected["empty"] != 1 || rec.rejected["incomplete"] != 1 {
+		t.Errorf("rejected = %v", rec.rejected)
+	}
+	if rec.rejected["parse_error"]+rec.rejected["no_families"] != 2 {
+		t.Errorf("curl text and junk: rejected = %v", rec.rejected)
+	}
+	if rec.pending["unpaired"] != 0 || rec.pending["attributing"] != 0 {
+		t.Errorf("pending after Finish: %v", rec.pending)
+	}
+}
+
+func TestDuplicateRequestID(t *testing.T) {
+	w := newDirWriter(t)
+	w.request("dup", 1)
+	w.request("dup", 2) // same id again, later timestamps
+	rec := newRecorder()
+	in := newTestIngester(w.dir, rec)
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	if res := rec.results["dup"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectDuplicate {
+		t.Fatalf("dup: %+v", res)
+	}
+	n := 0
+	for _, id := range rec.order {
+		if id == "dup" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("dup published %d times, want 2 (both requests rejected)", n)
+	}
+}
+
+// TestInfoBeforeItsBefore: a capture sidecar named (by the proxy's receive
+// time) before its before snapshot still applies in a sorted scan. Its
+// after_observed=false keeps the request out of the finish matching; an
+// info whose request has no snapshot at all leaves no result.
+func TestInfoBeforeItsBefore(t *testing.T) {
+	w := newDirWriter(t)
+	id := "chatcmpl-early-info"
+	w.put(parser.FormatName(id, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"after_observed": false}`))
+	w.put(parser.FormatName("chatcmpl-abandoned", parser.Info, w.now.Add(2*time.Millisecond)), []byte(`{"after_observed": false}`))
+	w.request(id, 1)
+	w.request("chatcmpl-plain", 2)
+	rec := newRecorder()
+	in := newTestIngester(w.dir, rec)
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	if len(rec.results) != 2 {
+		t.Fatalf("%d results, want 2: %v", len(rec.results), rec.order)
+	}
+	if v := rec.results[id].Values[parser.E2E]; v.Exact {
+		t.Errorf("e2e of a request whose after was not confirmed published: %v", v.V)
+	}
+	if !rec.results[id].Values[parser.TTFT].Exact || rec.results["chatcmpl-plain"].Outcome != attribution.Exact {
+		t.Errorf("outcomes: %s TTFT %v, plain %s", id, rec.results[id].Values[parser.TTFT], rec.results["chatcmpl-plain"].Outcome)
+	}
+}
+
+// listRecorder keeps every result in the order published.
+type listRecorder struct {
+	*recorder
+	all []attribution.Result
+}
+
+func (r *listRecorder) Publish(res attribution.Result) { r.all = append(r.all, res) }
+
+// TestCaptureSuffixedNames: capture gives a request whose id the server
+// gave another request too names of its own ({id}+{8 hex}), and names the
+// server's id in the info's server_id. Both requests are measured, and
+// both are published under the server's id. A server_id that is not the
+// start of the name is ignored.
+func TestCaptureSuffixedNames(t *testing.T) {
+	w := newDirWriter(t)
+	const id, second, third = "chatcmpl-a", "chatcmpl-a+0123abcd", "chatcmpl-b+4567cdef"
+	w.request(id, 1)
+	w.put(parser.FormatName(second, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"request_id":"`+second+`","server_id":"`+id+`"}`))
+	w.request(second, 2)
+	w.put(parser.FormatName(third, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"request_id":"`+third+`","server_id":"chatcmpl-z"}`))
+	w.request(third, 3)
+	rec := &listRecorder{recorder: newRecorder()}
+	in := New(Config{FS: os.DirFS(w.dir), Publisher: rec, MaxDelay: time.Second})
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	var got []string
+	for _, res := range rec.all {
+		if res.Outcome != attribution.Exact {
+			t.Errorf("%s: %s %s", res.RequestID, res.Outcome, res.RejectReason)
+		}
+		got = append(got, res.RequestID+" "+res.BeforeFile[:len(res.BeforeFile)-len("_before_20260102_030405_010000.txt")])
+	}
+	slices.Sort(got)
+	if want := []string{id + " " + id, id + " " + second, third + " " + third}; !slices.Equal(got, want) {
+		t.Errorf("published %q, want %q", got, want)
+	}
+	if len(in.serverIDs) != 0 {
+		t.Errorf("server ids kept after publishing: %v", in.serverIDs)
+	}
+}
+
+// TestInfoProxyTimes: the info sidecar's receive, first-byte and last-byte
+// times reach the result as client-side latencies, whatever the
+// attribution decides: TTFT for a stream only (a JSON body's first byte
+// says nothing of the first token), none for a response cut short, and
+// for a request that ends unpaired too.
+func TestInfoProxyTimes(t *testing.T) {
+	w := newDirWriter(t)
+	info := func(id, extra string) {
+		w.put(parser.FormatName(id, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"model":"served","received_at":"2026-01-02T03:04:05.100Z",`+
+			`"first_byte_at":"2026-01-02T03:04:05.350Z","last_byte_at":"2026-01-02T03:04:06.100Z"`+extra+`}`))
+	}
+	info("stream", `,"stream":true`)
+	w.request("stream", 1)
+	info("json", ``)
+	w.request("json", 2)
+	info("cut", `,"stream":true,"client_disconnected":true`)
+	w.request("cut", 3)
+	info("unpaired", `,"stream":true,"after_error":"no scrape"`)
+	w.snap("unpaired", parser.Before)
+	rec := newRecorder()
+	in := newTestIngester(w.dir, rec)
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	want := map[string]attribution.ProxyTimes{
+		"stream":   {Model: "served", TTFT: 0.25, E2E: 1, HasTTFT: true, HasE2E: true},
+		"json":     {Model: "served", E2E: 1, HasE2E: true},
+		"cut":      {Model: "served"},
+		"unpaired": {Model: "served", TTFT: 0.25, E2E: 1, HasTTFT: true, HasE2E: true},
+	}
+	for id, px := range want {
+		got, ok := rec.results[id]
+		if !ok {
+			t.Errorf("%s: no result", id)
+			continue
+		}
+		g := got.Proxy
+		if g.Model != px.Model || g.HasTTFT != px.HasTTFT || g.HasE2E != px.HasE2E || math.Abs(g.TTFT-px.TTFT) > 1e-9 || math.Abs(g.E2E-px.E2E) > 1e-9 {
+			t.Errorf("%s (%s): proxy times %+v, want %+v", id, got.Outcome, g, px)
+		}
+	}
+	if rec.results["unpaired"].Outcome != attribution.Unpaired {
+		t.Errorf("unpaired: %s", rec.results["unpaired"].Outcome)
+	}
+}

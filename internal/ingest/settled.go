@@ -1,0 +1,93 @@
+package ingest
+
+import (
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// Known reports whether name was in the directory at the last scan (or
+// arrived since). The state record uses it to forget requests whose files
+// are gone.
+func (in *Ingester) Known(name string) bool {
+	_, ok := in.files[name]
+	return ok
+}
+
+// SettledFile is a snapshot file the ingester is done with.
+type SettledFile struct {
+	Name string
+	// Parsed is the name parsed: request id, stage and the time in the name.
+	Parsed parser.Name
+	// Size and ModTime are what the file was when it was read: a file that
+	// differs now is not the file that was ingested.
+	Size    int64
+	ModTime time.Time
+}
+
+// Settled lists the files that nothing can need any more, the only files
+// retention may delete:
+//
+//   - the name is a snapshot name, and the entry was a regular file whose
+//     whole content was read and accounted for (used, or rejected for what
+//     it holds; never a directory, a symlink, a file too large to read),
+//     and it has not changed since;
+//   - its request is decided: no half waits for its partner and no pair
+//     waits for attribution under that request id;
+//   - its name time is before that of every request still held, so no
+//     undecided request can need it as a point of the timeline (timeline
+//     snapshots have no request of their own: this is their only rule).
+func (in *Ingester) Settled() []SettledFile {
+	heldIDs := make(map[string]bool, len(in.pending)+in.tl.Pending())
+	var oldest time.Time
+	older := func(t time.Time) {
+		if !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
+			oldest = t
+		}
+	}
+	for id, h := range in.pending {
+		heldIDs[id] = true
+		older(h.beforeTime)
+		older(h.afterTime)
+	}
+	in.tl.Waiting(func(r *attribution.Request) {
+		heldIDs[r.ID] = true
+		older(r.BeforeTime)
+	})
+	var out []SettledFile
+	for name, st := range in.files {
+		if !st.done || !st.read || st.changed || in.deferred[name] {
+			continue
+		}
+		n, err := parser.ParseName(name)
+		if err != nil {
+			continue
+		}
+		if n.Stage != parser.Timeline && heldIDs[n.RequestID] {
+			continue
+		}
+		if !oldest.IsZero() && !n.Time.Before(oldest) {
+			continue
+		}
+		out = append(out, SettledFile{Name: name, Parsed: n, Size: st.size, ModTime: st.modTime})
+	}
+	return out
+}
+
+// RetainableBytes is the total size, as last seen, of the snapshot files
+// retention may delete, now or once their requests are decided: files read
+// in full (and unchanged since), and files not read yet. Retention's size
+// limit applies to them alone. Files it never deletes (too large, not a
+// regular file, unreadable, changed after they were read) are left out: counted, a 70 MB file over the limit made
+// every pair be deleted as soon as it was recorded, and the limit was
+// still not met.
+func (in *Ingester) RetainableBytes() int64 {
+	var n int64
+	for _, st := range in.files {
+		if (st.read && !st.changed) || !st.done {
+			n += st.size
+		}
+	}
+	return n
+}

@@ -1,0 +1,251 @@
+package retention
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
+	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+type nopPublisher struct{ results map[string]attribution.Result }
+
+func (p *nopPublisher) Publish(r attribution.Result)           { p.results[r.RequestID] = r }
+func (p *nopPublisher) SnapshotRead()                          {}
+func (p *nopPublisher) SnapshotRejected(string, string, error) {}
+func (p *nopPublisher) FileIgnored(string)                     {}
+func (p *nopPublisher) SetPending(string, int)                 {}
+
+type counts struct {
+	deleted map[string]int
+	bytes   int64
+	failed  int
+}
+
+func (c *counts) Deleted(reason string, n int64) { c.deleted[reason]++; c.bytes += n }
+func (c *counts) DeleteFailed()                  { c.failed++ }
+
+const model = "org/m"
+
+// snapDir writes snapshots of a simulated server with chosen name times
+// and modification times.
+type snapDir struct {
+	t   *testing.T
+	dir string
+	srv *simulate.Server
+}
+
+func newSnapDir(t *testing.T) *snapDir {
+	return &snapDir{t: t, dir: t.TempDir(), srv: simulate.NewServer(simulate.ServerConfig{Models: []string{model}})}
+}
+
+func (d *snapDir) put(name string, data []byte, mtime time.Time) string {
+	d.t.Helper()
+	p := filepath.Join(d.dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		d.t.Fatal(err)
+	}
+	return name
+}
+
+func (d *snapDir) snap(id string, stage parser.Stage, at time.Time) string {
+	var b bytes.Buffer
+	d.srv.WriteTo(&b)
+	return d.put(parser.FormatName(id, stage, at), b.Bytes(), at)
+}
+
+// request writes a sequential request at time at; it returns its files.
+func (d *snapDir) request(id string, at time.Time) []string {
+	b := d.snap(id, parser.Before, at)
+	f := simulate.Finish{Queue: 0.01, Prefill: 0.02, Decode: 0.3, Inference: 0.32, E2E: 0.331, PromptTokens: 10, GenerationTokens: 5}
+	d.srv.ObserveFirstToken(model, 0, 0.03)
+	d.srv.ObserveFinish(model, 0, f)
+	a := d.snap(id, parser.After, at.Add(time.Second))
+	return []string{b, a}
+}
+
+func (d *snapDir) list() []string {
+	es, err := os.ReadDir(d.dir)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestRetentionDeletesOnlySettledOldFiles: with --snapshots.retention=7d,
+// exactly the ingested files of decided requests older than 7 days go;
+// nothing else in the directory is touched.
+func TestRetentionDeletesOnlySettledOldFiles(t *testing.T) {
+	now := time.Now()
+	old, recent := now.Add(-8*24*time.Hour), now.Add(-time.Hour)
+	d := newSnapDir(t)
+	var want []string // expected to be deleted
+	want = append(want, d.request("old-1", old)...)
+	want = append(want, d.request("old-2", old.Add(time.Minute))...)
+	want = append(want, d.snap("", parser.Timeline, old.Add(2*time.Minute)))
+	// Old, but not ingested or not snapshots: never deleted.
+	d.put("notes.txt", []byte("keep me"), old)
+	d.put("x_before_20251106_225030_12345.txt", []byte("bad name"), old)
+	d.put(parser.FormatName("junkname", parser.Before, old)+".bak", []byte("x"), old)
+	// A directory and a symlink with snapshot names, each paired with a
+	// regular file: the regular halves go, they stay.
+	if err := os.Mkdir(filepath.Join(d.dir, parser.FormatName("adir", parser.Before, old.Add(10*time.Second))), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, d.snap("adir", parser.After, old.Add(11*time.Second)))
+	want = append(want, d.snap("alink", parser.Before, old.Add(20*time.Second)))
+	target := d.put("target.txt", []byte("the target of a symlink"), old)
+	if err := os.Symlink(target, filepath.Join(d.dir, parser.FormatName("alink", parser.After, old.Add(21*time.Second)))); err != nil {
+		t.Fatal(err)
+	}
+	// A request whose before is too large to read: its after goes, the
+	// unread before stays.
+	d.put(parser.FormatName("huge", parser.Before, old.Add(30*time.Second)), bytes.Repeat([]byte("#\n"), 64<<10), old)
+	want = append(want, d.snap("huge", parser.After, old.Add(31*time.Second)))
+	// Old, ingested, but its request is still undecided (no after yet):
+	// neither it nor anything newer may go.
+	d.snap("waiting", parser.Before, old.Add(3*time.Minute))
+	d.snap("", parser.Timeline, old.Add(4*time.Minute))
+	d.request("old-after-waiting", old.Add(5*time.Minute))
+	// Old and decided, but rewritten after it was read.
+	changed := d.request("changed", old.Add(-time.Hour))
+	// Recent.
+	d.request("recent", recent)
+
+	pub := &nopPublisher{results: map[string]attribution.Result{}}
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), Publisher: pub, MaxBytes: 100 << 10})
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	if pub.results["old-1"].Outcome != attribution.Exact {
+		t.Fatalf("old-1 not ingested: %+v", pub.results["old-1"])
+	}
+	// The changed file: rewritten in place (new content, same old mtime
+	// would be indistinguishable; a real rewrite moves the mtime).
+	d.put(changed[1], []byte("rewritten\n"), old.Add(-time.Hour+time.Second))
+
+	c := &counts{deleted: map[string]int{}}
+	r := New(Config{Dir: d.dir, MaxAge: 7 * 24 * time.Hour, Metrics: c})
+	beforeList := d.list()
+	res := r.Apply(in.Settled(), in.RetainableBytes(), nil)
+	afterList := d.list()
+	var deleted []string
+	for _, n := range beforeList {
+		if !slices.Contains(afterList, n) {
+			deleted = append(deleted, n)
+		}
+	}
+	want = append(want, changed[0]) // its before is unchanged, and old
+	slices.Sort(want)
+	if !slices.Equal(deleted, want) {
+		t.Fatalf("deleted:\n%q\nwant:\n%q", deleted, want)
+	}
+	if res.Files != int64(len(want)) || c.deleted["age"] != len(want) || res.Failed != 0 || c.bytes != res.Bytes {
+		t.Fatalf("result %+v, counted %+v", res, c)
+	}
+	// A second pass deletes nothing more.
+	if err := in.Scan(false); err != nil {
+		t.Fatal(err)
+	}
+	if res := r.Apply(in.Settled(), in.RetainableBytes(), nil); res.Files != 0 {
+		t.Fatalf("second pass deleted %d files", res.Files)
+	}
+}
+
+// TestRetentionSizeLimitDeletesOldestFirst: over the size limit, whole
+// requests go, oldest first, until the directory fits; a vetoed request
+// (not yet durable in the state record) stays.
+func TestRetentionSizeLimitDeletesOldestFirst(t *testing.T) {
+	now := time.Now()
+	d := newSnapDir(t)
+	var reqs [][]string
+	for i := 0; i < 10; i++ {
+		reqs = append(reqs, d.request(fmt.Sprintf("r%02d", i), now.Add(-time.Duration(10-i)*time.Hour)))
+	}
+	pub := &nopPublisher{results: map[string]attribution.Result{}}
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), Publisher: pub})
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	total := in.RetainableBytes()
+	perRequest := total / 10
+	limit := total - 3*perRequest - perRequest/2 // room for 6.5 requests
+	c := &counts{deleted: map[string]int{}}
+	r := New(Config{Dir: d.dir, MaxBytes: limit, Metrics: c})
+	veto := reqs[1][0]
+	res := r.Apply(in.Settled(), total, func(name string) bool { return name == veto })
+	left := d.list()
+	for i, files := range reqs {
+		gone := !slices.Contains(left, files[0])
+		if gone != !slices.Contains(left, files[1]) {
+			t.Fatalf("r%02d: half a pair deleted", i)
+		}
+		wantGone := i == 0 || i == 2 || i == 3 || i == 4
+		if gone != wantGone {
+			t.Errorf("r%02d deleted = %v, want %v", i, gone, wantGone)
+		}
+	}
+	if c.deleted["size"] != 8 || total-res.Bytes > limit {
+		t.Fatalf("deleted %v, %d bytes left, limit %d", c.deleted, total-res.Bytes, limit)
+	}
+}
+
+// TestNoLimitNoRetention: without a limit there is no Retention at all.
+func TestNoLimitNoRetention(t *testing.T) {
+	var r *Retention = New(Config{Dir: t.TempDir()})
+	if r != nil {
+		t.Fatal("retention without a limit")
+	}
+	if res := r.Apply([]ingest.SettledFile{{Name: "x"}}, 1, nil); res.Files != 0 {
+		t.Fatal("nil retention deleted files")
+	}
+}
+
+// TestRetentionSizeLimitIgnoresFilesItNeverDeletes: a file retention will
+// never delete (here one over --snapshot.max-bytes, with a snapshot name)
+// does not count toward the size limit. Before, it did: the directory
+// stayed over the limit whatever was deleted, and every pair went as soon
+// as it was recorded.
+func TestRetentionSizeLimitIgnoresFilesItNeverDeletes(t *testing.T) {
+	now := time.Now()
+	d := newSnapDir(t)
+	for i := 0; i < 3; i++ {
+		d.request(fmt.Sprintf("r%02d", i), now.Add(-time.Duration(10-i)*time.Minute))
+	}
+	big := d.put(parser.FormatName("huge", parser.Before, now.Add(-time.Hour)), bytes.Repeat([]byte("# x\n"), 1<<18), now.Add(-time.Hour))
+	pub := &nopPublisher{results: map[string]attribution.Result{}}
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), Publisher: pub, MaxBytes: 1 << 19})
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	var pairs int64
+	for _, f := range in.Settled() {
+		pairs += f.Size
+	}
+	if got := in.RetainableBytes(); got != pairs {
+		t.Fatalf("retainable bytes %d, want the pairs' %d", got, pairs)
+	}
+	c := &counts{deleted: map[string]int{}}
+	r := New(Config{Dir: d.dir, MaxBytes: 2 * pairs, Metrics: c})
+	if res := r.Apply(in.Settled(), in.RetainableBytes(), nil); res.Files != 0 {
+		t.Fatalf("deleted %d files of a directory whose deletable files are within the limit", res.Files)
+	}
+	if left := d.list(); len(left) != 7 || !slices.Contains(left, big) {
+		t.Fatalf("left %v", left)
+	}
+}
