@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -143,6 +144,20 @@ func TestConcurrentScrapesRecordExactlyWhatTheySaw(t *testing.T) {
 	}
 	for i := 0; i < 2000; i++ {
 		j.Publish(pair(i), func() { published++ })
+		if i%100 == 99 {
+			runtime.Gosched() // on a loaded machine, let the scrapers in while publishing
+		}
+	}
+	// The assertions below hold whether or not a scrape overlapped a
+	// publish; wait for one scrape after the publishes so a starved
+	// scheduler cannot turn the test into a no-op.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		mu.Lock()
+		seen := maxSeen
+		mu.Unlock()
+		if seen > 0 {
+			break
+		}
 	}
 	close(done)
 	wg.Wait()
