@@ -422,7 +422,7 @@ func TestWriteFailureFailsTheSyncThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The append handle breaks (disk gone), and so does the directory.
-	j.f.Close()
+	j.file.f.Close()
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +511,7 @@ func TestWriteFailureLoggedOncePerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	j.f.Close()
+	j.file.f.Close()
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
