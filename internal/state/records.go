@@ -54,7 +54,7 @@ type RecordsReport struct {
 }
 
 // OpenRecords loads path (creating it if missing). Call it while holding
-// the state file's lock (after Open), so that one exporter owns both.
+// the state file's lock (after OpenJournal), so that one exporter owns both.
 // now names a corrupt file moved aside.
 func OpenRecords(path string, log *slog.Logger, now time.Time) (*Records, map[string]string, RecordsReport, error) {
 	if log == nil {

@@ -70,7 +70,7 @@ const (
 	RecoveredUnfinished = "unfinished_write"
 )
 
-// Config configures Open.
+// Config configures OpenJournal.
 type Config struct {
 	// Path is the state file. Its directory is created if missing. Empty
 	// means no file: publications are never skipped and nothing is
@@ -121,7 +121,7 @@ type Journal struct {
 	lock       *os.File
 }
 
-// LoadReport says what Open found.
+// LoadReport says what OpenJournal found.
 type LoadReport struct {
 	// Records is the number of entries loaded.
 	Records int
@@ -139,13 +139,13 @@ type LoadReport struct {
 	rewrite bool
 }
 
-// Open loads the state file (creating it if missing) and takes an
+// OpenJournal loads the state file (creating it if missing) and takes an
 // exclusive lock next to it, so that two exporters cannot share a record.
 // It fails only when the file cannot be locked, read or written: a record
 // that cannot be kept must stop the exporter at startup rather than let it
 // double count later. A corrupt file is not an error: it is moved aside
 // and explained in the log and in the report.
-func Open(cfg Config) (*Journal, LoadReport, error) {
+func OpenJournal(cfg Config) (*Journal, LoadReport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
