@@ -14,10 +14,10 @@
 // family gets its identity: the table of source families (sources), the
 // one place that knows which server names feed which quantity, maps a
 // scraped name to a Metric, and every Series the scanner returns is keyed
-// by it. The parser is also the lowest package that all of Metric's users
-// already import, so the enum adds no dependency. A package of its own
-// would hold a dozen lines and the mapping would stay here, split from the
-// type it produces.
+// by it. The parser imports nothing of the project, so any package can
+// use the enum without a cycle. A package of its own would hold a dozen
+// lines, and the mapping would stay here, split from the type it
+// produces.
 package parser
 
 // Metric identifies one per-request quantity that the servers observe once
