@@ -16,8 +16,8 @@ import (
 
 // labelSet is one distinct label set (labels minus le) seen in the file.
 type labelSet struct {
-	off, n   int32   // canonical label text in scanner.strs
-	moff, mn int32   // unescaped model in scanner.strs
+	off, n   int32   // canonical label text in builder.strs
+	moff, mn int32   // unescaped model in builder.strs
 	series   []int32 // per family index: the series with this label set, or -1
 }
 
