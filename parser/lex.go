@@ -7,9 +7,10 @@ import (
 	"unicode/utf8"
 )
 
-// The lexer: the exposition format's lines and tokens, nothing of what
-// they mean for a histogram. It finds the relevant lines by their metric
-// name and hands the rest of each to the builder (build.go), which pulls
+// The lexer: the exposition format's lines and tokens. It knows which
+// sample names are relevant (sampleNames), nothing of how samples make a
+// series. It finds the relevant lines by their metric name and hands the
+// rest of each to the builder (build.go), which pulls
 // the label block (labels) and the value (value) from it. It owns the
 // line number, so every ErrSyntax names its line. The split follows
 // Prometheus's textparse (a lexer of tokens, a parser that builds
