@@ -50,7 +50,7 @@ func TestPopulationAccuracy(t *testing.T) {
 		}
 		c := &collect{rejected: map[string]int{}}
 		pop := population.New(population.Config{})
-		in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: c, Snapshots: pop})
+		in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: c, Snapshots: observeAll{pop}})
 		if err := in.Scan(true); err != nil {
 			t.Fatal(err)
 		}
@@ -126,4 +126,13 @@ func checkHistIsTruth(t *testing.T, what string, h *population.Hist, truth []flo
 // rankOf is the nearest-rank p-th percentile of sorted values.
 func rankOf(sorted []float64, p int) float64 {
 	return sorted[max((p*len(sorted)+99)/100, 1)-1]
+}
+
+// observeAll hands every snapshot to the population.
+type observeAll struct{ pop *population.Population }
+
+func (o observeAll) ObserveSnapshots(seen []ingest.SeenSnapshot, _ []string) {
+	for _, s := range seen {
+		o.pop.Observe(s.Time, s.Snapshot)
+	}
 }

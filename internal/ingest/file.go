@@ -174,7 +174,7 @@ func (in *Ingester) apply(l loaded) {
 	default:
 		in.cfg.Publisher.SnapshotRead()
 		if l.snap != nil {
-			in.cfg.Snapshots.Observe(l.n.Time, l.snap)
+			in.seenSnapshot(l.name, l.n.Time, l.snap)
 		}
 		in.snapshot(l.name, l.n, l.point)
 	}

@@ -73,8 +73,9 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Snapshots, when not nil, receives every usable snapshot (before,
-	// after, first, timeline), in the order files are applied: the
-	// population families read the server's histograms from it.
+	// after, first, timeline), in the order files are applied, and the
+	// names of files gone from the directory: the population families
+	// read the server's histograms from it.
 	Snapshots SnapshotObserver
 	// Progress, optional, is called after each file is read and applied:
 	// serve's liveness signal, so that a long scan is not a stall.
@@ -89,10 +90,44 @@ type Config struct {
 // ErrStopped is Scan's error once Config.Stop is closed.
 var ErrStopped = errors.New("ingest stopped")
 
-// SnapshotObserver receives usable snapshots with the time in their name
-// (population.Population implements it). The snapshot must not be kept.
+// SnapshotObserver receives usable snapshots (serve and report hand them
+// to a population.Population). They come in batches, so that an observer
+// that takes a lock (serve's takes the state journal's) takes it once per
+// batch: the snapshots applied since the last call, in order, and the
+// names of files a scan no longer lists. A batch is handed on before
+// requests are decided and when it holds snapshotBatch snapshots.
+// Neither slice nor the snapshots may be kept after the call.
 type SnapshotObserver interface {
-	Observe(at time.Time, s *parser.Snapshot)
+	ObserveSnapshots(seen []SeenSnapshot, gone []string)
+}
+
+// SeenSnapshot is one usable snapshot file.
+type SeenSnapshot struct {
+	Name     string
+	Time     time.Time // the time in its name
+	Snapshot *parser.Snapshot
+}
+
+// snapshotBatch bounds the snapshots held for the observer: a parsed
+// snapshot is a few kB, and a scrape shows them only once handed on.
+const snapshotBatch = 64
+
+// seenSnapshot queues a snapshot for Config.Snapshots.
+func (in *Ingester) seenSnapshot(name string, at time.Time, s *parser.Snapshot) {
+	in.seen = append(in.seen, SeenSnapshot{name, at, s})
+	if len(in.seen) >= snapshotBatch {
+		in.flushSnapshots()
+	}
+}
+
+// flushSnapshots hands the queued snapshots and gone names on.
+func (in *Ingester) flushSnapshots() {
+	if in.cfg.Snapshots == nil || len(in.seen) == 0 && len(in.gone) == 0 {
+		return
+	}
+	in.cfg.Snapshots.ObserveSnapshots(in.seen, in.gone)
+	clear(in.seen) // not kept: the snapshots can be collected
+	in.seen, in.gone = in.seen[:0], in.gone[:0]
 }
 
 // DefaultMaxObserveDelay is the default of Config.MaxObserveDelay. vLLM V1
@@ -158,6 +193,9 @@ type Ingester struct {
 	serverIDs map[string]string
 	// assumed is the timeline's assumption change count last published.
 	assumed uint64
+	// seen and gone are queued for Config.Snapshots (flushSnapshots).
+	seen []SeenSnapshot
+	gone []string
 }
 
 // New returns an Ingester.
@@ -239,6 +277,9 @@ func (in *Ingester) Scan(all bool) error {
 		if !present[name] {
 			delete(in.files, name)
 			delete(in.deferred, name)
+			if in.cfg.Snapshots != nil {
+				in.gone = append(in.gone, name)
+			}
 		}
 	}
 	sortByTime(items)
@@ -373,6 +414,7 @@ func (in *Ingester) Finish() {
 }
 
 func (in *Ingester) decide(opt attribution.ResolveOptions) {
+	in.flushSnapshots()
 	results := in.tl.Resolve(opt)
 	sort.Slice(results, func(i, j int) bool {
 		if !results[i].BeforeTime.Equal(results[j].BeforeTime) {

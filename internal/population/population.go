@@ -44,6 +44,23 @@
 // them is answered, they are written (state.Records). A new process loads
 // them (Load) and publishes only beyond them: what Prometheus saw is never
 // shown again.
+//
+// # Forgetting
+//
+// Every server restart is a new epoch, hence new hulls, and a series'
+// labels come from the server: kept forever, the hulls (and their
+// records) would grow with every restart and every model ever served. A
+// hull is only needed while a snapshot of its series can still be
+// observed: in this run, or after a restart, from a file still in the
+// directory. So the population keeps, per snapshot file observed
+// (ObserveFile), the hulls it touched, and a hull none of whose files is
+// in the directory any more (Gone) for Config.ForgetAfter is forgotten
+// (Forget), as the state journal forgets requests. The published
+// histograms are accumulated apart from the hulls (a hull's growth is
+// added once, when it grows), so forgetting a hull never lowers them:
+// counters stay monotonic. A file of a forgotten hull that comes back
+// after ForgetAfter (a directory moved away and back) is counted again,
+// as the journal would publish its request again.
 package population
 
 import (
@@ -85,7 +102,18 @@ type Config struct {
 	Label func(metric parser.Metric, model string) string
 	// ResetGap: see the package documentation. 0 means DefaultResetGap.
 	ResetGap time.Duration
+	// ForgetAfter: a hull none of whose snapshot files has been in the
+	// directory for this long is forgotten (Forget). 0 means
+	// DefaultForgetAfter.
+	ForgetAfter time.Duration
+	// Now is the clock of ForgetAfter; nil means time.Now.
+	Now func() time.Time
 }
+
+// DefaultForgetAfter is the default of Config.ForgetAfter: the state
+// journal's, for the same reason (a directory briefly empty must not
+// count its files again).
+const DefaultForgetAfter = time.Hour
 
 // Hist is one published histogram: cumulative counts by upper bound.
 type Hist struct {
@@ -135,10 +163,29 @@ type point struct {
 }
 
 type hull struct {
+	k      key
 	model  string
 	bounds []float64 // every bound, +Inf last
 	lo, hi point
 	ver    uint64 // bumped on every change
+	// refs counts the fileSets holding the hull; orphaned is when it
+	// dropped to 0 (zero while held).
+	refs     int
+	orphaned time.Time
+}
+
+// fileSet is the hulls one snapshot file touched, shared by consecutive
+// files that touched the same hulls (most files of a server).
+type fileSet struct {
+	hulls []*hull
+	files int
+}
+
+// orphan is a hull that lost its last file at since (queued in time
+// order; stale once the hull is held again or orphaned anew).
+type orphan struct {
+	h     *hull
+	since time.Time
 }
 
 // Population tracks the hulls and the histograms they published. Observe
@@ -155,6 +202,15 @@ type Population struct {
 	// durable is, per hull, the version last written (Durable).
 	durable map[key]uint64
 	scratch []uint64 // toPoint's buckets
+
+	// files holds, per snapshot file observed by name and still in the
+	// directory, the hulls it touched; last is the newest set, reused by
+	// the next file that touches the same hulls.
+	files     map[string]*fileSet
+	last      *fileSet
+	touched   []*hull // ObserveFile's scratch
+	orphans   []orphan
+	forgotten uint64
 }
 
 // New returns an empty Population.
@@ -165,8 +221,14 @@ func New(cfg Config) *Population {
 	if cfg.Label == nil {
 		cfg.Label = func(_ parser.Metric, m string) string { return m }
 	}
+	if cfg.ForgetAfter <= 0 {
+		cfg.ForgetAfter = DefaultForgetAfter
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Population{cfg: cfg, hulls: map[key]*hull{}, hists: map[HistKey]*Hist{},
-		skipped: map[string]uint64{}, durable: map[key]uint64{}}
+		skipped: map[string]uint64{}, durable: map[key]uint64{}, files: map[string]*fileSet{}}
 }
 
 // Epoch is the server process a snapshot belongs to: its
@@ -180,11 +242,19 @@ func Epoch(s *parser.Snapshot) string {
 }
 
 // Observe takes one usable snapshot, named with time at, and publishes
-// what it adds to the hulls of its series.
+// what it adds to the hulls of its series. Its hulls are not held by a
+// file (see ObserveFile).
 func (p *Population) Observe(at time.Time, s *parser.Snapshot) {
+	p.ObserveFile("", at, s)
+}
+
+// ObserveFile is Observe for the snapshot file name: the hulls it
+// touches are held until Gone(name). An empty name holds nothing.
+func (p *Population) ObserveFile(name string, at time.Time, s *parser.Snapshot) {
 	epoch := Epoch(s)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.touched = p.touched[:0]
 	for i := range s.Series {
 		sr := &s.Series[i]
 		// Into a scratch point: most snapshots fall inside a hull or
@@ -194,8 +264,102 @@ func (p *Population) Observe(at time.Time, s *parser.Snapshot) {
 			p.skipped[SkipInvalid]++
 			continue
 		}
-		p.observe(key{epoch, sr.Metric, sr.Labels}, sr, pt)
+		p.touched = append(p.touched, p.observe(key{epoch, sr.Metric, sr.Labels}, sr, pt))
 	}
+	if name != "" {
+		p.hold(name)
+	}
+}
+
+// hold records that file name touched p.touched. Called with mu held.
+func (p *Population) hold(name string) {
+	if old := p.files[name]; old != nil {
+		// The same name again (a file replaced): its old hulls are
+		// released, its new ones held.
+		delete(p.files, name)
+		p.release(old)
+	}
+	if p.last != nil && p.last.files > 0 && slices.Equal(p.last.hulls, p.touched) {
+		p.last.files++
+		p.files[name] = p.last
+		return
+	}
+	set := &fileSet{hulls: slices.Clone(p.touched), files: 1}
+	for _, h := range set.hulls {
+		h.refs++
+		h.orphaned = time.Time{}
+	}
+	p.files[name], p.last = set, set
+}
+
+// release drops one file of set. Called with mu held.
+func (p *Population) release(set *fileSet) {
+	if set.files--; set.files > 0 {
+		return
+	}
+	if p.last == set {
+		p.last = nil
+	}
+	now := p.cfg.Now()
+	for _, h := range set.hulls {
+		if h.refs--; h.refs == 0 {
+			p.orphan(h, now)
+		}
+	}
+}
+
+func (p *Population) orphan(h *hull, now time.Time) {
+	h.orphaned = now
+	p.orphans = append(p.orphans, orphan{h, now})
+}
+
+// Gone tells the population that the snapshot files names are no longer
+// in the directory: their hulls are forgotten ForgetAfter after their
+// last file went (Forget). Names it does not hold are ignored.
+func (p *Population) Gone(names []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, name := range names {
+		if set := p.files[name]; set != nil {
+			delete(p.files, name)
+			p.release(set)
+		}
+	}
+}
+
+// Forget drops the hulls that no file has held for ForgetAfter (held by
+// none since they were loaded, or since their last file was Gone) and
+// returns their record keys (Record.Key), for the record to drop too.
+// The published histograms do not change.
+func (p *Population) Forget() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.cfg.Now()
+	var keys []string
+	n := 0
+	for _, o := range p.orphans {
+		if now.Sub(o.since) < p.cfg.ForgetAfter {
+			break
+		}
+		n++
+		h := o.h
+		if h.refs > 0 || !h.orphaned.Equal(o.since) || p.hulls[h.k] != h {
+			continue // held again since, or already forgotten
+		}
+		delete(p.hulls, h.k)
+		delete(p.durable, h.k)
+		keys = append(keys, recordKey(h.k))
+		p.forgotten++
+	}
+	p.orphans = slices.Delete(p.orphans, 0, n)
+	return keys
+}
+
+// Hulls returns the number of hulls held and forgotten so far.
+func (p *Population) Hulls() (held int, forgotten uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.hulls), p.forgotten
 }
 
 // toPoint reads sr into p.scratch, valid until the next call.
@@ -240,8 +404,8 @@ func countOf(v float64) (uint64, bool) {
 }
 
 // observe places pt, the point of series sr, with respect to the hull of
-// k. Called with mu held.
-func (p *Population) observe(k key, sr *parser.Series, pt point) {
+// k, and returns that hull. Called with mu held.
+func (p *Population) observe(k key, sr *parser.Series, pt point) *hull {
 	h := p.hulls[k]
 	if h == nil {
 		bounds := make([]float64, len(sr.Buckets))
@@ -249,9 +413,15 @@ func (p *Population) observe(k key, sr *parser.Series, pt point) {
 			bounds[i] = b.UpperBound
 		}
 		p.ver++
-		p.hulls[k] = &hull{model: sr.Model, bounds: bounds, lo: kept(pt), hi: kept(pt), ver: p.ver}
-		return
+		h = &hull{k: k, model: sr.Model, bounds: bounds, lo: kept(pt), hi: kept(pt), ver: p.ver}
+		p.hulls[k] = h
+		return h
 	}
+	p.place(k, h, sr, pt)
+	return h
+}
+
+func (p *Population) place(k key, h *hull, sr *parser.Series, pt point) {
 	if !sameBounds(h.bounds, sr.Buckets) {
 		p.skipped[SkipInconsistent]++
 		return

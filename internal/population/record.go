@@ -82,7 +82,8 @@ func (p *Population) Fresh(recs []Record) []Record {
 	defer p.mu.Unlock()
 	out := recs[:0:0]
 	for _, r := range recs {
-		if r.ver > p.durable[r.k] {
+		// A hull forgotten since it was captured is not written back.
+		if p.hulls[r.k] != nil && r.ver > p.durable[r.k] {
 			out = append(out, r)
 		}
 	}
@@ -120,11 +121,15 @@ func (p *Population) Load(values []string) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Held by no file until the scan observes theirs: one whose files
+	// are all gone is forgotten ForgetAfter from now.
+	now := p.cfg.Now()
 	for k, h := range hulls {
 		p.ver++
 		h.ver = p.ver
 		p.hulls[k] = h
 		p.durable[k] = h.ver
+		p.orphan(h, now)
 	}
 	return nil
 }
@@ -134,7 +139,8 @@ func decodeHull(r *recordJSON) (*hull, key, error) {
 	if !ok {
 		return nil, key{}, fmt.Errorf("population record: unknown metric %q", r.Metric)
 	}
-	h := &hull{model: r.Model}
+	k := key{epoch: r.Epoch, metric: m, labels: r.Labels}
+	h := &hull{k: k, model: r.Model}
 	for _, s := range r.Bounds {
 		b, err := strconv.ParseFloat(s, 64)
 		if err != nil {
@@ -155,7 +161,7 @@ func decodeHull(r *recordJSON) (*hull, key, error) {
 	if !geq(&h.hi, &h.lo) {
 		return nil, key{}, errors.New("population record: top below bottom")
 	}
-	return h, key{epoch: r.Epoch, metric: m, labels: r.Labels}, nil
+	return h, k, nil
 }
 
 func decodePoint(p *pointJSON, n int) (point, error) {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/population"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
@@ -88,11 +89,14 @@ type populationIn struct {
 	since, until time.Time
 }
 
-func (p populationIn) Observe(at time.Time, s *parser.Snapshot) {
-	if (!p.since.IsZero() && at.Before(p.since)) || (!p.until.IsZero() && !at.Before(p.until)) {
-		return
+// ObserveSnapshots ignores gone files: a report reads the directory once.
+func (p populationIn) ObserveSnapshots(seen []ingest.SeenSnapshot, _ []string) {
+	for _, s := range seen {
+		if (!p.since.IsZero() && s.Time.Before(p.since)) || (!p.until.IsZero() && !s.Time.Before(p.until)) {
+			continue
+		}
+		p.pop.Observe(s.Time, s.Snapshot)
 	}
-	p.pop.Observe(at, s)
 }
 
 // addPopulation attaches the population's histograms to the summary's

@@ -5,22 +5,34 @@ import (
 	"sync"
 	"time"
 
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/population"
 	"github.com/delta-exporter/delta-exporter/internal/state"
-	"github.com/delta-exporter/delta-exporter/parser"
 )
 
 // journaledSnapshots feeds the population under the journal's lock: a
 // scrape gathers and captures the population's record while no
 // publication runs (state.Journal.View), so what it records is exactly
-// what it shows.
+// what it shows. The lock is taken once per batch of files (ingest hands
+// them on in batches), not once per file. It also tells the population
+// which files are gone, and drops from the record the hulls the
+// population forgets.
 type journaledSnapshots struct {
 	pop *population.Population
 	j   *state.Journal
+	rec *populationRecord // nil: not recorded
 }
 
-func (s journaledSnapshots) Observe(at time.Time, snap *parser.Snapshot) {
-	s.j.Publish(nil, func() { s.pop.Observe(at, snap) })
+func (s journaledSnapshots) ObserveSnapshots(seen []ingest.SeenSnapshot, gone []string) {
+	var forgotten []string
+	s.j.Publish(nil, func() {
+		for _, sn := range seen {
+			s.pop.ObserveFile(sn.Name, sn.Time, sn.Snapshot)
+		}
+		s.pop.Gone(gone)
+		forgotten = s.pop.Forget()
+	})
+	s.rec.forget(forgotten)
 }
 
 // populationRecord makes the population hulls a scrape showed durable
@@ -106,6 +118,20 @@ func (r *populationRecord) sync(caps []population.Record) error {
 	}
 	r.pop.Durable(caps)
 	return nil
+}
+
+// forget drops the records of hulls the population forgot. A failure
+// loses nothing: the file keeps records a restart loads and forgets
+// again.
+func (r *populationRecord) forget(keys []string) {
+	if r == nil || len(keys) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.rec.Delete(keys); err != nil {
+		r.log.Warn("cannot compact the population records", "err", err)
+	}
 }
 
 func (r *populationRecord) close() {

@@ -204,7 +204,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ic := cfg.Ingest
 	ic.Logger, ic.Progress = log, live.beat
 	ic.Publisher = journaled{Publisher: judged{Publisher: coll, slo: objectives, sloMetrics: sloMetrics, ring: ring}, j: journal}
-	ic.Snapshots = journaledSnapshots{pop: pop, j: journal}
+	ic.Snapshots = journaledSnapshots{pop: pop, j: journal, rec: popRecord}
 	if cfg.Dir != "" {
 		st, err := os.Stat(cfg.Dir)
 		if err != nil {

@@ -93,7 +93,7 @@ func newExporter(t *testing.T, dir, stateFile string) *exporter {
 		t.Cleanup(pr.close)
 	}
 	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: journaled{Publisher: coll, j: j},
-		Snapshots: journaledSnapshots{pop: pop, j: j}})
+		Snapshots: journaledSnapshots{pop: pop, j: j, rec: pr}})
 	h := newScrapeHandler(reg, j, discard(), 0, 0)
 	h.population = pr
 	return &exporter{reg: reg, journal: j, in: in, h: h}

@@ -123,6 +123,32 @@ func (r *Records) Write(recs map[string]string) error {
 	return r.file.append(buf.Bytes())
 }
 
+// Delete forgets the records of keys. Nothing is written for them: the
+// file is rewritten without them once it holds much more than the live
+// records, and until then a restart loads them again (the population
+// forgets them again: a record that outlived its use is never wrong).
+func (r *Records) Delete(keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		delete(r.live, k)
+	}
+	if r.file.canAppend() && r.file.size <= 2*r.liveSize()+64<<10 {
+		return nil
+	}
+	return r.rewrite()
+}
+
+// Len returns the number of live records.
+func (r *Records) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.live)
+}
+
 // Close releases the file.
 func (r *Records) Close() error {
 	r.mu.Lock()

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -36,6 +37,59 @@ func TestRecordsLastWriteWins(t *testing.T) {
 	_, got, rep, err := OpenRecords(path, nil, time.Now())
 	if err != nil || !maps.Equal(got, want) || rep.Dropped != 0 {
 		t.Fatalf("reopened: %v, %d records, %+v; want %d", err, len(got), rep, len(want))
+	}
+}
+
+// TestRecordsDeleteBoundsTheFile: records of keys that come and go (the
+// population's hulls of server processes long gone) keep the file near
+// the live records' size; a reopened file holds every live record with
+// its value, and of the deleted ones at most what the last compaction
+// left (loading one again is harmless: the population forgets it again).
+func TestRecordsDeleteBoundsTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.state.population")
+	r, _, _, err := OpenRecords(path, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := strings.Repeat("v", 1000)
+	want := map[string]string{}
+	maxSize := int64(0)
+	for i := range 2000 {
+		k := fmt.Sprintf("hull-%d", i)
+		if err := r.Write(map[string]string{k: value}); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = value
+		if i >= 10 {
+			old := fmt.Sprintf("hull-%d", i-10)
+			if err := r.Delete([]string{old}); err != nil {
+				t.Fatal(err)
+			}
+			delete(want, old)
+		}
+		if st, err := os.Stat(path); err == nil {
+			maxSize = max(maxSize, st.Size())
+		}
+		if r.Len() != len(want) {
+			t.Fatalf("after key %d: %d live records, want %d", i, r.Len(), len(want))
+		}
+	}
+	r.Close()
+	// 10 live records of about 1 kB: compacted at twice that plus 64 KiB.
+	if maxSize > 2*10*1100+64<<10+1100 {
+		t.Errorf("file grew to %d bytes for 10 live records of 1 kB", maxSize)
+	}
+	_, got, _, err := OpenRecords(path, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("live record %s lost", k)
+		}
+	}
+	if len(got) > 100 {
+		t.Errorf("reopened with %d records for 10 live", len(got))
 	}
 }
 
