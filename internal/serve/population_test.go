@@ -1,10 +1,21 @@
 package serve
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/delta-exporter/delta-exporter/collector"
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
+	"github.com/delta-exporter/delta-exporter/internal/population"
+	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/state"
+	"github.com/delta-exporter/delta-exporter/parser"
 )
 
 // TestPopulationRecordCutShort: a records file whose last write a crash
@@ -36,5 +47,97 @@ func TestPopulationRecordCutShort(t *testing.T) {
 	}
 	if got := value(body, `delta_exporter_state_recoveries_total{reason="unfinished_write"}`); got != "1" {
 		t.Fatalf("unfinished_write = %s, want 1", got)
+	}
+}
+
+// TestPopulationRecordFollowsTheDirectory: a server that restarts often,
+// a new model each time, retention keeping the newest files: the hulls
+// held and the records file follow the directory, not every server
+// process ever seen, and a restart of the exporter loads no more than
+// that. (Before hulls were forgotten, 200 restarts left 200 processes'
+// hulls in memory and in the file.)
+func TestPopulationRecordFollowsTheDirectory(t *testing.T) {
+	stateFile := filepath.Join(t.TempDir(), "delta-exporter.state")
+	now := time.Now()
+	clock := func() time.Time { return now }
+	open := func() (*state.Journal, *population.Population, *populationRecord) {
+		t.Helper()
+		sm, err := collector.NewStateMetrics(prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, _, err := state.OpenJournal(state.Config{Path: stateFile, Metrics: sm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pop := population.New(population.Config{ForgetAfter: 5 * time.Minute, Now: clock})
+		rec, err := openPopulationRecord(stateFile, pop, discard(), sm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j, pop, rec
+	}
+	j, pop, rec := open()
+	obs := journaledSnapshots{pop: pop, j: j, rec: rec}
+	scrape := func() {
+		var caps []population.Record
+		j.View(func() { caps = rec.capture() })
+		if err := rec.sync(caps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const processes, perProcess, kept = 200, 4, 12
+	var dir []string
+	perProcessHulls, maxHeld := 0, 0
+	for proc := range processes {
+		srv := simulate.NewServer(simulate.ServerConfig{Models: []string{fmt.Sprintf("org/model-%d", proc)},
+			StartTime: simulate.DefaultStartTime().Add(time.Duration(proc) * time.Hour)})
+		for i := range perProcess {
+			now = now.Add(time.Minute)
+			srv.ObserveFirstToken(fmt.Sprintf("org/model-%d", proc), 0, 0.05)
+			var b bytes.Buffer
+			srv.WriteTo(&b)
+			snap, err := parser.Scan(b.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := parser.FormatName(fmt.Sprintf("r%d-%d", proc, i), parser.Before, now)
+			dir = append(dir, name)
+			var gone []string
+			if len(dir) > kept {
+				gone, dir = dir[:len(dir)-kept], dir[len(dir)-kept:]
+			}
+			obs.ObserveSnapshots([]ingest.SeenSnapshot{{Name: name, Time: now, Snapshot: snap}}, gone)
+			scrape()
+			held, _ := pop.Hulls()
+			if proc == 0 {
+				perProcessHulls = held
+			}
+			maxHeld = max(maxHeld, held)
+		}
+	}
+	// The directory holds 3 processes' files; a process is forgotten 5
+	// files after its last one went: 2 more at most.
+	bound := 5 * perProcessHulls
+	if perProcessHulls == 0 || maxHeld > bound {
+		t.Errorf("held up to %d hulls, want ≤ %d (%d a process)", maxHeld, bound, perProcessHulls)
+	}
+	rec.close()
+	j.Close()
+	st, err := os.Stat(stateFile + ".population")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Compacted at twice the live records plus 64 KiB.
+	if st.Size() > 256<<10 {
+		t.Errorf("records file %d bytes for at most %d live hulls", st.Size(), bound)
+	}
+	j2, pop2, rec2 := open()
+	defer j2.Close()
+	defer rec2.close()
+	held, _ := pop2.Hulls()
+	t.Logf("%d hulls a process; held at most %d; records file %d bytes; %d loaded after a restart", perProcessHulls, maxHeld, st.Size(), held)
+	if held == 0 || held > processes*perProcessHulls/10 {
+		t.Errorf("a restart loaded %d hulls: want the live ones and at most what the last compaction left, not every process's (%d)", held, processes*perProcessHulls)
 	}
 }

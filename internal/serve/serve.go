@@ -48,8 +48,9 @@ type Config struct {
 	// StateFile is the durable record of the requests Prometheus may have
 	// seen (package state); "" means none. Only with Dir.
 	StateFile string
-	// StateForgetAfter: how long an entry of the record outlives its files
-	// (state.Config.ForgetAfter); 0 means the default.
+	// StateForgetAfter: how long an entry of the record, or a population
+	// hull, outlives its files (state.Config.ForgetAfter,
+	// population.Config.ForgetAfter); 0 means the default.
 	StateForgetAfter time.Duration
 
 	// SLOFile holds the latency objectives (package slo); "" means none.
@@ -177,7 +178,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if stateFile != "" && rep.Records > 0 {
 		log.Info("requests recorded as published by an earlier run will not be published again", "records", rep.Records)
 	}
-	pop := population.New(population.Config{Label: coll.PopulationLabel})
+	pop := population.New(population.Config{Label: coll.PopulationLabel, ForgetAfter: cfg.StateForgetAfter})
 	if _, err := collector.NewPopulationMetrics(reg, pop); err != nil {
 		return err
 	}
