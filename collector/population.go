@@ -41,6 +41,10 @@ type PopulationMetrics struct {
 	descs   [parser.NumMetrics]*prometheus.Desc
 	skipped *prometheus.Desc
 	resets  *prometheus.Desc
+	// hulls and forgotten show that what the population keeps follows
+	// the directory (population package documentation, Forgetting).
+	hulls     *prometheus.Desc
+	forgotten *prometheus.Desc
 }
 
 // NewPopulationMetrics registers the population families of pop on reg.
@@ -51,6 +55,12 @@ func NewPopulationMetrics(reg prometheus.Registerer, pop *population.Population)
 			[]string{"reason"}, nil),
 		resets: prometheus.NewDesc("delta_exporter_population_resets_total",
 			"Restarts of a server without process_start_time_seconds seen in the population families (counts down, named more than 10s after the highest).",
+			nil, nil),
+		hulls: prometheus.NewDesc("delta_exporter_population_hulls",
+			"Ranges of server snapshots the population families keep, one per server series and process: those whose snapshot files are in the directory or went less than the forget delay ago.",
+			nil, nil),
+		forgotten: prometheus.NewDesc("delta_exporter_population_hulls_forgotten_total",
+			"Ranges of server snapshots the population families forgot (and dropped from their record): no snapshot file of theirs was left in the directory for the forget delay.",
 			nil, nil),
 	}
 	for m := parser.Metric(0); m < parser.NumMetrics; m++ {
@@ -71,6 +81,8 @@ func (pm *PopulationMetrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- pm.skipped
 	ch <- pm.resets
+	ch <- pm.hulls
+	ch <- pm.forgotten
 }
 
 // Collect implements prometheus.Collector.
@@ -86,4 +98,7 @@ func (pm *PopulationMetrics) Collect(ch chan<- prometheus.Metric) {
 	}, func(n uint64) {
 		ch <- prometheus.MustNewConstMetric(pm.resets, prometheus.CounterValue, float64(n))
 	})
+	held, forgotten := pm.pop.Hulls()
+	ch <- prometheus.MustNewConstMetric(pm.hulls, prometheus.GaugeValue, float64(held))
+	ch <- prometheus.MustNewConstMetric(pm.forgotten, prometheus.CounterValue, float64(forgotten))
 }

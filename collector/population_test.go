@@ -55,6 +55,16 @@ llm_population_time_to_first_token_seconds_count{model_name="other"} 3
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "llm_population_time_to_first_token_seconds"); err != nil {
 		t.Fatal(err)
 	}
+	// One range per server series (two models) and process, none forgotten.
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`# HELP delta_exporter_population_hulls Ranges of server snapshots the population families keep, one per server series and process: those whose snapshot files are in the directory or went less than the forget delay ago.
+# TYPE delta_exporter_population_hulls gauge
+delta_exporter_population_hulls 2
+# HELP delta_exporter_population_hulls_forgotten_total Ranges of server snapshots the population families forgot (and dropped from their record): no snapshot file of theirs was left in the directory for the forget delay.
+# TYPE delta_exporter_population_hulls_forgotten_total counter
+delta_exporter_population_hulls_forgotten_total 0
+`), "delta_exporter_population_hulls", "delta_exporter_population_hulls_forgotten_total"); err != nil {
+		t.Fatal(err)
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
