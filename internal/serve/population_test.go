@@ -148,7 +148,8 @@ func TestPopulationRecordFollowsTheDirectory(t *testing.T) {
 // lock, one file a lock (batch=1, as before ingest batched) against
 // ingest's batches (batch=64); alone, and while scrapes gather the
 // population in a loop (each holds the journal's view: a publication
-// waits for it); and, for scale, parsing the same 1,000 files
+// waits for it); with model names bounded by the collector (label=true,
+// as serve does) or not; and, for scale, parsing the same 1,000 files
 // (parse), the bulk of what ingest does with a file. Compare the
 // sub-benchmarks' ns/op in one run.
 func BenchmarkPopulationObserve(b *testing.B) {
@@ -181,45 +182,56 @@ func BenchmarkPopulationObserve(b *testing.B) {
 			}
 		}
 	})
-	for _, scraping := range []bool{false, true} {
-		for _, batch := range []int{1, 64} {
-			b.Run(fmt.Sprintf("scraping=%v/batch=%d", scraping, batch), func(b *testing.B) {
-				for b.Loop() {
-					b.StopTimer()
-					j, _, err := state.OpenJournal(state.Config{})
-					if err != nil {
-						b.Fatal(err)
-					}
-					pop := population.New(population.Config{})
-					reg := prometheus.NewRegistry()
-					if _, err := collector.NewPopulationMetrics(reg, pop); err != nil {
-						b.Fatal(err)
-					}
-					obs := journaledSnapshots{pop: pop, j: j}
-					stop := make(chan struct{})
-					var wg sync.WaitGroup
-					if scraping {
-						wg.Go(func() {
-							for {
-								select {
-								case <-stop:
-									return
-								default:
-								}
-								j.View(func() { reg.Gather() })
-							}
-						})
-					}
-					b.StartTimer()
-					for i := 0; i < n; i += batch {
-						obs.ObserveSnapshots(seen[i:min(i+batch, n)], nil)
-					}
-					b.StopTimer()
-					close(stop)
-					wg.Wait()
-					b.StartTimer()
+	type run struct {
+		scraping bool
+		batch    int
+		label    bool // model names bounded by the collector, as serve does
+	}
+	for _, r := range []run{{false, 1, true}, {false, 64, true}, {false, 64, false}, {true, 1, true}, {true, 64, true}} {
+		b.Run(fmt.Sprintf("scraping=%v/batch=%d/label=%v", r.scraping, r.batch, r.label), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				j, _, err := state.OpenJournal(state.Config{})
+				if err != nil {
+					b.Fatal(err)
 				}
-			})
-		}
+				reg := prometheus.NewRegistry()
+				coll, err := collector.New(collector.Config{Registerer: reg})
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg := population.Config{}
+				if r.label {
+					cfg.Label = coll.PopulationLabel
+				}
+				pop := population.New(cfg)
+				if _, err := collector.NewPopulationMetrics(reg, pop); err != nil {
+					b.Fatal(err)
+				}
+				obs := journaledSnapshots{pop: pop, j: j}
+				stop := make(chan struct{})
+				var wg sync.WaitGroup
+				if r.scraping {
+					wg.Go(func() {
+						for {
+							select {
+							case <-stop:
+								return
+							default:
+							}
+							j.View(func() { reg.Gather() })
+						}
+					})
+				}
+				b.StartTimer()
+				for i := 0; i < n; i += r.batch {
+					obs.ObserveSnapshots(seen[i:min(i+r.batch, n)], nil)
+				}
+				b.StopTimer()
+				close(stop)
+				wg.Wait()
+				b.StartTimer()
+			}
+		})
 	}
 }
