@@ -60,7 +60,11 @@
 // added once, when it grows), so forgetting a hull never lowers them:
 // counters stay monotonic. A file of a forgotten hull that comes back
 // after ForgetAfter (a directory moved away and back) is counted again,
-// as the journal would publish its request again.
+// as the journal would publish its request again. A server without
+// process_start_time_seconds keeps one hull per series across its
+// restarts; when no snapshot of it was in the directory for ForgetAfter,
+// the next one starts a new hull, as after a restart: what the server
+// observed in between is not counted (no snapshot file shows it).
 package population
 
 import (
