@@ -34,7 +34,7 @@ func TestScrapeStarted(t *testing.T) {
 // The capture line is a comment: a file with it scans to the same series
 // as the upstream body alone, plus the start time.
 func TestScanCaptureLine(t *testing.T) {
-	body, err := os.ReadFile(filepath.Join("..", "testdata", "demo", "chatcmpl-015e4dc92b37c65386fc564768e2bcf4_before_20251006_101427_477797.txt"))
+	body, err := os.ReadFile(filepath.Join("..", "internal", "demo", "snapshots", "chatcmpl-015e4dc92b37c65386fc564768e2bcf4_before_20251006_101427_477797.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,21 @@
 // exposition inside each file. It extracts only the per-request histograms
 // the exporter republishes, plus process_start_time_seconds; everything else
 // in a scrape is skipped without being parsed.
+//
+// Scan is split as Prometheus's textparse splits lexing from building:
+// lex.go finds the relevant lines and reads their tokens (label block,
+// value, timestamp), build.go turns them into series and checks them,
+// scan.go holds the API and the loop between the two.
+//
+// The domain's family enum, Metric, lives here although collector,
+// attribution, report and others use it, because the parser is where a
+// family gets its identity: the table of source families (sources), the
+// one place that knows which server names feed which quantity, maps a
+// scraped name to a Metric, and every Series the scanner returns is keyed
+// by it. The parser imports nothing of the project, so any package can
+// use the enum without a cycle. A package of its own would hold a dozen
+// lines, and the mapping would stay here, split from the type it
+// produces.
 package parser
 
 // Metric identifies one per-request quantity that the servers observe once

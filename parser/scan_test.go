@@ -343,63 +343,6 @@ func TestScanEverySource(t *testing.T) {
 	}
 }
 
-func TestScanErrors(t *testing.T) {
-	const ok = "vllm:e2e_request_latency_seconds_bucket{le=\"+Inf\"} 1\nvllm:e2e_request_latency_seconds_count 1\nvllm:e2e_request_latency_seconds_sum 2\n"
-	for _, tc := range []struct {
-		in   string
-		err  error
-		line int
-		msg  string
-	}{
-		{"", ErrEmpty, 0, ""},
-		{" \n\r\n\t", ErrEmpty, 0, ""},
-		{"curl: (28) Operation timed out after 5001 milliseconds with 0 bytes received\n", ErrNoFamilies, 0, ""},
-		{"curl: (28) Operation timed out", ErrIncomplete, 0, "newline"},
-		{"<html><head><title>502 Bad Gateway</title></head></html>\n", ErrNoFamilies, 0, ""},
-		{"# HELP x y\n# TYPE x counter\nx_total 1\n# EOF\n", ErrNoFamilies, 0, ""},
-		{"process_start_time_seconds{pid=\"3\"} 1\n", ErrNoFamilies, 0, ""},
-		{ok[:len(ok)-1], ErrIncomplete, 0, "newline"},
-		{ok[:30], ErrIncomplete, 0, "newline"},
-		{"x 1\n" + ok + "vllm:e2e_request_latency_seconds_sum{model_name=\"m\"} x\n", ErrSyntax, 5, "float"},
-		{ok + "vllm:e2e_request_latency_seconds_sum{model_name=\"m\" 1\n", ErrSyntax, 4, "label value"},
-		{ok + "vllm:e2e_request_latency_seconds_sum{model_name=m} 1\n", ErrSyntax, 4, "start of label value"},
-		{ok + "vllm:e2e_request_latency_seconds_sum{model_name=\"m} 1\n", ErrSyntax, 4, "unterminated"},
-		{ok + "vllm:e2e_request_latency_seconds_sum{1a=\"m\"} 1\n", ErrSyntax, 4, "label name"},
-		{ok + "vllm:e2e_request_latency_seconds_sum\n", ErrSyntax, 4, "float"},
-		{ok + "vllm:e2e_request_latency_seconds_sum 1 2.5\n", ErrSyntax, 4, "timestamp"},
-		{ok + "vllm:e2e_request_latency_seconds_sum 2\n", ErrSyntax, 4, "duplicate _sum"},
-		{ok + "vllm:e2e_request_latency_seconds_bucket{le=\"+Inf\"} 1\n", ErrSyntax, 4, "duplicate bucket"},
-		{"vllm:e2e_request_latency_seconds_bucket{le=\"Inf\"} 1\n" + ok, ErrSyntax, 2, "duplicate bucket"},
-		{ok + "vllm:e2e_request_latency_seconds_bucket 1\n", ErrSyntax, 4, "without le"},
-		{ok + "vllm:e2e_request_latency_seconds_count{le=\"1\"} 1\n", ErrSyntax, 4, "le label on"},
-		{strings.Replace(ok, "_sum", "_summ", 1), ErrIncomplete, 0, "no _sum"},
-		{strings.Replace(ok, "_count 1", "_count 2", 1), ErrIncomplete, 0, "differs from _count"},
-		{strings.Replace(ok, "le=\"+Inf\"", "le=\"9\"", 1), ErrIncomplete, 0, "no +Inf"},
-		{"vllm:e2e_request_latency_seconds_bucket{le=\"1\"} 2\n" + ok, ErrIncomplete, 0, "below the previous"},
-		{strings.Replace(ok, "_count 1", "_count NaN", 1), ErrIncomplete, 0, "invalid _count"},
-		{"\x00\x01\xff\xfe\n", ErrNoFamilies, 0, ""},
-		// An out-of-order repeat is found after the scan, yet reported
-		// before a later error, in line order.
-		{"vllm:e2e_request_latency_seconds_bucket{le=\"2\"} 1\nvllm:e2e_request_latency_seconds_bucket{le=\"1\"} 1\n" +
-			"vllm:e2e_request_latency_seconds_bucket{le=\"1.0\"} 1\nvllm:e2e_request_latency_seconds_bucket{le=\"1\"} 1\n" +
-			"vllm:e2e_request_latency_seconds_sum{ 1\n", ErrSyntax, 3, "first on line 2"},
-	} {
-		snap, err := Scan([]byte(tc.in))
-		var se *ScanError
-		if !errors.Is(err, tc.err) || !errors.As(err, &se) || se.Line != tc.line || !strings.Contains(err.Error(), tc.msg) || snap != nil {
-			t.Errorf("Scan(%q) = %v, %v; want %v on line %d containing %q", tc.in, snap, err, tc.err, tc.line, tc.msg)
-		}
-		for _, other := range []error{ErrEmpty, ErrSyntax, ErrIncomplete, ErrNoFamilies} {
-			if other != tc.err && errors.Is(err, other) {
-				t.Errorf("Scan(%q) = %v is also %v", tc.in, err, other)
-			}
-		}
-		if tc.line > 0 && !strings.Contains(err.Error(), fmt.Sprintf("line %d:", tc.line)) {
-			t.Errorf("error %q does not name line %d", err, tc.line)
-		}
-	}
-}
-
 // TestScanTruncated: a file cut anywhere but at a line end is
 // ErrIncomplete; cut at a line end it is an error or a subset of the full
 // result (a cut between families cannot be seen in the text format).

@@ -169,7 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Dir == "" {
 		stateFile = "" // the embedded demo is read once: nothing to remember
 	}
-	journal, rep, err := state.Open(state.Config{Path: stateFile, Logger: log, Metrics: stateMetrics, ForgetAfter: cfg.StateForgetAfter})
+	journal, rep, err := state.OpenJournal(state.Config{Path: stateFile, Logger: log, Metrics: stateMetrics, ForgetAfter: cfg.StateForgetAfter})
 	if err != nil {
 		return err
 	}

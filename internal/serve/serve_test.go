@@ -76,7 +76,7 @@ func newExporter(t *testing.T, dir, stateFile string) *exporter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, _, err := state.Open(state.Config{Path: stateFile, Metrics: sm})
+	j, _, err := state.OpenJournal(state.Config{Path: stateFile, Metrics: sm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestScrapeTimeout(t *testing.T) {
 		stateFile := filepath.Join(t.TempDir(), "s.state")
 		reg := prometheus.NewRegistry()
 		coll, _ := collector.New(collector.Config{Registerer: reg})
-		j, _, err := state.Open(state.Config{Path: stateFile})
+		j, _, err := state.OpenJournal(state.Config{Path: stateFile})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +268,7 @@ func TestScrapeTimeout(t *testing.T) {
 func TestConcurrentScrapesBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		j, _, _ := state.Open(state.Config{})
+		j, _, _ := state.OpenJournal(state.Config{})
 		g := &slowGatherer{Gatherer: reg, d: time.Hour, entered: make(chan struct{}), release: make(chan struct{})}
 		h := newScrapeHandler(g, j, discard(), 1, 0)
 		var wg sync.WaitGroup

@@ -363,7 +363,7 @@ func TestRealisticFixtures(t *testing.T) {
 			}
 			s.SetTime(start.Add(6*time.Hour + 17*time.Minute))
 			got := s.AppendText(nil)
-			path := filepath.Join("..", "testdata", "realistic", fx.file)
+			path := filepath.Join("..", "..", "testdata", "realistic", fx.file)
 			if *update {
 				if err := os.WriteFile(path, got, 0o644); err != nil {
 					t.Fatal(err)
@@ -371,7 +371,7 @@ func TestRealisticFixtures(t *testing.T) {
 			}
 			want, err := os.ReadFile(path)
 			if err != nil {
-				t.Fatalf("%v (run go test ./simulate -run TestRealisticFixtures -update)", err)
+				t.Fatalf("%v (run go test ./internal/simulate -run TestRealisticFixtures -update)", err)
 			}
 			if !bytes.Equal(got, want) {
 				t.Errorf("%s differs from the generated scrape; rerun with -update if the change is intended", path)

@@ -8,7 +8,7 @@ import (
 // BenchmarkScrapeRecord is what a scrape that shows 10 new requests
 // costs: gather under the lock (empty here), append, fsync.
 func BenchmarkScrapeRecord(b *testing.B) {
-	j, _, err := Open(Config{Path: filepath.Join(b.TempDir(), "s.state")})
+	j, _, err := OpenJournal(Config{Path: filepath.Join(b.TempDir(), "s.state")})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -358,13 +357,4 @@ func parseNames(s string) ([]string, error) {
 		}
 		s = s[1:]
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

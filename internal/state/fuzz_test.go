@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// FuzzOpen: whatever bytes the state file holds, Open neither fails nor
+// FuzzOpen: whatever bytes the state file holds, OpenJournal neither fails nor
 // panics, keeps exactly the entries Parse returns (every record that
 // verifies, damaged file or not; a damaged file is moved aside), and
 // leaves a file in the current format that parses cleanly to the same
@@ -61,9 +61,9 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		j, rep, err := Open(Config{Path: path})
+		j, rep, err := OpenJournal(Config{Path: path})
 		if err != nil {
-			t.Fatalf("Open: %v", err)
+			t.Fatalf("OpenJournal: %v", err)
 		}
 		defer j.Close()
 		if (perr != nil) != (rep.CorruptMovedTo != "") {
@@ -75,14 +75,14 @@ func FuzzOpen(f *testing.F) {
 		clean, _ := os.ReadFile(path)
 		p, err := parse(clean)
 		if err != nil || !p.clean || p.version != 2 || !equalEntries(p.entries, entries) {
-			t.Fatalf("file after Open holds %q (clean %v, version %d, %v), loaded %q", p.entries, p.clean, p.version, err, entries)
+			t.Fatalf("file after OpenJournal holds %q (clean %v, version %d, %v), loaded %q", p.entries, p.clean, p.version, err, entries)
 		}
 	})
 }
 
 // FuzzDamagedRecord: one byte changed, removed or added anywhere in a
 // state file is never taken silently. Either every entry is still there,
-// or Parse reports damage (Open then logs an error and moves the file
+// or Parse reports damage (OpenJournal then logs an error and moves the file
 // aside); what it keeps is always entries of the original, in order.
 // This is the property the first format lacked: a damaged last batch was
 // dropped as a cut-short write.

@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,24 +25,24 @@ const recordsHeader = "delta-exporter records 1"
 // records are written (appended and fsynced) after a scrape gathered and
 // before it is answered.
 //
-// Format, text, one record a line, each line checked on its own:
+// Format, text: a header line, then one record a line in the journal's
+// framing (file.go: the record's CRC-32C, 8 hex digits, a space, the
+// record), each line checked on its own; a record is a Go-quoted key and
+// a Go-quoted value:
 //
 //	delta-exporter records 1
-//	<crc32c of the rest, 8 hex digits> <Go-quoted key> <Go-quoted value>
+//	98f1811c "hull/a" "1 2 3"
 //
 // A last line that is cut short or fails its checksum is the tail of a
 // write a crash interrupted: dropped (what it held was never shown). A bad
 // line before the last is corruption: the file is moved aside
 // (.corrupt-<time>) and the map starts empty.
 type Records struct {
-	path string
-	log  *slog.Logger
+	log *slog.Logger
 
-	mu     sync.Mutex
-	f      *os.File
-	size   int64
-	live   map[string]string
-	broken bool // an append failed half-way: rewrite before appending
+	mu   sync.Mutex
+	file appendFile
+	live map[string]string
 }
 
 // RecordsReport says what OpenRecords found.
@@ -56,13 +54,13 @@ type RecordsReport struct {
 }
 
 // OpenRecords loads path (creating it if missing). Call it while holding
-// the state file's lock (after Open), so that one exporter owns both.
+// the state file's lock (after OpenJournal), so that one exporter owns both.
 // now names a corrupt file moved aside.
 func OpenRecords(path string, log *slog.Logger, now time.Time) (*Records, map[string]string, RecordsReport, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Records{path: path, log: log.With("component", "state"), live: map[string]string{}}
+	r := &Records{file: appendFile{path: path}, log: log.With("component", "state"), live: map[string]string{}}
 	var rep RecordsReport
 	data, err := os.ReadFile(path)
 	switch {
@@ -89,7 +87,7 @@ func OpenRecords(path string, log *slog.Logger, now time.Time) (*Records, map[st
 	if rep.Created || rep.CorruptMovedTo != "" || rep.Dropped > 0 {
 		err = r.rewrite()
 	} else {
-		err = r.openAppend()
+		err = r.file.openAppend()
 	}
 	if err != nil {
 		return nil, nil, rep, err
@@ -119,31 +117,17 @@ func (r *Records) Write(recs map[string]string) error {
 		r.live[k] = recs[k]
 		writeKeyValue(&buf, k, recs[k])
 	}
-	if r.broken || r.f == nil || r.size+int64(buf.Len()) > 2*r.liveSize()+64<<10 {
+	if !r.file.canAppend() || r.file.size+int64(buf.Len()) > 2*r.liveSize()+64<<10 {
 		return r.rewrite()
 	}
-	n, err := r.f.Write(buf.Bytes())
-	r.size += int64(n)
-	if err == nil {
-		err = r.f.Sync()
-	}
-	if err != nil {
-		r.broken = true
-		return fmt.Errorf("appending to %s: %w", r.path, err)
-	}
-	return nil
+	return r.file.append(buf.Bytes())
 }
 
 // Close releases the file.
 func (r *Records) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.f == nil {
-		return nil
-	}
-	err := r.f.Close()
-	r.f = nil
-	return err
+	return r.file.close()
 }
 
 func (r *Records) liveSize() int64 {
@@ -154,73 +138,28 @@ func (r *Records) liveSize() int64 {
 	return n
 }
 
+// writeKeyValue appends one framed key-value record.
 func writeKeyValue(buf *bytes.Buffer, k, v string) {
-	rest := strconv.Quote(k) + " " + strconv.Quote(v)
-	fmt.Fprintf(buf, "%08x %s\n", crc32.Checksum([]byte(rest), castagnoli), rest)
+	rec := strconv.AppendQuote(nil, k)
+	rec = append(rec, ' ')
+	rec = strconv.AppendQuote(rec, v)
+	writeRecord(buf, rec)
 }
 
 // rewrite writes every live record to a new file and renames it over the
 // old one. Called with mu held.
 func (r *Records) rewrite() error {
-	tmp := r.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		r.broken = true
-		return fmt.Errorf("writing %s: %w", r.path, err)
-	}
-	w := bufio.NewWriter(f)
-	var buf bytes.Buffer
-	buf.WriteString(recordsHeader + "\n")
 	keys := make([]string, 0, len(r.live))
 	for k := range r.live {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	var buf bytes.Buffer
+	buf.WriteString(recordsHeader + "\n")
 	for _, k := range keys {
 		writeKeyValue(&buf, k, r.live[k])
 	}
-	_, err = w.Write(buf.Bytes())
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, r.path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(r.path))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		r.broken = true
-		return fmt.Errorf("writing %s: %w", r.path, err)
-	}
-	return r.openAppend()
-}
-
-func (r *Records) openAppend() error {
-	if r.f != nil {
-		r.f.Close()
-		r.f = nil
-	}
-	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		r.broken = true
-		return fmt.Errorf("opening %s: %w", r.path, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		r.broken = true
-		return fmt.Errorf("opening %s: %w", r.path, err)
-	}
-	r.f, r.size, r.broken = f, st.Size(), false
-	return nil
+	return r.file.rewrite(func(w *bufio.Writer) { w.Write(buf.Bytes()) })
 }
 
 // ParseRecords reads a records file: the live records (last one per key
@@ -235,7 +174,7 @@ func ParseRecords(data []byte) (map[string]string, int, error) {
 	for len(rest) > 0 {
 		line, next, complete := bytes.Cut(rest, []byte("\n"))
 		lineNo++
-		k, v, err := parseKeyValue(string(line))
+		k, v, err := parseKeyValue(line)
 		if !complete || err != nil {
 			if len(next) == 0 {
 				return live, 1, nil // the last line: a write cut short
@@ -251,15 +190,12 @@ func ParseRecords(data []byte) (map[string]string, int, error) {
 	return live, 0, nil
 }
 
-func parseKeyValue(line string) (string, string, error) {
-	sumStr, rest, ok := strings.Cut(line, " ")
-	if !ok || len(sumStr) != 8 {
-		return "", "", errors.New("malformed record")
+func parseKeyValue(line []byte) (string, string, error) {
+	rec, err := verify(line)
+	if err != nil {
+		return "", "", err
 	}
-	sum, err := strconv.ParseUint(sumStr, 16, 32)
-	if err != nil || uint32(sum) != crc32.Checksum([]byte(rest), castagnoli) {
-		return "", "", errors.New("checksum mismatch")
-	}
+	rest := string(rec)
 	kq, err := strconv.QuotedPrefix(rest)
 	if err != nil {
 		return "", "", errors.New("malformed key")

@@ -113,3 +113,40 @@ func FuzzParseRecords(f *testing.F) {
 		}
 	})
 }
+
+// TestRecordsWriteFailureRewrites: records share the journal's append
+// path: after a failed append (the handle broken, the directory gone) the
+// next write rewrites the whole file, which then holds every live record.
+func TestRecordsWriteFailureRewrites(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "s.state.population")
+	r, _, _, err := OpenRecords(path, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Write(map[string]string{"a": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	r.file.f.Close()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Write(map[string]string{"b": "2"}); err == nil {
+		t.Fatal("a write with the file gone succeeded")
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Write(map[string]string{"c": "3"}); err != nil {
+		t.Fatalf("after the disk came back: %v", err)
+	}
+	data, _ := os.ReadFile(path)
+	got, dropped, err := ParseRecords(data)
+	if want := map[string]string{"a": "1", "b": "2", "c": "3"}; err != nil || dropped != 0 || !maps.Equal(got, want) {
+		t.Fatalf("file after recovery: %v, %d dropped, %v; want %v", err, dropped, got, want)
+	}
+}

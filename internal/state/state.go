@@ -41,7 +41,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -78,7 +77,7 @@ const (
 // Recoveries lists every Recovery, for pre-creating series.
 var Recoveries = []Recovery{RecoveredCorrupt, RecoveredUnfinished}
 
-// Config configures Open.
+// Config configures OpenJournal.
 type Config struct {
 	// Path is the state file. Its directory is created if missing. Empty
 	// means no file: publications are never skipped and nothing is
@@ -122,16 +121,14 @@ type Journal struct {
 
 	// fileMu serialises everything that touches the file, and guards
 	// entry.durable.
-	fileMu      sync.Mutex
-	f           *os.File // append handle
-	size        int64    // bytes in the file
-	durableSeq  uint64
-	needRewrite bool // an append failed half-way: rewrite before appending again
-	failing     bool // the last write failed: logged once per outage
-	lock        *os.File
+	fileMu     sync.Mutex
+	file       appendFile
+	durableSeq uint64
+	failing    bool // the last write failed: logged once per outage
+	lock       *os.File
 }
 
-// LoadReport says what Open found.
+// LoadReport says what OpenJournal found.
 type LoadReport struct {
 	// Records is the number of entries loaded.
 	Records int
@@ -149,13 +146,13 @@ type LoadReport struct {
 	rewrite bool
 }
 
-// Open loads the state file (creating it if missing) and takes an
+// OpenJournal loads the state file (creating it if missing) and takes an
 // exclusive lock next to it, so that two exporters cannot share a record.
 // It fails only when the file cannot be locked, read or written: a record
 // that cannot be kept must stop the exporter at startup rather than let it
 // double count later. A corrupt file is not an error: it is moved aside
 // and explained in the log and in the report.
-func Open(cfg Config) (*Journal, LoadReport, error) {
+func OpenJournal(cfg Config) (*Journal, LoadReport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -165,7 +162,7 @@ func Open(cfg Config) (*Journal, LoadReport, error) {
 	if cfg.ForgetAfter <= 0 {
 		cfg.ForgetAfter = time.Hour
 	}
-	j := &Journal{cfg: cfg, log: cfg.Logger.With("component", "state"), byFile: map[string]*entry{}}
+	j := &Journal{cfg: cfg, log: cfg.Logger.With("component", "state"), byFile: map[string]*entry{}, file: appendFile{path: cfg.Path}}
 	var rep LoadReport
 	if cfg.Path == "" {
 		return j, rep, nil
@@ -218,7 +215,7 @@ func Open(cfg Config) (*Journal, LoadReport, error) {
 	if rep.Created || rep.CorruptMovedTo != "" || rep.rewrite {
 		err = j.rewrite()
 	} else {
-		err = j.openAppend()
+		err = j.file.openAppend()
 	}
 	j.fileMu.Unlock()
 	if err != nil {
@@ -234,11 +231,7 @@ func Open(cfg Config) (*Journal, LoadReport, error) {
 func (j *Journal) Close() error {
 	j.fileMu.Lock()
 	defer j.fileMu.Unlock()
-	var err error
-	if j.f != nil {
-		err = j.f.Close()
-		j.f = nil
-	}
+	err := j.file.close()
 	if j.lock != nil {
 		j.lock.Close()
 		j.lock = nil
@@ -332,7 +325,7 @@ func (j *Journal) Sync(seq uint64) error {
 	j.mu.RUnlock()
 
 	var err error
-	if j.needRewrite || j.f == nil {
+	if !j.file.canAppend() {
 		for _, e := range batch {
 			e.durable = true
 		}
@@ -369,21 +362,9 @@ func (j *Journal) Sync(seq uint64) error {
 // append writes one batch and fsyncs. After a failure the file's tail is
 // unknown, so the next write rewrites the whole file instead.
 func (j *Journal) append(batch []*entry) error {
-	if len(batch) == 0 {
-		return nil
-	}
 	var buf bytes.Buffer
 	writeBatch(&buf, batch)
-	n, err := j.f.Write(buf.Bytes())
-	j.size += int64(n)
-	if err == nil {
-		err = j.f.Sync()
-	}
-	if err != nil {
-		j.needRewrite = true
-		return fmt.Errorf("appending to state file: %w", err)
-	}
-	return nil
+	return j.file.append(buf.Bytes())
 }
 
 // Compact forgets entries whose files have all been absent for
@@ -434,7 +415,7 @@ func (j *Journal) Compact(present func(name string) bool) error {
 	n := len(kept)
 	j.mu.Unlock()
 	j.count(func(m Metrics) { m.SetRecords(n) })
-	if !j.needRewrite && j.size <= 2*live+64<<10 {
+	if j.file.canAppend() && j.file.size <= 2*live+64<<10 {
 		return nil
 	}
 	return j.rewrite()
@@ -475,75 +456,13 @@ func (j *Journal) rewrite() error {
 	}
 	j.mu.RUnlock()
 
-	tmp := j.cfg.Path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		j.needRewrite = true
-		return fmt.Errorf("writing state file: %w", err)
-	}
-	cw := &countWriter{w: bufio.NewWriterSize(f, 256<<10)}
-	io.WriteString(cw, header+"\n")
-	var buf bytes.Buffer
-	for i := 0; i < len(durable); i += batchSize {
-		buf.Reset()
-		writeBatch(&buf, durable[i:min(i+batchSize, len(durable))])
-		cw.Write(buf.Bytes())
-	}
-	err = cw.err
-	if err == nil {
-		err = cw.w.(*bufio.Writer).Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, j.cfg.Path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(j.cfg.Path))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		j.needRewrite = true
-		return fmt.Errorf("writing state file: %w", err)
-	}
-	return j.openAppend()
-}
-
-// openAppend (re)opens the append handle. Called with fileMu held.
-func (j *Journal) openAppend() error {
-	if j.f != nil {
-		j.f.Close()
-		j.f = nil
-	}
-	af, err := os.OpenFile(j.cfg.Path, os.O_WRONLY|os.O_APPEND, 0)
-	if err == nil {
-		var st os.FileInfo
-		if st, err = af.Stat(); err == nil {
-			j.f, j.size, j.needRewrite = af, st.Size(), false
-			return nil
+	return j.file.rewrite(func(w *bufio.Writer) {
+		w.WriteString(header + "\n")
+		var buf bytes.Buffer
+		for i := 0; i < len(durable); i += batchSize {
+			buf.Reset()
+			writeBatch(&buf, durable[i:min(i+batchSize, len(durable))])
+			w.Write(buf.Bytes())
 		}
-		af.Close()
-	}
-	j.needRewrite = true
-	return fmt.Errorf("opening state file: %w", err)
-}
-
-type countWriter struct {
-	w   io.Writer
-	n   int64
-	err error
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
-	}
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	c.err = err
-	return n, err
+	})
 }

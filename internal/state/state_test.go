@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -43,7 +44,7 @@ func (c *counts) Recovered(reason Recovery) {
 
 func open(t *testing.T, path string, m *counts) (*Journal, LoadReport) {
 	t.Helper()
-	j, rep, err := Open(Config{Path: path, Metrics: m})
+	j, rep, err := OpenJournal(Config{Path: path, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +144,20 @@ func TestConcurrentScrapesRecordExactlyWhatTheySaw(t *testing.T) {
 	}
 	for i := 0; i < 2000; i++ {
 		j.Publish(pair(i), func() { published++ })
+		if i%100 == 99 {
+			runtime.Gosched() // on a loaded machine, let the scrapers in while publishing
+		}
+	}
+	// The assertions below hold whether or not a scrape overlapped a
+	// publish; wait for one scrape after the publishes so a starved
+	// scheduler cannot turn the test into a no-op.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		mu.Lock()
+		seen := maxSeen
+		mu.Unlock()
+		if seen > 0 {
+			break
+		}
 	}
 	close(done)
 	wg.Wait()
@@ -186,7 +201,7 @@ func writeState(t *testing.T, path string, batches ...[][]string) []byte {
 	return b.Bytes()
 }
 
-// damageCase is one way a state file can be hurt, and what Open must make
+// damageCase is one way a state file can be hurt, and what OpenJournal must make
 // of it.
 type damageCase struct {
 	name        string
@@ -292,7 +307,7 @@ func runDamage(t *testing.T, tests []damageCase, write func(t *testing.T, path s
 			}
 			m := &counts{}
 			var logs bytes.Buffer
-			j, rep, err := Open(Config{Path: path, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			j, rep, err := OpenJournal(Config{Path: path, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -335,8 +350,8 @@ func runDamage(t *testing.T, tests []damageCase, write func(t *testing.T, path s
 func TestSecondExporterCannotShareTheRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.state")
 	open(t, path, &counts{})
-	if _, _, err := Open(Config{Path: path}); err == nil || !strings.Contains(err.Error(), "another delta-exporter") {
-		t.Fatalf("second Open: %v", err)
+	if _, _, err := OpenJournal(Config{Path: path}); err == nil || !strings.Contains(err.Error(), "another delta-exporter") {
+		t.Fatalf("second OpenJournal: %v", err)
 	}
 }
 
@@ -345,7 +360,7 @@ func TestSecondExporterCannotShareTheRecord(t *testing.T) {
 func TestCompactForgetsDeletedFiles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.state")
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	j, _, err := Open(Config{Path: path, ForgetAfter: time.Hour, Now: func() time.Time { return now }})
+	j, _, err := OpenJournal(Config{Path: path, ForgetAfter: time.Hour, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +422,7 @@ func TestWriteFailureFailsTheSyncThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The append handle breaks (disk gone), and so does the directory.
-	j.f.Close()
+	j.file.f.Close()
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +470,7 @@ func TestNamesSurviveAnyBytes(t *testing.T) {
 }
 
 func TestNoPathRecordsNothing(t *testing.T) {
-	j, _, err := Open(Config{})
+	j, _, err := OpenJournal(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,12 +506,12 @@ func TestWriteFailureLoggedOncePerOutage(t *testing.T) {
 	path := filepath.Join(dir, "s.state")
 	var logs bytes.Buffer
 	m := &counts{}
-	j, _, err := Open(Config{Path: path, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	j, _, err := OpenJournal(Config{Path: path, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	j.f.Close()
+	j.file.f.Close()
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
