@@ -101,16 +101,17 @@ type Collector struct {
 	snapshotsRejects *prometheus.CounterVec
 	filesIgnored     *prometheus.CounterVec
 	pending          *prometheus.GaugeVec
+	lastIngest       prometheus.Gauge
+	startTime        prometheus.Gauge
+	folded           prometheus.Counter
+	truncated        prometheus.Counter
+	watchEvents      *prometheus.CounterVec
+	rescans          *prometheus.CounterVec
+	assumptions      *prometheus.GaugeVec
+
 	// unpaired and attributing are pending's two series: the two counts
 	// of ingest.Metrics.SetPending.
 	unpaired, attributing prometheus.Gauge
-	lastIngest            prometheus.Gauge
-	startTime             prometheus.Gauge
-	folded                prometheus.Counter
-	truncated             prometheus.Counter
-	watchEvents           *prometheus.CounterVec
-	rescans               *prometheus.CounterVec
-	assumptions           *prometheus.GaugeVec
 }
 
 var help = [parser.NumMetrics]string{
