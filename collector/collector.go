@@ -2,6 +2,24 @@
 // per exactly attributed request value in the llm_request_* histograms, and
 // the exporter's own delta_exporter_* metrics. It is the only place that
 // touches Prometheus types; nothing in it is global.
+//
+// What it holds: the metric vectors of each part of the pipeline, created
+// and registered on the Registerer it is given, and the methods that part
+// reports through. Collector takes the decided requests (Publish, the
+// ingester's results callback) and is ingest.Metrics and watch.Counter;
+// StateMetrics is state.Metrics; RetentionMetrics is retention.Metrics;
+// SLOMetrics counts the objectives' verdicts. The label values of every
+// vector fed by the pipeline come from the lists of the package that
+// reports them (attribution.Outcomes, snapfile.RejectReasons,
+// watch.Triggers, ...), and every series is created at 0 from them.
+//
+// Why Collector is not itself a prometheus.Collector that reads state at
+// scrape time, as node_exporter's collectors are: a per-request value is
+// an event (one observation, with the request's id as its exemplar) that
+// no state kept afterwards could reproduce, so it is recorded when the
+// request is decided, by the one goroutine that owns the ingester. The
+// population families are the exception, and are one: they are read
+// from state (population.Population) at each scrape (PopulationMetrics).
 package collector
 
 import (
@@ -16,6 +34,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
+	"github.com/delta-exporter/delta-exporter/internal/watch"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -88,6 +108,10 @@ type Collector struct {
 	watchEvents      *prometheus.CounterVec
 	rescans          *prometheus.CounterVec
 	assumptions      *prometheus.GaugeVec
+
+	// unpaired and attributing are pending's two series: the two counts
+	// of ingest.Metrics.SetPending.
+	unpaired, attributing prometheus.Gauge
 }
 
 var help = [parser.NumMetrics]string{
@@ -100,9 +124,6 @@ var help = [parser.NumMetrics]string{
 	parser.PromptTokens:     "Prompt tokens of each request (exact values only).",
 	parser.GenerationTokens: "Generated tokens of each request (exact values only).",
 }
-
-// SnapshotRejectReasons are the label values of delta_exporter_snapshots_rejected_total.
-var SnapshotRejectReasons = []string{"empty", "parse_error", "incomplete", "too_large", "not_regular", "read_error", "no_families"}
 
 // New creates the metrics and registers them on cfg.Registerer.
 func New(cfg Config) (*Collector, error) {
@@ -187,24 +208,25 @@ func New(cfg Config) (*Collector, error) {
 			c.withheld.WithLabelValues(m.Name(), string(r))
 		}
 	}
-	for _, r := range SnapshotRejectReasons {
-		c.snapshotsRejects.WithLabelValues(r)
+	for _, r := range snapfile.RejectReasons {
+		c.snapshotsRejects.WithLabelValues(string(r))
 	}
-	for _, e := range []string{"create", "write", "remove", "rename", "overflow", "error"} {
-		c.watchEvents.WithLabelValues(e)
+	for _, r := range snapfile.IgnoreReasons {
+		c.filesIgnored.WithLabelValues(string(r))
 	}
-	for _, tr := range []string{"initial", "timer", "overflow", "error", "recreated"} {
-		c.rescans.WithLabelValues(tr)
+	for _, e := range watch.Notices {
+		c.watchEvents.WithLabelValues(string(e))
+	}
+	for _, tr := range watch.Triggers {
+		c.rescans.WithLabelValues(string(tr))
 	}
 	for _, a := range attribution.Assumptions() {
 		for _, st := range attribution.States {
 			c.assumptions.WithLabelValues(a.Name(), string(st))
 		}
 	}
-	c.filesIgnored.WithLabelValues("name")
-	c.filesIgnored.WithLabelValues("changed")
-	c.pending.WithLabelValues("unpaired")
-	c.pending.WithLabelValues("attributing")
+	c.unpaired = c.pending.WithLabelValues("unpaired")
+	c.attributing = c.pending.WithLabelValues("attributing")
 
 	cs := []prometheus.Collector{c.tpot, c.proxyTTFT, c.proxyE2E, c.requests, c.rejections, c.withheld, c.snapshotsRead,
 		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.startTime, c.folded, c.truncated, c.watchEvents, c.rescans, c.assumptions}
@@ -389,31 +411,36 @@ func ExemplarID(id string) string {
 	return string(r[:maxExemplarRunes-1]) + "~"
 }
 
-// SnapshotRead counts a parsed snapshot file.
+// SnapshotRead counts a parsed snapshot file (ingest.Metrics).
 func (c *Collector) SnapshotRead() { c.snapshotsRead.Inc() }
 
-// SnapshotRejected counts an unusable snapshot file by reason (one of
-// SnapshotRejectReasons). The file name and error are logged by the
-// ingester, never used as labels.
-func (c *Collector) SnapshotRejected(_, reason string, _ error) {
-	c.snapshotsRejects.WithLabelValues(reason).Inc()
+// SnapshotRejected counts an unusable snapshot file by reason
+// (ingest.Metrics). The file name and error are logged by the ingester,
+// never used as labels.
+func (c *Collector) SnapshotRejected(_ string, reason snapfile.RejectReason, _ error) {
+	c.snapshotsRejects.WithLabelValues(string(reason)).Inc()
 }
 
-// FileIgnored counts a directory entry that is not a snapshot.
-func (c *Collector) FileIgnored(reason string) { c.filesIgnored.WithLabelValues(reason).Inc() }
+// FileIgnored counts a directory entry not used (ingest.Metrics).
+func (c *Collector) FileIgnored(reason snapfile.IgnoreReason) {
+	c.filesIgnored.WithLabelValues(string(reason)).Inc()
+}
 
-// SetPending sets the number of held requests in a state (unpaired, attributing).
-func (c *Collector) SetPending(state string, n int) { c.pending.WithLabelValues(state).Set(float64(n)) }
+// SetPending sets the numbers of held requests (ingest.Metrics).
+func (c *Collector) SetPending(unpaired, attributing int) {
+	c.unpaired.Set(float64(unpaired))
+	c.attributing.Set(float64(attributing))
+}
 
-// WatchEvent counts a filesystem event (create, write, remove, rename, overflow, error).
-func (c *Collector) WatchEvent(event string) { c.watchEvents.WithLabelValues(event).Inc() }
+// WatchEvent counts a filesystem event (watch.Counter).
+func (c *Collector) WatchEvent(e watch.Notice) { c.watchEvents.WithLabelValues(string(e)).Inc() }
 
-// Rescan counts a full directory scan by trigger (initial, timer, overflow, error).
-func (c *Collector) Rescan(trigger string) { c.rescans.WithLabelValues(trigger).Inc() }
+// Rescan counts a full directory scan by trigger.
+func (c *Collector) Rescan(trigger watch.Trigger) { c.rescans.WithLabelValues(string(trigger)).Inc() }
 
 // SetAssumptions shows what the data said about each server process's
 // attribution assumptions: per assumption and state, how many processes
-// are in it (ingest.AssumptionPublisher). Labels are a fixed set.
+// are in it (ingest.Metrics). Labels are a fixed set.
 func (c *Collector) SetAssumptions(servers []attribution.ServerAssumptions) {
 	n := map[[2]string]int{}
 	for _, sa := range servers {

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
+	"github.com/delta-exporter/delta-exporter/internal/watch"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -368,3 +370,9 @@ func TestAssumptionStates(t *testing.T) {
 		t.Errorf("lint: %v %v", problems, err)
 	}
 }
+
+// The collector is the sink of the ingester's and the watcher's counts.
+var (
+	_ ingest.Metrics = (*Collector)(nil)
+	_ watch.Counter  = (*Collector)(nil)
+)

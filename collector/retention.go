@@ -1,9 +1,10 @@
 package collector
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
 
-// RetentionReasons are the label values of delta_exporter_retention_deleted_files_total.
-var RetentionReasons = []string{"age", "size"}
+	"github.com/delta-exporter/delta-exporter/internal/retention"
+)
 
 // RetentionMetrics are the metrics of snapshot retention (package
 // retention, --snapshots.retention). It implements retention.Metrics.
@@ -23,8 +24,8 @@ func NewRetentionMetrics(reg prometheus.Registerer) (*RetentionMetrics, error) {
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_retention_delete_failures_total",
 			Help: "Snapshot files retention tried and failed to delete."}),
 	}
-	for _, r := range RetentionReasons {
-		m.files.WithLabelValues(r)
+	for _, r := range retention.Reasons {
+		m.files.WithLabelValues(string(r))
 	}
 	for _, c := range []prometheus.Collector{m.files, m.bytes, m.failures} {
 		if err := reg.Register(c); err != nil {
@@ -35,8 +36,8 @@ func NewRetentionMetrics(reg prometheus.Registerer) (*RetentionMetrics, error) {
 }
 
 // Deleted counts one deleted file of n bytes.
-func (m *RetentionMetrics) Deleted(reason string, n int64) {
-	m.files.WithLabelValues(reason).Inc()
+func (m *RetentionMetrics) Deleted(reason retention.Reason, n int64) {
+	m.files.WithLabelValues(string(reason)).Inc()
 	m.bytes.Add(float64(n))
 }
 

@@ -1,9 +1,10 @@
 package collector
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
 
-// StateRecoveryReasons are the label values of delta_exporter_state_recoveries_total.
-var StateRecoveryReasons = []string{"corrupt", "unfinished_write"}
+	"github.com/delta-exporter/delta-exporter/internal/state"
+)
 
 // StateMetrics are the metrics of the durable record of published
 // requests (package state, --state.file). It implements state.Metrics.
@@ -32,8 +33,8 @@ func NewStateMetrics(reg prometheus.Registerer) (*StateMetrics, error) {
 		recovered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_state_recoveries_total",
 			Help: "Problems found in the state file at startup, by reason: corrupt (damaged records: the file was moved aside and every record that verifies kept), unfinished_write (the tail of a write cut short by a crash, dropped)."}, []string{"reason"}),
 	}
-	for _, r := range StateRecoveryReasons {
-		m.recovered.WithLabelValues(r)
+	for _, r := range state.Recoveries {
+		m.recovered.WithLabelValues(string(r))
 	}
 	m.lastOK.Set(1)
 	for _, c := range []prometheus.Collector{m.records, m.writes, m.failures, m.lastOK, m.already, m.recovered} {
@@ -62,4 +63,6 @@ func (m *StateMetrics) Write(err error) {
 func (m *StateMetrics) AlreadyPublished() { m.already.Inc() }
 
 // Recovered counts a problem found in the state file at startup.
-func (m *StateMetrics) Recovered(reason string) { m.recovered.WithLabelValues(reason).Inc() }
+func (m *StateMetrics) Recovered(reason state.Recovery) {
+	m.recovered.WithLabelValues(string(reason)).Inc()
+}

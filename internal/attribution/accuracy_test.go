@@ -7,13 +7,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -41,30 +41,6 @@ import (
 //
 // With -short, a few levels at a few requests, so that the package's
 // tests stay quick under -race; the full run has the README's table.
-
-type collect struct {
-	mu       sync.Mutex
-	results  []attribution.Result
-	lenient  bool // count rejected files instead of failing
-	rejected map[string]int
-	// assumptions: what the data said about the server's assumptions.
-	assumptions []attribution.ServerAssumptions
-}
-
-func (c *collect) SetAssumptions(a []attribution.ServerAssumptions) { c.assumptions = a }
-
-func (c *collect) Publish(r attribution.Result) { c.results = append(c.results, r) }
-func (c *collect) SnapshotRead()                {}
-func (c *collect) SnapshotRejected(_, reason string, err error) {
-	if !c.lenient {
-		panic(reason + ": " + err.Error())
-	}
-	c.mu.Lock()
-	c.rejected[reason]++
-	c.mu.Unlock()
-}
-func (c *collect) FileIgnored(string)     {}
-func (c *collect) SetPending(string, int) {}
 
 // close enough: 1 µs for seconds, exact for tokens.
 func matches(m parser.Metric, got, want float64) bool {
@@ -186,18 +162,19 @@ func measure(t *testing.T, cfg simulate.Config, lenient bool) tally {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &collect{lenient: lenient, rejected: map[string]int{}}
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: c})
+	rec := record.New()
+	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
 	in.Finish()
-	s := score(t, c.results, truths)
-	for _, n := range c.rejected {
-		s.rejectedFiles += n
+	if !lenient {
+		rec.NoRejections(t)
 	}
+	s := score(t, rec.Results, truths)
+	s.rejectedFiles = len(rec.Rejections)
 	s.inFlight = simulate.MeasuredInFlight(truths)
-	s.assumptions = c.assumptions
+	s.assumptions = rec.Assumptions
 	return s
 }
 

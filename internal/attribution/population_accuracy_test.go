@@ -12,6 +12,7 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/population"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -48,13 +49,14 @@ func TestPopulationAccuracy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := &collect{rejected: map[string]int{}}
+		rec := record.New()
 		pop := population.New(population.Config{})
-		in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: c, Snapshots: observeAll{pop}})
+		in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, Snapshots: observeAll{pop}})
 		if err := in.Scan(true); err != nil {
 			t.Fatal(err)
 		}
 		in.Finish()
+		rec.NoRejections(t)
 		hists := pop.Hists()
 		for _, model := range []string{"llama-8b", "qwen-32b"} {
 			for _, m := range []parser.Metric{parser.TTFT, parser.E2E, parser.Queue, parser.GenerationTokens} {
@@ -64,7 +66,7 @@ func TestPopulationAccuracy(t *testing.T) {
 						truth = append(truth, tr.Value(m))
 					}
 				}
-				for _, r := range c.results {
+				for _, r := range rec.Results {
 					if r.Model == model && r.Values[m].Exact {
 						exact = append(exact, r.Values[m].V)
 					}

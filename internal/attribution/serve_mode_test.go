@@ -7,6 +7,7 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -47,9 +48,9 @@ func TestServeModeProfilesNeverWrong(t *testing.T) {
 					t.Fatal(err)
 				}
 				fsys := fstest.MapFS{}
-				c := &collect{lenient: true, rejected: map[string]int{}}
+				rec := record.New()
 				var now time.Time
-				in := ingest.New(ingest.Config{FS: fsys, Publisher: c, MaxDelay: 2 * time.Second, Now: func() time.Time { return now }})
+				in := ingest.New(ingest.Config{FS: fsys, Results: rec.Publish, MaxDelay: 2 * time.Second, Now: func() time.Time { return now }})
 				for _, f := range sink.Files() {
 					fsys[f.Name] = &fstest.MapFile{Data: f.Body}
 					if nm, err := parser.ParseName(f.Name); err == nil {
@@ -59,7 +60,7 @@ func TestServeModeProfilesNeverWrong(t *testing.T) {
 					in.Decide()
 				}
 				in.Finish()
-				s := score(t, c.results, truths)
+				s := score(t, rec.Results, truths)
 				if s.wrong > 0 {
 					t.Errorf("%s at %v in flight (non-streaming %v): %d wrong %v", p, inflight, nonStreaming, s.wrong, s.wrongBy)
 				}

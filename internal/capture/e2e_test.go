@@ -13,43 +13,21 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/report"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/fakeupstream"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
-// results collects what the ingest pipeline decides.
-type results struct {
-	mu       sync.Mutex
-	byID     map[string]attribution.Result
-	all      []attribution.Result // in the order published
-	rejected []string
-}
-
-func (r *results) Publish(res attribution.Result) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.byID[res.RequestID] = res
-	r.all = append(r.all, res)
-}
-func (r *results) SnapshotRead() {}
-func (r *results) SnapshotRejected(file, reason string, err error) {
-	r.rejected = append(r.rejected, file+": "+reason+": "+err.Error())
-}
-func (r *results) FileIgnored(string)     {}
-func (r *results) SetPending(string, int) {}
-
 // attribute runs the exporter's ingest and attribution over the capture
 // directory, as `delta-exporter report` does.
-func (h *harness) attribute() *results {
+func (h *harness) attribute() *record.Recorder {
 	h.t.Helper()
-	res := &results{byID: map[string]attribution.Result{}}
-	in := ingest.New(ingest.Config{FS: os.DirFS(h.dir), Publisher: res})
+	res := record.New()
+	in := ingest.New(ingest.Config{FS: os.DirFS(h.dir), Results: res.Publish, Metrics: res})
 	if err := in.Scan(true); err != nil {
 		h.t.Fatal(err)
 	}
 	in.Finish()
-	if len(res.rejected) != 0 {
-		h.t.Errorf("files rejected by ingest: %v", res.rejected)
-	}
+	res.NoRejections(h.t)
 	return res
 }
 
@@ -62,13 +40,13 @@ type scoreCard struct {
 	streams, streamExact, streamTTFTExact int
 }
 
-func (h *harness) score(res *results) scoreCard {
+func (h *harness) score(res *record.Recorder) scoreCard {
 	h.t.Helper()
 	return h.scoreAgainst(res, h.fake.Observations())
 }
 
 // scoreAgainst scores res against the observations obs of any upstream.
-func (h *harness) scoreAgainst(res *results, obs []fakeupstream.Observation) scoreCard {
+func (h *harness) scoreAgainst(res *record.Recorder, obs []fakeupstream.Observation) scoreCard {
 	h.t.Helper()
 	var s scoreCard
 	for _, o := range obs {
@@ -76,7 +54,7 @@ func (h *harness) scoreAgainst(res *results, obs []fakeupstream.Observation) sco
 			continue
 		}
 		s.requests++
-		r, ok := res.byID[SanitizeID(o.ID)]
+		r, ok := res.ByID[SanitizeID(o.ID)]
 		if !ok {
 			h.t.Errorf("%s: no result", o.ID)
 			continue
@@ -170,7 +148,7 @@ func TestEndToEndConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rep.Requests {
-		want, ok := got.byID[r.RequestID]
+		want, ok := got.ByID[r.RequestID]
 		if !ok || want.Outcome != r.Outcome || want.Values != r.Values || want.Model != r.Model {
 			t.Errorf("report differs for %s: %+v vs %+v", r.RequestID, r, want)
 		}

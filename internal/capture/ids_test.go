@@ -265,10 +265,10 @@ func TestSameRequestIDTwice(t *testing.T) {
 		t.Errorf("sanitized ids counted %v", n)
 	}
 	res := h.attribute()
-	if len(res.all) != 4 {
-		t.Fatalf("%d results, want 4: %+v", len(res.all), res.all)
+	if len(res.Results) != 4 {
+		t.Fatalf("%d results, want 4: %+v", len(res.Results), res.Results)
 	}
-	for _, r := range res.all {
+	for _, r := range res.Results {
 		if r.Outcome == attribution.Rejected || r.Outcome == attribution.Unpaired || r.RequestID != serverID {
 			t.Errorf("published %s as %s (%s), want the server's id, not rejected", r.RequestID, r.Outcome, r.RejectReason)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/fakeupstream"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -239,7 +240,7 @@ type vllmScore struct {
 	withheldTTFT, withheldE2E map[attribution.Reason]int
 }
 
-func (h *harness) scoreTruth(res *results, truth []vllmTruth) vllmScore {
+func (h *harness) scoreTruth(res *record.Recorder, truth []vllmTruth) vllmScore {
 	h.t.Helper()
 	obs := make([]fakeupstream.Observation, len(truth))
 	for i, tr := range truth {
@@ -254,7 +255,7 @@ func (h *harness) scoreTruth(res *results, truth []vllmTruth) vllmScore {
 		if tr.TTFT < tr.Queue+tr.Prefill-1e-6 {
 			h.t.Errorf("%s: the server's TTFT %v is below its queue + prefill %v", tr.ID, tr.TTFT, tr.Queue+tr.Prefill)
 		}
-		r := res.byID[SanitizeID(tr.ID)]
+		r := res.ByID[SanitizeID(tr.ID)]
 		// The proxy's own times are the client's side of the server's:
 		// known for every request, and no shorter (the server's arrival
 		// follows the proxy's receipt; it observes before it sends).

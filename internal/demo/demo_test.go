@@ -9,16 +9,9 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/demo"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
-
-type results struct{ byID map[string]attribution.Result }
-
-func (r *results) Publish(res attribution.Result)                  { r.byID[res.RequestID] = res }
-func (r *results) SnapshotRead()                                   {}
-func (r *results) SnapshotRejected(file, reason string, err error) { panic(file + ": " + reason) }
-func (r *results) FileIgnored(string)                              {}
-func (r *results) SetPending(string, int)                          {}
 
 // TestDemoMatchesTruth: the embedded demo, served by the README's first
 // command, publishes only values equal to the simulator's ground truth.
@@ -32,15 +25,16 @@ func TestDemoMatchesTruth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &results{byID: map[string]attribution.Result{}}
-	in := ingest.New(ingest.Config{FS: demo.FS(), Publisher: r})
+	r := record.New()
+	in := ingest.New(ingest.Config{FS: demo.FS(), Results: r.Publish, Metrics: r})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
 	in.Finish()
+	r.NoRejections(t)
 	exact := 0
 	for _, tr := range truths {
-		res, ok := r.byID[tr.RequestID]
+		res, ok := r.ByID[tr.RequestID]
 		if !ok {
 			t.Fatalf("%s: no result", tr.RequestID)
 		}
@@ -56,8 +50,8 @@ func TestDemoMatchesTruth(t *testing.T) {
 			exact++
 		}
 	}
-	if len(r.byID) != len(truths) {
-		t.Errorf("%d results for %d requests", len(r.byID), len(truths))
+	if len(r.ByID) != len(truths) {
+		t.Errorf("%d results for %d requests", len(r.ByID), len(truths))
 	}
 	if exact < len(truths)*3/4 {
 		t.Errorf("only %d of %d demo requests exact", exact, len(truths))

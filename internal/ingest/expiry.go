@@ -1,11 +1,6 @@
 package ingest
 
-import (
-	"container/heap"
-	"time"
-
-	"github.com/delta-exporter/delta-exporter/internal/attribution"
-)
+import "time"
 
 // expiry is when a waiting half is given up as unpaired.
 type expiry struct {
@@ -29,35 +24,6 @@ func (e *expiries) Pop() any {
 	old[len(old)-1] = expiry{}
 	*e = old[:len(old)-1]
 	return x
-}
-
-// expire gives up the halves whose deadline is past (Config.PairingTTL
-// after they were first seen), in deadline order. Deadlines of halves that
-// were paired meanwhile are skipped when they come up, and dropped when
-// they make up most of the heap.
-func (in *Ingester) expire(now time.Time) {
-	for len(in.expiries) > 0 && !now.Before(in.expiries[0].at) {
-		x := heap.Pop(&in.expiries).(expiry)
-		if in.pending[x.id] != x.h {
-			continue
-		}
-		delete(in.pending, x.id)
-		in.tl.ClearOpen(x.id)
-		if x.h.hasSnapshot() {
-			in.publish(attribution.NewUnpaired(x.h.request(x.id)))
-		}
-	}
-	if len(in.expiries) > 2*len(in.pending)+1024 {
-		live := in.expiries[:0]
-		for _, x := range in.expiries {
-			if in.pending[x.id] == x.h {
-				live = append(live, x)
-			}
-		}
-		clear(in.expiries[len(live):])
-		in.expiries = live
-		heap.Init(&in.expiries)
-	}
 }
 
 // decidedAt is when a request id was decided, in the order of decisions.

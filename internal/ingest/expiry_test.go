@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 )
 
 // waitingHalves returns an ingester on clock c holding n befores that
 // wait for their afters (junk files without a partner), one every ms.
-func waitingHalves(c *clock, n int, ttl time.Duration) (*Ingester, *recorder) {
-	rec := newRecorder()
-	in := New(Config{FS: fstest.MapFS{}, Publisher: rec, Now: c.Now, PairingTTL: ttl})
+func waitingHalves(c *clock, n int, ttl time.Duration) (*Ingester, *record.Recorder) {
+	rec := record.New()
+	in := New(Config{FS: fstest.MapFS{}, Results: rec.Publish, Metrics: rec, Now: c.Now, PairingTTL: ttl})
 	for i := 0; i < n; i++ {
 		h := in.half(fmt.Sprintf("junk-%06d", i))
 		h.beforeName = fmt.Sprintf("junk-%06d_before", i)
@@ -30,30 +31,30 @@ func TestUnpairedHalvesExpireByDeadline(t *testing.T) {
 	c := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	start := c.now
 	in, rec := waitingHalves(c, 500, time.Minute)
-	delete(in.pending, "junk-000003") // paired meanwhile
-	h := in.half("junk-000003")       // and the id seen again later: its own deadline
+	in.waiting.remove("junk-000003") // paired meanwhile
+	h := in.half("junk-000003")      // and the id seen again later: its own deadline
 	h.beforeName = "again"
 	c.now = start.Add(time.Minute + 99*time.Millisecond) // deadlines of halves 0..99
 	in.Tick()
-	if len(rec.order) != 99 {
-		t.Fatalf("%d expired, want 99", len(rec.order))
+	if len(rec.Results) != 99 {
+		t.Fatalf("%d expired, want 99", len(rec.Results))
 	}
-	for i, id := range rec.order {
+	for i, id := range rec.IDs() {
 		want := i
 		if i >= 3 {
 			want = i + 1
 		}
-		if id != fmt.Sprintf("junk-%06d", want) || rec.results[id].Outcome != attribution.Unpaired {
-			t.Fatalf("expired #%d: %s (%s), want junk-%06d", i, id, rec.results[id].Outcome, want)
+		if id != fmt.Sprintf("junk-%06d", want) || rec.ByID[id].Outcome != attribution.Unpaired {
+			t.Fatalf("expired #%d: %s (%s), want junk-%06d", i, id, rec.ByID[id].Outcome, want)
 		}
 	}
-	if _, ok := in.pending["junk-000003"]; !ok {
+	if _, ok := in.waiting.get("junk-000003"); !ok {
 		t.Fatal("a half seen again was expired on the deadline of the earlier one")
 	}
 	c.now = c.now.Add(time.Hour)
 	in.Tick()
-	if len(in.pending) != 0 || len(rec.order) != 500 || len(in.expiries) != 0 {
-		t.Fatalf("pending %d, expired %d, deadlines left %d", len(in.pending), len(rec.order), len(in.expiries))
+	if in.waiting.len() != 0 || len(rec.Results) != 500 || len(in.waiting.expiries) != 0 {
+		t.Fatalf("pending %d, expired %d, deadlines left %d", in.waiting.len(), len(rec.Results), len(in.waiting.expiries))
 	}
 }
 

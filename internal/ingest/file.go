@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"bytes"
-	"container/heap"
 	"errors"
 	"fmt"
 	"io"
@@ -10,23 +9,9 @@ import (
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
-
-// rejectReason maps a parse error to the label of
-// delta_exporter_snapshots_rejected_total.
-func rejectReason(err error) string {
-	switch {
-	case errors.Is(err, parser.ErrEmpty):
-		return "empty"
-	case errors.Is(err, parser.ErrIncomplete):
-		return "incomplete"
-	case errors.Is(err, parser.ErrNoFamilies):
-		return "no_families"
-	default:
-		return "parse_error"
-	}
-}
 
 // lstat does not follow symlinks when the FS can tell them apart.
 func lstat(fsys fs.FS, name string) (fs.FileInfo, error) {
@@ -45,7 +30,7 @@ type loaded struct {
 	gone   bool // deleted before it could be read: forget it
 	later  bool // look again later (settling, or incomplete while fresh)
 	st     fileState
-	reason string // rejected: the delta_exporter_snapshots_rejected_total reason
+	reason snapfile.RejectReason // rejected: why
 	err    error
 	point  *attribution.Point
 	snap   *parser.Snapshot // for Config.Snapshots; nil without one
@@ -58,7 +43,7 @@ func (l loaded) failed(err error) loaded {
 	if errors.Is(err, fs.ErrNotExist) {
 		l.gone = true
 	} else {
-		l.reason, l.err = "read_error", err
+		l.reason, l.err = snapfile.ReadError, err
 	}
 	return l
 }
@@ -74,11 +59,11 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 	}
 	l.st = fileState{size: info.Size(), modTime: info.ModTime()}
 	if !info.Mode().IsRegular() {
-		l.reason, l.err = "not_regular", fmt.Errorf("%s is not a regular file", info.Mode().Type())
+		l.reason, l.err = snapfile.NotRegular, fmt.Errorf("%s is not a regular file", info.Mode().Type())
 		return l
 	}
 	if info.Size() > in.cfg.MaxBytes {
-		l.reason, l.err = "too_large", fmt.Errorf("%d bytes, limit %d", info.Size(), in.cfg.MaxBytes)
+		l.reason, l.err = snapfile.TooLarge, fmt.Errorf("%d bytes, limit %d", info.Size(), in.cfg.MaxBytes)
 		return l
 	}
 	age := now.Sub(info.ModTime())
@@ -91,7 +76,7 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 		*buf = data
 	}
 	if errors.Is(err, errNotRegular) {
-		l.reason, l.err = "not_regular", err
+		l.reason, l.err = snapfile.NotRegular, err
 		return l
 	}
 	if err != nil {
@@ -110,12 +95,12 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 			l.later = true
 			return l
 		}
-		l.reason, l.err = rejectReason(err), err
+		l.reason, l.err = snapfile.ParseReason(err), err
 		return l
 	}
 	p, ok := attribution.NewPoint(snap)
 	if !ok {
-		l.reason, l.err = "parse_error", errors.New("histogram count is not a non-negative integer")
+		l.reason, l.err = snapfile.ParseError, errors.New("histogram count is not a non-negative integer")
 		return l
 	}
 	if !snap.ScrapeStarted.IsZero() {
@@ -146,7 +131,7 @@ func (in *Ingester) apply(l loaded) {
 		// someone removes files the exporter has not read. Counted once:
 		// the name is remembered until a scan no longer lists it.
 		in.files[l.name] = &fileState{done: true}
-		in.reject(l.name, l.n, "read_error", fmt.Errorf("vanished before it could be read: %w", fs.ErrNotExist))
+		in.reject(l.name, l.n, snapfile.ReadError, fmt.Errorf("vanished before it could be read: %w", fs.ErrNotExist))
 		return
 	}
 	if l.later {
@@ -172,7 +157,7 @@ func (in *Ingester) apply(l loaded) {
 	case l.info != nil:
 		in.info(l.name, l.n, l.info)
 	default:
-		in.cfg.Publisher.SnapshotRead()
+		in.metrics.SnapshotRead()
 		if l.snap != nil {
 			in.seenSnapshot(l.name, l.n.Time, l.snap)
 		}
@@ -217,8 +202,8 @@ func readFile(fsys fs.FS, name string, lst fs.FileInfo, limit int64, buf []byte)
 
 // reject counts an unusable snapshot; the request it belongs to is
 // rejected as bad_snapshot once its other half shows up.
-func (in *Ingester) reject(name string, n parser.Name, reason string, err error) {
-	in.cfg.Publisher.SnapshotRejected(name, reason, err)
+func (in *Ingester) reject(name string, n parser.Name, reason snapfile.RejectReason, err error) {
+	in.metrics.SnapshotRejected(name, reason, err)
 	in.log.Warn("snapshot file rejected", "file", name, "reason", reason, "err", err)
 	if n.Stage == parser.Before || n.Stage == parser.After {
 		h := in.half(n.RequestID)
@@ -227,15 +212,8 @@ func (in *Ingester) reject(name string, n parser.Name, reason string, err error)
 	}
 }
 
-func (in *Ingester) half(id string) *half {
-	h, ok := in.pending[id]
-	if !ok {
-		h = &half{seen: in.cfg.Now()}
-		in.pending[id] = h
-		heap.Push(&in.expiries, expiry{at: h.seen.Add(in.cfg.PairingTTL), id: id, h: h})
-	}
-	return h
-}
+// half returns the half waiting under id, a new one if none waits.
+func (in *Ingester) half(id string) *half { return in.waiting.half(id, in.cfg.Now()) }
 
 // snapshot routes a parsed snapshot by its stage.
 func (in *Ingester) snapshot(name string, n parser.Name, p *attribution.Point) {
@@ -245,7 +223,7 @@ func (in *Ingester) snapshot(name string, n parser.Name, p *attribution.Point) {
 		return
 	case parser.First:
 		in.tl.AddPoint(p)
-		if h, ok := in.pending[n.RequestID]; ok {
+		if h, ok := in.waiting.get(n.RequestID); ok {
 			h.first = p
 		}
 		return
@@ -279,7 +257,7 @@ func (in *Ingester) setStage(h *half, name string, n parser.Name, p *attribution
 			return
 		}
 		if p != nil && h.afterName == "" {
-			in.tl.SetOpen(id, p)
+			in.waiting.open(id, p)
 		}
 	case parser.After:
 		if h.afterName != "" {
@@ -290,8 +268,7 @@ func (in *Ingester) setStage(h *half, name string, n parser.Name, p *attribution
 	if h.beforeName == "" || h.afterName == "" {
 		return
 	}
-	delete(in.pending, id)
-	in.tl.ClearOpen(id)
+	in.waiting.remove(id)
 	req := in.request(id, h)
 	var res attribution.Result
 	var done bool

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -22,9 +23,9 @@ import (
 func TestGrowingFileLoggedAndCountedOnce(t *testing.T) {
 	w := newDirWriter(t)
 	c := &clock{now: time.Now().Truncate(time.Second)}
-	rec := newRecorder()
+	rec := record.Once(t)
 	var logs bytes.Buffer
-	in := New(Config{FS: NewDirFS(w.dir), Publisher: rec, Now: c.Now, Settle: time.Second,
+	in := New(Config{FS: NewDirFS(w.dir), Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
 		IncompleteGrace: 5 * time.Second, PairingTTL: time.Minute, MaxDelay: time.Second,
 		MaxBytes: 64 << 10, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 
@@ -56,10 +57,10 @@ func TestGrowingFileLoggedAndCountedOnce(t *testing.T) {
 	in.Tick()
 	c.now = c.now.Add(2 * time.Second)
 	in.Tick()
-	if rec.rejected["too_large"] != 1 || len(rec.rejected) != 1 {
-		t.Fatalf("rejected %v, want too_large once", rec.rejected)
+	if rec.Rejected["too_large"] != 1 || len(rec.Rejected) != 1 {
+		t.Fatalf("rejected %v, want too_large once", rec.Rejected)
 	}
-	if res := rec.results["inplace"]; res.Outcome != attribution.Exact || res.Values[parser.E2E].V != f.E2E {
+	if res := rec.ByID["inplace"]; res.Outcome != attribution.Exact || res.Values[parser.E2E].V != f.E2E {
 		t.Fatalf("in-place pair: %s/%s, want exact", res.Outcome, res.RejectReason)
 	}
 	// It keeps growing: 50 change events.
@@ -72,10 +73,10 @@ func TestGrowingFileLoggedAndCountedOnce(t *testing.T) {
 		fh.Close()
 		in.File(big)
 	}
-	if n := strings.Count(logs.String(), "changed after it was ingested"); n != 1 || rec.ignored["changed"] != 1 {
-		t.Fatalf("change logged %d times, counted %d, want once each", n, rec.ignored["changed"])
+	if n := strings.Count(logs.String(), "changed after it was ingested"); n != 1 || rec.Ignored["changed"] != 1 {
+		t.Fatalf("change logged %d times, counted %d, want once each", n, rec.Ignored["changed"])
 	}
-	if rec.rejected["too_large"] != 1 {
-		t.Fatalf("too_large counted %d times", rec.rejected["too_large"])
+	if rec.Rejected["too_large"] != 1 {
+		t.Fatalf("too_large counted %d times", rec.Rejected["too_large"])
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -44,7 +45,7 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 		} `json:"server_metrics"`
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
-		in.cfg.Publisher.SnapshotRejected(name, "parse_error", err)
+		in.metrics.SnapshotRejected(name, snapfile.ParseError, err)
 		in.log.Warn("info file rejected", "file", name, "err", err)
 		return
 	}
@@ -104,9 +105,8 @@ func (in *Ingester) dropAbandoned(id string, h *half) bool {
 	if !h.abandoned || h.beforeName == "" || h.afterName != "" {
 		return false
 	}
-	delete(in.pending, id)
-	in.tl.ClearOpen(id)
-	in.publish(attribution.NewUnpaired(h.request(id)))
+	in.waiting.remove(id)
+	in.givenUp(id, h)
 	in.updatePending()
 	return true
 }

@@ -1,9 +1,10 @@
-// Package ingest is the pipeline step between the directory and the
-// publisher: it reads snapshot files, pairs each request's before and after,
-// feeds every snapshot to the attribution timeline and hands decided
-// requests to the publisher. One goroutine owns an Ingester; it takes file
-// names from a directory scan or a watcher and never blocks on anything
-// but the file it reads.
+// Package ingest is the pipeline step between the directory and what
+// publishes: it reads snapshot files, pairs each request's before and
+// after, feeds every snapshot to the attribution timeline and hands
+// decided requests to Config.Results, counting what became of each file
+// in Config.Metrics. One goroutine owns an Ingester; it takes file names
+// from a directory scan or a watcher and never blocks on anything but the
+// file it reads.
 package ingest
 
 import (
@@ -13,43 +14,60 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
-// Publisher receives what the ingester decides and counts. collector.Collector
-// implements it for serve; report collects results.
-type Publisher interface {
-	Publish(attribution.Result)
+// Metrics receives what the ingester counts: collector.Collector
+// implements it for serve, the report for its summary. Each label is a
+// typed constant listed with its type (package snapfile), so a consumer
+// can pre-create every series the ingester can report.
+type Metrics interface {
+	// SnapshotRead counts a snapshot file parsed and used.
 	SnapshotRead()
-	// SnapshotRejected reports an unusable file (snapshot or sidecar) with
-	// one of collector.SnapshotRejectReasons and the error.
-	SnapshotRejected(file, reason string, err error)
-	FileIgnored(reason string)
-	SetPending(state string, n int)
-}
-
-// AssumptionPublisher is implemented by a Publisher that shows what the
-// data said about each server's assumptions (docs/attribution.md): it is
-// given every server process's states whenever one changed.
-type AssumptionPublisher interface {
+	// SnapshotRejected counts an unusable file (snapshot or sidecar). The
+	// name and the error are for a listing (the report), never a label.
+	SnapshotRejected(name string, reason snapfile.RejectReason, err error)
+	// FileIgnored counts a directory entry not used at all.
+	FileIgnored(reason snapfile.IgnoreReason)
+	// SetPending says how many requests are held: unpaired (a half
+	// waits for its partner) and attributing (paired, waiting for the
+	// requests that overlap it).
+	SetPending(unpaired, attributing int)
+	// SetAssumptions shows what the data said about each server
+	// process's assumptions (docs/attribution.md): it is given every
+	// process's states whenever one changed.
 	SetAssumptions([]attribution.ServerAssumptions)
 }
+
+// discard is the Metrics of a Config without one.
+type discard struct{}
+
+func (discard) SnapshotRead()                                         {}
+func (discard) SnapshotRejected(string, snapfile.RejectReason, error) {}
+func (discard) FileIgnored(snapfile.IgnoreReason)                     {}
+func (discard) SetPending(int, int)                                   {}
+func (discard) SetAssumptions([]attribution.ServerAssumptions)        {}
 
 // Config configures an Ingester.
 type Config struct {
 	// FS is the snapshot directory. It must implement fs.ReadDirFS; when
 	// it implements fs.ReadLinkFS (os.DirFS does), symlinks are refused;
 	// NewDirFS also opens without following a link or blocking on a FIFO.
-	FS        fs.FS
-	Logger    *slog.Logger
-	Publisher Publisher
+	FS     fs.FS
+	Logger *slog.Logger
+	// Results receives every decided request, in the order decided; nil
+	// discards them.
+	Results func(attribution.Result)
+	// Metrics counts what became of each file and how many requests are
+	// held; nil discards the counts.
+	Metrics Metrics
 	// MaxBytes: larger files are rejected (too_large). 0 means 64 MiB.
 	MaxBytes int64
 	// Settle: a file modified less than Settle ago is read later, so a
@@ -155,7 +173,6 @@ type half struct {
 	serverID string
 	// abandoned: capture's info says no after will come (after_error).
 	abandoned bool
-	seen      time.Time
 }
 
 type fileState struct {
@@ -174,13 +191,11 @@ type fileState struct {
 type Ingester struct {
 	cfg      Config
 	log      *slog.Logger
+	metrics  Metrics
 	tl       *attribution.Timeline
-	pending  map[string]*half
+	waiting  *waiting             // unpaired halves
 	decided  map[string]time.Time // request ids decided, to reject ids seen again
 	decidedQ []decidedAt          // the same, in the order decided (forgetDecided)
-	// expiries holds the deadline of every waiting half (and of some
-	// paired since): see expire.
-	expiries expiries
 	files    map[string]*fileState
 	deferred map[string]bool // files to look at again (settling, incomplete)
 	// finishing: no more waiting, files are taken as they are (Finish).
@@ -220,10 +235,16 @@ func New(cfg Config) *Ingester {
 	}
 	tl := attribution.NewTimeline()
 	tl.MaxObserveDelay = max(0, cfg.MaxObserveDelay)
+	if cfg.Results == nil {
+		cfg.Results = func(attribution.Result) {}
+	}
 	in := &Ingester{
-		cfg: cfg, log: cfg.Logger.With("component", "ingest"),
-		tl: tl, pending: map[string]*half{}, decided: map[string]time.Time{}, serverIDs: map[string]string{},
+		cfg: cfg, log: cfg.Logger.With("component", "ingest"), metrics: cfg.Metrics,
+		tl: tl, waiting: newWaiting(tl, cfg.PairingTTL), decided: map[string]time.Time{}, serverIDs: map[string]string{},
 		files: map[string]*fileState{}, deferred: map[string]bool{},
+	}
+	if in.metrics == nil {
+		in.metrics = discard{}
 	}
 	// Once per server process and assumption: the timeline reports each
 	// contradiction once.
@@ -265,7 +286,7 @@ func (in *Ingester) Scan(all bool) error {
 		if err != nil {
 			if _, seen := in.files[e.Name()]; !seen {
 				in.files[e.Name()] = &fileState{done: true}
-				in.cfg.Publisher.FileIgnored("name")
+				in.metrics.FileIgnored(snapfile.IgnoredName)
 				in.log.Debug("ignoring file", "file", e.Name(), "err", err)
 			}
 			continue
@@ -343,7 +364,7 @@ func (in *Ingester) Ingest(name string) {
 	if err != nil {
 		if _, seen := in.files[name]; !seen {
 			in.files[name] = &fileState{done: true}
-			in.cfg.Publisher.FileIgnored("name")
+			in.metrics.FileIgnored(snapfile.IgnoredName)
 		}
 		return
 	}
@@ -366,7 +387,7 @@ func (in *Ingester) checkModified(name string, st *fileState) {
 	}
 	// Once per file: a file still being written changes on every write.
 	st.changed = true
-	in.cfg.Publisher.FileIgnored("changed")
+	in.metrics.FileIgnored(snapfile.IgnoredChange)
 	in.log.Warn("snapshot file changed after it was ingested; the change is ignored: write snapshots to a temporary name and rename them", "file", name)
 }
 
@@ -381,7 +402,7 @@ func (in *Ingester) Tick() {
 		}
 		in.retry(names)
 	}
-	in.expire(now)
+	in.waiting.expire(now, in.givenUp)
 	in.forgetDecided(now)
 	in.Decide()
 }
@@ -397,20 +418,17 @@ func (in *Ingester) Finish() {
 	}
 	in.retry(names)
 	in.decide(attribution.ResolveOptions{All: true})
-	ids := make([]string, 0, len(in.pending))
-	for id := range in.pending {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		if h := in.pending[id]; h.hasSnapshot() {
-			in.publish(attribution.NewUnpaired(h.request(id)))
-		}
-		in.tl.ClearOpen(id)
-		delete(in.pending, id)
-	}
-	in.expiries = nil
+	in.waiting.drain(in.givenUp)
 	in.updatePending()
+}
+
+// givenUp publishes as unpaired a half whose partner will not come
+// (expired, abandoned, or at the end of a report). A half with an info
+// sidecar only (capture abandoned the pair) leaves no result.
+func (in *Ingester) givenUp(id string, h *half) {
+	if h.hasSnapshot() {
+		in.publish(attribution.NewUnpaired(h.request(id)))
+	}
 }
 
 func (in *Ingester) decide(opt attribution.ResolveOptions) {
@@ -428,9 +446,9 @@ func (in *Ingester) decide(opt attribution.ResolveOptions) {
 	if len(results) > 0 {
 		in.tl.Prune()
 	}
-	if ap, ok := in.cfg.Publisher.(AssumptionPublisher); ok && in.tl.AssumptionChanges() != in.assumed {
+	if in.tl.AssumptionChanges() != in.assumed {
 		in.assumed = in.tl.AssumptionChanges()
-		ap.SetAssumptions(in.tl.Assumptions())
+		in.metrics.SetAssumptions(in.tl.Assumptions())
 	}
 	in.updatePending()
 }
@@ -447,7 +465,7 @@ func (in *Ingester) publish(r attribution.Result) {
 		delete(in.serverIDs, r.RequestID)
 		r.RequestID = sid
 	}
-	in.cfg.Publisher.Publish(r)
+	in.cfg.Results(r)
 }
 
 // request is h's request once paired, handed on to the timeline or a
@@ -462,8 +480,7 @@ func (in *Ingester) request(id string, h *half) *attribution.Request {
 }
 
 func (in *Ingester) updatePending() {
-	in.cfg.Publisher.SetPending("unpaired", len(in.pending))
-	in.cfg.Publisher.SetPending("attributing", in.tl.Pending())
+	in.metrics.SetPending(in.waiting.len(), in.tl.Pending())
 }
 
 // hasSnapshot: a before or after was seen. A half with an info sidecar

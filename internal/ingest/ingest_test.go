@@ -12,34 +12,9 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
-
-// recorder is a Publisher that keeps everything for assertions.
-type recorder struct {
-	results  map[string]attribution.Result
-	order    []string
-	read     int
-	rejected map[string]int
-	ignored  map[string]int
-	pending  map[string]int
-}
-
-func newRecorder() *recorder {
-	return &recorder{results: map[string]attribution.Result{}, rejected: map[string]int{}, ignored: map[string]int{}, pending: map[string]int{}}
-}
-
-func (r *recorder) Publish(res attribution.Result) {
-	if old, dup := r.results[res.RequestID]; dup && (old.Outcome != attribution.Rejected || res.Outcome != attribution.Rejected) {
-		panic("published twice: " + res.RequestID)
-	}
-	r.results[res.RequestID] = res
-	r.order = append(r.order, res.RequestID)
-}
-func (r *recorder) SnapshotRead()                              { r.read++ }
-func (r *recorder) SnapshotRejected(_, reason string, _ error) { r.rejected[reason]++ }
-func (r *recorder) FileIgnored(reason string)                  { r.ignored[reason]++ }
-func (r *recorder) SetPending(state string, n int)             { r.pending[state] = n }
 
 const model = "org/model-a"
 
@@ -95,8 +70,8 @@ func (w *dirWriter) request(id string, i int) simulate.Finish {
 	return f
 }
 
-func newTestIngester(dir string, rec *recorder) *Ingester {
-	return New(Config{FS: os.DirFS(dir), Publisher: rec, MaxDelay: time.Second})
+func newTestIngester(dir string, rec *record.Recorder) *Ingester {
+	return New(Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
 }
 
 func TestSequentialPairsAreExact(t *testing.T) {
@@ -106,16 +81,16 @@ func TestSequentialPairsAreExact(t *testing.T) {
 		id := fmt.Sprintf("chatcmpl-%d_with_underscores", i)
 		want[id] = w.request(id, i)
 	}
-	rec := newRecorder()
+	rec := record.Once(t)
 	in := newTestIngester(w.dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.results) != 5 || rec.read != 10 {
-		t.Fatalf("results %d, read %d", len(rec.results), rec.read)
+	if len(rec.ByID) != 5 || rec.Read != 10 {
+		t.Fatalf("results %d, read %d", len(rec.ByID), rec.Read)
 	}
 	for id, f := range want {
-		res := rec.results[id]
+		res := rec.ByID[id]
 		if res.Outcome != attribution.Exact || res.Model != model {
 			t.Fatalf("%s: outcome %s model %q", id, res.Outcome, res.Model)
 		}
@@ -130,8 +105,8 @@ func TestSequentialPairsAreExact(t *testing.T) {
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.results) != 5 || rec.read != 10 {
-		t.Fatalf("after rescan: results %d, read %d", len(rec.results), rec.read)
+	if len(rec.ByID) != 5 || rec.Read != 10 {
+		t.Fatalf("after rescan: results %d, read %d", len(rec.ByID), rec.Read)
 	}
 }
 
@@ -168,7 +143,7 @@ func TestOddFiles(t *testing.T) {
 	w.snap("lonely-after", parser.After)
 	w.request("good-2", 2)
 
-	rec := newRecorder()
+	rec := record.Once(t)
 	in := newTestIngester(w.dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
@@ -189,7 +164,7 @@ func TestOddFiles(t *testing.T) {
 		{"junk", attribution.Unpaired, ""},
 	}
 	for _, c := range checks {
-		res, ok := rec.results[c.id]
+		res, ok := rec.ByID[c.id]
 		if !ok {
 			t.Errorf("%s: no result", c.id)
 			continue
@@ -198,20 +173,20 @@ func TestOddFiles(t *testing.T) {
 			t.Errorf("%s: %s/%s, want %s/%s", c.id, res.Outcome, res.RejectReason, c.outcome, c.reason)
 		}
 	}
-	if rec.ignored["name"] != 2 {
-		t.Errorf("ignored names = %d, want 2", rec.ignored["name"])
+	if rec.Ignored["name"] != 2 {
+		t.Errorf("ignored names = %d, want 2", rec.Ignored["name"])
 	}
-	if rec.rejected["not_regular"] != 2 {
-		t.Errorf("not_regular = %d, want 2 (directory and symlink)", rec.rejected["not_regular"])
+	if rec.Rejected["not_regular"] != 2 {
+		t.Errorf("not_regular = %d, want 2 (directory and symlink)", rec.Rejected["not_regular"])
 	}
-	if rec.rejected["empty"] != 1 || rec.rejected["incomplete"] != 1 {
-		t.Errorf("rejected = %v", rec.rejected)
+	if rec.Rejected["empty"] != 1 || rec.Rejected["incomplete"] != 1 {
+		t.Errorf("rejected = %v", rec.Rejected)
 	}
-	if rec.rejected["parse_error"]+rec.rejected["no_families"] != 2 {
-		t.Errorf("curl text and junk: rejected = %v", rec.rejected)
+	if rec.Rejected["parse_error"]+rec.Rejected["no_families"] != 2 {
+		t.Errorf("curl text and junk: rejected = %v", rec.Rejected)
 	}
-	if rec.pending["unpaired"] != 0 || rec.pending["attributing"] != 0 {
-		t.Errorf("pending after Finish: %v", rec.pending)
+	if rec.Unpaired != 0 || rec.Attributing != 0 {
+		t.Errorf("pending after Finish: unpaired %d, attributing %d", rec.Unpaired, rec.Attributing)
 	}
 }
 
@@ -219,17 +194,17 @@ func TestDuplicateRequestID(t *testing.T) {
 	w := newDirWriter(t)
 	w.request("dup", 1)
 	w.request("dup", 2) // same id again, later timestamps
-	rec := newRecorder()
+	rec := record.Once(t)
 	in := newTestIngester(w.dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
 	in.Finish()
-	if res := rec.results["dup"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectDuplicate {
+	if res := rec.ByID["dup"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectDuplicate {
 		t.Fatalf("dup: %+v", res)
 	}
 	n := 0
-	for _, id := range rec.order {
+	for _, id := range rec.IDs() {
 		if id == "dup" {
 			n++
 		}
@@ -250,30 +225,22 @@ func TestInfoBeforeItsBefore(t *testing.T) {
 	w.put(parser.FormatName("chatcmpl-abandoned", parser.Info, w.now.Add(2*time.Millisecond)), []byte(`{"after_observed": false}`))
 	w.request(id, 1)
 	w.request("chatcmpl-plain", 2)
-	rec := newRecorder()
+	rec := record.Once(t)
 	in := newTestIngester(w.dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
 	in.Finish()
-	if len(rec.results) != 2 {
-		t.Fatalf("%d results, want 2: %v", len(rec.results), rec.order)
+	if len(rec.ByID) != 2 {
+		t.Fatalf("%d results, want 2: %v", len(rec.ByID), rec.IDs())
 	}
-	if v := rec.results[id].Values[parser.E2E]; v.Exact {
+	if v := rec.ByID[id].Values[parser.E2E]; v.Exact {
 		t.Errorf("e2e of a request whose after was not confirmed published: %v", v.V)
 	}
-	if !rec.results[id].Values[parser.TTFT].Exact || rec.results["chatcmpl-plain"].Outcome != attribution.Exact {
-		t.Errorf("outcomes: %s TTFT %v, plain %s", id, rec.results[id].Values[parser.TTFT], rec.results["chatcmpl-plain"].Outcome)
+	if !rec.ByID[id].Values[parser.TTFT].Exact || rec.ByID["chatcmpl-plain"].Outcome != attribution.Exact {
+		t.Errorf("outcomes: %s TTFT %v, plain %s", id, rec.ByID[id].Values[parser.TTFT], rec.ByID["chatcmpl-plain"].Outcome)
 	}
 }
-
-// listRecorder keeps every result in the order published.
-type listRecorder struct {
-	*recorder
-	all []attribution.Result
-}
-
-func (r *listRecorder) Publish(res attribution.Result) { r.all = append(r.all, res) }
 
 // TestCaptureSuffixedNames: capture gives a request whose id the server
 // gave another request too names of its own ({id}+{8 hex}), and names the
@@ -288,14 +255,14 @@ func TestCaptureSuffixedNames(t *testing.T) {
 	w.request(second, 2)
 	w.put(parser.FormatName(third, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"request_id":"`+third+`","server_id":"chatcmpl-z"}`))
 	w.request(third, 3)
-	rec := &listRecorder{recorder: newRecorder()}
-	in := New(Config{FS: os.DirFS(w.dir), Publisher: rec, MaxDelay: time.Second})
+	rec := record.New() // both requests are published under the server's id
+	in := New(Config{FS: os.DirFS(w.dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
 	in.Finish()
 	var got []string
-	for _, res := range rec.all {
+	for _, res := range rec.Results {
 		if res.Outcome != attribution.Exact {
 			t.Errorf("%s: %s %s", res.RequestID, res.Outcome, res.RejectReason)
 		}
@@ -329,7 +296,7 @@ func TestInfoProxyTimes(t *testing.T) {
 	w.request("cut", 3)
 	info("unpaired", `,"stream":true,"after_error":"no scrape"`)
 	w.snap("unpaired", parser.Before)
-	rec := newRecorder()
+	rec := record.Once(t)
 	in := newTestIngester(w.dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
@@ -342,7 +309,7 @@ func TestInfoProxyTimes(t *testing.T) {
 		"unpaired": {Model: "served", TTFT: 0.25, E2E: 1, HasTTFT: true, HasE2E: true},
 	}
 	for id, px := range want {
-		got, ok := rec.results[id]
+		got, ok := rec.ByID[id]
 		if !ok {
 			t.Errorf("%s: no result", id)
 			continue
@@ -352,7 +319,7 @@ func TestInfoProxyTimes(t *testing.T) {
 			t.Errorf("%s (%s): proxy times %+v, want %+v", id, got.Outcome, g, px)
 		}
 	}
-	if rec.results["unpaired"].Outcome != attribution.Unpaired {
-		t.Errorf("unpaired: %s", rec.results["unpaired"].Outcome)
+	if rec.ByID["unpaired"].Outcome != attribution.Unpaired {
+		t.Errorf("unpaired: %s", rec.ByID["unpaired"].Outcome)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -55,8 +56,8 @@ func TestSymlinkToFIFOSwappedAfterLstat(t *testing.T) {
 			f.Close()
 		}
 	})
-	rec := newRecorder()
-	in := New(Config{FS: swapFS{DirFS: NewDirFS(w.dir), dir: w.dir, target: target, fifo: fifo}, Publisher: rec})
+	rec := record.Once(t)
+	in := New(Config{FS: swapFS{DirFS: NewDirFS(w.dir), dir: w.dir, target: target, fifo: fifo}, Results: rec.Publish, Metrics: rec})
 	done := make(chan error, 1)
 	go func() { done <- in.Scan(true) }()
 	select {
@@ -68,11 +69,11 @@ func TestSymlinkToFIFOSwappedAfterLstat(t *testing.T) {
 		t.Fatal("the ingester is blocked opening a FIFO swapped in after the lstat")
 	}
 	in.Finish()
-	if rec.rejected["not_regular"] != 1 || len(rec.rejected) != 1 {
-		t.Fatalf("rejected %v, want not_regular once", rec.rejected)
+	if rec.Rejected["not_regular"] != 1 || len(rec.Rejected) != 1 {
+		t.Fatalf("rejected %v, want not_regular once", rec.Rejected)
 	}
-	if rec.results["ok"].Values[parser.E2E].V != finish(1).E2E {
-		t.Fatalf("ok: %+v", rec.results["ok"])
+	if rec.ByID["ok"].Values[parser.E2E].V != finish(1).E2E {
+		t.Fatalf("ok: %+v", rec.ByID["ok"])
 	}
 	if in.files[target].read {
 		t.Fatal("the swapped file is offered to retention")

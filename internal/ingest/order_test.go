@@ -9,6 +9,7 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -36,8 +37,8 @@ func TestArrivalOrderNeverMakesAValueWrong(t *testing.T) {
 	for seed := uint64(0); seed < 2; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 3))
 		rng.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
-		rec := newRecorder()
-		in := New(Config{FS: os.DirFS(dir), Publisher: rec, MaxDelay: time.Hour})
+		rec := record.Once(t)
+		in := New(Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour})
 		for i, e := range entries {
 			in.File(e.Name())
 			if i%50 == 0 {
@@ -47,7 +48,7 @@ func TestArrivalOrderNeverMakesAValueWrong(t *testing.T) {
 		in.Finish()
 		exact := 0
 		for _, tr := range truths {
-			res, ok := rec.results[tr.RequestID]
+			res, ok := rec.ByID[tr.RequestID]
 			if !ok {
 				t.Fatalf("seed %d: %s not decided", seed, tr.RequestID)
 			}
@@ -60,8 +61,8 @@ func TestArrivalOrderNeverMakesAValueWrong(t *testing.T) {
 				exact++
 			}
 		}
-		if len(rec.order) != len(truths) {
-			t.Fatalf("seed %d: %d publications for %d requests", seed, len(rec.order), len(truths))
+		if len(rec.Results) != len(truths) {
+			t.Fatalf("seed %d: %d publications for %d requests", seed, len(rec.Results), len(truths))
 		}
 		t.Logf("random arrival order %d: %d of %d requests exact", seed, exact, len(truths))
 	}

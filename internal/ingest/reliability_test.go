@@ -13,6 +13,7 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -29,11 +30,11 @@ func touch(t *testing.T, dir, name string, at time.Time) {
 }
 
 // clockedIngester reads w.dir on the clock c, with short timings.
-func clockedIngester(w *dirWriter, rec *recorder, c *clock, fsys fs.FS) *Ingester {
+func clockedIngester(w *dirWriter, rec *record.Recorder, c *clock, fsys fs.FS) *Ingester {
 	if fsys == nil {
 		fsys = os.DirFS(w.dir)
 	}
-	return New(Config{FS: fsys, Publisher: rec, Now: c.Now, Settle: time.Second,
+	return New(Config{FS: fsys, Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
 		IncompleteGrace: 5 * time.Second, PairingTTL: time.Minute, MaxDelay: time.Second})
 }
 
@@ -44,7 +45,7 @@ func clockedIngester(w *dirWriter, rec *recorder, c *clock, fsys fs.FS) *Ingeste
 func TestFileWrittenInPlace(t *testing.T) {
 	w := newDirWriter(t)
 	c := &clock{now: time.Now().Truncate(time.Second)}
-	rec := newRecorder()
+	rec := record.Once(t)
 	in := clockedIngester(w, rec, c, nil)
 
 	before := w.snap("inplace", parser.Before)
@@ -60,32 +61,32 @@ func TestFileWrittenInPlace(t *testing.T) {
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
 	}
-	if rec.read != 1 || len(rec.rejected) != 0 || len(rec.results) != 0 {
-		t.Fatalf("a fresh file was read: read %d, rejected %v, results %d", rec.read, rec.rejected, len(rec.results))
+	if rec.Read != 1 || len(rec.Rejected) != 0 || len(rec.ByID) != 0 {
+		t.Fatalf("a fresh file was read: read %d, rejected %v, results %d", rec.Read, rec.Rejected, len(rec.ByID))
 	}
 	// Settled but still incomplete (the writer paused): retried, not rejected.
 	c.now = c.now.Add(2 * time.Second)
 	in.Tick()
-	if len(rec.rejected) != 0 || len(rec.results) != 0 {
-		t.Fatalf("an incomplete young file was rejected: %v", rec.rejected)
+	if len(rec.Rejected) != 0 || len(rec.ByID) != 0 {
+		t.Fatalf("an incomplete young file was rejected: %v", rec.Rejected)
 	}
 	// The writer finishes; the file settles.
 	w.put(after, full)
 	touch(t, w.dir, after, c.now)
 	in.Tick()
-	if len(rec.results) != 0 {
+	if len(rec.ByID) != 0 {
 		t.Fatal("read before it settled")
 	}
 	c.now = c.now.Add(2 * time.Second)
 	in.Tick()
 	c.now = c.now.Add(2 * time.Second)
 	in.Tick()
-	res, ok := rec.results["inplace"]
+	res, ok := rec.ByID["inplace"]
 	if !ok || res.Outcome != attribution.Exact || res.Values[parser.E2E].V != f.E2E {
 		t.Fatalf("in-place file: %+v (ok=%v)", res, ok)
 	}
-	if len(rec.rejected) != 0 || rec.read != 2 {
-		t.Fatalf("read %d, rejected %v", rec.read, rec.rejected)
+	if len(rec.Rejected) != 0 || rec.Read != 2 {
+		t.Fatalf("read %d, rejected %v", rec.Read, rec.Rejected)
 	}
 }
 
@@ -95,7 +96,7 @@ func TestFileWrittenInPlace(t *testing.T) {
 func TestIncompleteFileRejectedAfterGrace(t *testing.T) {
 	w := newDirWriter(t)
 	c := &clock{now: time.Now().Truncate(time.Second)}
-	rec := newRecorder()
+	rec := record.Once(t)
 	in := clockedIngester(w, rec, c, nil)
 	b := w.snap("cut", parser.Before)
 	full := w.scrape()
@@ -110,10 +111,10 @@ func TestIncompleteFileRejectedAfterGrace(t *testing.T) {
 		c.now = c.now.Add(2 * time.Second)
 		in.Tick()
 	}
-	if rec.rejected["incomplete"] != 1 {
-		t.Fatalf("rejected = %v, want incomplete once", rec.rejected)
+	if rec.Rejected["incomplete"] != 1 {
+		t.Fatalf("rejected = %v, want incomplete once", rec.Rejected)
 	}
-	if res := rec.results["cut"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectBadSnapshot {
+	if res := rec.ByID["cut"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectBadSnapshot {
 		t.Fatalf("cut: %+v", res)
 	}
 }
@@ -127,20 +128,20 @@ func TestFileOverMaxBytes(t *testing.T) {
 	w.srv.ObserveFinish(model, 0, finish(2))
 	big := append(w.scrape(), bytes.Repeat([]byte("# padding comment\n"), 4096)...)
 	w.put(parser.FormatName("big", parser.After, w.now.Add(time.Millisecond)), big)
-	rec := newRecorder()
-	in := New(Config{FS: os.DirFS(w.dir), Publisher: rec, MaxBytes: int64(len(big) - 1)})
+	rec := record.Once(t)
+	in := New(Config{FS: os.DirFS(w.dir), Results: rec.Publish, Metrics: rec, MaxBytes: int64(len(big) - 1)})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
 	in.Finish()
-	if rec.rejected["too_large"] != 1 {
-		t.Fatalf("rejected %v", rec.rejected)
+	if rec.Rejected["too_large"] != 1 {
+		t.Fatalf("rejected %v", rec.Rejected)
 	}
-	if res := rec.results["big"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectBadSnapshot {
+	if res := rec.ByID["big"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectBadSnapshot {
 		t.Fatalf("big: %+v", res)
 	}
-	if rec.results["small"].Outcome != attribution.Exact {
-		t.Fatalf("small: %+v", rec.results["small"])
+	if rec.ByID["small"].Outcome != attribution.Exact {
+		t.Fatalf("small: %+v", rec.ByID["small"])
 	}
 }
 
@@ -186,24 +187,24 @@ func TestFileDeletedBetweenListingAndReading(t *testing.T) {
 	w.srv.ObserveFinish(model, 0, finish(2))
 	vanish := w.snap("gone", parser.After)
 	phantom := parser.FormatName("ghost", parser.Before, w.now)
-	rec := newRecorder()
-	in := New(Config{FS: &vanishingFS{FS: os.DirFS(w.dir), dir: w.dir, phantom: phantom, vanish: vanish}, Publisher: rec})
+	rec := record.Once(t)
+	in := New(Config{FS: &vanishingFS{FS: os.DirFS(w.dir), dir: w.dir, phantom: phantom, vanish: vanish}, Results: rec.Publish, Metrics: rec})
 	for i := 0; i < 3; i++ {
 		if err := in.Scan(true); err != nil {
 			t.Fatal(err)
 		}
 	}
 	in.Finish()
-	if rec.rejected["read_error"] != 2 || len(rec.rejected) != 1 {
-		t.Fatalf("rejected = %v, want read_error twice (the phantom and the vanished file), once each", rec.rejected)
+	if rec.Rejected["read_error"] != 2 || len(rec.Rejected) != 1 {
+		t.Fatalf("rejected = %v, want read_error twice (the phantom and the vanished file), once each", rec.Rejected)
 	}
-	if rec.results["ok"].Outcome != attribution.Exact {
-		t.Fatalf("ok: %+v", rec.results["ok"])
+	if rec.ByID["ok"].Outcome != attribution.Exact {
+		t.Fatalf("ok: %+v", rec.ByID["ok"])
 	}
-	if res := rec.results["gone"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectBadSnapshot {
+	if res := rec.ByID["gone"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectBadSnapshot {
 		t.Fatalf("gone: %+v, want rejected/bad_snapshot", res)
 	}
-	if res := rec.results["ghost"]; res.Outcome != attribution.Unpaired {
+	if res := rec.ByID["ghost"]; res.Outcome != attribution.Unpaired {
 		t.Fatalf("ghost: %+v, want unpaired (no value from a file that was never there)", res)
 	}
 	if in.Known(vanish) {
@@ -231,14 +232,14 @@ func TestDuplicateSeries(t *testing.T) {
 	if _, err := parser.Scan(append(body, count...)); !errors.Is(err, parser.ErrSyntax) {
 		t.Fatalf("parser: %v, want ErrSyntax", err)
 	}
-	rec := newRecorder()
+	rec := record.Once(t)
 	in := newTestIngester(w.dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
 	in.Finish()
-	if rec.rejected["parse_error"] != 1 || rec.results["dupseries"].RejectReason != attribution.RejectBadSnapshot {
-		t.Fatalf("rejected %v, result %+v", rec.rejected, rec.results["dupseries"])
+	if rec.Rejected["parse_error"] != 1 || rec.ByID["dupseries"].RejectReason != attribution.RejectBadSnapshot {
+		t.Fatalf("rejected %v, result %+v", rec.Rejected, rec.ByID["dupseries"])
 	}
 }
 
@@ -248,7 +249,7 @@ func TestDuplicateSeries(t *testing.T) {
 func TestSourceAnomalies(t *testing.T) {
 	w := newDirWriter(t)
 	c := &clock{now: time.Now().Add(time.Hour)} // every file is settled
-	rec := newRecorder()
+	rec := record.Once(t)
 	in := clockedIngester(w, rec, c, nil)
 
 	// Restart: the after comes from a new process (new process_start_time).
@@ -276,7 +277,7 @@ func TestSourceAnomalies(t *testing.T) {
 	in.File(parser.FormatName("lonely", parser.Before, w.now))
 
 	for id, want := range map[string]attribution.Reason{"restart": attribution.RejectRestart, "reset": attribution.RejectCounterReset} {
-		res := rec.results[id]
+		res := rec.ByID[id]
 		if res.Outcome != attribution.Rejected || res.RejectReason != want {
 			t.Errorf("%s: %s/%s, want rejected/%s", id, res.Outcome, res.RejectReason, want)
 		}
@@ -286,24 +287,24 @@ func TestSourceAnomalies(t *testing.T) {
 			}
 		}
 	}
-	if rec.pending["unpaired"] != 2 {
-		t.Fatalf("pending unpaired = %d, want 2 (orphan, lonely)", rec.pending["unpaired"])
+	if rec.Unpaired != 2 {
+		t.Fatalf("pending unpaired = %d, want 2 (orphan, lonely)", rec.Unpaired)
 	}
 	// Not yet expired at TTL minus a bit; expired at the TTL.
 	c.now = c.now.Add(time.Minute - time.Second)
 	in.Tick()
-	if _, ok := rec.results["lonely"]; ok {
+	if _, ok := rec.ByID["lonely"]; ok {
 		t.Fatal("expired before --pairing.ttl")
 	}
 	c.now = c.now.Add(time.Second)
 	in.Tick()
 	for _, id := range []string{"orphan", "lonely"} {
-		if res, ok := rec.results[id]; !ok || res.Outcome != attribution.Unpaired {
+		if res, ok := rec.ByID[id]; !ok || res.Outcome != attribution.Unpaired {
 			t.Errorf("%s: %+v, want unpaired", id, res)
 		}
 	}
-	if rec.pending["unpaired"] != 0 {
-		t.Errorf("pending unpaired = %d after expiry", rec.pending["unpaired"])
+	if rec.Unpaired != 0 {
+		t.Errorf("pending unpaired = %d after expiry", rec.Unpaired)
 	}
 }
 
@@ -312,8 +313,8 @@ func TestSourceAnomalies(t *testing.T) {
 // name their files (the state record identifies requests by file).
 func TestDuplicateRejectionNamesItsFiles(t *testing.T) {
 	w := newDirWriter(t)
-	rec := newRecorder()
-	in := New(Config{FS: os.DirFS(w.dir), Publisher: rec, MaxDelay: time.Hour})
+	rec := record.Once(t)
+	in := New(Config{FS: os.DirFS(w.dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour})
 	b1 := w.snap("twice", parser.Before)
 	w.snap("open", parser.Before) // keeps the first one waiting
 	w.srv.ObserveFinish(model, 0, finish(1))
@@ -321,14 +322,14 @@ func TestDuplicateRejectionNamesItsFiles(t *testing.T) {
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.order) != 0 {
-		t.Fatalf("decided too early: %v", rec.order)
+	if len(rec.Results) != 0 {
+		t.Fatalf("decided too early: %v", rec.IDs())
 	}
 	w.snap("twice", parser.Before)
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
 	}
-	res := rec.results["twice"]
+	res := rec.ByID["twice"]
 	if res.RejectReason != attribution.RejectDuplicate || res.BeforeFile != b1 || res.AfterFile != a1 {
 		t.Fatalf("first request's rejection: %+v", res)
 	}
@@ -348,8 +349,8 @@ func TestSettled(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.put("notes.txt", []byte("x"))
-	rec := newRecorder()
-	in := New(Config{FS: os.DirFS(w.dir), Publisher: rec})
+	rec := record.Once(t)
+	in := New(Config{FS: os.DirFS(w.dir), Results: rec.Publish, Metrics: rec})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +365,7 @@ func TestSettled(t *testing.T) {
 		slices.Sort(got)
 		return got
 	}
-	want := []string{rec.results["done-1"].BeforeFile, rec.results["done-1"].AfterFile, tl}
+	want := []string{rec.ByID["done-1"].BeforeFile, rec.ByID["done-1"].AfterFile, tl}
 	slices.Sort(want)
 	if got := settled(); !slices.Equal(got, want) {
 		t.Fatalf("settled:\n got %q\nwant %q", got, want)
@@ -384,7 +385,7 @@ func TestSettled(t *testing.T) {
 func TestAbandonedPairDroppedAtOnce(t *testing.T) {
 	w := newDirWriter(t)
 	c := &clock{now: time.Now().Add(10 * time.Second)} // every file settled
-	rec := newRecorder()
+	rec := record.Once(t)
 	in := clockedIngester(w, rec, c, nil)
 	abandon := func(id string, at time.Time) {
 		w.put(parser.FormatName(id, parser.Info, at),
@@ -402,18 +403,18 @@ func TestAbandonedPairDroppedAtOnce(t *testing.T) {
 	c.now = c.now.Add(2 * time.Second) // past MaxDelay, far from PairingTTL
 	in.Tick()
 	for _, id := range []string{"chatcmpl-abandoned", "chatcmpl-info-first"} {
-		if r, ok := rec.results[id]; !ok || r.Outcome != attribution.Unpaired {
+		if r, ok := rec.ByID[id]; !ok || r.Outcome != attribution.Unpaired {
 			t.Errorf("%s: %q (published: %v), want unpaired now", id, r.Outcome, ok)
 		}
 	}
-	r, ok := rec.results["chatcmpl-overlapped"]
+	r, ok := rec.ByID["chatcmpl-overlapped"]
 	if !ok {
 		t.Fatal("the overlapped request is still held back")
 	}
 	if v := r.Values[parser.E2E]; !v.Exact || v.V != f.E2E {
 		t.Errorf("overlapped e2e %+v, want exact %v", v, f.E2E)
 	}
-	if n := rec.pending["unpaired"]; n != 0 {
+	if n := rec.Unpaired; n != 0 {
 		t.Errorf("%d halves still pending", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -13,17 +14,6 @@ import (
 func (in *Ingester) Known(name string) bool {
 	_, ok := in.files[name]
 	return ok
-}
-
-// SettledFile is a snapshot file the ingester is done with.
-type SettledFile struct {
-	Name string
-	// Parsed is the name parsed: request id, stage and the time in the name.
-	Parsed parser.Name
-	// Size and ModTime are what the file was when it was read: a file that
-	// differs now is not the file that was ingested.
-	Size    int64
-	ModTime time.Time
 }
 
 // Settled lists the files that nothing can need any more, the only files
@@ -38,24 +28,24 @@ type SettledFile struct {
 //   - its name time is before that of every request still held, so no
 //     undecided request can need it as a point of the timeline (timeline
 //     snapshots have no request of their own: this is their only rule).
-func (in *Ingester) Settled() []SettledFile {
-	heldIDs := make(map[string]bool, len(in.pending)+in.tl.Pending())
+func (in *Ingester) Settled() []snapfile.Settled {
+	heldIDs := make(map[string]bool, in.waiting.len()+in.tl.Pending())
 	var oldest time.Time
 	older := func(t time.Time) {
 		if !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
 			oldest = t
 		}
 	}
-	for id, h := range in.pending {
+	in.waiting.each(func(id string, h *half) {
 		heldIDs[id] = true
 		older(h.beforeTime)
 		older(h.afterTime)
-	}
+	})
 	in.tl.Waiting(func(r *attribution.Request) {
 		heldIDs[r.ID] = true
 		older(r.BeforeTime)
 	})
-	var out []SettledFile
+	var out []snapfile.Settled
 	for name, st := range in.files {
 		if !st.done || !st.read || st.changed || in.deferred[name] {
 			continue
@@ -70,7 +60,7 @@ func (in *Ingester) Settled() []SettledFile {
 		if !oldest.IsZero() && !n.Time.Before(oldest) {
 			continue
 		}
-		out = append(out, SettledFile{Name: name, Parsed: n, Size: st.size, ModTime: st.modTime})
+		out = append(out, snapfile.Settled{Name: name, Parsed: n, Size: st.size, ModTime: st.modTime})
 	}
 	return out
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 )
 
 // batches records what Config.Snapshots is given.
@@ -42,7 +44,7 @@ func TestSnapshotsInBatches(t *testing.T) {
 		want = append(want, w.snap(id, "after"))
 	}
 	w.put("not-a-snapshot.txt", []byte("x"))
-	in := newTestIngester(w.dir, newRecorder())
+	in := newTestIngester(w.dir, record.Once(t))
 	b := &batches{}
 	in.cfg.Snapshots = b
 	if err := in.Scan(false); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
 )
 
 // progressEvery is the least time between two redraws: often enough to
@@ -16,10 +17,10 @@ const progressEvery = 100 * time.Millisecond
 // report that takes a blink should not flash a status line.
 const progressAfter = time.Second
 
-// progress wraps the collecting publisher and redraws one status line as
-// files are done. ingest calls the publisher once per file it finishes
-// (read, rejected or ignored), on its own goroutine, so counting calls is
-// the progress without a hook in ingest and without a goroutine here.
+// progress wraps collect and redraws one status line as files are done.
+// ingest calls its Metrics once per file it finishes (read, rejected or
+// ignored), on its own goroutine, so counting calls is the progress
+// without a hook in ingest and without a goroutine here.
 type progress struct {
 	*collect
 	w     io.Writer
@@ -45,12 +46,12 @@ func (p *progress) SnapshotRead() {
 	p.tick()
 }
 
-func (p *progress) SnapshotRejected(file, reason string, err error) {
+func (p *progress) SnapshotRejected(file string, reason snapfile.RejectReason, err error) {
 	p.collect.SnapshotRejected(file, reason, err)
 	p.tick()
 }
 
-func (p *progress) FileIgnored(reason string) {
+func (p *progress) FileIgnored(reason snapfile.IgnoreReason) {
 	p.collect.FileIgnored(reason)
 	p.tick()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/population"
 	"github.com/delta-exporter/delta-exporter/internal/slo"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
 )
 
 // Config configures Run.
@@ -79,7 +80,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	c := &collect{}
-	var pub ingest.Publisher = c
+	results, metrics := c.Publish, ingest.Metrics(c)
 	var p *progress
 	if cfg.Progress != nil {
 		// The directory is listed once more just for the total: a few
@@ -89,7 +90,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		p = newProgress(cfg.Progress, len(entries), cfg.Now, c)
-		pub = p
+		results, metrics = p.Publish, p
 	}
 	// The ingester runs on its own goroutine so that an interrupt is
 	// seen at once; it then stops reading (Config.Stop) and ends after
@@ -97,7 +98,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	done := make(chan error, 1)
 	pop := population.New(population.Config{})
 	go func() {
-		in := ingest.New(ingest.Config{FS: cfg.FS, Logger: cfg.Logger, Publisher: pub, MaxBytes: cfg.MaxBytes,
+		in := ingest.New(ingest.Config{FS: cfg.FS, Logger: cfg.Logger, Results: results, Metrics: metrics, MaxBytes: cfg.MaxBytes,
 			MaxObserveDelay: cfg.MaxObserveDelay, Stop: ctx.Done(),
 			Snapshots: populationIn{pop: pop, since: cfg.Filter.Since, until: cfg.Filter.Until}})
 		err := in.Scan(true)
@@ -128,8 +129,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 }
 
-// collect is the ingest.Publisher of a report: it keeps every result and
-// every unusable file.
+// collect takes a report's results and is its ingest.Metrics: it keeps
+// every result and every unusable file.
 type collect struct {
 	results  []attribution.Result
 	read     int
@@ -139,13 +140,18 @@ type collect struct {
 	assumptions []attribution.ServerAssumptions
 }
 
-func (c *collect) Publish(r attribution.Result) { c.results = append(c.results, r) }
-func (c *collect) SnapshotRead()                { c.read++ }
-func (c *collect) FileIgnored(string)           { c.ignored++ }
-func (c *collect) SetPending(string, int)       {}
+func (c *collect) Publish(r attribution.Result)      { c.results = append(c.results, r) }
+func (c *collect) SnapshotRead()                     { c.read++ }
+func (c *collect) FileIgnored(snapfile.IgnoreReason) { c.ignored++ }
 
-func (c *collect) SnapshotRejected(file, reason string, err error) {
-	p := FileProblem{File: file, Reason: reason}
+// SetPending: a report decides everything before it shows anything.
+func (c *collect) SetPending(int, int) {}
+
+// SetAssumptions: the report takes them once the ingester is done.
+func (c *collect) SetAssumptions([]attribution.ServerAssumptions) {}
+
+func (c *collect) SnapshotRejected(file string, reason snapfile.RejectReason, err error) {
+	p := FileProblem{File: file, Reason: string(reason)}
 	if err != nil {
 		p.Err = err.Error()
 	}

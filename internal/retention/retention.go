@@ -3,10 +3,11 @@
 // the directory is over --snapshots.retention-size. It replaces the
 // `find -mtime +7 -delete` that users of the snapshot method run, with
 // one difference that matters: it only ever deletes files the ingester
-// lists as settled (ingest.Ingester.Settled): regular files with a
-// snapshot name, read in full, whose request is decided and that no
-// undecided request can need. Never a file with another name, never one
-// that was not ingested, never one that changed since it was read.
+// lists as settled (ingest.Ingester.Settled, package snapfile): regular
+// files with a snapshot name, read in full, whose request is decided and
+// that no undecided request can need. Never a file with another name,
+// never one that was not ingested, never one that changed since it was
+// read.
 package retention
 
 import (
@@ -18,14 +19,28 @@ import (
 	"slices"
 	"time"
 
-	"github.com/delta-exporter/delta-exporter/internal/ingest"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
+// Reason says why a file was deleted. The values are the label values of
+// delta_exporter_retention_deleted_files_total (docs/metrics.md).
+type Reason string
+
+const (
+	// Age: older than Config.MaxAge.
+	Age Reason = "age"
+	// Size: among the oldest while the directory was over Config.MaxBytes.
+	Size Reason = "size"
+)
+
+// Reasons lists every Reason, for pre-creating series.
+var Reasons = []Reason{Age, Size}
+
 // Metrics receives what retention does (collector.RetentionMetrics
-// implements it). reason is "age" or "size".
+// implements it).
 type Metrics interface {
-	Deleted(reason string, bytes int64)
+	Deleted(reason Reason, bytes int64)
 	DeleteFailed()
 }
 
@@ -70,7 +85,7 @@ func New(cfg Config) *Retention {
 // (before, after, first, info), or one timeline snapshot. Deleting a
 // request's files together keeps a restart from finding half a pair.
 type group struct {
-	files  []ingest.SettledFile
+	files  []snapfile.Settled
 	newest time.Time // latest name or modification time of its files
 	bytes  int64
 }
@@ -84,7 +99,7 @@ type Result struct {
 // total is the size of all snapshot files in the directory (settled or
 // not), for the size limit. keep, optional, vetoes files that must stay
 // for now (the state record has not made their request durable yet).
-func (r *Retention) Apply(settled []ingest.SettledFile, total int64, keep func(name string) bool) Result {
+func (r *Retention) Apply(settled []snapfile.Settled, total int64, keep func(name string) bool) Result {
 	var res Result
 	if r == nil || len(settled) == 0 {
 		return res
@@ -128,12 +143,12 @@ func (r *Retention) Apply(settled []ingest.SettledFile, total int64, keep func(n
 	// Oldest first: the size limit deletes the oldest requests.
 	slices.SortFunc(groups, func(a, b *group) int { return a.newest.Compare(b.newest) })
 	for _, g := range groups {
-		var reason string
+		var reason Reason
 		switch {
 		case r.cfg.MaxAge > 0 && now.Sub(g.newest) > r.cfg.MaxAge:
-			reason = "age"
+			reason = Age
 		case r.cfg.MaxBytes > 0 && total > r.cfg.MaxBytes:
-			reason = "size"
+			reason = Size
 		default:
 			continue
 		}
@@ -171,7 +186,7 @@ var errChanged = errors.New("changed since it was read")
 // remove deletes one file if it is still the regular file that was read.
 // It returns the bytes freed, or -1 when the file was left alone (gone
 // already, or changed: then it is not the file that was ingested).
-func (r *Retention) remove(f ingest.SettledFile) (int64, error) {
+func (r *Retention) remove(f snapfile.Settled) (int64, error) {
 	if filepath.Base(f.Name) != f.Name {
 		return -1, nil // cannot happen: names come from a directory listing
 	}

@@ -12,24 +12,18 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
-type nopPublisher struct{ results map[string]attribution.Result }
-
-func (p *nopPublisher) Publish(r attribution.Result)           { p.results[r.RequestID] = r }
-func (p *nopPublisher) SnapshotRead()                          {}
-func (p *nopPublisher) SnapshotRejected(string, string, error) {}
-func (p *nopPublisher) FileIgnored(string)                     {}
-func (p *nopPublisher) SetPending(string, int)                 {}
-
 type counts struct {
-	deleted map[string]int
+	deleted map[Reason]int
 	bytes   int64
 	failed  int
 }
 
-func (c *counts) Deleted(reason string, n int64) { c.deleted[reason]++; c.bytes += n }
+func (c *counts) Deleted(reason Reason, n int64) { c.deleted[reason]++; c.bytes += n }
 func (c *counts) DeleteFailed()                  { c.failed++ }
 
 const model = "org/m"
@@ -126,19 +120,19 @@ func TestRetentionDeletesOnlySettledOldFiles(t *testing.T) {
 	// Recent.
 	d.request("recent", recent)
 
-	pub := &nopPublisher{results: map[string]attribution.Result{}}
-	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), Publisher: pub, MaxBytes: 100 << 10})
+	pub := record.New()
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), Results: pub.Publish, MaxBytes: 100 << 10})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
-	if pub.results["old-1"].Outcome != attribution.Exact {
-		t.Fatalf("old-1 not ingested: %+v", pub.results["old-1"])
+	if pub.ByID["old-1"].Outcome != attribution.Exact {
+		t.Fatalf("old-1 not ingested: %+v", pub.ByID["old-1"])
 	}
 	// The changed file: rewritten in place (new content, same old mtime
 	// would be indistinguishable; a real rewrite moves the mtime).
 	d.put(changed[1], []byte("rewritten\n"), old.Add(-time.Hour+time.Second))
 
-	c := &counts{deleted: map[string]int{}}
+	c := &counts{deleted: map[Reason]int{}}
 	r := New(Config{Dir: d.dir, MaxAge: 7 * 24 * time.Hour, Metrics: c})
 	beforeList := d.list()
 	res := r.Apply(in.Settled(), in.RetainableBytes(), nil)
@@ -176,15 +170,14 @@ func TestRetentionSizeLimitDeletesOldestFirst(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		reqs = append(reqs, d.request(fmt.Sprintf("r%02d", i), now.Add(-time.Duration(10-i)*time.Hour)))
 	}
-	pub := &nopPublisher{results: map[string]attribution.Result{}}
-	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), Publisher: pub})
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir)})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
 	total := in.RetainableBytes()
 	perRequest := total / 10
 	limit := total - 3*perRequest - perRequest/2 // room for 6.5 requests
-	c := &counts{deleted: map[string]int{}}
+	c := &counts{deleted: map[Reason]int{}}
 	r := New(Config{Dir: d.dir, MaxBytes: limit, Metrics: c})
 	veto := reqs[1][0]
 	res := r.Apply(in.Settled(), total, func(name string) bool { return name == veto })
@@ -210,7 +203,7 @@ func TestNoLimitNoRetention(t *testing.T) {
 	if r != nil {
 		t.Fatal("retention without a limit")
 	}
-	if res := r.Apply([]ingest.SettledFile{{Name: "x"}}, 1, nil); res.Files != 0 {
+	if res := r.Apply([]snapfile.Settled{{Name: "x"}}, 1, nil); res.Files != 0 {
 		t.Fatal("nil retention deleted files")
 	}
 }
@@ -227,8 +220,7 @@ func TestRetentionSizeLimitIgnoresFilesItNeverDeletes(t *testing.T) {
 		d.request(fmt.Sprintf("r%02d", i), now.Add(-time.Duration(10-i)*time.Minute))
 	}
 	big := d.put(parser.FormatName("huge", parser.Before, now.Add(-time.Hour)), bytes.Repeat([]byte("# x\n"), 1<<18), now.Add(-time.Hour))
-	pub := &nopPublisher{results: map[string]attribution.Result{}}
-	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), Publisher: pub, MaxBytes: 1 << 19})
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), MaxBytes: 1 << 19})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +232,7 @@ func TestRetentionSizeLimitIgnoresFilesItNeverDeletes(t *testing.T) {
 	if got := in.RetainableBytes(); got != pairs {
 		t.Fatalf("retainable bytes %d, want the pairs' %d", got, pairs)
 	}
-	c := &counts{deleted: map[string]int{}}
+	c := &counts{deleted: map[Reason]int{}}
 	r := New(Config{Dir: d.dir, MaxBytes: 2 * pairs, Metrics: c})
 	if res := r.Apply(in.Settled(), in.RetainableBytes(), nil); res.Files != 0 {
 		t.Fatalf("deleted %d files of a directory whose deletable files are within the limit", res.Files)

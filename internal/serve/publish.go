@@ -2,7 +2,6 @@ package serve
 
 import (
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
-	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/state"
 )
 
@@ -10,18 +9,11 @@ import (
 // published (and a scrape saw) is not published again, and every
 // publication is queued to be recorded by the next scrape.
 type journaled struct {
-	ingest.Publisher
-	j *state.Journal
+	publish func(attribution.Result)
+	j       *state.Journal
 }
 
+// Publish is the ingester's results callback.
 func (p journaled) Publish(r attribution.Result) {
-	p.j.Publish([]string{r.BeforeFile, r.AfterFile}, func() { p.Publisher.Publish(r) })
-}
-
-// SetAssumptions passes what the data said about the server's
-// assumptions on to the collector: not per request, nothing to journal.
-func (p journaled) SetAssumptions(a []attribution.ServerAssumptions) {
-	if ap, ok := p.Publisher.(ingest.AssumptionPublisher); ok {
-		ap.SetAssumptions(a)
-	}
+	p.j.Publish([]string{r.BeforeFile, r.AfterFile}, func() { p.publish(r) })
 }

@@ -39,7 +39,7 @@ type Config struct {
 	Dir string
 	FS  fs.FS
 
-	Ingest ingest.Config // FS, Logger, Publisher and Now are filled in by Run
+	Ingest ingest.Config // FS, Logger, Results, Metrics and Now are filled in by Run
 	Watch  watch.Config  // Dir, Logger and Counter are filled in by Run
 	// Retention deletes settled snapshot files (MaxAge, MaxBytes); Dir,
 	// Logger and Metrics are filled in by Run. Only with Dir.
@@ -204,7 +204,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ic := cfg.Ingest
 	ic.Logger, ic.Progress = log, live.beat
-	ic.Publisher = journaled{Publisher: judged{Publisher: coll, slo: objectives, sloMetrics: sloMetrics, ring: ring}, j: journal}
+	ic.Results = journaled{publish: judged{publish: coll.Publish, slo: objectives, sloMetrics: sloMetrics, ring: ring}.Publish, j: journal}.Publish
+	ic.Metrics = coll
 	ic.Snapshots = journaledSnapshots{pop: pop, j: journal, rec: popRecord}
 	if cfg.Dir != "" {
 		st, err := os.Stat(cfg.Dir)

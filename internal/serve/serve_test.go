@@ -92,7 +92,7 @@ func newExporter(t *testing.T, dir, stateFile string) *exporter {
 		}
 		t.Cleanup(pr.close)
 	}
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: journaled{Publisher: coll, j: j},
+	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: journaled{publish: coll.Publish, j: j}.Publish, Metrics: coll,
 		Snapshots: journaledSnapshots{pop: pop, j: j, rec: pr}})
 	h := newScrapeHandler(reg, j, discard(), 0, 0)
 	h.population = pr
@@ -245,7 +245,7 @@ func TestScrapeTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer j.Close()
-		journaled{Publisher: coll, j: j}.Publish(exactResult("r1"))
+		journaled{publish: coll.Publish, j: j}.Publish(exactResult("r1"))
 		h := newScrapeHandler(&slowGatherer{Gatherer: reg, d: 2 * time.Second}, j, discard(), 0, time.Second)
 		rec := httptest.NewRecorder()
 		t0 := time.Now()

@@ -7,7 +7,6 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/collector"
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
-	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/recent"
 	"github.com/delta-exporter/delta-exporter/internal/slo"
 )
@@ -17,14 +16,14 @@ import (
 // recent requests page. It sits inside journaled, so a request an earlier
 // run published shows nowhere again.
 type judged struct {
-	ingest.Publisher
-	slo        *slo.Reloader         // nil: no objectives
-	sloMetrics *collector.SLOMetrics // nil: no objectives
+	publish    func(attribution.Result) // the collector's
+	slo        *slo.Reloader            // nil: no objectives
+	sloMetrics *collector.SLOMetrics    // nil: no objectives
 	ring       *recent.Ring
 }
 
 func (p judged) Publish(r attribution.Result) {
-	p.Publisher.Publish(r)
+	p.publish(r)
 	js := p.slo.Set().Judge(&r)
 	if p.sloMetrics != nil {
 		p.sloMetrics.Publish(&r, js)

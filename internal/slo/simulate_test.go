@@ -10,16 +10,9 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/slo"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
-
-type collect struct{ results []attribution.Result }
-
-func (c *collect) Publish(r attribution.Result)                 { c.results = append(c.results, r) }
-func (c *collect) SnapshotRead()                                {}
-func (c *collect) SnapshotRejected(_, reason string, err error) { panic(reason + ": " + err.Error()) }
-func (c *collect) FileIgnored(string)                           {}
-func (c *collect) SetPending(string, int)                       {}
 
 const simObjectives = `
 objectives:
@@ -119,26 +112,27 @@ func TestAttainmentOnTheSimulator(t *testing.T) {
 			for _, f := range sink.Files() {
 				fsys[f.Name] = &fstest.MapFile{Data: f.Body}
 			}
-			c := &collect{}
-			in := ingest.New(ingest.Config{FS: fsys, Publisher: c})
+			c := record.New()
+			in := ingest.New(ingest.Config{FS: fsys, Results: c.Publish, Metrics: c})
 			if err := in.Scan(true); err != nil {
 				t.Fatal(err)
 			}
 			in.Finish()
+			c.NoRejections(t)
 			byID := map[string]simulate.Truth{}
 			for _, tr := range truths {
 				byID[tr.RequestID] = tr
 			}
-			if len(c.results) != len(truths) {
-				t.Fatalf("%d results for %d requests", len(c.results), len(truths))
+			if len(c.Results) != len(truths) {
+				t.Fatalf("%d results for %d requests", len(c.Results), len(truths))
 			}
 
 			for oi := range set.Objectives {
 				o := &set.Objectives[oi]
 				var got, truthKnown, truthAll slo.Tally
 				wantUnknown, wrong, noModel := 0, 0, 0
-				for i := range c.results {
-					r := &c.results[i]
+				for i := range c.Results {
+					r := &c.Results[i]
 					tr, ok := byID[r.RequestID]
 					if !ok {
 						t.Fatalf("result for %q, not a simulated request", r.RequestID)

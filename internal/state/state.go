@@ -57,18 +57,25 @@ type Metrics interface {
 	SetRecords(n int)
 	Write(err error)
 	AlreadyPublished()
-	Recovered(reason string)
+	Recovered(reason Recovery)
 }
 
-// Recovery reasons passed to Metrics.Recovered.
+// Recovery is a problem found in the file at startup, passed to
+// Metrics.Recovered. The values are the label values of
+// delta_exporter_state_recoveries_total (docs/metrics.md).
+type Recovery string
+
 const (
 	// RecoveredCorrupt: the file did not parse; it was moved aside and the
 	// record started empty.
-	RecoveredCorrupt = "corrupt"
+	RecoveredCorrupt Recovery = "corrupt"
 	// RecoveredUnfinished: the file ended with a write a crash cut short;
 	// it was dropped.
-	RecoveredUnfinished = "unfinished_write"
+	RecoveredUnfinished Recovery = "unfinished_write"
 )
+
+// Recoveries lists every Recovery, for pre-creating series.
+var Recoveries = []Recovery{RecoveredCorrupt, RecoveredUnfinished}
 
 // Config configures OpenJournal.
 type Config struct {

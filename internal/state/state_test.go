@@ -20,7 +20,7 @@ type counts struct {
 	mu                          sync.Mutex
 	records, writes, writeFails int
 	already                     int
-	recovered                   map[string]int
+	recovered                   map[Recovery]int
 }
 
 func (c *counts) SetRecords(n int) { c.mu.Lock(); c.records = n; c.mu.Unlock() }
@@ -33,11 +33,11 @@ func (c *counts) Write(err error) {
 	}
 }
 func (c *counts) AlreadyPublished() { c.mu.Lock(); c.already++; c.mu.Unlock() }
-func (c *counts) Recovered(reason string) {
+func (c *counts) Recovered(reason Recovery) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.recovered == nil {
-		c.recovered = map[string]int{}
+		c.recovered = map[Recovery]int{}
 	}
 	c.recovered[reason]++
 }

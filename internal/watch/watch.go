@@ -33,15 +33,50 @@ const (
 type Event struct {
 	// Name is a base name in the directory; empty for a rescan.
 	Name string
-	// Rescan asks for a full listing; Trigger says why (initial, timer,
-	// overflow, error, recreated).
+	// Rescan asks for a full listing; Trigger says why.
 	Rescan  bool
-	Trigger string
+	Trigger Trigger
 }
+
+// Trigger says why a full rescan is asked for. The values are the label
+// values of delta_exporter_rescans_total (docs/metrics.md).
+type Trigger string
+
+const (
+	// Initial: the first listing, at start.
+	Initial Trigger = "initial"
+	// Timer: the periodic rescan (RescanInterval), or a poll.
+	Timer Trigger = "timer"
+	// Overflow: the kernel's event queue overflowed; events were lost.
+	Overflow Trigger = "overflow"
+	// Error: the watcher reported an error.
+	Error Trigger = "error"
+	// Recreated: the directory came back after it was removed.
+	Recreated Trigger = "recreated"
+)
+
+// Triggers lists every Trigger, for pre-creating series.
+var Triggers = []Trigger{Initial, Timer, Overflow, Error, Recreated}
+
+// Notice is a filesystem event the watcher counts. The values are the
+// label values of delta_exporter_watch_events_total.
+type Notice string
+
+const (
+	NoticeCreate   Notice = "create"
+	NoticeWrite    Notice = "write"
+	NoticeRemove   Notice = "remove" // a file, or the directory itself
+	NoticeRename   Notice = "rename"
+	NoticeOverflow Notice = "overflow" // the kernel's queue overflowed
+	NoticeError    Notice = "error"    // the watcher failed, or could not start
+)
+
+// Notices lists every Notice, for pre-creating series.
+var Notices = []Notice{NoticeCreate, NoticeWrite, NoticeRemove, NoticeRename, NoticeOverflow, NoticeError}
 
 // Counter counts watcher events (collector.Collector implements it).
 type Counter interface {
-	WatchEvent(event string)
+	WatchEvent(Notice)
 }
 
 // Config configures Run.
@@ -100,7 +135,7 @@ func Run(ctx context.Context, cfg Config, out chan<- Event) error {
 			return false
 		}
 	}
-	count := func(e string) {
+	count := func(e Notice) {
 		if cfg.Counter != nil {
 			cfg.Counter.WatchEvent(e)
 		}
@@ -123,14 +158,14 @@ func Run(ctx context.Context, cfg Config, out chan<- Event) error {
 			if cfg.Mode == Inotify {
 				return fmt.Errorf("watching %s: %w", cfg.Dir, err)
 			}
-			count("error")
+			count(NoticeError)
 			log.Warn("inotify unavailable, polling instead", "dir", cfg.Dir, "err", err)
 		}
 	}
 	if w != nil {
 		defer func() { w.Close() }()
 	}
-	if !send(Event{Rescan: true, Trigger: "initial"}) {
+	if !send(Event{Rescan: true, Trigger: Initial}) {
 		return nil
 	}
 	interval := cfg.RescanInterval
@@ -156,51 +191,51 @@ func Run(ctx context.Context, cfg Config, out chan<- Event) error {
 					missing = false
 					ticker.Reset(cfg.RescanInterval)
 					log.Info("snapshot directory is back", "dir", cfg.Dir)
-					if !send(Event{Rescan: true, Trigger: "recreated"}) {
+					if !send(Event{Rescan: true, Trigger: Recreated}) {
 						return nil
 					}
 				}
 				continue
 			}
-			if !send(Event{Rescan: true, Trigger: "timer"}) {
+			if !send(Event{Rescan: true, Trigger: Timer}) {
 				return nil
 			}
 		case ev := <-events:
 			if filepath.Clean(ev.Name) == filepath.Clean(cfg.Dir) {
 				if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
-					count("remove")
+					count(NoticeRemove)
 					log.Warn("snapshot directory removed; waiting for it to come back", "dir", cfg.Dir)
 					missing = true
 					ticker.Reset(cfg.PollInterval)
 				}
 				continue
 			}
-			var kind string
+			var kind Notice
 			switch {
 			case ev.Has(fsnotify.Create):
-				kind = "create"
+				kind = NoticeCreate
 			case ev.Has(fsnotify.Write):
-				kind = "write"
+				kind = NoticeWrite
 			case ev.Has(fsnotify.Rename):
-				kind = "rename"
+				kind = NoticeRename
 			case ev.Has(fsnotify.Remove):
-				kind = "remove"
+				kind = NoticeRemove
 			default:
 				continue // chmod
 			}
 			count(kind)
-			if kind == "remove" || kind == "rename" {
+			if kind == NoticeRemove || kind == NoticeRename {
 				continue // the name is gone; the next rescan forgets it
 			}
 			if !send(Event{Name: filepath.Base(ev.Name)}) {
 				return nil
 			}
 		case err := <-errs:
-			trigger := "error"
+			trigger, notice := Error, NoticeError
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				trigger = "overflow"
+				trigger, notice = Overflow, NoticeOverflow
 			}
-			count(trigger)
+			count(notice)
 			log.Warn("watcher error; rescanning", "err", err)
 			if !send(Event{Rescan: true, Trigger: trigger}) {
 				return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -50,29 +51,29 @@ func (f *fakeWatcher) factory() func() (fsWatcher, error) {
 // counter counts events; safe for concurrent use.
 type counter struct {
 	mu sync.Mutex
-	n  map[string]int
+	n  map[Notice]int
 }
 
-func (c *counter) WatchEvent(e string) {
+func (c *counter) WatchEvent(e Notice) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n == nil {
-		c.n = map[string]int{}
+		c.n = map[Notice]int{}
 	}
 	c.n[e]++
 }
 
-func (c *counter) snapshot() map[string]int {
+func (c *counter) snapshot() map[Notice]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := map[string]int{}
+	m := map[Notice]int{}
 	for k, v := range c.n {
 		m[k] = v
 	}
 	return m
 }
 
-func (c *counter) get(e string) int {
+func (c *counter) get(e Notice) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n[e]
@@ -96,7 +97,7 @@ func triggers(evs []Event) []string {
 	var ts []string
 	for _, e := range evs {
 		if e.Rescan {
-			ts = append(ts, e.Trigger)
+			ts = append(ts, string(e.Trigger))
 		} else {
 			ts = append(ts, "file:"+e.Name)
 		}
@@ -191,7 +192,7 @@ func TestWatcherFaultsRescan(t *testing.T) {
 		if got := strings.Join(triggers(evs), " "); got != "timer timer timer" {
 			t.Fatalf("silent watcher: %q", got)
 		}
-		for e, n := range map[string]int{"overflow": 1, "error": 1, "create": 1, "remove": 1} {
+		for e, n := range map[Notice]int{"overflow": 1, "error": 1, "create": 1, "remove": 1} {
 			if c.get(e) != n {
 				t.Errorf("%s counted %d, want %d", e, c.get(e), n)
 			}
@@ -238,57 +239,42 @@ func (p *pairWriter) pairs(dir string, n int) {
 	}
 }
 
-// results is a Publisher that fails the test on a request published twice.
-type results struct {
-	t     *testing.T
-	mu    sync.Mutex
-	exact map[string]int
-}
-
-func (r *results) Publish(res attribution.Result) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if res.Outcome == attribution.Exact {
-		r.exact[res.RequestID]++
-		if r.exact[res.RequestID] > 1 {
-			r.t.Errorf("%s published twice", res.RequestID)
-		}
-	}
-}
-func (r *results) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.exact)
-}
-func (*results) SnapshotRead()                          {}
-func (*results) SnapshotRejected(string, string, error) {}
-func (*results) FileIgnored(string)                     {}
-func (*results) SetPending(string, int)                 {}
-
 // consume is the serve loop in small: it feeds events to an ingester
-// until want requests are exact or the deadline passes.
-func consume(t *testing.T, dir string, out <-chan Event, want int, deadline time.Duration) *results {
+// until want requests are exact or the deadline passes, and returns the
+// ids of the exact requests. The test fails if one is decided twice.
+func consume(t *testing.T, dir string, out <-chan Event, want int, deadline time.Duration) map[string]bool {
 	t.Helper()
-	res := &results{t: t, exact: map[string]int{}}
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: res, MaxDelay: 10 * time.Millisecond})
+	rec := record.Once(t)
+	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: rec.Publish, MaxDelay: 10 * time.Millisecond})
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	end := time.After(deadline)
-	for res.count() < want {
+	for len(exact(rec)) < want {
 		select {
 		case ev := <-out:
 			if ev.Rescan {
-				in.Scan(ev.Trigger == "initial")
+				in.Scan(ev.Trigger == Initial)
 			} else {
 				in.File(ev.Name)
 			}
 		case <-tick.C:
 			in.Tick()
 		case <-end:
-			t.Fatalf("%d of %d requests ingested after %v", res.count(), want, deadline)
+			t.Fatalf("%d of %d requests ingested after %v", len(exact(rec)), want, deadline)
 		}
 	}
-	return res
+	return exact(rec)
+}
+
+// exact returns the ids of the exact requests rec holds.
+func exact(rec *record.Recorder) map[string]bool {
+	ids := map[string]bool{}
+	for _, r := range rec.Results {
+		if r.Outcome == attribution.Exact {
+			ids[r.RequestID] = true
+		}
+	}
+	return ids
 }
 
 // TestInotifyOverflowConverges: a real inotify queue overflow (more
@@ -359,8 +345,8 @@ func TestDirectoryRemovedAndRecreated(t *testing.T) {
 			}
 			p.pairs(dir, 5)
 			more := consume(t, dir, out, 5, 30*time.Second)
-			for id := range more.exact {
-				if res.exact[id] > 0 {
+			for id := range more {
+				if res[id] {
 					t.Errorf("%s ingested before and after the directory came back", id)
 				}
 			}

@@ -1,0 +1,90 @@
+// Package snapfile says what can become of a file in the snapshot
+// directory: it is read, rejected for a reason, ignored for a reason, and
+// once nothing can need it any more it is settled. The ingester decides
+// which (package ingest); the collector and the report count the reasons;
+// retention deletes settled files and nothing else (package retention).
+//
+// It sits below all of them, so that the package that deletes files does
+// not import the one that reads them, and so that the reason lists the
+// collector pre-creates its series from are the very constants the
+// ingester reports: a reason cannot be reported without being listed.
+package snapfile
+
+import (
+	"errors"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// RejectReason says why a snapshot file (or a capture sidecar) was not
+// used. The values are the label values of
+// delta_exporter_snapshots_rejected_total (docs/metrics.md).
+type RejectReason string
+
+const (
+	// Empty: the file holds nothing.
+	Empty RejectReason = "empty"
+	// ParseError: not the text exposition format (or, for an info
+	// sidecar, not its JSON), or a histogram count that is not a
+	// non-negative integer.
+	ParseError RejectReason = "parse_error"
+	// Incomplete: cut short (no final newline, a series cut), and still
+	// so after the grace period.
+	Incomplete RejectReason = "incomplete"
+	// TooLarge: larger than the size limit (--snapshots.max-bytes).
+	TooLarge RejectReason = "too_large"
+	// NotRegular: a directory, symlink, FIFO or device under a snapshot
+	// name.
+	NotRegular RejectReason = "not_regular"
+	// ReadError: the file could not be read, including a file listed but
+	// gone before it could be read.
+	ReadError RejectReason = "read_error"
+	// NoFamilies: none of the families attribution reads.
+	NoFamilies RejectReason = "no_families"
+)
+
+// RejectReasons lists every RejectReason, for pre-creating series.
+var RejectReasons = []RejectReason{Empty, ParseError, Incomplete, TooLarge, NotRegular, ReadError, NoFamilies}
+
+// ParseReason is the reason a snapshot that parser.Scan refused with err
+// is rejected.
+func ParseReason(err error) RejectReason {
+	switch {
+	case errors.Is(err, parser.ErrEmpty):
+		return Empty
+	case errors.Is(err, parser.ErrIncomplete):
+		return Incomplete
+	case errors.Is(err, parser.ErrNoFamilies):
+		return NoFamilies
+	default:
+		return ParseError
+	}
+}
+
+// IgnoreReason says why a directory entry was not used at all. The values
+// are the label values of delta_exporter_files_ignored_total.
+type IgnoreReason string
+
+const (
+	// IgnoredName: the name is not a snapshot name.
+	IgnoredName IgnoreReason = "name"
+	// IgnoredChange: a snapshot changed after it was read; the change is
+	// ignored (counted once per file).
+	IgnoredChange IgnoreReason = "changed"
+)
+
+// IgnoreReasons lists every IgnoreReason, for pre-creating series.
+var IgnoreReasons = []IgnoreReason{IgnoredName, IgnoredChange}
+
+// Settled is a snapshot file the ingester is done with: the only kind of
+// file retention may delete (ingest.Ingester.Settled says which).
+type Settled struct {
+	Name string
+	// Parsed is the name parsed: request id, stage and the time in the name.
+	Parsed parser.Name
+	// Size and ModTime are what the file was when it was read: a file that
+	// differs now is not the file that was ingested.
+	Size    int64
+	ModTime time.Time
+}
