@@ -32,11 +32,13 @@ const maxIDLines = 8
 //     stream's id as soon as it is known, and what the response showed
 //     once it is over.
 //
-// The recorder never holds the tracker, and the tracker never reads what
-// it sent: there is no field both goroutines reach, so no data race
-// between them is possible whatever the timing. The channel keeps the
-// order of the messages, so the recorder cannot take a stream whose id
-// came first for one whose end came first.
+// The recorder never holds the tracker, only the copies it was sent. What
+// a copy refers to (the body, usage, srvMet, the first scrape) nobody
+// changes once it is sent, and the tracker lets go of the body it hands
+// over. No variable is written by one goroutine and read by the other, so
+// no data race between them is possible whatever the timing. The channel
+// keeps the order of the messages, so the recorder cannot take a stream
+// whose id came first for one whose end came first.
 //
 // What both use is the Proxy's, safe for concurrent use (the scraper, the
 // writer, the metrics, usedIDs), and scrapes, which are not changed once
@@ -51,9 +53,8 @@ type arrival struct {
 }
 
 // seen is what the response showed, as far as it has been read. The
-// recorder is sent copies; what a copy refers to (body, usage, srvMet,
-// first) is not changed after it is sent: apply replaces usage and srvMet
-// instead of changing them, and the body is sent only once it is whole.
+// recorder is sent copies. apply replaces usage and srvMet instead of
+// changing them, and the body is sent only once it is whole.
 type seen struct {
 	refused     string // the request was not forwarded: its outcome (readBody)
 	status      int    // upstream status; 0 if none came
@@ -95,10 +96,10 @@ type tracker struct {
 	idLines  int
 	partial  []byte // start of an SSE line not ended yet
 	skipping bool   // inside an SSE line too long to keep
-	// recorder carries the messages to the recorder goroutine; nil until
+	// toRecorder carries the messages to the recorder goroutine; nil until
 	// it is started, when there is work for it: when a stream's id is
 	// known, or when the response is over.
-	recorder chan<- message
+	toRecorder chan<- message
 }
 
 // done runs when ServeHTTP returns (or unwinds from ReverseProxy's abort
@@ -121,12 +122,12 @@ func (t *tracker) done() {
 // ServeHTTP counted it in the proxy's wait group. At most two messages are
 // sent, so the channel's room for two means send never waits.
 func (t *tracker) send(m message) {
-	if t.recorder == nil {
+	if t.toRecorder == nil {
 		ch := make(chan message, 2)
-		t.recorder = ch
+		t.toRecorder = ch
 		go t.p.record(t.arrival, ch)
 	}
-	t.recorder <- m
+	t.toRecorder <- m
 }
 
 func (s *seen) outcome() string {
