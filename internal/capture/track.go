@@ -119,11 +119,16 @@ func (t *tracker) done() {
 }
 
 // send sends m to the recorder, starting it on the first message.
-// ServeHTTP counted it in the proxy's wait group. At most two messages are
-// sent, so the channel's room for two means send never waits.
+// ServeHTTP counted it in the proxy's wait group. The channel has room for
+// every message still to come (an early id and the end, or the end
+// alone), so send never waits for the recorder.
 func (t *tracker) send(m message) {
 	if t.toRecorder == nil {
-		ch := make(chan message, 2)
+		room := 2
+		if m.over {
+			room = 1
+		}
+		ch := make(chan message, room)
 		t.toRecorder = ch
 		go t.p.record(t.arrival, ch)
 	}

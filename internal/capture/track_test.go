@@ -62,3 +62,40 @@ func TestRecorderMessageOrder(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRequestInProcess: a client, the proxy and the fake upstream in
+// one process on loopback, requests with no model time (no prefill, no
+// decode), one at a time: per request, the proxy's whole work from the
+// client's send to the request's last file written (ns/op), and the CPU
+// time it took (cpu_µs/op; it, allocs/op and B/op count the whole process,
+// client and fake included). Narrower than BenchmarkAddedLatency (no
+// competition with a server in another process for the cores), and
+// steadier, cpu_µs/op above all on a shared machine: it shows a change in
+// the proxy's own cost per request.
+func BenchmarkRequestInProcess(b *testing.B) {
+	for _, stream := range []bool{false, true} {
+		name := "json"
+		if stream {
+			name = "sse"
+		}
+		b.Run(name, func(b *testing.B) {
+			h := newHarness(b, fakeupstream.Config{Plan: func(*fakeupstream.Request) fakeupstream.Plan {
+				return fakeupstream.Plan{PromptTokens: 9, GenerationTokens: 4}
+			}}, func(c *Config) {
+				c.ScrapeBudget = -1 // the proxy's cost, not the budget's waits
+			})
+			h.waitReady()
+			b.ReportAllocs()
+			cpu0, cpuOK := processCPU()
+			for b.Loop() {
+				if r := h.chat(stream, 4, nil); r.status != http.StatusOK || r.id == "" {
+					b.Fatalf("status %d, id %q", r.status, r.id)
+				}
+				h.p.Wait()
+			}
+			if cpu1, ok := processCPU(); ok && cpuOK {
+				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu_µs/op")
+			}
+		})
+	}
+}
