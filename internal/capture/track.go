@@ -56,7 +56,7 @@ type arrival struct {
 // recorder is sent copies. apply replaces usage and srvMet instead of
 // changing them, and the body is sent only once it is whole.
 type seen struct {
-	refused     string // the request was not forwarded: its outcome (readBody)
+	refused     string // the request was not forwarded: its outcome (Proxy.readBody)
 	status      int    // upstream status; 0 if none came
 	unavailable bool   // the upstream could not be reached
 	clientGone  bool   // the client left before the end of the response
