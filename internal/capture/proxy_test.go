@@ -151,7 +151,7 @@ func concurrentPlan(r *fakeupstream.Request) fakeupstream.Plan {
 // request's observations, their difference must be its value.
 func TestConcurrentWindows(t *testing.T) {
 	h := newHarness(t, fakeupstream.Config{Plan: concurrentPlan}, func(c *Config) {
-		c.TimelineInterval = 10 * time.Millisecond
+		c.TimelineInterval, c.ScrapeBudget = 10*time.Millisecond, -1 // as in TestTimelineWhileInFlight
 	})
 	h.waitReady()
 	const workers, perWorker = 16, 6
