@@ -411,8 +411,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t.receivedAt = time.Now() // after the before was chosen: it precedes this
 		t.inference = true
 		t.method, t.path = r.Method, r.URL.Path
-		t.idKnown = make(chan struct{})
-		t.ended = make(chan struct{})
 		p.m.inFlight.Inc()
 		if p.inFlight.Add(1) == 1 {
 			select {
@@ -420,7 +418,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			default:
 			}
 		}
-		p.wg.Add(1) // for t.run, started when there is work for it
+		p.wg.Add(1) // for the recorder, started when there is work for it
 	}
 	defer t.done()
 	body, refused := p.readBody(w, r)

@@ -151,7 +151,7 @@ func concurrentPlan(r *fakeupstream.Request) fakeupstream.Plan {
 // request's observations, their difference must be its value.
 func TestConcurrentWindows(t *testing.T) {
 	h := newHarness(t, fakeupstream.Config{Plan: concurrentPlan}, func(c *Config) {
-		c.TimelineInterval = 10 * time.Millisecond
+		c.TimelineInterval, c.ScrapeBudget = 10*time.Millisecond, -1 // as in TestTimelineWhileInFlight
 	})
 	h.waitReady()
 	const workers, perWorker = 16, 6
@@ -304,7 +304,11 @@ func TestAfterTimeout(t *testing.T) {
 func TestTimelineWhileInFlight(t *testing.T) {
 	h := newHarness(t, fakeupstream.Config{Plan: func(*fakeupstream.Request) fakeupstream.Plan {
 		return fakeupstream.Plan{Decode: 300 * time.Millisecond, GenerationTokens: 3}
-	}}, func(c *Config) { c.TimelineInterval = 5 * time.Millisecond })
+	}}, func(c *Config) {
+		// Not the budget's test: under load (-race, a busy machine) a
+		// slow /metrics spends it, and the timeline's scrapes are skipped.
+		c.TimelineInterval, c.ScrapeBudget = 5*time.Millisecond, -1
+	})
 	h.waitReady()
 	h.chat(true, 3, nil)
 	h.p.Wait()
@@ -329,7 +333,9 @@ func TestTimelineWhileInFlight(t *testing.T) {
 func TestTimelineReusesRequestScrapes(t *testing.T) {
 	h := newHarness(t, fakeupstream.Config{Plan: func(*fakeupstream.Request) fakeupstream.Plan {
 		return fakeupstream.Plan{Prefill: time.Millisecond, Decode: 8 * time.Millisecond, GenerationTokens: 3}
-	}}, func(c *Config) { c.TimelineInterval = 20 * time.Millisecond })
+	}}, func(c *Config) {
+		c.TimelineInterval, c.ScrapeBudget = 20*time.Millisecond, -1 // as in TestTimelineWhileInFlight
+	})
 	h.waitReady()
 	for end := time.Now().Add(400 * time.Millisecond); time.Now().Before(end); {
 		h.chat(true, 3, nil)

@@ -100,7 +100,11 @@ func TestSnapshotFilesStartWithScrapeStart(t *testing.T) {
 		mu.Unlock()
 		_, _ = w.Write(b)
 	}))
-	h := startProxy(t, up, func(c *Config) { c.TimelineInterval = 5 * time.Millisecond })
+	h := startProxy(t, up, func(c *Config) {
+		// Without a budget: under load a slow /metrics spent it and the
+		// timeline's scrapes were skipped (TestTimelineWhileInFlight).
+		c.TimelineInterval, c.ScrapeBudget = 5*time.Millisecond, -1
+	})
 	h.waitReady()
 	for _, stream := range []bool{true, false, true} {
 		if r := h.chat(stream, 5, nil); r.status != 200 {
@@ -108,6 +112,10 @@ func TestSnapshotFilesStartWithScrapeStart(t *testing.T) {
 		}
 	}
 	h.p.Wait()
+	// A timeline scrape started while the last request ran can be
+	// written after Wait: stop the loop before the directory is read.
+	h.stop()
+	<-h.runDone
 
 	// The scrape start of each request file, as the info records it.
 	infoStart := map[string]time.Time{}

@@ -19,22 +19,44 @@ const maxSSELine = 1 << 20
 // id before giving up (vLLM puts it in the first).
 const maxIDLines = 8
 
-// tracker follows one request. Fields up to the marker are written only by
-// the goroutine serving the request (ServeHTTP and the ReverseProxy it
-// calls, which reads the body in the same goroutine); the run goroutine
-// reads them after idKnown (the id fields and first) or ended (all) is
-// closed. The serving goroutine starts the run goroutine once there is
-// work for it: when a stream's id is known, or when the response is over.
-type tracker struct {
-	p          *Proxy
-	ctx        context.Context // the client's request context
+// An inference request is followed by two goroutines that share none of
+// its state:
+//
+//   - The serving goroutine (ServeHTTP, and the ReverseProxy it calls,
+//     which calls modifyResponse, errorHandler and the bodyWatcher in the
+//     same goroutine) owns the request's tracker. It notes what the
+//     response shows as the bytes pass.
+//   - The recorder goroutine (record) writes the request's files. It owns
+//     a recorder, built only from values the serving goroutine sends it:
+//     the arrival, when it is started; then messages on a channel, a
+//     stream's id as soon as it is known, and what the response showed
+//     once it is over.
+//
+// The recorder never holds the tracker, only the copies it was sent. What
+// a copy refers to (the body, usage, srvMet, the first scrape) nobody
+// changes once it is sent, and the tracker lets go of the body it hands
+// over. No variable is written by one goroutine and read by the other, so
+// no data race between them is possible whatever the timing. The channel
+// keeps the order of the messages, so the recorder cannot take a stream
+// whose id came first for one whose end came first.
+//
+// What both use is the Proxy's, safe for concurrent use (the scraper, the
+// writer, the metrics, usedIDs), and scrapes, which are not changed once
+// done is closed.
+
+// arrival is what is known of an inference request when it arrives.
+type arrival struct {
 	receivedAt time.Time
-	inference  bool
 	method     string
 	path       string
-	before     *scrape
+	before     *scrape // the latest successful scrape then; nil: none yet
+}
 
-	refused     string // the request was not forwarded: its outcome (readBody)
+// seen is what the response showed, as far as it has been read. The
+// recorder is sent copies. apply replaces usage and srvMet instead of
+// changing them, and the body is sent only once it is whole.
+type seen struct {
+	refused     string // the request was not forwarded: its outcome (Proxy.readBody)
 	status      int    // upstream status; 0 if none came
 	unavailable bool   // the upstream could not be reached
 	clientGone  bool   // the client left before the end of the response
@@ -49,16 +71,35 @@ type tracker struct {
 	model    string
 	usage    *Usage
 	srvMet   map[string]any
-	idLines  int
 	body     []byte // non-streaming body, up to MaxBodyCapture
 	bodyFull bool   // body was cut at MaxBodyCapture
+}
+
+// message is what the serving goroutine sends the recorder: for a stream
+// whose id shows before its end, one with the id and the first scrape
+// (rawID and first, nothing else set); for every request, one once the
+// response is over, last.
+type message struct {
+	seen
+	over bool // the response is over: every field is final
+}
+
+// tracker follows one request in the goroutine serving it, and only
+// there (see above).
+type tracker struct {
+	p         *Proxy
+	ctx       context.Context // the client's request context
+	inference bool
+	arrival
+	seen
+
+	idLines  int
 	partial  []byte // start of an SSE line not ended yet
 	skipping bool   // inside an SSE line too long to keep
-	running  bool   // the run goroutine was started
-	// --- end of fields owned by the serving goroutine
-
-	idKnown chan struct{} // closed when rawID is set from a stream
-	ended   chan struct{} // closed when the response is over
+	// toRecorder carries the messages to the recorder goroutine; nil until
+	// it is started, when there is work for it: when a stream's id is
+	// known, or when the response is over.
+	toRecorder chan<- message
 }
 
 // done runs when ServeHTTP returns (or unwinds from ReverseProxy's abort
@@ -72,31 +113,39 @@ func (t *tracker) done() {
 	if t.inference {
 		t.p.inFlight.Add(-1)
 		t.p.m.inFlight.Dec()
-		close(t.ended)
-		t.startRun()
+		t.send(message{seen: t.seen, over: true})
+		t.body = nil // the recorder's now
 	}
 }
 
-// startRun starts the run goroutine, once. ServeHTTP counted it in the
-// proxy's wait group.
-func (t *tracker) startRun() {
-	if !t.running {
-		t.running = true
-		go t.run()
+// send sends m to the recorder, starting it on the first message.
+// ServeHTTP counted it in the proxy's wait group. The channel has room for
+// every message still to come (an early id and the end, or the end
+// alone), so send never waits for the recorder.
+func (t *tracker) send(m message) {
+	if t.toRecorder == nil {
+		room := 2
+		if m.over {
+			room = 1
+		}
+		ch := make(chan message, room)
+		t.toRecorder = ch
+		go t.p.record(t.arrival, ch)
 	}
+	t.toRecorder <- m
 }
 
-func (t *tracker) outcome() string {
+func (s *seen) outcome() string {
 	switch {
-	case t.refused != "":
-		return t.refused
-	case t.unavailable:
+	case s.refused != "":
+		return s.refused
+	case s.unavailable:
 		return outcomeUnavailable
-	case t.clientGone:
+	case s.clientGone:
 		return outcomeClientGone
-	case t.status < 200 || t.status > 299:
+	case s.status < 200 || s.status > 299:
 		return outcomeErrorStatus
-	case t.bodyErr != nil:
+	case s.bodyErr != nil:
 		return outcomeUpstreamBody
 	}
 	return outcomeOK
@@ -244,8 +293,8 @@ func (t *tracker) sseLine(line []byte) {
 		t.idLines++
 		t.takeFields(payload)
 		if t.rawID != "" {
-			close(t.idKnown)
-			t.startRun() // writes the before and first files at once
+			// The recorder writes the before and first files at once.
+			t.send(message{seen: seen{rawID: t.rawID, first: t.first}})
 		}
 		return
 	}
@@ -306,15 +355,15 @@ func (u *usageJSON) usage() *Usage {
 // takeFields reads the fields from one JSON object. Type errors in fields
 // capture does not need leave the others filled; a body that is not JSON
 // leaves them all unset.
-func (t *tracker) takeFields(data []byte) {
+func (s *seen) takeFields(data []byte) {
 	var f respFields
 	if err := json.Unmarshal(data, &f); err != nil && !isTypeError(err) {
 		return
 	}
-	t.apply(&f)
+	s.apply(&f)
 }
 
-func (t *tracker) apply(f *respFields) {
+func (s *seen) apply(f *respFields) {
 	id, model, usage, met := f.ID, f.Model, f.Usage.usage(), f.Metrics
 	if r := f.Response; r != nil {
 		if id == "" {
@@ -330,32 +379,32 @@ func (t *tracker) apply(f *respFields) {
 			met = r.Metrics
 		}
 	}
-	if t.rawID == "" {
-		t.rawID = id
+	if s.rawID == "" {
+		s.rawID = id
 	}
-	if t.model == "" {
-		t.model = model
+	if s.model == "" {
+		s.model = model
 	}
 	if usage != nil {
-		t.usage = usage
+		s.usage = usage
 	}
 	if met != nil {
-		t.srvMet = met
+		s.srvMet = met
 	}
 }
 
 // readBody takes the fields from a non-streaming body. A body cut at
 // MaxBodyCapture is read as far as it goes: the id comes first in the
 // OpenAI format.
-func (t *tracker) readBody() {
-	if t.stream || t.encoded || len(t.body) == 0 {
+func (s *seen) readBody() {
+	if s.stream || s.encoded || len(s.body) == 0 {
 		return
 	}
-	if !t.bodyFull {
-		t.takeFields(t.body)
+	if !s.bodyFull {
+		s.takeFields(s.body)
 		return
 	}
-	dec := json.NewDecoder(bytes.NewReader(t.body))
+	dec := json.NewDecoder(bytes.NewReader(s.body))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return
 	}
@@ -378,61 +427,64 @@ func (t *tracker) readBody() {
 			break
 		}
 	}
-	t.apply(&f)
+	s.apply(&f)
 }
 
-// run writes the request's files. For a stream whose id is known early it
-// writes the before and first files at once, so readers learn of the
-// request while it runs. Otherwise nothing is written until the after
-// scrape is secured, so a failing metrics endpoint leaves no half pair.
-// Last come the info sidecar, then the after file.
-func (t *tracker) run() {
-	defer t.p.wg.Done()
-	p := t.p
-	info := &Info{Version: InfoVersion, Method: t.method, Path: t.path, ReceivedAt: t.receivedAt.UTC()}
-	early := false
-	select {
-	case <-t.idKnown:
-		early = true
-	case <-t.ended:
-		// A short stream can be over before this goroutine runs: both
-		// are closed then, and select picks either; the id decides.
-		select {
-		case <-t.idKnown:
-			early = true
-		default:
-		}
-	}
+// recorder writes one request's files, in a goroutine of its own (record).
+// It owns everything it holds: the arrival and copies of what the
+// response showed, sent by the serving goroutine.
+type recorder struct {
+	p *Proxy
+	arrival
+	seen
+}
+
+// record writes the request's files from the messages the serving
+// goroutine sends. For a stream whose id is known early it writes the
+// before and first files at once, so readers learn of the request while it
+// runs. Otherwise nothing is written until the after scrape is secured, so
+// a failing metrics endpoint leaves no half pair. Last come the info
+// sidecar, then the after file.
+func (p *Proxy) record(a arrival, msgs <-chan message) {
+	defer p.wg.Done()
+	r := &recorder{p: p, arrival: a}
+	info := &Info{Version: InfoVersion, Method: r.method, Path: r.path, ReceivedAt: r.receivedAt.UTC()}
+	// The messages come in the order they were sent: a stream's id, when
+	// it showed before the end, comes first, however soon the end follows.
+	m := <-msgs
+	early := !m.over
 	if early {
-		t.setID(info)
-		t.writeOpening(info)
+		r.seen = m.seen
+		r.setID(info)
+		r.writeOpening(info)
+		m = <-msgs
 	}
-	<-t.ended
+	r.seen = m.seen
 	switch {
-	case t.refused != "", t.unavailable, t.status == 0 && !t.clientGone:
+	case r.refused != "", r.unavailable, r.status == 0 && !r.clientGone:
 		return // the request did not reach the server
-	case t.status != 0 && (t.status < 200 || t.status > 299):
+	case r.status != 0 && (r.status < 200 || r.status > 299):
 		return // an error answer: the server observed no request
 	}
 	if !early {
-		t.readBody()
-		t.setID(info)
+		r.readBody()
+		r.setID(info)
 	}
-	info.Model = t.model
-	info.Stream = t.stream
-	info.Status = t.status
-	info.ClientDisconnected = t.clientGone
-	if t.bodyErr != nil {
-		info.UpstreamError = t.bodyErr.Error()
+	info.Model = r.model
+	info.Stream = r.stream
+	info.Status = r.status
+	info.ClientDisconnected = r.clientGone
+	if r.bodyErr != nil {
+		info.UpstreamError = r.bodyErr.Error()
 	}
-	info.FirstByteAt = utc(t.firstByteAt)
-	info.LastByteAt = utc(t.lastByteAt)
-	info.Usage = t.usage
-	info.ServerMetrics = t.srvMet
+	info.FirstByteAt = utc(r.firstByteAt)
+	info.LastByteAt = utc(r.lastByteAt)
+	info.Usage = r.usage
+	info.ServerMetrics = r.srvMet
 
 	var after *scrape
 	switch {
-	case t.before == nil:
+	case r.before == nil:
 		if !early {
 			p.m.failed.WithLabelValues(string(parser.Before), reasonNoScrape).Inc()
 		}
@@ -442,7 +494,7 @@ func (t *tracker) run() {
 	default:
 		var observed bool
 		var failure string
-		after, observed, failure = t.awaitAfter()
+		after, observed, failure = r.awaitAfter()
 		if after == nil {
 			info.AfterError = "no scrape of the upstream metrics succeeded after the response: " + failure
 			p.m.failed.WithLabelValues(string(parser.After), failure).Inc()
@@ -450,7 +502,7 @@ func (t *tracker) run() {
 		}
 		info.AfterObserved = observed
 		if !early {
-			t.writeOpening(info)
+			r.writeOpening(info)
 			if info.Before == nil {
 				after = nil
 				info.AfterError = "the before snapshot could not be written"
@@ -460,7 +512,7 @@ func (t *tracker) run() {
 	if after == nil {
 		p.m.failed.WithLabelValues(string(parser.After), reasonUnwritten).Inc()
 	}
-	t.writeClosing(info, after)
+	r.writeClosing(info, after)
 }
 
 func utc(t time.Time) time.Time {
@@ -470,23 +522,23 @@ func utc(t time.Time) time.Time {
 	return t.UTC()
 }
 
-func (t *tracker) setID(info *Info) {
-	if t.rawID == "" {
+func (r *recorder) setID(info *Info) {
+	if r.rawID == "" {
 		info.RequestID, info.IDSource = generatedID(), "generated"
 		return
 	}
-	id := SanitizeID(t.rawID)
-	if id != t.rawID {
-		t.p.m.idsSanitized.Inc()
+	id := SanitizeID(r.rawID)
+	if id != r.rawID {
+		r.p.m.idsSanitized.Inc()
 	}
-	info.RequestID, info.IDSource = t.p.usedIDs.claim(id, time.Now()), "response"
+	info.RequestID, info.IDSource = r.p.usedIDs.claim(id, time.Now()), "response"
 	if info.RequestID != id {
 		// Another request had this id: these names carry a suffix.
-		t.p.m.idsReused.Inc()
+		r.p.m.idsReused.Inc()
 		info.ServerID = id
 	}
-	if info.RequestID != t.rawID {
-		raw := t.rawID
+	if info.RequestID != r.rawID {
+		raw := r.rawID
 		if len(raw) > 1024 {
 			raw = raw[:1024]
 		}
@@ -495,33 +547,33 @@ func (t *tracker) setID(info *Info) {
 }
 
 // writeOpening writes the before file and, for streams, the first file.
-func (t *tracker) writeOpening(info *Info) {
-	p := t.p
-	if t.before == nil {
+func (r *recorder) writeOpening(info *Info) {
+	p := r.p
+	if r.before == nil {
 		p.m.failed.WithLabelValues(string(parser.Before), reasonNoScrape).Inc()
 		return
 	}
-	info.Before = p.writeSnapshot(info.RequestID, parser.Before, t.before)
-	if info.Before == nil || t.first == nil {
+	info.Before = p.writeSnapshot(info.RequestID, parser.Before, r.before)
+	if info.Before == nil || r.first == nil {
 		return
 	}
-	<-t.first.done
-	if !t.first.ok() {
-		p.m.failed.WithLabelValues(string(parser.First), t.first.failure).Inc()
+	<-r.first.done
+	if !r.first.ok() {
+		p.m.failed.WithLabelValues(string(parser.First), r.first.failure).Inc()
 		return
 	}
-	info.First = p.writeSnapshot(info.RequestID, parser.First, t.first)
+	info.First = p.writeSnapshot(info.RequestID, parser.First, r.first)
 }
 
 // writeClosing writes the info sidecar, then the after file (when after
 // is not nil): a reader that sees the after can rely on the info being
 // there. The after is first written to a temporary file, so that the info
 // can tell whether it will exist.
-func (t *tracker) writeClosing(info *Info, after *scrape) {
-	p := t.p
+func (r *recorder) writeClosing(info *Info, after *scrape) {
+	p := r.p
 	var tmp temp
 	if after != nil {
-		p.m.afterWaitSeconds.Observe(after.started.Sub(t.lastByteAt).Seconds())
+		p.m.afterWaitSeconds.Observe(after.started.Sub(r.lastByteAt).Seconds())
 		if !info.AfterObserved {
 			p.m.afterUnobserved.Inc()
 		}
@@ -537,7 +589,7 @@ func (t *tracker) writeClosing(info *Info, after *scrape) {
 	infoData, err := json.MarshalIndent(info, "", "  ")
 	if err == nil {
 		infoData = append(infoData, '\n')
-		name := parser.FormatName(info.RequestID, parser.Info, t.receivedAt)
+		name := parser.FormatName(info.RequestID, parser.Info, r.receivedAt)
 		if err = p.files.write(name, infoData); err != nil {
 			p.writeFailed(parser.Info, name, err)
 		} else {
@@ -567,8 +619,8 @@ func (t *tracker) writeClosing(info *Info, after *scrape) {
 // pauses for at most AfterTimeout. On timeout it returns the last
 // successful scrape with observed=false; with no successful scrape it
 // returns nil and the last failure reason.
-func (t *tracker) awaitAfter() (after *scrape, observed bool, failure string) {
-	p := t.p
+func (r *recorder) awaitAfter() (after *scrape, observed bool, failure string) {
+	p := r.p
 	deadline := time.Now().Add(p.cfg.AfterTimeout)
 	pause := 2 * time.Millisecond
 	for {
@@ -579,7 +631,7 @@ func (t *tracker) awaitAfter() (after *scrape, observed bool, failure string) {
 			if !s.hasE2E {
 				return s, false, "" // the server has no finish histogram to wait for
 			}
-			if s.e2eCount > t.before.e2eCount || (!t.before.hasE2E && s.e2eCount > 0) {
+			if s.e2eCount > r.before.e2eCount || (!r.before.hasE2E && s.e2eCount > 0) {
 				return s, true, ""
 			}
 		} else {
