@@ -8,11 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -24,6 +22,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // update regenerates the generated files (deploy/kubernetes/prometheusrule.yaml).
@@ -65,41 +65,15 @@ func skipStaticBuildInShort(t *testing.T) {
 	}
 }
 
-// buildBinary builds ./cmd/delta-exporter into dir with the given -ldflags.
-func buildBinary(dir, ldflags string) (string, error) {
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("go command not found: %w", err)
-	}
-	bin := filepath.Join(dir, "delta-exporter")
-	args := []string{"build", "-trimpath", "-o", bin}
-	if ldflags != "" {
-		args = append(args, "-ldflags", ldflags)
-	}
-	args = append(args, "./cmd/delta-exporter")
-	cmd := exec.Command(goCmd, args...)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/delta-exporter: %w\n%s", err, out)
-	}
-	return bin, nil
-}
+// exporterBuild is the binary as the image builds it (static), built once
+// per test run; TestMain removes it.
+var exporterBuild = testutil.Exporter{Static: true}
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
-)
-
-// TestMain removes the shared build directory.
+// TestMain removes the shared build.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	exporterBuild.Remove()
 	os.Exit(code)
 }
 
@@ -111,16 +85,7 @@ func exporterBinary(t *testing.T) string {
 		return p
 	}
 	skipStaticBuildInShort(t)
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "deploy-test-bin-")
-		if binErr == nil {
-			binPath, binErr = buildBinary(binDir, "")
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	return exporterBuild.Path(t)
 }
 
 // exposition is what the exporter exposes, as Prometheus would store it.
@@ -162,30 +127,18 @@ var (
 func scrapeExporter(t *testing.T) *exposition {
 	t.Helper()
 	bin := exporterBinary(t)
-	scrapeOnce.Do(func() { scraped, scrapeErr = runAndScrape(bin) })
+	addr := testutil.FreeAddr(t)
+	scrapeOnce.Do(func() { scraped, scrapeErr = runAndScrape(bin, addr) })
 	if scrapeErr != nil {
 		t.Fatalf("scraping the exporter (%s): %v", bin, scrapeErr)
 	}
 	return scraped
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// runAndScrape starts bin with args, waits for /-/ready, scrapes /metrics as
-// OpenMetrics text and as protobuf, and stops the process.
-func runAndScrape(bin string, args ...string) (*exposition, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+// runAndScrape starts bin with args listening on addr, waits for /-/ready,
+// scrapes /metrics as OpenMetrics text and as protobuf, and stops the
+// process.
+func runAndScrape(bin, addr string, args ...string) (*exposition, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var logs bytes.Buffer

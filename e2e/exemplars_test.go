@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // prometheus3Binary returns the Prometheus 3.x named by DELTA_PROMETHEUS3
@@ -154,7 +155,7 @@ func exemplarRun(t *testing.T, prom string, legacy bool) {
 	models := []string{"org/model-a", "org/model-b"}
 	w := newWriterModels(t, dir, models...)
 
-	exporter := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	exporter := testutil.FreeAddr(t)
 	start(t, bin, "--snapshots.dir="+dir, "--web.listen-address="+exporter)
 	waitFor(t, "exporter ready", 30*time.Second, func() (bool, string) {
 		code, body, err := httpGet(context.Background(), "http://"+exporter+"/-/ready", nil)
@@ -166,7 +167,7 @@ func exemplarRun(t *testing.T, prom string, legacy bool) {
 	if err := os.WriteFile(cfgPath, shippedConfig(t, exporter, legacy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	promAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	promAddr := testutil.FreeAddr(t)
 	start(t, prom, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(promDir, "data"),
 		"--web.listen-address="+promAddr, "--enable-feature=exemplar-storage")
 	promBase := "http://" + promAddr
