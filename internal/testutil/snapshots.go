@@ -124,6 +124,20 @@ func (s *Snapshots) Touch(name string, mtime time.Time) {
 	}
 }
 
+// List returns the names of the files in Dir, sorted.
+func (s *Snapshots) List() []string {
+	s.t.Helper()
+	es, err := os.ReadDir(s.Dir)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
 // write writes data under a temporary dot-name, sets its modification
 // time unless mtime is zero, and renames it to name.
 func (s *Snapshots) write(name string, data []byte, mtime time.Time) {
