@@ -95,3 +95,13 @@ func TestReadTruth(t *testing.T) {
 		t.Errorf("read %+v", got)
 	}
 }
+
+// TestInCI: the values of CI that make a missing tool a failure.
+func TestInCI(t *testing.T) {
+	for v, want := range map[string]bool{"": false, "false": false, "0": false, "true": true, "1": true, "yes": true} {
+		t.Setenv("CI", v)
+		if got := InCI(); got != want {
+			t.Errorf("CI=%q: InCI() = %v, want %v", v, got, want)
+		}
+	}
+}
