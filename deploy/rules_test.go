@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/delta-exporter/delta-exporter/internal/testutil"
@@ -70,10 +72,58 @@ func TestPromtoolTestRules(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no rule tests in prometheus/tests/: %v", err)
 	}
+	if testing.Short() {
+		files = slices.DeleteFunc(files, func(file string) bool {
+			span := ruleTestSpan(t, file)
+			if span > shortRuleTestSpan {
+				t.Logf("-short: %s evaluates %v, left to the long suite", file, span)
+			}
+			return span > shortRuleTestSpan
+		})
+	}
 	out, err := exec.Command(promtool, append([]string{"test", "rules"}, files...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}
+}
+
+// shortRuleTestSpan is the longest evaluation of a rule test file the
+// everyday suite (-short) runs. The regression alerts compare with last
+// week: a week of one-minute series costs promtool about 30 CPU seconds,
+// a minute and a half on a loaded 2-core machine. The long suite runs
+// every file.
+const shortRuleTestSpan = 24 * time.Hour
+
+// ruleTestSpan returns the latest eval_time of a promtool rule test file.
+func ruleTestSpan(t *testing.T, file string) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type evalAt struct {
+		EvalTime string `yaml:"eval_time"`
+	}
+	var doc struct {
+		Tests []struct {
+			AlertTest []evalAt `yaml:"alert_rule_test"`
+			ExprTest  []evalAt `yaml:"promql_expr_test"`
+		} `yaml:"tests"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	var span time.Duration
+	for _, tc := range doc.Tests {
+		for _, e := range append(tc.AlertTest, tc.ExprTest...) {
+			d, err := model.ParseDuration(e.EvalTime)
+			if err != nil {
+				t.Fatalf("%s: eval_time %q: %v", file, e.EvalTime, err)
+			}
+			span = max(span, time.Duration(d))
+		}
+	}
+	return span
 }
 
 var (
