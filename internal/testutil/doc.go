@@ -1,7 +1,9 @@
 // Package testutil holds what the tests of several packages share: a
-// writer of snapshot files from a simulated vLLM server, the exporter
-// binary built once per test binary, a free loopback address and the
-// simulator's truth files. Nothing outside _test.go files imports it.
+// writer of snapshot files from a simulated vLLM server (Snapshots), the
+// exporter binary built once per test binary (Exporter), a free loopback
+// address, the simulator's truth files, the hostile strings the HTML
+// pages are tested with, and Missing, which skips a test for a tool the
+// machine lacks, or fails it in CI. Only tests import it.
 //
 // Its subpackages are larger test doubles: fakeupstream, an
 // OpenAI-compatible inference server.
