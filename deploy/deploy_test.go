@@ -117,18 +117,20 @@ var (
 func scrapeExporter(t *testing.T) *exposition {
 	t.Helper()
 	bin := exporterBinary(t)
-	addr := testutil.FreeAddr(t)
-	scrapeOnce.Do(func() { scraped, scrapeErr = runAndScrape(bin, addr) })
+	scrapeOnce.Do(func() { scraped, scrapeErr = runAndScrape(bin) })
 	if scrapeErr != nil {
 		t.Fatalf("scraping the exporter (%s): %v", bin, scrapeErr)
 	}
 	return scraped
 }
 
-// runAndScrape starts bin with args listening on addr, waits for /-/ready,
-// scrapes /metrics as OpenMetrics text and as protobuf, and stops the
-// process.
-func runAndScrape(bin, addr string, args ...string) (*exposition, error) {
+// runAndScrape starts bin with args, waits for /-/ready, scrapes /metrics as
+// OpenMetrics text and as protobuf, and stops the process.
+func runAndScrape(bin string, args ...string) (*exposition, error) {
+	addr, err := testutil.FindFreeAddr()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var logs bytes.Buffer

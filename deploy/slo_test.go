@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // The SLO rules, their promtool tests and the SLO dashboard live apart
@@ -59,7 +57,7 @@ func sloScrape(t *testing.T) *exposition {
 	if err := os.WriteFile(file, []byte("objectives:\n  - {name: interactive, target: 0.99, thresholds: {ttft: 200ms, time_per_output_token: 30ms}}\n  - {name: e2e, target: 0.9, model_regex: '.*', thresholds: {e2e: 2s}}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e, err := runAndScrape(exporterBinary(t), testutil.FreeAddr(t), "--slo.config="+file)
+	e, err := runAndScrape(exporterBinary(t), "--slo.config="+file)
 	if err != nil {
 		t.Fatal(err)
 	}
