@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -230,10 +232,9 @@ func TestDockerfileLdflags(t *testing.T) {
 		}
 		return v
 	})
-	bin, err := buildBinary(t.TempDir(), ldflags)
-	if err != nil {
-		t.Fatal(err)
-	}
+	build := &testutil.Exporter{Ldflags: ldflags, Static: true}
+	t.Cleanup(build.Remove)
+	bin := build.Path(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()

@@ -8,11 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -24,6 +22,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // update regenerates the generated files (deploy/kubernetes/prometheusrule.yaml).
@@ -31,13 +31,6 @@ var update = flag.Bool("update", false, "regenerate generated deploy files")
 
 // repoRoot is the module root; go test runs in the package directory.
 const repoRoot = ".."
-
-// inCI reports whether the CI environment variable asks for strictness:
-// then a missing tool is a failure, not a skip.
-func inCI() bool {
-	v := os.Getenv("CI")
-	return v != "" && v != "false" && v != "0"
-}
 
 // requirePromtool returns the path of promtool. Without it the test is
 // skipped, unless CI is set.
@@ -47,10 +40,7 @@ func requirePromtool(t *testing.T) string {
 	if err == nil {
 		return p
 	}
-	if inCI() {
-		t.Fatalf("promtool not found and CI=%q: install it (apt-get install -y prometheus)", os.Getenv("CI"))
-	}
-	t.Skip("promtool not found; install the Debian package prometheus to run this test (it is required when CI is set)")
+	testutil.Missing(t, "promtool not found: install the Debian package prometheus")
 	return ""
 }
 
@@ -65,41 +55,15 @@ func skipStaticBuildInShort(t *testing.T) {
 	}
 }
 
-// buildBinary builds ./cmd/delta-exporter into dir with the given -ldflags.
-func buildBinary(dir, ldflags string) (string, error) {
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("go command not found: %w", err)
-	}
-	bin := filepath.Join(dir, "delta-exporter")
-	args := []string{"build", "-trimpath", "-o", bin}
-	if ldflags != "" {
-		args = append(args, "-ldflags", ldflags)
-	}
-	args = append(args, "./cmd/delta-exporter")
-	cmd := exec.Command(goCmd, args...)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/delta-exporter: %w\n%s", err, out)
-	}
-	return bin, nil
-}
+// exporterBuild is the binary as the image builds it (static), built once
+// per test run; TestMain removes it.
+var exporterBuild = testutil.Exporter{Static: true}
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
-)
-
-// TestMain removes the shared build directory.
+// TestMain removes the shared build.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	exporterBuild.Remove()
 	os.Exit(code)
 }
 
@@ -111,16 +75,7 @@ func exporterBinary(t *testing.T) string {
 		return p
 	}
 	skipStaticBuildInShort(t)
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "deploy-test-bin-")
-		if binErr == nil {
-			binPath, binErr = buildBinary(binDir, "")
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	return exporterBuild.Path(t)
 }
 
 // exposition is what the exporter exposes, as Prometheus would store it.
@@ -169,23 +124,13 @@ func scrapeExporter(t *testing.T) *exposition {
 	return scraped
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // runAndScrape starts bin with args, waits for /-/ready, scrapes /metrics as
 // OpenMetrics text and as protobuf, and stops the process.
 func runAndScrape(bin string, args ...string) (*exposition, error) {
-	port, err := freePort()
+	addr, err := testutil.FindFreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var logs bytes.Buffer

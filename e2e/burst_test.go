@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // vmHWM reads a process's peak resident set size (VmHWM) in bytes.
@@ -67,7 +68,7 @@ func TestBurst(t *testing.T) {
 	}
 	sort.Strings(names)
 
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testutil.FreeAddr(t)
 	data := t.TempDir()
 	cmd := start(t, bin, "--snapshots.dir="+dir, "--data.dir="+data, "--web.listen-address="+addr, "--log.level=warn")
 	base := "http://" + addr

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // prometheus3Binary returns the Prometheus 3.x named by DELTA_PROMETHEUS3
@@ -24,10 +25,7 @@ func prometheus3Binary(t *testing.T) string {
 	t.Helper()
 	p := os.Getenv("DELTA_PROMETHEUS3")
 	if p == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("DELTA_PROMETHEUS3 is not set; CI must build Prometheus 3.x (.ci/run)")
-		}
-		t.Skip("DELTA_PROMETHEUS3 not set: no Prometheus 3.x to test against (go build github.com/prometheus/prometheus/cmd/prometheus)")
+		testutil.Missing(t, "DELTA_PROMETHEUS3 not set: no Prometheus 3.x to test against (.ci/run builds one: go build github.com/prometheus/prometheus/cmd/prometheus)")
 	}
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("DELTA_PROMETHEUS3=%s: %v", p, err)
@@ -154,7 +152,7 @@ func exemplarRun(t *testing.T, prom string, legacy bool) {
 	models := []string{"org/model-a", "org/model-b"}
 	w := newWriterModels(t, dir, models...)
 
-	exporter := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	exporter := testutil.FreeAddr(t)
 	start(t, bin, "--snapshots.dir="+dir, "--web.listen-address="+exporter)
 	waitFor(t, "exporter ready", 30*time.Second, func() (bool, string) {
 		code, body, err := httpGet(context.Background(), "http://"+exporter+"/-/ready", nil)
@@ -166,7 +164,7 @@ func exemplarRun(t *testing.T, prom string, legacy bool) {
 	if err := os.WriteFile(cfgPath, shippedConfig(t, exporter, legacy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	promAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	promAddr := testutil.FreeAddr(t)
 	start(t, prom, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(promDir, "data"),
 		"--web.listen-address="+promAddr, "--enable-feature=exemplar-storage")
 	promBase := "http://" + promAddr

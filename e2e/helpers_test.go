@@ -6,64 +6,33 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
-	"github.com/delta-exporter/delta-exporter/parser"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// exporterBuild is cmd/delta-exporter, built once for the package; TestMain
+// removes it.
+var exporterBuild testutil.Exporter
 
-// binary builds cmd/delta-exporter once per test process.
+// binary returns the path of the exporter binary.
 func binary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "delta-exporter-e2e")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "delta-exporter")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/delta-exporter").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return exporterBuild.Path(t)
 }
 
 // start runs a command until the test ends; its output goes to the test log
 // on failure.
 func start(t *testing.T, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	if name == binPath && !hasFlag(args, "--data.dir") && !hasFlag(args, "--state.file") {
+	if name == binary(t) && !hasFlag(args, "--data.dir") && !hasFlag(args, "--state.file") {
 		// The default --data.dir is ./data: a state file kept in the
 		// source tree would outlive the test and make the next run's
 		// exporter skip the pairs as already published.
@@ -150,13 +119,9 @@ func promQuery(base, q string) (string, error) {
 	return fmt.Sprint(r.Data.Result[0].Value[1]), nil
 }
 
-// writer produces sequential request pairs from a simulated vLLM server,
-// written as a careful snapshot tool would: temp name, then rename.
+// writer produces sequential requests of a simulated vLLM server.
 type writer struct {
-	t    testing.TB
-	dir  string
-	srv  *simulate.Server
-	now  time.Time
+	*testutil.Snapshots
 	seq  int
 	sent []simulate.Finish
 }
@@ -167,25 +132,9 @@ func newWriter(t testing.TB, dir string) *writer {
 
 // newWriterModels is newWriter for a server of several models.
 func newWriterModels(t testing.TB, dir string, models ...string) *writer {
-	return &writer{t: t, dir: dir, now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC),
-		srv: simulate.NewServer(simulate.ServerConfig{Models: models})}
-}
-
-func (w *writer) write(id string, stage parser.Stage) {
-	w.t.Helper()
-	w.now = w.now.Add(time.Millisecond * 137)
-	var buf bytes.Buffer
-	if _, err := w.srv.WriteTo(&buf); err != nil {
-		w.t.Fatal(err)
-	}
-	name := parser.FormatName(id, stage, w.now)
-	tmp := filepath.Join(w.dir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		w.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(w.dir, name)); err != nil {
-		w.t.Fatal(err)
-	}
+	s := testutil.NewSnapshots(t, dir, models...)
+	s.Now, s.Step = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC), 137*time.Millisecond
+	return &writer{Snapshots: s}
 }
 
 // request writes one sequential request: before, observations, after.
@@ -200,13 +149,9 @@ func (w *writer) request() string {
 // requestAs writes one sequential request of model with the given
 // finish observations (TTFT is queue + prefill + 2 ms).
 func (w *writer) requestAs(model string, f simulate.Finish) string {
-	w.t.Helper()
 	w.seq++
 	id := fmt.Sprintf("chatcmpl-e2e_%03d", w.seq)
-	w.write(id, parser.Before)
-	w.srv.ObserveFirstToken(model, 0, f.Queue+f.Prefill+0.002)
-	w.srv.ObserveFinish(model, 0, f)
-	w.write(id, parser.After)
+	w.Request(id, model, f.Queue+f.Prefill+0.002, f)
 	w.sent = append(w.sent, f)
 	return id
 }

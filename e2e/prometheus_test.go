@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // prometheusBinary finds Debian's prometheus; without it the test is
@@ -18,10 +20,7 @@ import (
 func prometheusBinary(t *testing.T) string {
 	p, err := exec.LookPath("prometheus")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("prometheus not installed (apt-get install prometheus); CI must have it")
-		}
-		t.Skip("prometheus not installed")
+		testutil.Missing(t, "prometheus not installed (apt-get install prometheus)")
 	}
 	return p
 }
@@ -39,8 +38,7 @@ func TestPrometheusScrapesPerRequestHistograms(t *testing.T) {
 		w.request()
 	}
 
-	exporterPort := freePort(t)
-	exporter := fmt.Sprintf("127.0.0.1:%d", exporterPort)
+	exporter := testutil.FreeAddr(t)
 	start(t, bin, "--snapshots.dir="+dir, "--web.listen-address="+exporter, "--log.level=debug")
 	base := "http://" + exporter
 	waitFor(t, "exporter ready", 30*time.Second, func() (bool, string) {
@@ -49,7 +47,7 @@ func TestPrometheusScrapesPerRequestHistograms(t *testing.T) {
 	})
 
 	promDir := t.TempDir()
-	promPort := freePort(t)
+	promAddr := testutil.FreeAddr(t)
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
 scrape_configs:
@@ -62,8 +60,8 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	start(t, prom, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(promDir, "data"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", promPort), "--enable-feature=exemplar-storage")
-	promBase := fmt.Sprintf("http://127.0.0.1:%d", promPort)
+		"--web.listen-address="+promAddr, "--enable-feature=exemplar-storage")
+	promBase := "http://" + promAddr
 
 	// Pairs added live, after the initial scan.
 	for i := 0; i < 3; i++ {

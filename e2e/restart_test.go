@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/state"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // sampleSum adds the values of the exposition lines whose name (before
@@ -208,7 +209,7 @@ func recordedPopulation(t *testing.T, stateFile string) float64 {
 func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	bin := binary(t)
 	dir, data := t.TempDir(), t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testutil.FreeAddr(t)
 	base := "http://" + addr
 	args := []string{"--snapshots.dir=" + dir, "--data.dir=" + data, "--web.listen-address=" + addr,
 		"--attribution.max-delay=50ms", "--watch.rescan-interval=300ms", "--log.level=debug"}
@@ -339,7 +340,7 @@ func TestCorruptStateFileIsSetAside(t *testing.T) {
 	if err := os.WriteFile(stateFile, []byte("\x00\x01garbage\n. 1 00000000\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testutil.FreeAddr(t)
 	start(t, bin, "--snapshots.dir="+dir, "--state.file="+stateFile, "--web.listen-address="+addr)
 	var body []byte
 	waitFor(t, "the pair published", 30*time.Second, func() (bool, string) {

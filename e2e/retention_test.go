@@ -1,18 +1,16 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
-	"github.com/delta-exporter/delta-exporter/parser"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // TestRetention: --snapshots.retention=7d deletes the files of ingested
@@ -22,27 +20,11 @@ import (
 func TestRetention(t *testing.T) {
 	bin := binary(t)
 	dir, data := t.TempDir(), t.TempDir()
-	srv := simulate.NewServer(simulate.ServerConfig{Models: []string{"m"}})
-	put := func(name string, body []byte, at time.Time) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, body, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(p, at, at); err != nil {
-			t.Fatal(err)
-		}
-		return name
-	}
-	snap := func(id string, stage parser.Stage, at time.Time) string {
-		var b bytes.Buffer
-		srv.WriteTo(&b)
-		return put(parser.FormatName(id, stage, at), b.Bytes(), at)
-	}
+	s := testutil.NewSnapshots(t, dir, "m")
 	pair := func(id string, at time.Time) []string {
-		b := snap(id, parser.Before, at)
-		srv.ObserveFirstToken("m", 0, 0.05)
-		srv.ObserveFinish("m", 0, simulate.Finish{Queue: 0.01, Prefill: 0.04, Decode: 0.2, Inference: 0.24, E2E: 0.25, PromptTokens: 7, GenerationTokens: 3})
-		return []string{b, snap(id, parser.After, at.Add(time.Second))}
+		b, a := s.RequestAt(id, "m", 0.05, simulate.Finish{Queue: 0.01, Prefill: 0.04, Decode: 0.2, Inference: 0.24, E2E: 0.25, PromptTokens: 7, GenerationTokens: 3},
+			at, at.Add(time.Second))
+		return []string{b, a}
 	}
 	now := time.Now()
 	var old, kept []string
@@ -52,10 +34,10 @@ func TestRetention(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		kept = append(kept, pair(fmt.Sprintf("new-%d", i), now.Add(-time.Hour+time.Duration(i)*time.Minute))...)
 	}
-	kept = append(kept, put("notes.txt", []byte("mine"), now.Add(-30*24*time.Hour)),
-		put("x_before_20250101_000000_1.txt", []byte("not a snapshot name"), now.Add(-30*24*time.Hour)))
+	kept = append(kept, s.PutAt("notes.txt", []byte("mine"), now.Add(-30*24*time.Hour)),
+		s.PutAt("x_before_20250101_000000_1.txt", []byte("not a snapshot name"), now.Add(-30*24*time.Hour)))
 
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testutil.FreeAddr(t)
 	args := []string{"--snapshots.dir=" + dir, "--data.dir=" + data, "--web.listen-address=" + addr,
 		"--snapshots.retention=7d", "--watch.rescan-interval=200ms"}
 	cmd := start(t, bin, args...)

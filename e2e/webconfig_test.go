@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key; it returns
@@ -83,7 +85,7 @@ basic_auth_users:
 `, certFile, keyFile, hash)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testutil.FreeAddr(t)
 	start(t, bin, "--snapshots.dir="+dir, "--data.dir="+t.TempDir(), "--web.listen-address="+addr, "--web.config.file="+webConfig)
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}

@@ -19,19 +19,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/fakeupstream"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // TestServe: the HTTP surface of `delta-exporter capture` and its
 // shutdown.
@@ -41,7 +32,7 @@ func TestServe(t *testing.T) {
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
 	dir := t.TempDir() + "/made-by-serve"
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	ready := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -121,7 +112,7 @@ func TestServe(t *testing.T) {
 // returns its base URL once it answers.
 func serveFor(t *testing.T, cfg ServeConfig) string {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	if cfg.Web == nil {
 		cfg.Web = &web.FlagConfig{WebConfigFile: new(string)}
 	}

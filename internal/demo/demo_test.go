@@ -2,13 +2,12 @@ package demo_test
 
 import (
 	"math"
-	"os"
 	"testing"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/demo"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
-	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
@@ -16,15 +15,7 @@ import (
 // TestDemoMatchesTruth: the embedded demo, served by the README's first
 // command, publishes only values equal to the simulator's ground truth.
 func TestDemoMatchesTruth(t *testing.T) {
-	f, err := os.Open("truth.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	truths, err := simulate.ReadTruth(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	truths := testutil.ReadTruth(t, "truth.json")
 	r := record.New()
 	in := ingest.New(ingest.Config{FS: demo.FS(), Results: r.Publish, Metrics: r})
 	if err := in.Scan(true); err != nil {

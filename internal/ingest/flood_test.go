@@ -25,22 +25,22 @@ func TestGrowingFileLoggedAndCountedOnce(t *testing.T) {
 	c := &clock{now: time.Now().Truncate(time.Second)}
 	rec := record.Once(t)
 	var logs bytes.Buffer
-	in := New(Config{FS: NewDirFS(w.dir), Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
+	in := New(Config{FS: NewDirFS(w.Dir), Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
 		IncompleteGrace: 5 * time.Second, PairingTTL: time.Minute, MaxDelay: time.Second,
 		MaxBytes: 64 << 10, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 
 	// An in-place pair: both files fresh at the first scan (deferred),
 	// then settled and announced by events before the next tick.
-	b := w.snap("inplace", parser.Before)
+	b := w.Snap("inplace", parser.Before)
 	f := finish(1)
-	w.srv.ObserveFirstToken(model, 0, f.Queue+f.Prefill)
-	w.srv.ObserveFinish(model, 0, f)
-	a := w.snap("inplace", parser.After)
+	w.Server.ObserveFirstToken(model, 0, f.Queue+f.Prefill)
+	w.Server.ObserveFinish(model, 0, f)
+	a := w.Snap("inplace", parser.After)
 	// A file that grows past --snapshot.max-bytes while it is written.
-	big := parser.FormatName("growing", parser.Before, w.now.Add(time.Millisecond))
-	w.put(big, []byte("# start\n"))
+	big := parser.FormatName("growing", parser.Before, w.Now.Add(time.Millisecond))
+	w.Put(big, []byte("# start\n"))
 	for _, name := range []string{a, b, big} {
-		touch(t, w.dir, name, c.now)
+		w.Touch(name, c.now)
 	}
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
@@ -49,8 +49,8 @@ func TestGrowingFileLoggedAndCountedOnce(t *testing.T) {
 		t.Fatalf("deferred %d files, want 3", len(in.deferred))
 	}
 	c.now = c.now.Add(2 * time.Second)
-	w.put(big, bytes.Repeat([]byte("# padding comment\n"), 8<<10))
-	touch(t, w.dir, big, c.now.Add(-2*time.Second))
+	w.Put(big, bytes.Repeat([]byte("# padding comment\n"), 8<<10))
+	w.Touch(big, c.now.Add(-2*time.Second))
 	for _, name := range []string{b, a, big} {
 		in.File(name) // the write events
 	}
@@ -65,7 +65,7 @@ func TestGrowingFileLoggedAndCountedOnce(t *testing.T) {
 	}
 	// It keeps growing: 50 change events.
 	for i := 0; i < 50; i++ {
-		fh, err := os.OpenFile(filepath.Join(w.dir, big), os.O_APPEND|os.O_WRONLY, 0)
+		fh, err := os.OpenFile(filepath.Join(w.Dir, big), os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

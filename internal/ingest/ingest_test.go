@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"os"
@@ -12,45 +11,21 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
 const model = "org/model-a"
 
-// dirWriter writes snapshots of a simulated server into a directory.
-type dirWriter struct {
-	t   *testing.T
-	dir string
-	srv *simulate.Server
-	now time.Time
-}
+// dirWriter writes snapshots of a simulated server into a new directory,
+// 10 ms apart.
+type dirWriter struct{ *testutil.Snapshots }
 
 func newDirWriter(t *testing.T) *dirWriter {
-	return &dirWriter{t: t, dir: t.TempDir(), now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
-		srv: simulate.NewServer(simulate.ServerConfig{Models: []string{model}})}
-}
-
-func (w *dirWriter) scrape() []byte {
-	var b bytes.Buffer
-	if _, err := w.srv.WriteTo(&b); err != nil {
-		w.t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-func (w *dirWriter) put(name string, data []byte) {
-	w.t.Helper()
-	if err := os.WriteFile(filepath.Join(w.dir, name), data, 0o644); err != nil {
-		w.t.Fatal(err)
-	}
-}
-
-func (w *dirWriter) snap(id string, stage parser.Stage) string {
-	w.now = w.now.Add(10 * time.Millisecond)
-	name := parser.FormatName(id, stage, w.now)
-	w.put(name, w.scrape())
-	return name
+	w := testutil.NewSnapshots(t, t.TempDir(), model)
+	w.Now, w.Step = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), 10*time.Millisecond
+	return &dirWriter{w}
 }
 
 func finish(i int) simulate.Finish {
@@ -63,10 +38,7 @@ func finish(i int) simulate.Finish {
 // request writes a complete sequential request.
 func (w *dirWriter) request(id string, i int) simulate.Finish {
 	f := finish(i)
-	w.snap(id, parser.Before)
-	w.srv.ObserveFirstToken(model, 0, f.Queue+f.Prefill)
-	w.srv.ObserveFinish(model, 0, f)
-	w.snap(id, parser.After)
+	w.Request(id, model, f.Queue+f.Prefill, f)
 	return f
 }
 
@@ -82,7 +54,7 @@ func TestSequentialPairsAreExact(t *testing.T) {
 		want[id] = w.request(id, i)
 	}
 	rec := record.Once(t)
-	in := newTestIngester(w.dir, rec)
+	in := newTestIngester(w.Dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -116,35 +88,35 @@ func TestOddFiles(t *testing.T) {
 	w := newDirWriter(t)
 	w.request("good-1", 1)
 	// A request whose after is curl's error text.
-	w.snap("curl-err", parser.Before)
-	w.put(parser.FormatName("curl-err", parser.After, w.now.Add(time.Millisecond)), []byte("curl: (28) Operation timed out after 10001 milliseconds with 0 bytes received\n"))
+	w.Snap("curl-err", parser.Before)
+	w.Put(parser.FormatName("curl-err", parser.After, w.Now.Add(time.Millisecond)), []byte("curl: (28) Operation timed out after 10001 milliseconds with 0 bytes received\n"))
 	// A request whose after is empty (the scrape timed out).
-	w.snap("empty", parser.Before)
-	w.put(parser.FormatName("empty", parser.After, w.now.Add(2*time.Millisecond)), nil)
+	w.Snap("empty", parser.Before)
+	w.Put(parser.FormatName("empty", parser.After, w.Now.Add(2*time.Millisecond)), nil)
 	// Truncated mid-line.
-	w.snap("trunc", parser.Before)
-	full := w.scrape()
-	w.put(parser.FormatName("trunc", parser.After, w.now.Add(3*time.Millisecond)), full[:len(full)/2])
+	w.Snap("trunc", parser.Before)
+	full := w.Scrape()
+	w.Put(parser.FormatName("trunc", parser.After, w.Now.Add(3*time.Millisecond)), full[:len(full)/2])
 	// Binary junk.
-	w.put(parser.FormatName("junk", parser.Before, w.now.Add(4*time.Millisecond)), []byte{0, 1, 2, 0xff, '\n'})
+	w.Put(parser.FormatName("junk", parser.Before, w.Now.Add(4*time.Millisecond)), []byte{0, 1, 2, 0xff, '\n'})
 	// A directory and a symlink with snapshot names.
-	if err := os.Mkdir(filepath.Join(w.dir, parser.FormatName("adir", parser.Before, w.now)), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(w.Dir, parser.FormatName("adir", parser.Before, w.Now)), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("/etc/hostname", filepath.Join(w.dir, parser.FormatName("alink", parser.Before, w.now))); err != nil {
+	if err := os.Symlink("/etc/hostname", filepath.Join(w.Dir, parser.FormatName("alink", parser.Before, w.Now))); err != nil {
 		t.Fatal(err)
 	}
 	// Not snapshots at all.
-	w.put("README.md", []byte("hi"))
-	w.put("x_before_20251106_225030_12345.txt", []byte("hi"))
+	w.Put("README.md", []byte("hi"))
+	w.Put("x_before_20251106_225030_12345.txt", []byte("hi"))
 	// A before whose after never comes, and an after without a before.
-	w.snap("lonely-before", parser.Before)
-	w.srv.ObserveFinish(model, 0, finish(9))
-	w.snap("lonely-after", parser.After)
+	w.Snap("lonely-before", parser.Before)
+	w.Server.ObserveFinish(model, 0, finish(9))
+	w.Snap("lonely-after", parser.After)
 	w.request("good-2", 2)
 
 	rec := record.Once(t)
-	in := newTestIngester(w.dir, rec)
+	in := newTestIngester(w.Dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +167,7 @@ func TestDuplicateRequestID(t *testing.T) {
 	w.request("dup", 1)
 	w.request("dup", 2) // same id again, later timestamps
 	rec := record.Once(t)
-	in := newTestIngester(w.dir, rec)
+	in := newTestIngester(w.Dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -221,12 +193,12 @@ func TestDuplicateRequestID(t *testing.T) {
 func TestInfoBeforeItsBefore(t *testing.T) {
 	w := newDirWriter(t)
 	id := "chatcmpl-early-info"
-	w.put(parser.FormatName(id, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"after_observed": false}`))
-	w.put(parser.FormatName("chatcmpl-abandoned", parser.Info, w.now.Add(2*time.Millisecond)), []byte(`{"after_observed": false}`))
+	w.Put(parser.FormatName(id, parser.Info, w.Now.Add(time.Millisecond)), []byte(`{"after_observed": false}`))
+	w.Put(parser.FormatName("chatcmpl-abandoned", parser.Info, w.Now.Add(2*time.Millisecond)), []byte(`{"after_observed": false}`))
 	w.request(id, 1)
 	w.request("chatcmpl-plain", 2)
 	rec := record.Once(t)
-	in := newTestIngester(w.dir, rec)
+	in := newTestIngester(w.Dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -251,12 +223,12 @@ func TestCaptureSuffixedNames(t *testing.T) {
 	w := newDirWriter(t)
 	const id, second, third = "chatcmpl-a", "chatcmpl-a+0123abcd", "chatcmpl-b+4567cdef"
 	w.request(id, 1)
-	w.put(parser.FormatName(second, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"request_id":"`+second+`","server_id":"`+id+`"}`))
+	w.Put(parser.FormatName(second, parser.Info, w.Now.Add(time.Millisecond)), []byte(`{"request_id":"`+second+`","server_id":"`+id+`"}`))
 	w.request(second, 2)
-	w.put(parser.FormatName(third, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"request_id":"`+third+`","server_id":"chatcmpl-z"}`))
+	w.Put(parser.FormatName(third, parser.Info, w.Now.Add(time.Millisecond)), []byte(`{"request_id":"`+third+`","server_id":"chatcmpl-z"}`))
 	w.request(third, 3)
 	rec := record.New() // both requests are published under the server's id
-	in := New(Config{FS: os.DirFS(w.dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
+	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +257,7 @@ func TestCaptureSuffixedNames(t *testing.T) {
 func TestInfoProxyTimes(t *testing.T) {
 	w := newDirWriter(t)
 	info := func(id, extra string) {
-		w.put(parser.FormatName(id, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"model":"served","received_at":"2026-01-02T03:04:05.100Z",`+
+		w.Put(parser.FormatName(id, parser.Info, w.Now.Add(time.Millisecond)), []byte(`{"model":"served","received_at":"2026-01-02T03:04:05.100Z",`+
 			`"first_byte_at":"2026-01-02T03:04:05.350Z","last_byte_at":"2026-01-02T03:04:06.100Z"`+extra+`}`))
 	}
 	info("stream", `,"stream":true`)
@@ -295,9 +267,9 @@ func TestInfoProxyTimes(t *testing.T) {
 	info("cut", `,"stream":true,"client_disconnected":true`)
 	w.request("cut", 3)
 	info("unpaired", `,"stream":true,"after_error":"no scrape"`)
-	w.snap("unpaired", parser.Before)
+	w.Snap("unpaired", parser.Before)
 	rec := record.Once(t)
-	in := newTestIngester(w.dir, rec)
+	in := newTestIngester(w.Dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}

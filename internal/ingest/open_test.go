@@ -43,7 +43,7 @@ func (s swapFS) Lstat(name string) (fs.FileInfo, error) {
 func TestSymlinkToFIFOSwappedAfterLstat(t *testing.T) {
 	w := newDirWriter(t)
 	w.request("ok", 1)
-	target := w.snap("swapped", parser.Before)
+	target := w.Snap("swapped", parser.Before)
 	fifo := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestSymlinkToFIFOSwappedAfterLstat(t *testing.T) {
 		}
 	})
 	rec := record.Once(t)
-	in := New(Config{FS: swapFS{DirFS: NewDirFS(w.dir), dir: w.dir, target: target, fifo: fifo}, Results: rec.Publish, Metrics: rec})
+	in := New(Config{FS: swapFS{DirFS: NewDirFS(w.Dir), dir: w.Dir, target: target, fifo: fifo}, Results: rec.Publish, Metrics: rec})
 	done := make(chan error, 1)
 	go func() { done <- in.Scan(true) }()
 	select {

@@ -17,22 +17,15 @@ import (
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
-// clock is an injected clock; files get mtimes on it with touch.
+// clock is an injected clock; files get mtimes on it with Touch.
 type clock struct{ now time.Time }
 
 func (c *clock) Now() time.Time { return c.now }
 
-func touch(t *testing.T, dir, name string, at time.Time) {
-	t.Helper()
-	if err := os.Chtimes(filepath.Join(dir, name), at, at); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// clockedIngester reads w.dir on the clock c, with short timings.
+// clockedIngester reads w.Dir on the clock c, with short timings.
 func clockedIngester(w *dirWriter, rec *record.Recorder, c *clock, fsys fs.FS) *Ingester {
 	if fsys == nil {
-		fsys = os.DirFS(w.dir)
+		fsys = os.DirFS(w.Dir)
 	}
 	return New(Config{FS: fsys, Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
 		IncompleteGrace: 5 * time.Second, PairingTTL: time.Minute, MaxDelay: time.Second})
@@ -48,16 +41,16 @@ func TestFileWrittenInPlace(t *testing.T) {
 	rec := record.Once(t)
 	in := clockedIngester(w, rec, c, nil)
 
-	before := w.snap("inplace", parser.Before)
-	touch(t, w.dir, before, c.now.Add(-time.Minute))
-	w.srv.ObserveFirstToken(model, 0, 0.1)
+	before := w.Snap("inplace", parser.Before)
+	w.Touch(before, c.now.Add(-time.Minute))
+	w.Server.ObserveFirstToken(model, 0, 0.1)
 	f := finish(3)
-	w.srv.ObserveFinish(model, 0, f)
-	full := w.scrape()
-	after := parser.FormatName("inplace", parser.After, w.now.Add(time.Millisecond))
+	w.Server.ObserveFinish(model, 0, f)
+	full := w.Scrape()
+	after := parser.FormatName("inplace", parser.After, w.Now.Add(time.Millisecond))
 	// First half written just now.
-	w.put(after, full[:len(full)/3])
-	touch(t, w.dir, after, c.now)
+	w.Put(after, full[:len(full)/3])
+	w.Touch(after, c.now)
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +64,8 @@ func TestFileWrittenInPlace(t *testing.T) {
 		t.Fatalf("an incomplete young file was rejected: %v", rec.Rejected)
 	}
 	// The writer finishes; the file settles.
-	w.put(after, full)
-	touch(t, w.dir, after, c.now)
+	w.Put(after, full)
+	w.Touch(after, c.now)
 	in.Tick()
 	if len(rec.ByID) != 0 {
 		t.Fatal("read before it settled")
@@ -98,12 +91,12 @@ func TestIncompleteFileRejectedAfterGrace(t *testing.T) {
 	c := &clock{now: time.Now().Truncate(time.Second)}
 	rec := record.Once(t)
 	in := clockedIngester(w, rec, c, nil)
-	b := w.snap("cut", parser.Before)
-	full := w.scrape()
-	a := parser.FormatName("cut", parser.After, w.now.Add(time.Millisecond))
-	w.put(a, full[:len(full)-7])
-	touch(t, w.dir, b, c.now.Add(-2*time.Second))
-	touch(t, w.dir, a, c.now.Add(-2*time.Second))
+	b := w.Snap("cut", parser.Before)
+	full := w.Scrape()
+	a := parser.FormatName("cut", parser.After, w.Now.Add(time.Millisecond))
+	w.Put(a, full[:len(full)-7])
+	w.Touch(b, c.now.Add(-2*time.Second))
+	w.Touch(a, c.now.Add(-2*time.Second))
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
 	}
@@ -124,12 +117,12 @@ func TestIncompleteFileRejectedAfterGrace(t *testing.T) {
 func TestFileOverMaxBytes(t *testing.T) {
 	w := newDirWriter(t)
 	w.request("small", 1)
-	w.snap("big", parser.Before)
-	w.srv.ObserveFinish(model, 0, finish(2))
-	big := append(w.scrape(), bytes.Repeat([]byte("# padding comment\n"), 4096)...)
-	w.put(parser.FormatName("big", parser.After, w.now.Add(time.Millisecond)), big)
+	w.Snap("big", parser.Before)
+	w.Server.ObserveFinish(model, 0, finish(2))
+	big := append(w.Scrape(), bytes.Repeat([]byte("# padding comment\n"), 4096)...)
+	w.Put(parser.FormatName("big", parser.After, w.Now.Add(time.Millisecond)), big)
 	rec := record.Once(t)
-	in := New(Config{FS: os.DirFS(w.dir), Results: rec.Publish, Metrics: rec, MaxBytes: int64(len(big) - 1)})
+	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxBytes: int64(len(big) - 1)})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -183,12 +176,12 @@ func (v *vanishingFS) ReadLink(name string) (string, error) {
 func TestFileDeletedBetweenListingAndReading(t *testing.T) {
 	w := newDirWriter(t)
 	w.request("ok", 1)
-	w.snap("gone", parser.Before)
-	w.srv.ObserveFinish(model, 0, finish(2))
-	vanish := w.snap("gone", parser.After)
-	phantom := parser.FormatName("ghost", parser.Before, w.now)
+	w.Snap("gone", parser.Before)
+	w.Server.ObserveFinish(model, 0, finish(2))
+	vanish := w.Snap("gone", parser.After)
+	phantom := parser.FormatName("ghost", parser.Before, w.Now)
 	rec := record.Once(t)
-	in := New(Config{FS: &vanishingFS{FS: os.DirFS(w.dir), dir: w.dir, phantom: phantom, vanish: vanish}, Results: rec.Publish, Metrics: rec})
+	in := New(Config{FS: &vanishingFS{FS: os.DirFS(w.Dir), dir: w.Dir, phantom: phantom, vanish: vanish}, Results: rec.Publish, Metrics: rec})
 	for i := 0; i < 3; i++ {
 		if err := in.Scan(true); err != nil {
 			t.Fatal(err)
@@ -216,9 +209,9 @@ func TestFileDeletedBetweenListingAndReading(t *testing.T) {
 // (parser.ErrSyntax), not a value.
 func TestDuplicateSeries(t *testing.T) {
 	w := newDirWriter(t)
-	w.snap("dupseries", parser.Before)
-	w.srv.ObserveFinish(model, 0, finish(1))
-	body := w.scrape()
+	w.Snap("dupseries", parser.Before)
+	w.Server.ObserveFinish(model, 0, finish(1))
+	body := w.Scrape()
 	var count []byte
 	for _, l := range bytes.SplitAfter(body, []byte("\n")) {
 		if bytes.HasPrefix(l, []byte("vllm:e2e_request_latency_seconds_count")) {
@@ -228,12 +221,12 @@ func TestDuplicateSeries(t *testing.T) {
 	if count == nil {
 		t.Fatal("no e2e count line in the simulated scrape")
 	}
-	w.put(parser.FormatName("dupseries", parser.After, w.now.Add(time.Millisecond)), append(body, count...))
+	w.Put(parser.FormatName("dupseries", parser.After, w.Now.Add(time.Millisecond)), append(body, count...))
 	if _, err := parser.Scan(append(body, count...)); !errors.Is(err, parser.ErrSyntax) {
 		t.Fatalf("parser: %v, want ErrSyntax", err)
 	}
 	rec := record.Once(t)
-	in := newTestIngester(w.dir, rec)
+	in := newTestIngester(w.Dir, rec)
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -254,27 +247,27 @@ func TestSourceAnomalies(t *testing.T) {
 
 	// Restart: the after comes from a new process (new process_start_time).
 	for i := 0; i < 3; i++ {
-		w.srv.ObserveFinish(model, 0, finish(i))
+		w.Server.ObserveFinish(model, 0, finish(i))
 	}
-	w.snap("restart", parser.Before)
-	old := w.srv
-	w.srv = simulate.NewServer(simulate.ServerConfig{Models: []string{model}, StartTime: simulate.DefaultStartTime().Add(time.Hour)})
-	w.srv.ObserveFinish(model, 0, finish(5))
-	w.snap("restart", parser.After)
+	w.Snap("restart", parser.Before)
+	old := w.Server
+	w.Server = simulate.NewServer(simulate.ServerConfig{Models: []string{model}, StartTime: simulate.DefaultStartTime().Add(time.Hour)})
+	w.Server.ObserveFinish(model, 0, finish(5))
+	w.Snap("restart", parser.After)
 	// Counter reset without a new process_start_time: counts go down.
-	w.srv = old
-	w.snap("reset", parser.Before)
-	w.srv = simulate.NewServer(simulate.ServerConfig{Models: []string{model}})
-	w.srv.ObserveFinish(model, 0, finish(6))
-	w.snap("reset", parser.After)
+	w.Server = old
+	w.Snap("reset", parser.Before)
+	w.Server = simulate.NewServer(simulate.ServerConfig{Models: []string{model}})
+	w.Server.ObserveFinish(model, 0, finish(6))
+	w.Snap("reset", parser.After)
 	// An after without a before.
-	w.snap("orphan", parser.After)
+	w.Snap("orphan", parser.After)
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
 	}
 	// A before whose after never comes.
-	w.snap("lonely", parser.Before)
-	in.File(parser.FormatName("lonely", parser.Before, w.now))
+	w.Snap("lonely", parser.Before)
+	in.File(parser.FormatName("lonely", parser.Before, w.Now))
 
 	for id, want := range map[string]attribution.Reason{"restart": attribution.RejectRestart, "reset": attribution.RejectCounterReset} {
 		res := rec.ByID[id]
@@ -314,18 +307,18 @@ func TestSourceAnomalies(t *testing.T) {
 func TestDuplicateRejectionNamesItsFiles(t *testing.T) {
 	w := newDirWriter(t)
 	rec := record.Once(t)
-	in := New(Config{FS: os.DirFS(w.dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour})
-	b1 := w.snap("twice", parser.Before)
-	w.snap("open", parser.Before) // keeps the first one waiting
-	w.srv.ObserveFinish(model, 0, finish(1))
-	a1 := w.snap("twice", parser.After)
+	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour})
+	b1 := w.Snap("twice", parser.Before)
+	w.Snap("open", parser.Before) // keeps the first one waiting
+	w.Server.ObserveFinish(model, 0, finish(1))
+	a1 := w.Snap("twice", parser.After)
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.Results) != 0 {
 		t.Fatalf("decided too early: %v", rec.IDs())
 	}
-	w.snap("twice", parser.Before)
+	w.Snap("twice", parser.Before)
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
 	}
@@ -341,16 +334,16 @@ func TestSettled(t *testing.T) {
 	w := newDirWriter(t)
 	w.request("done-1", 1)
 	// Empty and fresh: retried later, so not settled.
-	w.put(parser.FormatName("empty", parser.Before, w.now.Add(time.Millisecond)), nil)
-	tl := w.snap("", parser.Timeline)
-	w.snap("held", parser.Before) // never gets its after
+	w.Put(parser.FormatName("empty", parser.Before, w.Now.Add(time.Millisecond)), nil)
+	tl := w.Snap("", parser.Timeline)
+	w.Snap("held", parser.Before) // never gets its after
 	w.request("done-2", 2)        // decided, but later than "held"
-	if err := os.Mkdir(filepath.Join(w.dir, parser.FormatName("adir", parser.Before, w.now)), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(w.Dir, parser.FormatName("adir", parser.Before, w.Now)), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	w.put("notes.txt", []byte("x"))
+	w.Put("notes.txt", []byte("x"))
 	rec := record.Once(t)
-	in := New(Config{FS: os.DirFS(w.dir), Results: rec.Publish, Metrics: rec})
+	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -388,15 +381,15 @@ func TestAbandonedPairDroppedAtOnce(t *testing.T) {
 	rec := record.Once(t)
 	in := clockedIngester(w, rec, c, nil)
 	abandon := func(id string, at time.Time) {
-		w.put(parser.FormatName(id, parser.Info, at),
+		w.Put(parser.FormatName(id, parser.Info, at),
 			[]byte(`{"after_error": "no scrape of the upstream metrics succeeded after the response: timeout"}`))
 	}
 	// One info named after its before, one before it (read first).
-	w.snap("chatcmpl-abandoned", parser.Before)
-	abandon("chatcmpl-info-first", w.now.Add(time.Millisecond))
-	w.snap("chatcmpl-info-first", parser.Before)
+	w.Snap("chatcmpl-abandoned", parser.Before)
+	abandon("chatcmpl-info-first", w.Now.Add(time.Millisecond))
+	w.Snap("chatcmpl-info-first", parser.Before)
 	f := w.request("chatcmpl-overlapped", 1)
-	abandon("chatcmpl-abandoned", w.now.Add(time.Millisecond))
+	abandon("chatcmpl-abandoned", w.Now.Add(time.Millisecond))
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)
 	}

@@ -38,13 +38,13 @@ func TestSnapshotsInBatches(t *testing.T) {
 	for i := range 100 {
 		id := fmt.Sprintf("r%03d", i)
 		f := finish(i)
-		want = append(want, w.snap(id, "before"))
-		w.srv.ObserveFirstToken(model, 0, f.Queue+f.Prefill)
-		w.srv.ObserveFinish(model, 0, f)
-		want = append(want, w.snap(id, "after"))
+		want = append(want, w.Snap(id, "before"))
+		w.Server.ObserveFirstToken(model, 0, f.Queue+f.Prefill)
+		w.Server.ObserveFinish(model, 0, f)
+		want = append(want, w.Snap(id, "after"))
 	}
-	w.put("not-a-snapshot.txt", []byte("x"))
-	in := newTestIngester(w.dir, record.Once(t))
+	w.Put("not-a-snapshot.txt", []byte("x"))
+	in := newTestIngester(w.Dir, record.Once(t))
 	b := &batches{}
 	in.cfg.Snapshots = b
 	if err := in.Scan(false); err != nil {
@@ -57,7 +57,7 @@ func TestSnapshotsInBatches(t *testing.T) {
 		t.Fatalf("batch sizes %v: want several, none above %d", b.sizes, snapshotBatch)
 	}
 	for _, name := range []string{want[0], want[1], "not-a-snapshot.txt"} {
-		if err := os.Remove(filepath.Join(w.dir, name)); err != nil {
+		if err := os.Remove(filepath.Join(w.Dir, name)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -17,16 +17,9 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/browser"
 	"github.com/delta-exporter/delta-exporter/internal/slo"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
-
-// Hostile strings from files: request ids and model names are input.
-const (
-	hostileID    = `<img src=x onerror="document.title='pwned'">`
-	hostileModel = `</td></tr></table><b>bold</b><script>document.title='pwned'</script>`
-)
-
-var longModel = "org/" + strings.Repeat("very-long-model-name-", 10)[:196]
 
 // entries makes n decided requests, oldest first: most exact, some with
 // withheld values, rejected and unpaired ones, two hostile, one with a
@@ -39,13 +32,13 @@ func entries(n int) []Entry {
 		model := []string{"llama-8b", "qwen-32b"}[i%2]
 		switch i {
 		case 3:
-			model = longModel
+			model = testutil.LongModel
 		case 5:
-			model = hostileModel
+			model = testutil.HostileModel
 		}
 		id := fmt.Sprintf("chatcmpl-%032x", rng.Uint64())
 		if i == 7 {
-			id = hostileID
+			id = testutil.HostileID
 		}
 		r := attribution.Result{RequestID: id, Model: model, Outcome: attribution.Exact,
 			BeforeTime: start.Add(time.Duration(i) * time.Second), BeforeFile: id + "_before.txt"}
@@ -225,7 +218,7 @@ func checkPage(t *testing.T, doc *html.Node, es []Entry) {
 			t.Errorf("%s: withheld %q does not name prefill's reason", id, withheld)
 		}
 	}
-	for _, id := range []string{hostileID} {
+	for _, id := range []string{testutil.HostileID} {
 		if !seen[id] && len(es) > 7 {
 			t.Errorf("hostile id %q not shown as text", id)
 		}

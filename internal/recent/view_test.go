@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 func TestRing(t *testing.T) {
@@ -149,7 +150,7 @@ func TestJSON(t *testing.T) {
 		t.Errorf("CSP %q", csp)
 	}
 	body := rec.Body.String()
-	if strings.Contains(body, hostileModel) || !strings.Contains(body, "&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;&lt;b&gt;bold") {
+	if strings.Contains(body, testutil.HostileModel) || !strings.Contains(body, "&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;&lt;b&gt;bold") {
 		t.Error("the hostile model name is not escaped in the page")
 	}
 	if !strings.Contains(body, `<meta http-equiv="refresh" content="5">`) {

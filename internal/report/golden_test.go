@@ -16,6 +16,7 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -152,17 +153,8 @@ func generate(t *testing.T, sc scenario) {
 }
 
 func readTruth(t *testing.T, name string) map[string]simulate.Truth {
-	f, err := os.Open(filepath.Join(goldenDir, name+".truth.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ts, err := simulate.ReadTruth(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := map[string]simulate.Truth{}
-	for _, tr := range ts {
+	for _, tr := range testutil.ReadTruth(t, filepath.Join(goldenDir, name+".truth.json")) {
 		m[tr.RequestID] = tr
 	}
 	return m

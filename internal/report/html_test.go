@@ -18,15 +18,9 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/browser"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/slo"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
-
-const (
-	hostileID    = `<img src=x onerror="document.title='pwned'">`
-	hostileModel = `</td></tr></table><b>bold</b><script>document.title='pwned'</script>`
-)
-
-var longModel = "org/" + strings.Repeat("very-long-model-name-", 10)[:196]
 
 func htmlObjectives(t *testing.T) *slo.Set {
 	s, err := slo.Parse([]byte("objectives:\n  - {name: goodput, target: 0.9, thresholds: {ttft: 500ms, time_per_output_token: 35ms}}\n  - {name: e2e, target: 0.95, model_regex: 'qwen.*', thresholds: {e2e: 5s}}\n"))
@@ -42,7 +36,7 @@ func htmlObjectives(t *testing.T) *slo.Set {
 func busyReport(t *testing.T, n int) *Report {
 	t.Helper()
 	var sink simulate.MemSink
-	if _, err := simulate.Run(simulate.Config{Seed: 3, Requests: n, MeanInFlight: 16, Models: []string{"llama-8b", "qwen-32b", longModel},
+	if _, err := simulate.Run(simulate.Config{Seed: 3, Requests: n, MeanInFlight: 16, Models: []string{"llama-8b", "qwen-32b", testutil.LongModel},
 		Engines: 2, AfterJitter: 10 * time.Millisecond, AfterDelay: 10 * time.Millisecond}, &sink); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +49,7 @@ func busyReport(t *testing.T, n int) *Report {
 		t.Fatal(err)
 	}
 	hostile := r.Requests[len(r.Requests)/2]
-	hostile.RequestID, hostile.Model = hostileID, hostileModel
+	hostile.RequestID, hostile.Model = testutil.HostileID, testutil.HostileModel
 	r.Requests = append(r.Requests, hostile)
 	r.Summary = summarize(r.Requests)
 	r.SLO = nil
@@ -102,7 +96,7 @@ func TestHTMLReportInBrowser(t *testing.T) {
 	if sw, iw := browser.Float(t, body, "data-scroll-width"), browser.Float(t, body, "data-inner-width"); sw > iw {
 		t.Errorf("the report is %v px wide in a %v px window", sw, iw)
 	}
-	if !strings.Contains(browser.Text(body), hostileModel) || !strings.Contains(browser.Text(body), hostileID) {
+	if !strings.Contains(browser.Text(body), testutil.HostileModel) || !strings.Contains(browser.Text(body), testutil.HostileID) {
 		t.Error("the hostile id and model name are not shown as text")
 	}
 

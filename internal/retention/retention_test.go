@@ -13,6 +13,7 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/snapfile"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
@@ -30,54 +31,17 @@ const model = "org/m"
 
 // snapDir writes snapshots of a simulated server with chosen name times
 // and modification times.
-type snapDir struct {
-	t   *testing.T
-	dir string
-	srv *simulate.Server
-}
+type snapDir struct{ *testutil.Snapshots }
 
 func newSnapDir(t *testing.T) *snapDir {
-	return &snapDir{t: t, dir: t.TempDir(), srv: simulate.NewServer(simulate.ServerConfig{Models: []string{model}})}
-}
-
-func (d *snapDir) put(name string, data []byte, mtime time.Time) string {
-	d.t.Helper()
-	p := filepath.Join(d.dir, name)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		d.t.Fatal(err)
-	}
-	if err := os.Chtimes(p, mtime, mtime); err != nil {
-		d.t.Fatal(err)
-	}
-	return name
-}
-
-func (d *snapDir) snap(id string, stage parser.Stage, at time.Time) string {
-	var b bytes.Buffer
-	d.srv.WriteTo(&b)
-	return d.put(parser.FormatName(id, stage, at), b.Bytes(), at)
+	return &snapDir{testutil.NewSnapshots(t, t.TempDir(), model)}
 }
 
 // request writes a sequential request at time at; it returns its files.
 func (d *snapDir) request(id string, at time.Time) []string {
-	b := d.snap(id, parser.Before, at)
-	f := simulate.Finish{Queue: 0.01, Prefill: 0.02, Decode: 0.3, Inference: 0.32, E2E: 0.331, PromptTokens: 10, GenerationTokens: 5}
-	d.srv.ObserveFirstToken(model, 0, 0.03)
-	d.srv.ObserveFinish(model, 0, f)
-	a := d.snap(id, parser.After, at.Add(time.Second))
+	b, a := d.RequestAt(id, model, 0.03, simulate.Finish{Queue: 0.01, Prefill: 0.02, Decode: 0.3, Inference: 0.32, E2E: 0.331, PromptTokens: 10, GenerationTokens: 5},
+		at, at.Add(time.Second))
 	return []string{b, a}
-}
-
-func (d *snapDir) list() []string {
-	es, err := os.ReadDir(d.dir)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 // TestRetentionDeletesOnlySettledOldFiles: with --snapshots.retention=7d,
@@ -90,30 +54,30 @@ func TestRetentionDeletesOnlySettledOldFiles(t *testing.T) {
 	var want []string // expected to be deleted
 	want = append(want, d.request("old-1", old)...)
 	want = append(want, d.request("old-2", old.Add(time.Minute))...)
-	want = append(want, d.snap("", parser.Timeline, old.Add(2*time.Minute)))
+	want = append(want, d.SnapAt("", parser.Timeline, old.Add(2*time.Minute)))
 	// Old, but not ingested or not snapshots: never deleted.
-	d.put("notes.txt", []byte("keep me"), old)
-	d.put("x_before_20251106_225030_12345.txt", []byte("bad name"), old)
-	d.put(parser.FormatName("junkname", parser.Before, old)+".bak", []byte("x"), old)
+	d.PutAt("notes.txt", []byte("keep me"), old)
+	d.PutAt("x_before_20251106_225030_12345.txt", []byte("bad name"), old)
+	d.PutAt(parser.FormatName("junkname", parser.Before, old)+".bak", []byte("x"), old)
 	// A directory and a symlink with snapshot names, each paired with a
 	// regular file: the regular halves go, they stay.
-	if err := os.Mkdir(filepath.Join(d.dir, parser.FormatName("adir", parser.Before, old.Add(10*time.Second))), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(d.Dir, parser.FormatName("adir", parser.Before, old.Add(10*time.Second))), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	want = append(want, d.snap("adir", parser.After, old.Add(11*time.Second)))
-	want = append(want, d.snap("alink", parser.Before, old.Add(20*time.Second)))
-	target := d.put("target.txt", []byte("the target of a symlink"), old)
-	if err := os.Symlink(target, filepath.Join(d.dir, parser.FormatName("alink", parser.After, old.Add(21*time.Second)))); err != nil {
+	want = append(want, d.SnapAt("adir", parser.After, old.Add(11*time.Second)))
+	want = append(want, d.SnapAt("alink", parser.Before, old.Add(20*time.Second)))
+	target := d.PutAt("target.txt", []byte("the target of a symlink"), old)
+	if err := os.Symlink(target, filepath.Join(d.Dir, parser.FormatName("alink", parser.After, old.Add(21*time.Second)))); err != nil {
 		t.Fatal(err)
 	}
 	// A request whose before is too large to read: its after goes, the
 	// unread before stays.
-	d.put(parser.FormatName("huge", parser.Before, old.Add(30*time.Second)), bytes.Repeat([]byte("#\n"), 64<<10), old)
-	want = append(want, d.snap("huge", parser.After, old.Add(31*time.Second)))
+	d.PutAt(parser.FormatName("huge", parser.Before, old.Add(30*time.Second)), bytes.Repeat([]byte("#\n"), 64<<10), old)
+	want = append(want, d.SnapAt("huge", parser.After, old.Add(31*time.Second)))
 	// Old, ingested, but its request is still undecided (no after yet):
 	// neither it nor anything newer may go.
-	d.snap("waiting", parser.Before, old.Add(3*time.Minute))
-	d.snap("", parser.Timeline, old.Add(4*time.Minute))
+	d.SnapAt("waiting", parser.Before, old.Add(3*time.Minute))
+	d.SnapAt("", parser.Timeline, old.Add(4*time.Minute))
 	d.request("old-after-waiting", old.Add(5*time.Minute))
 	// Old and decided, but rewritten after it was read.
 	changed := d.request("changed", old.Add(-time.Hour))
@@ -121,7 +85,7 @@ func TestRetentionDeletesOnlySettledOldFiles(t *testing.T) {
 	d.request("recent", recent)
 
 	pub := record.New()
-	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), Results: pub.Publish, MaxBytes: 100 << 10})
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.Dir), Results: pub.Publish, MaxBytes: 100 << 10})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -130,13 +94,13 @@ func TestRetentionDeletesOnlySettledOldFiles(t *testing.T) {
 	}
 	// The changed file: rewritten in place (new content, same old mtime
 	// would be indistinguishable; a real rewrite moves the mtime).
-	d.put(changed[1], []byte("rewritten\n"), old.Add(-time.Hour+time.Second))
+	d.PutAt(changed[1], []byte("rewritten\n"), old.Add(-time.Hour+time.Second))
 
 	c := &counts{deleted: map[Reason]int{}}
-	r := New(Config{Dir: d.dir, MaxAge: 7 * 24 * time.Hour, Metrics: c})
-	beforeList := d.list()
+	r := New(Config{Dir: d.Dir, MaxAge: 7 * 24 * time.Hour, Metrics: c})
+	beforeList := d.List()
 	res := r.Apply(in.Settled(), in.RetainableBytes(), nil)
-	afterList := d.list()
+	afterList := d.List()
 	var deleted []string
 	for _, n := range beforeList {
 		if !slices.Contains(afterList, n) {
@@ -170,7 +134,7 @@ func TestRetentionSizeLimitDeletesOldestFirst(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		reqs = append(reqs, d.request(fmt.Sprintf("r%02d", i), now.Add(-time.Duration(10-i)*time.Hour)))
 	}
-	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir)})
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.Dir)})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -178,10 +142,10 @@ func TestRetentionSizeLimitDeletesOldestFirst(t *testing.T) {
 	perRequest := total / 10
 	limit := total - 3*perRequest - perRequest/2 // room for 6.5 requests
 	c := &counts{deleted: map[Reason]int{}}
-	r := New(Config{Dir: d.dir, MaxBytes: limit, Metrics: c})
+	r := New(Config{Dir: d.Dir, MaxBytes: limit, Metrics: c})
 	veto := reqs[1][0]
 	res := r.Apply(in.Settled(), total, func(name string) bool { return name == veto })
-	left := d.list()
+	left := d.List()
 	for i, files := range reqs {
 		gone := !slices.Contains(left, files[0])
 		if gone != !slices.Contains(left, files[1]) {
@@ -219,8 +183,8 @@ func TestRetentionSizeLimitIgnoresFilesItNeverDeletes(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		d.request(fmt.Sprintf("r%02d", i), now.Add(-time.Duration(10-i)*time.Minute))
 	}
-	big := d.put(parser.FormatName("huge", parser.Before, now.Add(-time.Hour)), bytes.Repeat([]byte("# x\n"), 1<<18), now.Add(-time.Hour))
-	in := ingest.New(ingest.Config{FS: os.DirFS(d.dir), MaxBytes: 1 << 19})
+	big := d.PutAt(parser.FormatName("huge", parser.Before, now.Add(-time.Hour)), bytes.Repeat([]byte("# x\n"), 1<<18), now.Add(-time.Hour))
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.Dir), MaxBytes: 1 << 19})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -233,11 +197,11 @@ func TestRetentionSizeLimitIgnoresFilesItNeverDeletes(t *testing.T) {
 		t.Fatalf("retainable bytes %d, want the pairs' %d", got, pairs)
 	}
 	c := &counts{deleted: map[Reason]int{}}
-	r := New(Config{Dir: d.dir, MaxBytes: 2 * pairs, Metrics: c})
+	r := New(Config{Dir: d.Dir, MaxBytes: 2 * pairs, Metrics: c})
 	if res := r.Apply(in.Settled(), in.RetainableBytes(), nil); res.Files != 0 {
 		t.Fatalf("deleted %d files of a directory whose deletable files are within the limit", res.Files)
 	}
-	if left := d.list(); len(left) != 7 || !slices.Contains(left, big) {
+	if left := d.List(); len(left) != 7 || !slices.Contains(left, big) {
 		t.Fatalf("left %v", left)
 	}
 }

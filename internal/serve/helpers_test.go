@@ -2,13 +2,13 @@ package serve
 
 import (
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -29,12 +29,7 @@ func exactResult(id string) attribution.Result {
 // Run listen on it.
 func listenFlags(t *testing.T) (string, *web.FlagConfig) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testutil.FreeAddr(t)
 	addrs, systemd, webConfig := []string{addr}, false, ""
 	return addr, &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}
 }

@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -22,37 +21,24 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/retention"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/state"
-	"github.com/delta-exporter/delta-exporter/parser"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 const model = "org/model"
 
-// writePairs writes n sequential pairs whose names are at time start.
+// writePairs writes pairs req-{first}… req-{first+n-1} of a server that
+// finished first requests before them, the i-th pair named (and modified)
+// at start + i seconds.
 func writePairs(t *testing.T, dir string, first, n int, start time.Time) {
 	t.Helper()
-	srv := simulate.NewServer(simulate.ServerConfig{Models: []string{model}})
+	s := testutil.NewSnapshots(t, dir, model)
+	f := simulate.Finish{Queue: 0.01, Prefill: 0.02, Decode: 0.2, Inference: 0.22, E2E: 0.23, PromptTokens: 10, GenerationTokens: 3}
 	for i := 0; i < first; i++ {
-		srv.ObserveFirstToken(model, 0, 0.05)
-		srv.ObserveFinish(model, 0, simulate.Finish{Queue: 0.01, Prefill: 0.02, Decode: 0.2, Inference: 0.22, E2E: 0.23, PromptTokens: 10, GenerationTokens: 3})
-	}
-	put := func(id string, stage parser.Stage, at time.Time) {
-		var b bytes.Buffer
-		srv.WriteTo(&b)
-		p := filepath.Join(dir, parser.FormatName(id, stage, at))
-		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(p, at, at); err != nil {
-			t.Fatal(err)
-		}
+		s.Observe(model, 0.05, f)
 	}
 	for i := first; i < first+n; i++ {
 		at := start.Add(time.Duration(i) * time.Second)
-		id := fmt.Sprintf("req-%04d", i)
-		put(id, parser.Before, at)
-		srv.ObserveFirstToken(model, 0, 0.05)
-		srv.ObserveFinish(model, 0, simulate.Finish{Queue: 0.01, Prefill: 0.02, Decode: 0.2, Inference: 0.22, E2E: 0.23, PromptTokens: 10, GenerationTokens: 3})
-		put(id, parser.After, at.Add(500*time.Millisecond))
+		s.RequestAt(fmt.Sprintf("req-%04d", i), model, 0.05, f, at, at.Add(500*time.Millisecond))
 	}
 }
 

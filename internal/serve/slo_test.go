@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
 // TestSLOAndRequestsPage runs the exporter with objectives and basic auth:
@@ -44,12 +45,7 @@ func TestSLOAndRequestsPage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testutil.FreeAddr(t)
 	cfg := func(ready chan struct{}, reload chan os.Signal) Config {
 		addrs, systemd := []string{addr}, false
 		return Config{Dir: snaps, SLOFile: sloFile, Reload: reload, Ready: ready, Logger: discard(),

@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,8 +18,8 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
-	"github.com/delta-exporter/delta-exporter/parser"
 )
 
 // fakeWatcher stands for fsnotify: it can fail to start, fail to add the
@@ -200,42 +199,24 @@ func TestWatcherFaultsRescan(t *testing.T) {
 	})
 }
 
-// pairWriter writes sequential request pairs of a simulated server as a
-// careful tool does (temporary name, rename).
+// pairWriter writes sequential request pairs req-1, req-2, … of a
+// simulated server into dir.
 type pairWriter struct {
-	t   *testing.T
-	srv *simulate.Server
-	now time.Time
-	n   int
+	*testutil.Snapshots
+	n int
 }
 
-func newPairWriter(t *testing.T) *pairWriter {
-	return &pairWriter{t: t, srv: simulate.NewServer(simulate.ServerConfig{Models: []string{"m"}}), now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+func newPairWriter(t *testing.T, dir string) *pairWriter {
+	w := testutil.NewSnapshots(t, dir, "m")
+	w.Now = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	return &pairWriter{Snapshots: w}
 }
 
-func (p *pairWriter) file(dir, id string, stage parser.Stage) {
-	p.t.Helper()
-	p.now = p.now.Add(time.Millisecond)
-	var b bytes.Buffer
-	p.srv.WriteTo(&b)
-	name := parser.FormatName(id, stage, p.now)
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-func (p *pairWriter) pairs(dir string, n int) {
+func (p *pairWriter) pairs(n int) {
 	for i := 0; i < n; i++ {
 		p.n++
-		id := "req-" + strconv.Itoa(p.n)
-		p.file(dir, id, parser.Before)
-		p.srv.ObserveFirstToken("m", 0, 0.03)
-		p.srv.ObserveFinish("m", 0, simulate.Finish{Queue: 0.01, Prefill: 0.02, Decode: 0.1, Inference: 0.12, E2E: 0.13 + float64(p.n)*1e-3, PromptTokens: 9, GenerationTokens: 4})
-		p.file(dir, id, parser.After)
+		p.Request("req-"+strconv.Itoa(p.n), "m", 0.03,
+			simulate.Finish{Queue: 0.01, Prefill: 0.02, Decode: 0.1, Inference: 0.12, E2E: 0.13 + float64(p.n)*1e-3, PromptTokens: 9, GenerationTokens: 4})
 	}
 }
 
@@ -299,8 +280,8 @@ func TestInotifyOverflowConverges(t *testing.T) {
 	}
 	// Nobody reads: the kernel queue fills up with the pairs' events and
 	// with empty files that are not snapshots.
-	p := newPairWriter(t)
-	p.pairs(dir, 50)
+	p := newPairWriter(t, dir)
+	p.pairs(50)
 	for i := 0; i <= limit; i++ {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("filler-%d", i)))
 		if err != nil {
@@ -308,7 +289,7 @@ func TestInotifyOverflowConverges(t *testing.T) {
 		}
 		f.Close()
 	}
-	p.pairs(dir, 50)
+	p.pairs(50)
 	start := time.Now()
 	consume(t, dir, out, 100, 60*time.Second)
 	if c.get("overflow") == 0 {
@@ -328,8 +309,8 @@ func TestDirectoryRemovedAndRecreated(t *testing.T) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			p := newPairWriter(t)
-			p.pairs(dir, 5)
+			p := newPairWriter(t, dir)
+			p.pairs(5)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			c := &counter{}
@@ -343,7 +324,7 @@ func TestDirectoryRemovedAndRecreated(t *testing.T) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			p.pairs(dir, 5)
+			p.pairs(5)
 			more := consume(t, dir, out, 5, 30*time.Second)
 			for id := range more {
 				if res[id] {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -20,15 +21,7 @@ func TestRunWritesSnapshotsAndTruth(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	f, err := os.Open(truth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	truths, err := simulate.ReadTruth(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	truths := testutil.ReadTruth(t, truth)
 	if len(truths) != 6 {
 		t.Fatalf("%d truths, want 6", len(truths))
 	}
@@ -66,14 +59,9 @@ func TestRunProfiles(t *testing.T) {
 		if code := run([]string{"-out", out, "-truth", truth, "-requests", "8", "-inflight", "2", "-profile", string(p), "-capture", "-first", "-server-metrics"}, &stdout, &stderr); code != 0 {
 			t.Fatalf("%s: exit %d: %s", p, code, stderr.String())
 		}
-		f, err := os.Open(truth)
-		if err != nil {
-			t.Fatal(err)
-		}
-		truths, err := simulate.ReadTruth(f)
-		f.Close()
-		if err != nil || len(truths) != 8 {
-			t.Fatalf("%s: %d truths, %v", p, len(truths), err)
+		truths := testutil.ReadTruth(t, truth)
+		if len(truths) != 8 {
+			t.Fatalf("%s: %d truths", p, len(truths))
 		}
 		if p == simulate.ProfileSGLang && truths[0].Observed(parser.Queue) {
 			t.Errorf("sglang: queue time observed in the truth")
