@@ -15,10 +15,10 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
-	"github.com/delta-exporter/delta-exporter/internal/browser"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/slo"
 	"github.com/delta-exporter/delta-exporter/internal/testutil"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/browser"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
