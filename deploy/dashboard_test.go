@@ -467,10 +467,18 @@ func TestDashboardPanels(t *testing.T) {
 		}
 
 		// The exact sample is labelled as such; the rest says it covers
-		// all requests.
+		// all requests. The proxy's families (llm_request_proxy_*) are not
+		// the exact sample: they cover every request capture relayed, and
+		// a panel of them says it shows the proxy's view.
 		fams := readsFamilies(qs)
 		exact, pop := false, false
 		for fam := range fams {
+			if strings.HasPrefix(fam, proxyPrefix) {
+				if !strings.Contains(p.Title, "proxy") {
+					t.Errorf("panel %q reads the proxy's %s: its title must say \"proxy\"", p.Title, fam)
+				}
+				continue
+			}
 			exact = exact || strings.HasPrefix(fam, exactPrefix)
 			pop = pop || strings.HasPrefix(fam, populationPrefix)
 		}
@@ -587,6 +595,7 @@ func TestDashboardPanels(t *testing.T) {
 const (
 	exactPrefix      = "llm_request_"
 	populationPrefix = "llm_population_"
+	proxyPrefix      = "llm_request_proxy_"
 )
 
 // seriesNames returns the metric names expr selects, a native histogram

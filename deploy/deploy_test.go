@@ -113,11 +113,17 @@ var (
 )
 
 // scrapeExporter runs the exporter on its embedded demo snapshots once per
-// test run and returns what it exposes.
+// test run and returns what it exposes, with the families only a capture
+// directory brings (withCaptureFamilies).
 func scrapeExporter(t *testing.T) *exposition {
 	t.Helper()
 	bin := exporterBinary(t)
-	scrapeOnce.Do(func() { scraped, scrapeErr = runAndScrape(bin) })
+	scrapeOnce.Do(func() {
+		scraped, scrapeErr = runAndScrape(bin)
+		if scrapeErr == nil {
+			scrapeErr = withCaptureFamilies(bin, scraped)
+		}
+	})
 	if scrapeErr != nil {
 		t.Fatalf("scraping the exporter (%s): %v", bin, scrapeErr)
 	}

@@ -132,6 +132,10 @@ var (
 	alertName  = regexp.MustCompile(`^[A-Z][A-Za-z0-9]+$`)
 )
 
+// optInSwitches are series the rules read that no rule of rules.yml
+// records: the user records one (as 1) to turn an opt-in alert on.
+var optInSwitches = []string{"delta_exporter:proxy_ttft_fallback:enabled"}
+
 // TestRulesMetricsExist parses every rule expression and checks its metric
 // names and labels against a real scrape; a rule may use what an earlier
 // rule records.
@@ -139,6 +143,18 @@ func TestRulesMetricsExist(t *testing.T) {
 	f := loadRules(t)
 	e := scrapeExporter(t)
 	recorded := map[string]bool{}
+	// An opt-in switch is recorded by a rule the user adds; rules.yml
+	// shows that rule, commented out.
+	raw, err := os.ReadFile(rulesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range optInSwitches {
+		if !strings.Contains(string(raw), "# - record: "+name+"\n") {
+			t.Errorf("%s: the opt-in switch's rule is not shown (commented) in %s", name, rulesPath)
+		}
+		recorded[name] = true
+	}
 	for _, g := range f.Groups {
 		for _, r := range g.Rules {
 			name := r.Record + r.Alert

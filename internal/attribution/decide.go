@@ -288,7 +288,11 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 	forced := forcedEdges(ladj, len(obsOf), matchL)
 	for li, i := range left {
 		if !forced[li] {
-			set(i, func(parser.Metric) Value { return Value{Reason: ReasonOverlap} })
+			why := ReasonOverlap
+			if t.inseparable(ladj[li], obsOf) {
+				why = ReasonSimultaneous
+			}
+			set(i, func(parser.Metric) Value { return Value{Reason: why} })
 			continue
 		}
 		o := obsOf[matchL[li]]
@@ -301,7 +305,7 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 			continue
 		}
 		results[i].Model = si.model
-		set(i, func(m parser.Metric) Value { return t.value(o, m) })
+		set(i, func(m parser.Metric) Value { return unsplit(t.value(o, m)) })
 	}
 	return out
 }

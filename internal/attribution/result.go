@@ -51,7 +51,7 @@ const (
 )
 
 // WithheldReasons lists the reasons counted in delta_exporter_values_withheld_total.
-var WithheldReasons = []Reason{ReasonMissing, ReasonOverlap, ReasonInconsistent, ReasonUnconfirmed}
+var WithheldReasons = []Reason{ReasonMissing, ReasonOverlap, ReasonInconsistent, ReasonUnconfirmed, ReasonSimultaneous}
 
 // Reasons a whole request is rejected.
 const (

@@ -205,6 +205,13 @@ func runTimedEvents(t *testing.T, srv *fakeServer, truths []truth, events []even
 			srv.observeFirst(&truths[ev.req])
 			firstAt[ev.req] = ev.at
 		case 2:
+			if ev.req < 0 {
+				// A request that left no snapshots: r0's values, shifted.
+				st := truths[0]
+				st.v[parser.E2E] += 0.125
+				srv.observeFinish(&st)
+				continue
+			}
 			srv.observeFinish(&truths[ev.req])
 		case 3:
 			req := Request{ID: fmt.Sprintf("r%d", ev.req), Before: befores[ev.req], After: point(ev.at)}
@@ -300,11 +307,13 @@ func TestCases(t *testing.T) {
 		want []Reason
 	}{
 		{
+			// No snapshot lies between the two finishes: the snapshots
+			// hold only their sum (simultaneous, not merely overlap).
 			name: "identical windows are ambiguous",
 			n:    2,
 			events: []event{{0, 0, 0}, {0.1, 0, 1}, {1, 2, 0}, {1.1, 2, 1},
 				{2, 3, 0}, {2.1, 3, 1}},
-			want: []Reason{ReasonOverlap, ReasonOverlap},
+			want: []Reason{ReasonSimultaneous, ReasonSimultaneous},
 		},
 		{
 			// r1 lies inside r0: r1's window holds one observation, so it
@@ -329,21 +338,43 @@ func TestCases(t *testing.T) {
 		{
 			// r0 and r1 overlap, r1 finishes first but no snapshot lies
 			// between the two finishes: r1's window holds obs 1 and 2
-			// after r0's... r0 {1,2}, r1 {1,2}: ambiguous.
+			// after r0's... r0 {1,2}, r1 {1,2}, and no snapshot shows
+			// count 1: simultaneous.
 			name: "crossing windows without a point between",
 			n:    2,
 			events: []event{{0, 0, 0}, {0.1, 0, 1}, {0.5, 2, 1}, {1, 2, 0},
 				{1.1, 3, 1}, {1.2, 3, 0}},
-			want: []Reason{ReasonOverlap, ReasonOverlap},
+			want: []Reason{ReasonSimultaneous, ReasonSimultaneous},
 		},
 		{
 			// A timeline snapshot between the two finishes isolates both
-			// observations, but which request is which is still unknown.
+			// observations, but which request is which is still unknown:
+			// overlap, not simultaneous (a snapshot did split them).
 			name: "isolated but unassignable",
 			n:    2,
 			events: []event{{0, 0, 0}, {0.1, 0, 1}, {0.5, 2, 1}, {0.7, 4, -1}, {1, 2, 0},
 				{1.1, 3, 1}, {1.2, 3, 0}},
 			want: []Reason{ReasonOverlap, ReasonOverlap},
+		},
+		{
+			// r0 {1,2,3}, r1 and r2 {2,3}; a timeline snapshot shows
+			// count 1, none count 2. r1 and r2 take 2 and 3, so r0 has 1,
+			// isolated; r1's and r2's lie in a run no snapshot splits.
+			name: "a run beside an isolated pin",
+			n:    3,
+			events: []event{{0, 0, 0}, {0.5, 2, 0}, {0.6, 4, -1}, {0.7, 0, 1}, {0.8, 0, 2},
+				{1, 2, 1}, {1.1, 2, 2}, {2, 3, 0}, {2.1, 3, 1}, {2.2, 3, 2}},
+			want: []Reason{ReasonNone, ReasonSimultaneous, ReasonSimultaneous},
+		},
+		{
+			// The same without r2: r0 may have 1 (isolated) or one of the
+			// run 2–3, so its reason is overlap; every candidate of r1 is
+			// in the run.
+			name: "candidates across a split are overlap",
+			n:    2,
+			events: []event{{0, 0, 0}, {0.5, 2, 0}, {0.6, 4, -1}, {0.7, 0, 1},
+				{1, 2, 1}, {1.1, 2, -1}, {2, 3, 0}, {2.1, 3, 1}},
+			want: []Reason{ReasonOverlap, ReasonSimultaneous},
 		},
 		{
 			// Chain: r0 {1,2}, r1 {2,3}, r2 {3}. r2 pins 3, r1 then 2, r0 1.

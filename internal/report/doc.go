@@ -39,8 +39,9 @@
 //
 // A value is a number only when it is exact for that request (see
 // docs/attribution.md); otherwise it is null and "withheld" gives the
-// reason: missing, overlap, inconsistent or unconfirmed (the value needs
-// an assumption this server's data have not confirmed); absent when the server does
+// reason: missing, overlap, simultaneous (its observation is one of
+// several no snapshot separates), inconsistent or unconfirmed (the value
+// needs an assumption this server's data have not confirmed); absent when the server does
 // not have the metric (SGLang has no prefill histogram; a one-token answer
 // has no TPOT); the reject reason for a rejected request and "unpaired"
 // for a half without its other half.
@@ -90,7 +91,8 @@
 // population's percentiles are the ones to read. A model the population
 // has and no request was attributed to has an entry of its own.
 // "withheld" counts, per metric, the values withheld from requests that
-// were attributed (missing, overlap, inconsistent); rejected and unpaired
+// were attributed (missing, overlap, simultaneous, inconsistent,
+// unconfirmed); rejected and unpaired
 // requests are counted in "outcomes" instead. "snapshots.rejected" lists
 // every unusable file of the directory, whatever the filters.
 //
