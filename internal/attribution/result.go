@@ -38,8 +38,9 @@ const (
 	ReasonAbsent Reason = "absent"
 	// ReasonMissing: no observation landed in the request's window.
 	ReasonMissing Reason = "missing"
-	// ReasonOverlap: several observations could be the request's, or its
-	// observation is not isolated between two snapshots.
+	// ReasonOverlap: several observations could be the request's, and some
+	// snapshot separates them: which one is the request's is unknown.
+	// When no snapshot separates them it is ReasonSimultaneous.
 	ReasonOverlap Reason = "overlap"
 	// ReasonInconsistent: the snapshots contradict each other or the
 	// attribution's assumptions (docs/attribution.md).

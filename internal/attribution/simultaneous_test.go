@@ -11,6 +11,7 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -38,18 +39,18 @@ func TestSimultaneousIsTheStepCeiling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &collect{rejected: map[string]int{}}
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: c})
+	c := record.New()
+	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: c.Publish, Metrics: c})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
 	in.Finish()
-	if s := score(t, c.results, truths); s.wrong != 0 {
+	if s := score(t, c.Results, truths); s.wrong != 0 {
 		t.Fatalf("%d wrong values", s.wrong)
 	}
 	seen := seenCounts(t, dir)
 	byID := map[string]attribution.Result{}
-	for _, r := range c.results {
+	for _, r := range c.Results {
 		byID[r.RequestID] = r
 	}
 	for _, g := range []struct {
