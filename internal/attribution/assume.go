@@ -20,7 +20,8 @@ const (
 	// observation, and the first snapshot its first-token observation.
 	// Nothing can be attributed without it, so it is the one assumption
 	// used while unchecked; once contradicted, nothing more is published
-	// for that server process.
+	// for that server process. Counts can contradict it but never confirm
+	// it: only the snapshot tool's protocol can (afterholds.go).
 	AfterHolds Assumption = iota
 	// FirstBeforeFinish (A4): a request's first-token observation lands no
 	// later than its finish observation.
@@ -163,6 +164,12 @@ type Contradiction struct {
 	RequestID string
 	// Detail says what disagreed, with the values.
 	Detail string
+	// PublishedBefore, for AfterHolds, is the number of the process's
+	// requests published with an exact value before the contradiction:
+	// in serve, which decides as files arrive, the values the
+	// contradiction puts in doubt (report learns from every request
+	// before it decides any, so it has none).
+	PublishedBefore int
 }
 
 // assumeState is one assumption's standing on one server process.
@@ -187,6 +194,8 @@ type server struct {
 	// which the anchor of group g had moved; a contradiction of moment
 	// (g, m) as soon as the family turns out to exist.
 	absentMoved [parser.NumGroups][parser.NumMetrics]bool
+	// a1: what the requests said about AfterHolds (afterholds.go).
+	a1 a1Evidence
 }
 
 func (t *Timeline) server(epoch string) *server {
@@ -236,6 +245,9 @@ func (t *Timeline) contradict(s *server, a Assumption, id, format string, args .
 	st.state = Contradicted
 	t.changes++
 	st.why = &Contradiction{Epoch: s.epoch, Assumption: a, RequestID: id, Detail: fmt.Sprintf(format, args...)}
+	if a == AfterHolds {
+		st.why.PublishedBefore = s.a1.published
+	}
 	if t.OnContradiction != nil {
 		t.OnContradiction(*st.why)
 	}
@@ -260,6 +272,10 @@ type AssumptionStatus struct {
 	Agreed int
 	// Contradiction, for Contradicted, is the evidence.
 	Contradiction *Contradiction
+	// Note, when not empty, says what the state rests on (AfterHolds:
+	// whether the snapshot tool vouched for the afters, and that the
+	// assumption is in use while unchecked).
+	Note string
 }
 
 // ServerAssumptions is what the timeline knows about one server process.
@@ -281,7 +297,11 @@ func (t *Timeline) Assumptions() []ServerAssumptions {
 		s := t.servers[e]
 		sa := ServerAssumptions{Epoch: e}
 		for a, st := range s.st {
-			sa.Status = append(sa.Status, AssumptionStatus{Assumption: Assumption(a), State: st.state, Agreed: st.agreed, Contradiction: st.why})
+			as := AssumptionStatus{Assumption: Assumption(a), State: st.state, Agreed: st.agreed, Contradiction: st.why}
+			if Assumption(a) == AfterHolds {
+				as.Note = s.a1Note()
+			}
+			sa.Status = append(sa.Status, as)
 		}
 		out = append(out, sa)
 	}
@@ -360,8 +380,8 @@ func (t *Timeline) inMoment(epoch string, g parser.Group, m parser.Metric) bool 
 // the bare count rule alone (A1 and A2, nothing else), and every request
 // whose observations that pins is a certain owner on which the
 // assumptions can be checked. A bare solve that fails, or a request whose
-// window did not move, contradicts A1; a request alone in its windows
-// whose window moved confirms it. It returns the bare solve for
+// window did not move, contradicts A1; only the snapshot tool's protocol
+// confirms it (noteAfterHolds). It returns the bare solve for
 // learnValues (nil: nothing to check), which the caller runs once every
 // ready component has been through learn, so that the value checks see
 // the moments all of them confirmed.
@@ -378,9 +398,8 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 	case at.unmoved:
 		t.contradict(srv, AfterHolds, at.unmovedID, "no observation between the before and after (or first) snapshots of %s", at.unmovedID)
 		return nil
-	case len(comp) == 1 && at.fin[0].pinned != nil:
-		srv.agree(AfterHolds, confirmValue)
 	}
+	t.noteAfterHolds(srv, comp)
 	for i, rs := range comp {
 		if fp := at.fin[i].pinned; fp != nil {
 			t.checkQueueMoment(srv, rs.ID, *fp)

@@ -57,6 +57,7 @@ func (t *Timeline) decide(comp []*reqState) []Result {
 		at := t.solveAll(comp, use)
 		if !at.failed || at.excluded&use == 0 || srv.given {
 			t.commit(comp, at)
+			srv.notePublished(at.results)
 			return at.results
 		}
 		for a := Assumption(0); a < numValueAssumptions; a++ {
