@@ -186,3 +186,34 @@ func TestAfterHoldsPublishedBefore(t *testing.T) {
 		t.Errorf("A1 %s, note %q", st.State, st.Note)
 	}
 }
+
+// FuzzServeAfterHolds is FuzzTimeline decided as serve decides, after
+// every pair. Without early afters nothing may be wrong; with them, an
+// A1 contradiction must count exactly the requests published before it,
+// and nothing may be published after it. Counts never confirm A1 (no
+// after here is vouched for).
+func FuzzServeAfterHolds(f *testing.F) {
+	f.Add([]byte{0, 10, 20, 0x35}, false, false, false, uint8(0))
+	f.Add([]byte("early afters on overlapping requests, all kinds!"), true, true, true, uint8(1))
+	f.Add([]byte("sequential-ish \x40\x40\x40\x40 requests with an early one \x10"), false, false, true, uint8(1))
+	f.Add([]byte("lazy families, every break at once, with a timeline"), true, true, true, uint8(7))
+	f.Fuzz(func(t *testing.T, data []byte, timeline, tokens, times bool, breaks uint8) {
+		rr := fuzzRunOpts(t, data, timeline, tokens, times, breaks, runOpts{serve: true})
+		if breaks&1 == 0 {
+			rr.check(t)
+		} else {
+			rr.checkResults(t)
+		}
+		if rr.a1Confirmed {
+			t.Error("A1 confirmed by counts alone")
+		}
+		if rr.exactBeforeA1 >= 0 {
+			if rr.a1PublishedBefore != rr.exactBeforeA1 {
+				t.Errorf("A1 contradicted after %d requests were published; it says %d", rr.exactBeforeA1, rr.a1PublishedBefore)
+			}
+			if rr.exactAfterA1 != 0 {
+				t.Errorf("%d requests published after A1 was contradicted", rr.exactAfterA1)
+			}
+		}
+	})
+}
