@@ -1,6 +1,10 @@
 package attribution
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
 
 // A1 (AfterHolds) is the one assumption the counts can contradict but
 // never confirm: a request whose after missed its own observation can
@@ -78,20 +82,70 @@ func (s *server) notePublished(results []Result) {
 	}
 }
 
-// a1Note says, for A1's status line, what it rests on.
-func (s *server) a1Note() string {
+// a1Note says, for the status line of AfterHolds or FirstHolds, what it
+// rests on.
+func (s *server) a1Note(a Assumption) string {
 	switch {
 	case s.given:
 		return ""
-	case s.st[AfterHolds].state == Contradicted:
-		if n := s.a1.published; n > 0 {
+	case s.st[a].state == Contradicted:
+		if n := s.st[a].why.PublishedBefore; n > 0 {
 			return fmt.Sprintf("%d requests were published before the contradiction", n)
 		}
 		return ""
+	case a == FirstHolds:
+		// Capture checks the finish count before it writes the after,
+		// not the first-token count before the first.
+		return "in use, unchecked: counts can contradict this assumption, never confirm it"
 	case s.a1.unvouched > 0:
 		return fmt.Sprintf("in use, unchecked: the snapshot tool did not vouch for %d of %d afters (counts can contradict this assumption, never confirm it)", s.a1.unvouched, s.a1.unvouched+s.a1.vouched)
-	case s.st[AfterHolds].state != Confirmed:
+	case s.st[a].state != Confirmed:
 		return "in use, unchecked: too few afters vouched for by capture yet"
 	}
 	return fmt.Sprintf("vouched for by capture (after scraped past the last byte, finish count moved) for %d afters", s.a1.vouched)
+}
+
+// shouldHaveMoved reports whether request rs's window of group g must
+// have moved under A1 (AfterHolds for the finish, FirstHolds for the
+// first token): the server has shown the group's anchor (families appear
+// at their first observation), and the snapshot tool did not say the
+// request ended without its finish (capture's after_observed=false: an
+// abort, which vLLM neither finishes nor, before its first token,
+// observes at the first token).
+func (t *Timeline) shouldHaveMoved(rs *reqState, g parser.Group) bool {
+	if rs.FinishUnobserved {
+		return false
+	}
+	if g == parser.Finish {
+		return t.server(rs.After.Epoch).seen[anchors[g]]
+	}
+	end := rs.After
+	if rs.First != nil {
+		end = rs.First
+	}
+	for i := range end.groups[g] {
+		if end.groups[g][i].anchor > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// unconfirmedGroup withholds, as unconfirmed, the values of every result
+// that group g would set: its A1 was contradicted for the server process.
+// The finish group leaves the families the server observes at the first
+// token to the first-token group.
+func (t *Timeline) unconfirmedGroup(results []Result, epoch string, g parser.Group) {
+	for i := range results {
+		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+			v := &results[i].Values[m]
+			if v.Reason == ReasonAbsent {
+				continue
+			}
+			atFirst := m == parser.TTFT || (t.inMoment(epoch, parser.FirstToken, m) && !t.inMoment(epoch, parser.Finish, m))
+			if atFirst == (g == parser.FirstToken) {
+				*v = Value{Reason: ReasonUnconfirmed}
+			}
+		}
+	}
 }

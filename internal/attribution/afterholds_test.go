@@ -43,12 +43,20 @@ func (ar *a1Run) point(x float64) *Point {
 // unrecorded when its after is taken (an early after: its window does not
 // move, which contradicts A1).
 func (ar *a1Run) request(vouch, observed bool) []Result {
+	return ar.requestFirst(vouch, observed, true)
+}
+
+// requestFirst is request; firstObserved false: the server never observes
+// the request's first token (a dropped observation).
+func (ar *a1Run) requestFirst(vouch, observed, firstObserved bool) []Result {
 	ar.t.Helper()
 	tr := randomTruth(ar.r, a1Labels)
 	id := fmt.Sprintf("r%d", ar.n)
 	ar.n++
 	before := ar.point(ar.at)
-	ar.srv.observeFirst(&tr)
+	if firstObserved {
+		ar.srv.observeFirst(&tr)
+	}
 	if observed {
 		ar.srv.observeFinish(&tr)
 	}
@@ -156,7 +164,7 @@ func TestAfterHoldsVouchNeedsScrapePastLastByte(t *testing.T) {
 // TestAfterHoldsPublishedBefore: serve decides as requests arrive, so an
 // A1 contradiction can come after values of the same process were
 // published. The contradiction counts them (logged, in the report), and
-// nothing is published after it.
+// no finish value is published after it.
 func TestAfterHoldsPublishedBefore(t *testing.T) {
 	ar := newA1Run(t)
 	var got []Contradiction
@@ -172,15 +180,20 @@ func TestAfterHoldsPublishedBefore(t *testing.T) {
 	if len(got) != 1 || got[0].Assumption != AfterHolds || got[0].PublishedBefore != 5 {
 		t.Fatalf("contradictions %+v, want one of A1 with 5 published before", got)
 	}
-	before := ar.exact
 	for range 3 {
+		// The finish values are withheld from now on; the first token,
+		// whose snapshots the contradiction does not concern, is not.
 		res := ar.request(false, true)
-		if r := res[0].Values[parser.E2E].Reason; r != ReasonUnconfirmed {
-			t.Errorf("%s after the contradiction: e2e %+v", res[0].RequestID, res[0].Values[parser.E2E])
+		for m, v := range res[0].Values {
+			m := parser.Metric(m)
+			if m == parser.TTFT {
+				if !v.Exact {
+					t.Errorf("%s after the contradiction: TTFT %+v", res[0].RequestID, v)
+				}
+			} else if v.Reason != ReasonUnconfirmed && v.Reason != ReasonAbsent {
+				t.Errorf("%s after the contradiction: %s %+v", res[0].RequestID, m.Name(), v)
+			}
 		}
-	}
-	if ar.exact != before {
-		t.Errorf("%d requests published after the contradiction", ar.exact-before)
 	}
 	if st := ar.a1(); st.State != Contradicted || !strings.Contains(st.Note, "5 requests were published before") {
 		t.Errorf("A1 %s, note %q", st.State, st.Note)
@@ -190,7 +203,9 @@ func TestAfterHoldsPublishedBefore(t *testing.T) {
 // FuzzServeAfterHolds is FuzzTimeline decided as serve decides, after
 // every pair. Without early afters nothing may be wrong; with them, an
 // A1 contradiction must count exactly the requests published before it,
-// and nothing may be published after it. Counts never confirm A1 (no
+// no e2e may be published after it, and no TTFT published after it (from
+// the first-token windows alone, which early afters do not touch) may be
+// wrong. Counts never confirm A1 (no
 // after here is vouched for).
 func FuzzServeAfterHolds(f *testing.F) {
 	f.Add([]byte{0, 10, 20, 0x35}, false, false, false, uint8(0))
@@ -211,9 +226,37 @@ func FuzzServeAfterHolds(f *testing.F) {
 			if rr.a1PublishedBefore != rr.exactBeforeA1 {
 				t.Errorf("A1 contradicted after %d requests were published; it says %d", rr.exactBeforeA1, rr.a1PublishedBefore)
 			}
+			if rr.wrongTTFTAfterA1 != 0 {
+				t.Errorf("%d TTFT values wrong after A1 was contradicted (first tokens solved on their own windows)", rr.wrongTTFTAfterA1)
+			}
 			if rr.exactAfterA1 != 0 {
-				t.Errorf("%d requests published after A1 was contradicted", rr.exactAfterA1)
+				t.Errorf("%d e2e values published after A1 was contradicted", rr.exactAfterA1)
 			}
 		}
 	})
+}
+
+// TestFirstHoldsApart: a request whose first-token window did not move
+// contradicts first_holds_observation, not A1: from then on TTFT is
+// withheld and the finish values are still published.
+func TestFirstHoldsApart(t *testing.T) {
+	ar := newA1Run(t)
+	for range 3 {
+		ar.request(false, true)
+	}
+	ar.requestFirst(false, true, false)
+	sa := ar.tl.Assumptions()[0]
+	if st := sa.Status[FirstHolds]; st.State != Contradicted || st.Contradiction.PublishedBefore != 3 {
+		t.Fatalf("first_holds_observation %s %+v", st.State, st.Contradiction)
+	}
+	if st := sa.Status[AfterHolds]; st.State == Contradicted {
+		t.Fatalf("A1 contradicted by a first token: %+v", st.Contradiction)
+	}
+	res := ar.request(false, true)[0]
+	if v := res.Values[parser.TTFT]; v.Reason != ReasonUnconfirmed {
+		t.Errorf("TTFT after the contradiction: %+v", v)
+	}
+	if v := res.Values[parser.E2E]; !v.Exact {
+		t.Errorf("e2e after the first-token contradiction: %+v", v)
+	}
 }

@@ -17,11 +17,11 @@ type Assumption uint8
 // server observes together with the finish or the first-token anchor).
 const (
 	// AfterHolds (A1): the after snapshot holds the request's own finish
-	// observation, and the first snapshot its first-token observation.
-	// Nothing can be attributed without it, so it is the one assumption
-	// used while unchecked; once contradicted, nothing more is published
-	// for that server process. Counts can contradict it but never confirm
-	// it: only the snapshot tool's protocol can (afterholds.go).
+	// observation. No finish value can be attributed without it, so it is
+	// used while unchecked; once contradicted, no finish value is
+	// published for that server process. Counts can contradict it but
+	// never confirm it: only the snapshot tool's protocol can
+	// (afterholds.go).
 	AfterHolds Assumption = iota
 	// FirstBeforeFinish (A4): a request's first-token observation lands no
 	// later than its finish observation.
@@ -52,6 +52,12 @@ const (
 	// snapshots. Like AfterHolds it is used until contradicted: by a
 	// request alone in its window whose family did not move.
 	OwnWindow
+	// FirstHolds (A1 for the first token): the first snapshot (without
+	// one, the after) holds the request's own first-token observation.
+	// Used while unchecked, like AfterHolds, and apart from it: a server
+	// that records finishes late, or a snapshot tool that takes afters
+	// early, leaves the first-token observations where they were.
+	FirstHolds
 	numValueAssumptions
 
 	// Moment assumptions: a family moves with the finish anchor (e2e) or
@@ -99,6 +105,7 @@ var valueNames = [numValueAssumptions]string{
 	TokenFingerprints:        "token_fingerprints",
 	ServerQueueTime:          "server_queue_time",
 	OwnWindow:                "family_once_per_request",
+	FirstHolds:               "first_holds_observation",
 }
 
 // Name is the assumption's label value (delta_exporter_assumptions) and
@@ -164,7 +171,7 @@ type Contradiction struct {
 	RequestID string
 	// Detail says what disagreed, with the values.
 	Detail string
-	// PublishedBefore, for AfterHolds, is the number of the process's
+	// PublishedBefore, for AfterHolds and FirstHolds, is the number of the process's
 	// requests published with an exact value before the contradiction:
 	// in serve, which decides as files arrive, the values the
 	// contradiction puts in doubt (report learns from every request
@@ -217,7 +224,7 @@ func (s *server) usable(a Assumption) bool {
 	if s.given {
 		return true
 	}
-	if a == AfterHolds || a == OwnWindow {
+	if a == AfterHolds || a == FirstHolds || a == OwnWindow {
 		return s.st[a].state != Contradicted
 	}
 	return s.st[a].state == Confirmed
@@ -245,7 +252,7 @@ func (t *Timeline) contradict(s *server, a Assumption, id, format string, args .
 	st.state = Contradicted
 	t.changes++
 	st.why = &Contradiction{Epoch: s.epoch, Assumption: a, RequestID: id, Detail: fmt.Sprintf(format, args...)}
-	if a == AfterHolds {
+	if a == AfterHolds || a == FirstHolds {
 		st.why.PublishedBefore = s.a1.published
 	}
 	if t.OnContradiction != nil {
@@ -298,8 +305,8 @@ func (t *Timeline) Assumptions() []ServerAssumptions {
 		sa := ServerAssumptions{Epoch: e}
 		for a, st := range s.st {
 			as := AssumptionStatus{Assumption: Assumption(a), State: st.state, Agreed: st.agreed, Contradiction: st.why}
-			if Assumption(a) == AfterHolds {
-				as.Note = s.a1Note()
+			if Assumption(a) == AfterHolds || Assumption(a) == FirstHolds {
+				as.Note = s.a1Note(Assumption(a))
 			}
 			sa.Status = append(sa.Status, as)
 		}
@@ -387,16 +394,41 @@ func (t *Timeline) inMoment(epoch string, g parser.Group, m parser.Metric) bool 
 // the moments all of them confirmed.
 func (t *Timeline) learn(comp []*reqState) *attempt {
 	srv := t.server(comp[0].After.Epoch)
-	if !srv.usable(AfterHolds) {
+	if !srv.usable(AfterHolds) && !srv.usable(FirstHolds) {
 		return nil
 	}
 	at := t.solveAll(comp, 0)
-	switch {
-	case at.failed:
-		t.contradict(srv, AfterHolds, at.failedID, "no assignment gives the requests overlapping %s an observation of their own inside their windows", at.failedID)
-		return nil
-	case at.unmoved:
-		t.contradict(srv, AfterHolds, at.unmovedID, "no observation between the before and after (or first) snapshots of %s", at.unmovedID)
+	if srv.usable(AfterHolds) {
+		switch g := parser.Finish; {
+		case at.failedIn[g]:
+			t.contradict(srv, AfterHolds, at.failedInID[g], "no assignment gives the requests overlapping %s a finish observation of their own inside their windows", at.failedInID[g])
+		case at.unmoved[g]:
+			t.contradict(srv, AfterHolds, at.unmovedID[g], "no finish observation between the before and after snapshots of %s", at.unmovedID[g])
+		case at.failedIn[parser.FirstToken]:
+			// The first-token group was solved within what the finish
+			// group said (the request's engine and model): a finish
+			// taken from a neighbour (A1 false for it, or a dropped
+			// observation) leaves its first token no candidate there.
+			// Whether the first tokens hold on their own is judged below.
+			id := at.failedInID[parser.FirstToken]
+			t.contradict(srv, AfterHolds, id, "the first-token observations of the requests overlapping %s do not fit the engines their finish observations say", id)
+		}
+		if !srv.usable(AfterHolds) {
+			// Solve the first-token group again on its own windows.
+			at = t.solveAll(comp, 0)
+		}
+	}
+	if srv.usable(FirstHolds) {
+		switch g := parser.FirstToken; {
+		case at.failedIn[g]:
+			t.contradict(srv, FirstHolds, at.failedInID[g], "no assignment gives the requests overlapping %s a first-token observation of their own inside their windows", at.failedInID[g])
+		case at.unmoved[g]:
+			t.contradict(srv, FirstHolds, at.unmovedID[g], "no first-token observation between the before and first (or after) snapshots of %s", at.unmovedID[g])
+		}
+	}
+	if !srv.usable(AfterHolds) || !srv.usable(FirstHolds) {
+		// The value checks compare a request's finish with its first
+		// token: without both groups there is nothing to check.
 		return nil
 	}
 	t.noteAfterHolds(srv, comp)

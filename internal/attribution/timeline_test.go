@@ -133,9 +133,13 @@ type runResult struct {
 	truths  []truth
 	results map[string]Result
 	// With runOpts.serve: the requests published with an exact value
-	// before the A1 contradiction (-1: none came), what the contradiction
-	// said it was, and those published after it.
+	// before the A1 (finish) contradiction (-1: none came), what the
+	// contradiction said it was, and those published with an exact e2e
+	// after it.
 	exactBeforeA1, a1PublishedBefore, exactAfterA1 int
+	// wrongTTFTAfterA1: TTFT values published wrong after the A1
+	// contradiction, solved on the first-token windows alone.
+	wrongTTFTAfterA1 int
 	// a1Confirmed: some server process ended with A1 confirmed.
 	a1Confirmed bool
 }
@@ -216,10 +220,16 @@ func runEventsOpts(t *testing.T, srv *fakeServer, truths []truth, events []event
 		for _, v := range res.Values {
 			if v.Exact {
 				exact++
-				if out.exactBeforeA1 >= 0 {
-					out.exactAfterA1++
-				}
 				break
+			}
+		}
+		if out.exactBeforeA1 >= 0 && res.Values[parser.E2E].Exact {
+			out.exactAfterA1++
+		}
+		var i int
+		if _, err := fmt.Sscanf(res.RequestID, "r%d", &i); err == nil && out.exactBeforeA1 >= 0 {
+			if v := res.Values[parser.TTFT]; v.Exact && math.Abs(v.V-truths[i].v[parser.TTFT]) > 1e-6 {
+				out.wrongTTFTAfterA1++
 			}
 		}
 	}
