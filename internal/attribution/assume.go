@@ -399,19 +399,14 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 	}
 	at := t.solveAll(comp, 0)
 	if srv.usable(AfterHolds) {
-		switch g := parser.Finish; {
-		case at.failedIn[g]:
-			t.contradict(srv, AfterHolds, at.failedInID[g], "no assignment gives the requests overlapping %s a finish observation of their own inside their windows", at.failedInID[g])
-		case at.unmoved[g]:
-			t.contradict(srv, AfterHolds, at.unmovedID[g], "no finish observation between the before and after snapshots of %s", at.unmovedID[g])
-		case at.failedIn[parser.FirstToken]:
+		t.checkHolds(srv, &at, parser.Finish)
+		if g := parser.FirstToken; srv.usable(AfterHolds) && at.failedIn[g] {
 			// The first-token group was solved within what the finish
 			// group said (the request's engine and model): a finish
 			// taken from a neighbour (A1 false for it, or a dropped
 			// observation) leaves its first token no candidate there.
 			// Whether the first tokens hold on their own is judged below.
-			id := at.failedInID[parser.FirstToken]
-			t.contradict(srv, AfterHolds, id, "the first-token observations of the requests overlapping %s do not fit the engines their finish observations say", id)
+			t.contradict(srv, AfterHolds, at.failedInID[g], "the first-token observations of the requests overlapping %s do not fit the engines their finish observations say", at.failedInID[g])
 		}
 		if !srv.usable(AfterHolds) {
 			// Solve the first-token group again on its own windows.
@@ -419,16 +414,11 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 		}
 	}
 	if srv.usable(FirstHolds) {
-		switch g := parser.FirstToken; {
-		case at.failedIn[g]:
-			t.contradict(srv, FirstHolds, at.failedInID[g], "no assignment gives the requests overlapping %s a first-token observation of their own inside their windows", at.failedInID[g])
-		case at.unmoved[g]:
-			t.contradict(srv, FirstHolds, at.unmovedID[g], "no first-token observation between the before and first (or after) snapshots of %s", at.unmovedID[g])
-		}
+		t.checkHolds(srv, &at, parser.FirstToken)
 	}
-	if !srv.usable(AfterHolds) || !srv.usable(FirstHolds) {
-		// The value checks compare a request's finish with its first
-		// token: without both groups there is nothing to check.
+	if !srv.usable(AfterHolds) {
+		// The value checks are on finish pins: none without A1. (Without
+		// first_holds_observation they check the finish alone.)
 		return nil
 	}
 	t.noteAfterHolds(srv, comp)
@@ -441,6 +431,22 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 		t.checkOwnWindow(srv, comp[0], t.series[at.fin[0].pinned.sid].key.labels)
 	}
 	return &at
+}
+
+// checkHolds contradicts group g's A1 (AfterHolds, FirstHolds) when a
+// bare solve found a request of the group without an observation of its
+// own: no covering assignment, or a window that did not move.
+func (t *Timeline) checkHolds(s *server, at *attempt, g parser.Group) {
+	a, what, snaps := AfterHolds, "finish", "after"
+	if g == parser.FirstToken {
+		a, what, snaps = FirstHolds, "first-token", "first (or after)"
+	}
+	switch {
+	case at.failedIn[g]:
+		t.contradict(s, a, at.failedInID[g], "no assignment gives the requests overlapping %s a %s observation of their own inside their windows", at.failedInID[g], what)
+	case at.unmoved[g]:
+		t.contradict(s, a, at.unmovedID[g], "no %s observation between the before and %s snapshots of %s", what, snaps, at.unmovedID[g])
+	}
 }
 
 // learnValues checks the value assumptions on the requests a bare solve
