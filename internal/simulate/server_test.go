@@ -363,7 +363,7 @@ func TestRealisticFixtures(t *testing.T) {
 			}
 			s.SetTime(start.Add(6*time.Hour + 17*time.Minute))
 			got := s.AppendText(nil)
-			path := filepath.Join("..", "testdata", "realistic", fx.file)
+			path := filepath.Join("..", "..", "testdata", "realistic", fx.file)
 			if *update {
 				if err := os.WriteFile(path, got, 0o644); err != nil {
 					t.Fatal(err)
