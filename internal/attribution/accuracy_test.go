@@ -504,6 +504,11 @@ func TestAccuracyProfiles(t *testing.T) {
 				if mode.nonStreaming < 0 && strings.Contains(a1, string(attribution.Confirmed)) {
 					failures = append(failures, fmt.Sprintf("%s pairs at %v: A1 %s without capture", name, inflight, a1))
 				}
+				// On vLLM V1, capture's afters (info sidecar through ingest)
+				// vouch for A1.
+				if r.profile == simulate.ProfileVLLM && mode.nonStreaming >= 0 && a1 != string(attribution.Confirmed) {
+					failures = append(failures, fmt.Sprintf("%s capture at %v: A1 %s, not vouched for by capture", name, inflight, a1))
+				}
 				bias = append(bias, "| "+name+" "+s.biasRow(mode.name, inflight))
 				if s.wrong != 0 {
 					failures = append(failures, fmt.Sprintf("%s %s at %v: %d wrong %v", name, mode.name, inflight, s.wrong, s.wrongBy))
