@@ -171,10 +171,10 @@ type Contradiction struct {
 	RequestID string
 	// Detail says what disagreed, with the values.
 	Detail string
-	// PublishedBefore, for AfterHolds and FirstHolds, is the number of the process's
-	// requests published with an exact value before the contradiction:
-	// in serve, which decides as files arrive, the values the
-	// contradiction puts in doubt (report learns from every request
+	// PublishedBefore, for AfterHolds and FirstHolds, is the number of
+	// the process's requests published with an exact value before the
+	// contradiction: in serve, which decides as files arrive, the values
+	// the contradiction puts in doubt (report learns from every request
 	// before it decides any, so it has none).
 	PublishedBefore int
 }
@@ -201,7 +201,8 @@ type server struct {
 	// which the anchor of group g had moved; a contradiction of moment
 	// (g, m) as soon as the family turns out to exist.
 	absentMoved [parser.NumGroups][parser.NumMetrics]bool
-	// a1: what the requests said about AfterHolds (afterholds.go).
+	// a1: what the requests said about AfterHolds and FirstHolds
+	// (afterholds.go).
 	a1 a1Evidence
 }
 
