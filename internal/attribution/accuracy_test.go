@@ -436,7 +436,7 @@ func TestAccuracyProfiles(t *testing.T) {
 		lines := strings.SplitN(h, "\n", 2)
 		return []string{"| profile " + lines[0] + strings.Join(extra, ""), "|---" + lines[1] + strings.Repeat("---|", len(extra))}
 	}
-	table := head(tableHeader, " rejected files |", " wrong by family |")
+	table := head(tableHeader, " rejected files |", " wrong by family |", " A1 |")
 	bias := head(biasHeader())
 	var failures []string
 	for _, r := range runs {
@@ -475,7 +475,17 @@ func TestAccuracyProfiles(t *testing.T) {
 					cfg.TimelineInterval = 250 * time.Millisecond
 				}
 				s := measure(t, cfg, true)
-				table = append(table, fmt.Sprintf("| %s %s %d | %v |", name, s.row(mode.name, inflight), s.rejectedFiles, s.wrongBy))
+				a1 := a1States(s.assumptions)
+				table = append(table, fmt.Sprintf("| %s %s %d | %v | %s |", name, s.row(mode.name, inflight), s.rejectedFiles, s.wrongBy, a1))
+				// Counts never confirm A1; only capture's protocol does.
+				if mode.nonStreaming < 0 && strings.Contains(a1, string(attribution.Confirmed)) {
+					failures = append(failures, fmt.Sprintf("%s pairs at %v: A1 %s without capture", name, inflight, a1))
+				}
+				// On vLLM V1, capture's afters (info sidecar through ingest)
+				// vouch for A1.
+				if r.profile == simulate.ProfileVLLM && mode.nonStreaming >= 0 && a1 != string(attribution.Confirmed) {
+					failures = append(failures, fmt.Sprintf("%s capture at %v: A1 %s, not vouched for by capture", name, inflight, a1))
+				}
 				bias = append(bias, "| "+name+" "+s.biasRow(mode.name, inflight))
 				if s.wrong != 0 {
 					failures = append(failures, fmt.Sprintf("%s %s at %v: %d wrong %v", name, mode.name, inflight, s.wrong, s.wrongBy))
@@ -488,4 +498,17 @@ func TestAccuracyProfiles(t *testing.T) {
 	if len(failures) > 0 {
 		t.Errorf("wrong values published:\n%s", strings.Join(failures, "\n"))
 	}
+}
+
+// a1States lists after_holds_observation's state per server process.
+func a1States(sas []attribution.ServerAssumptions) string {
+	var out []string
+	for _, sa := range sas {
+		for _, st := range sa.Status {
+			if st.Assumption == attribution.AfterHolds {
+				out = append(out, string(st.State))
+			}
+		}
+	}
+	return strings.Join(out, ",")
 }

@@ -17,10 +17,11 @@ type Assumption uint8
 // server observes together with the finish or the first-token anchor).
 const (
 	// AfterHolds (A1): the after snapshot holds the request's own finish
-	// observation, and the first snapshot its first-token observation.
-	// Nothing can be attributed without it, so it is the one assumption
-	// used while unchecked; once contradicted, nothing more is published
-	// for that server process.
+	// observation. No finish value can be attributed without it, so it is
+	// used while unchecked; once contradicted, no finish value is
+	// published for that server process. Counts can contradict it but
+	// never confirm it: only the snapshot tool's protocol can
+	// (afterholds.go).
 	AfterHolds Assumption = iota
 	// FirstBeforeFinish (A4): a request's first-token observation lands no
 	// later than its finish observation.
@@ -51,6 +52,12 @@ const (
 	// snapshots. Like AfterHolds it is used until contradicted: by a
 	// request alone in its window whose family did not move.
 	OwnWindow
+	// FirstHolds (A1 for the first token): the first snapshot (without
+	// one, the after) holds the request's own first-token observation.
+	// Used while unchecked, like AfterHolds, and apart from it: a server
+	// that records finishes late, or a snapshot tool that takes afters
+	// early, leaves the first-token observations where they were.
+	FirstHolds
 	numValueAssumptions
 
 	// Moment assumptions: a family moves with the finish anchor (e2e) or
@@ -98,6 +105,7 @@ var valueNames = [numValueAssumptions]string{
 	TokenFingerprints:        "token_fingerprints",
 	ServerQueueTime:          "server_queue_time",
 	OwnWindow:                "family_once_per_request",
+	FirstHolds:               "first_holds_observation",
 }
 
 // Name is the assumption's label value (delta_exporter_assumptions) and
@@ -163,6 +171,12 @@ type Contradiction struct {
 	RequestID string
 	// Detail says what disagreed, with the values.
 	Detail string
+	// PublishedBefore, for AfterHolds and FirstHolds, is the number of
+	// the process's requests published with an exact value before the
+	// contradiction: in serve, which decides as files arrive, the values
+	// the contradiction puts in doubt (report learns from every request
+	// before it decides any, so it has none).
+	PublishedBefore int
 }
 
 // assumeState is one assumption's standing on one server process.
@@ -187,6 +201,9 @@ type server struct {
 	// which the anchor of group g had moved; a contradiction of moment
 	// (g, m) as soon as the family turns out to exist.
 	absentMoved [parser.NumGroups][parser.NumMetrics]bool
+	// a1: what the requests said about AfterHolds and FirstHolds
+	// (afterholds.go).
+	a1 a1Evidence
 }
 
 func (t *Timeline) server(epoch string) *server {
@@ -208,7 +225,7 @@ func (s *server) usable(a Assumption) bool {
 	if s.given {
 		return true
 	}
-	if a == AfterHolds || a == OwnWindow {
+	if a == AfterHolds || a == FirstHolds || a == OwnWindow {
 		return s.st[a].state != Contradicted
 	}
 	return s.st[a].state == Confirmed
@@ -236,6 +253,9 @@ func (t *Timeline) contradict(s *server, a Assumption, id, format string, args .
 	st.state = Contradicted
 	t.changes++
 	st.why = &Contradiction{Epoch: s.epoch, Assumption: a, RequestID: id, Detail: fmt.Sprintf(format, args...)}
+	if a == AfterHolds || a == FirstHolds {
+		st.why.PublishedBefore = s.a1.published
+	}
 	if t.OnContradiction != nil {
 		t.OnContradiction(*st.why)
 	}
@@ -260,6 +280,10 @@ type AssumptionStatus struct {
 	Agreed int
 	// Contradiction, for Contradicted, is the evidence.
 	Contradiction *Contradiction
+	// Note, when not empty, says what the state rests on (AfterHolds:
+	// whether the snapshot tool vouched for the afters, and that the
+	// assumption is in use while unchecked).
+	Note string
 }
 
 // ServerAssumptions is what the timeline knows about one server process.
@@ -281,7 +305,11 @@ func (t *Timeline) Assumptions() []ServerAssumptions {
 		s := t.servers[e]
 		sa := ServerAssumptions{Epoch: e}
 		for a, st := range s.st {
-			sa.Status = append(sa.Status, AssumptionStatus{Assumption: Assumption(a), State: st.state, Agreed: st.agreed, Contradiction: st.why})
+			as := AssumptionStatus{Assumption: Assumption(a), State: st.state, Agreed: st.agreed, Contradiction: st.why}
+			if Assumption(a) == AfterHolds || Assumption(a) == FirstHolds {
+				as.Note = s.a1Note(Assumption(a))
+			}
+			sa.Status = append(sa.Status, as)
 		}
 		out = append(out, sa)
 	}
@@ -360,27 +388,41 @@ func (t *Timeline) inMoment(epoch string, g parser.Group, m parser.Metric) bool 
 // the bare count rule alone (A1 and A2, nothing else), and every request
 // whose observations that pins is a certain owner on which the
 // assumptions can be checked. A bare solve that fails, or a request whose
-// window did not move, contradicts A1; a request alone in its windows
-// whose window moved confirms it. It returns the bare solve for
+// window did not move, contradicts A1; only the snapshot tool's protocol
+// confirms it (noteAfterHolds). It returns the bare solve for
 // learnValues (nil: nothing to check), which the caller runs once every
 // ready component has been through learn, so that the value checks see
 // the moments all of them confirmed.
 func (t *Timeline) learn(comp []*reqState) *attempt {
 	srv := t.server(comp[0].After.Epoch)
-	if !srv.usable(AfterHolds) {
+	if !srv.usable(AfterHolds) && !srv.usable(FirstHolds) {
 		return nil
 	}
 	at := t.solveAll(comp, 0)
-	switch {
-	case at.failed:
-		t.contradict(srv, AfterHolds, at.failedID, "no assignment gives the requests overlapping %s an observation of their own inside their windows", at.failedID)
-		return nil
-	case at.unmoved:
-		t.contradict(srv, AfterHolds, at.unmovedID, "no observation between the before and after (or first) snapshots of %s", at.unmovedID)
-		return nil
-	case len(comp) == 1 && at.fin[0].pinned != nil:
-		srv.agree(AfterHolds, confirmValue)
+	if srv.usable(AfterHolds) {
+		t.checkHolds(srv, &at, parser.Finish)
+		if g := parser.FirstToken; srv.usable(AfterHolds) && at.failedIn[g] {
+			// The first-token group was solved within what the finish
+			// group said (the request's engine and model): a finish
+			// taken from a neighbour (A1 false for it, or a dropped
+			// observation) leaves its first token no candidate there.
+			// Whether the first tokens hold on their own is judged below.
+			t.contradict(srv, AfterHolds, at.failedInID[g], "the first-token observations of the requests overlapping %s do not fit the engines their finish observations say", at.failedInID[g])
+		}
+		if !srv.usable(AfterHolds) {
+			// Solve the first-token group again on its own windows.
+			at = t.solveAll(comp, 0)
+		}
 	}
+	if srv.usable(FirstHolds) {
+		t.checkHolds(srv, &at, parser.FirstToken)
+	}
+	if !srv.usable(AfterHolds) {
+		// The value checks are on finish pins: none without A1. (Without
+		// first_holds_observation they check the finish alone.)
+		return nil
+	}
+	t.noteAfterHolds(srv, comp)
 	for i, rs := range comp {
 		if fp := at.fin[i].pinned; fp != nil {
 			t.checkQueueMoment(srv, rs.ID, *fp)
@@ -390,6 +432,22 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 		t.checkOwnWindow(srv, comp[0], t.series[at.fin[0].pinned.sid].key.labels)
 	}
 	return &at
+}
+
+// checkHolds contradicts group g's A1 (AfterHolds, FirstHolds) when a
+// bare solve found a request of the group without an observation of its
+// own: no covering assignment, or a window that did not move.
+func (t *Timeline) checkHolds(s *server, at *attempt, g parser.Group) {
+	a, what, snaps := AfterHolds, "finish", "after"
+	if g == parser.FirstToken {
+		a, what, snaps = FirstHolds, "first-token", "first (or after)"
+	}
+	switch {
+	case at.failedIn[g]:
+		t.contradict(s, a, at.failedInID[g], "no assignment gives the requests overlapping %s a %s observation of their own inside their windows", at.failedInID[g], what)
+	case at.unmoved[g]:
+		t.contradict(s, a, at.unmovedID[g], "no %s observation between the before and %s snapshots of %s", what, snaps, at.unmovedID[g])
+	}
 }
 
 // learnValues checks the value assumptions on the requests a bare solve

@@ -17,7 +17,7 @@ func (r rules) has(a Assumption) bool { return r&(1<<a) != 0 }
 func rulesOf(s *server) rules {
 	var r rules
 	for a := Assumption(0); a < numValueAssumptions; a++ {
-		if a != AfterHolds && s.usable(a) {
+		if a != AfterHolds && a != FirstHolds && s.usable(a) {
 			r |= 1 << a
 		}
 	}
@@ -31,12 +31,15 @@ type attempt struct {
 	first   []finishInfo
 	// failed: some request that should have a candidate has none, or no
 	// assignment gives every request one; failedID names one of them.
-	failed   bool
-	failedID string
-	// unmoved: a request's finish window did not move although the
-	// server has shown its finish anchor; unmovedID names one.
-	unmoved   bool
-	unmovedID string
+	// failedIn and failedInID say it per group.
+	failed     bool
+	failedID   string
+	failedIn   [parser.NumGroups]bool
+	failedInID [parser.NumGroups]string
+	// unmoved: a request's window of the group did not move although the
+	// server has shown the group's anchor; unmovedID names one.
+	unmoved   [parser.NumGroups]bool
+	unmovedID [parser.NumGroups]string
 	// excluded: the rules that ruled out at least one candidate.
 	excluded rules
 }
@@ -49,7 +52,7 @@ type attempt struct {
 // (counted, logged) and the component is solved again.
 func (t *Timeline) decide(comp []*reqState) []Result {
 	srv := t.server(comp[0].After.Epoch)
-	if !srv.usable(AfterHolds) {
+	if !srv.usable(AfterHolds) && !srv.usable(FirstHolds) {
 		return t.withheld(comp, ReasonUnconfirmed)
 	}
 	use := rulesOf(srv)
@@ -57,6 +60,7 @@ func (t *Timeline) decide(comp []*reqState) []Result {
 		at := t.solveAll(comp, use)
 		if !at.failed || at.excluded&use == 0 || srv.given {
 			t.commit(comp, at)
+			srv.notePublished(at.results)
 			return at.results
 		}
 		for a := Assumption(0); a < numValueAssumptions; a++ {
@@ -117,9 +121,27 @@ func (t *Timeline) solveAll(comp []*reqState, use rules) attempt {
 		}
 	}
 	at := attempt{results: results}
-	at.fin = t.solve(comp, parser.Finish, nil, use, &at)
-	at.first = t.solve(comp, parser.FirstToken, at.fin, use, &at)
 	epoch := comp[0].After.Epoch
+	srv := t.server(epoch)
+	// A group whose A1 the data contradicted is not solved (its values
+	// are unconfirmed); without the finish group, the first-token group
+	// is solved on its own windows alone (afterholds.go).
+	at.fin = make([]finishInfo, len(comp))
+	if srv.usable(AfterHolds) {
+		at.fin = t.solve(comp, parser.Finish, nil, use, &at)
+	} else {
+		t.unconfirmedGroup(results, epoch, parser.Finish)
+	}
+	at.first = make([]finishInfo, len(comp))
+	if srv.usable(FirstHolds) {
+		var fin []finishInfo
+		if srv.usable(AfterHolds) {
+			fin = at.fin
+		}
+		at.first = t.solve(comp, parser.FirstToken, fin, use, &at)
+	} else {
+		t.unconfirmedGroup(results, epoch, parser.FirstToken)
+	}
 	for i := range results {
 		res := &results[i]
 		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
@@ -240,6 +262,9 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 		if !at.failed {
 			at.failed, at.failedID = true, comp[i].ID
 		}
+		if !at.failedIn[g] {
+			at.failedIn[g], at.failedInID[g] = true, comp[i].ID
+		}
 	}
 	out := make([]finishInfo, n)
 	var left []int // requests taking part in the matching
@@ -258,11 +283,11 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 			fail(i)
 			set(i, func(parser.Metric) Value { return Value{Reason: ReasonInconsistent} })
 		default:
-			if g == parser.Finish && t.server(comp[i].After.Epoch).seen[anchors[g]] && !comp[i].FinishUnobserved && !at.unmoved {
+			if t.shouldHaveMoved(comp[i], g) && !at.unmoved[g] {
 				// The server has the group (maybe not yet in this after:
 				// families appear at their first observation), yet nothing
 				// was observed between the request's snapshots.
-				at.unmoved, at.unmovedID = true, comp[i].ID
+				at.unmoved[g], at.unmovedID[g] = true, comp[i].ID
 			}
 			set(i, func(parser.Metric) Value { return Value{Reason: ReasonMissing} })
 		}

@@ -50,6 +50,10 @@ func FuzzTimeline(f *testing.F) {
 
 // fuzzRun builds and attributes the timeline FuzzTimeline describes.
 func fuzzRun(t *testing.T, data []byte, timeline, tokens, times bool, breaks uint8) runResult {
+	return fuzzRunOpts(t, data, timeline, tokens, times, breaks, runOpts{})
+}
+
+func fuzzRunOpts(t *testing.T, data []byte, timeline, tokens, times bool, breaks uint8, o runOpts) runResult {
 	t.Helper()
 	labels := []string{`engine="0",model_name="a"`, `engine="1",model_name="a"`, `engine="0",model_name="b"`}
 	const maxRequests = 120
@@ -99,7 +103,7 @@ func fuzzRun(t *testing.T, data []byte, timeline, tokens, times bool, breaks uin
 			events = append(events, event{x, 4, -1})
 		}
 	}
-	return runTimedEvents(t, srv, truths, events, tokens, tm)
+	return runEventsOpts(t, srv, truths, events, tokens, tm, o)
 }
 
 // TestEarlyAfterConsistentIsUndetectable pins the limit of assumption A1

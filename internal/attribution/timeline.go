@@ -34,6 +34,13 @@ type Request struct {
 	// group altogether: with its observation possibly outside its window
 	// (A1 false), it could take another request's.
 	FinishUnobserved bool
+	// AfterObserved says the snapshot tool saw the finish count move
+	// above the before's before it wrote the after (capture's
+	// after_observed=true), and LastByte is when the response's last byte
+	// passed it (capture's last_byte_at; zero: unknown). With an after
+	// scraped past LastByte, the tool vouches for A1 (afterholds.go).
+	AfterObserved bool
+	LastByte      time.Time
 	// MaxTTFT and MaxE2E, when > 0, are upper bounds on the request's
 	// TTFT and e2e in seconds, known from outside the server: capture saw
 	// the request arrive and its first and last byte leave, and the server

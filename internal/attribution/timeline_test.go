@@ -132,7 +132,21 @@ type event struct {
 type runResult struct {
 	truths  []truth
 	results map[string]Result
+	// With runOpts.serve: the requests published with an exact value
+	// before the A1 (finish) contradiction (-1: none came), what the
+	// contradiction said it was, and those published with an exact e2e
+	// after it.
+	exactBeforeA1, a1PublishedBefore, exactAfterA1 int
+	// wrongTTFTAfterA1: TTFT values published wrong after the A1
+	// contradiction, solved on the first-token windows alone.
+	wrongTTFTAfterA1 int
+	// a1Confirmed: some server process ended with A1 confirmed.
+	a1Confirmed bool
 }
+
+// runOpts: serve decides as serve does, after every pair (a group waits
+// while an open request overlaps it), instead of once at the end.
+type runOpts struct{ serve bool }
 
 // timing, when set, gives runEvents' snapshots scrape times around their
 // event and its requests an arrival window, as capture writes them
@@ -179,6 +193,10 @@ func runEvents(t *testing.T, srv *fakeServer, truths []truth, events []event, to
 
 // runTimedEvents is runEvents with times when tm is not nil.
 func runTimedEvents(t *testing.T, srv *fakeServer, truths []truth, events []event, tokens bool, tm *timing) runResult {
+	return runEventsOpts(t, srv, truths, events, tokens, tm, runOpts{})
+}
+
+func runEventsOpts(t *testing.T, srv *fakeServer, truths []truth, events []event, tokens bool, tm *timing, o runOpts) runResult {
 	t.Helper()
 	sort.SliceStable(events, func(i, j int) bool { return events[i].at < events[j].at })
 	tl := NewTimeline()
@@ -194,13 +212,40 @@ func runTimedEvents(t *testing.T, srv *fakeServer, truths []truth, events []even
 		}
 		return p
 	}
-	out := runResult{truths: truths, results: map[string]Result{}}
+	out := runResult{truths: truths, results: map[string]Result{}, exactBeforeA1: -1}
 	now := time.Unix(0, 0)
+	exact := 0
+	publish := func(res Result) {
+		out.results[res.RequestID] = res
+		for _, v := range res.Values {
+			if v.Exact {
+				exact++
+				break
+			}
+		}
+		if out.exactBeforeA1 >= 0 && res.Values[parser.E2E].Exact {
+			out.exactAfterA1++
+		}
+		var i int
+		if _, err := fmt.Sscanf(res.RequestID, "r%d", &i); err == nil && out.exactBeforeA1 >= 0 {
+			if v := res.Values[parser.TTFT]; v.Exact && math.Abs(v.V-truths[i].v[parser.TTFT]) > 1e-6 {
+				out.wrongTTFTAfterA1++
+			}
+		}
+	}
+	tl.OnContradiction = func(c Contradiction) {
+		if c.Assumption == AfterHolds {
+			out.exactBeforeA1, out.a1PublishedBefore = exact, c.PublishedBefore
+		}
+	}
 	for _, ev := range events {
 		switch ev.kind {
 		case 0:
 			befores[ev.req] = point(ev.at)
 			arrived[ev.req] = ev.at
+			if o.serve {
+				tl.SetOpen(fmt.Sprintf("r%d", ev.req), befores[ev.req])
+			}
 		case 1:
 			srv.observeFirst(&truths[ev.req])
 			firstAt[ev.req] = ev.at
@@ -225,14 +270,23 @@ func runTimedEvents(t *testing.T, srv *fakeServer, truths []truth, events []even
 				req.Tokens = &Tokens{Prompt: int(truths[ev.req].v[parser.PromptTokens]), Generation: int(truths[ev.req].v[parser.GenerationTokens])}
 			}
 			if res, done := tl.Add(req, now); done {
-				out.results[res.RequestID] = res
+				publish(res)
+			}
+			if o.serve {
+				tl.ClearOpen(req.ID)
+				for _, res := range tl.Resolve(ResolveOptions{Now: now, MaxDelay: time.Hour}) {
+					publish(res)
+				}
 			}
 		case 4:
 			tl.AddPoint(point(ev.at))
 		}
 	}
 	for _, res := range tl.Resolve(ResolveOptions{All: true}) {
-		out.results[res.RequestID] = res
+		publish(res)
+	}
+	for _, sa := range tl.Assumptions() {
+		out.a1Confirmed = out.a1Confirmed || sa.Status[AfterHolds].State == Confirmed
 	}
 	return out
 }

@@ -68,6 +68,8 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 	if v.AfterObserved != nil && !*v.AfterObserved {
 		h.finishUnobserved = true
 	}
+	h.afterObserved = v.AfterObserved != nil && *v.AfterObserved
+	h.lastByte = v.LastByteAt
 	// The server's arrival is after capture received the request and
 	// before the first response byte (the last, when none is recorded).
 	h.arrivalLo, h.arrivalHi = v.ReceivedAt, v.FirstByteAt

@@ -164,6 +164,8 @@ type half struct {
 	serverQueue           *float64 // the server's own queue time, seconds (info's server_metrics)
 	bad                   bool     // one of its snapshots was unusable
 	finishUnobserved      bool
+	afterObserved         bool      // capture's info: after_observed true
+	lastByte              time.Time // capture's info: last_byte_at
 	maxTTFT, maxE2E       float64   // capture's timing bounds, seconds; 0: none
 	arrivalLo, arrivalHi  time.Time // capture's bounds on the server's arrival
 	proxy                 attribution.ProxyTimes
@@ -257,7 +259,8 @@ func New(cfg Config) *Ingester {
 			level = slog.LevelInfo
 		}
 		in.log.Log(context.Background(), level, "attribution assumption contradicted by the data; no longer used for this server process",
-			"assumption", c.Assumption.Name(), "server_start", c.Epoch, "request_id", c.RequestID, "evidence", c.Detail)
+			"assumption", c.Assumption.Name(), "server_start", c.Epoch, "request_id", c.RequestID, "evidence", c.Detail,
+			"published_before", c.PublishedBefore)
 	}
 	return in
 }
@@ -489,7 +492,7 @@ func (h *half) hasSnapshot() bool { return h.beforeName != "" || h.afterName != 
 
 func (h *half) request(id string) *attribution.Request {
 	return &attribution.Request{ID: id, Before: h.before, After: h.after, First: h.first, Tokens: h.tokens, ServerQueue: h.serverQueue,
-		FinishUnobserved: h.finishUnobserved, MaxTTFT: h.maxTTFT, MaxE2E: h.maxE2E,
+		FinishUnobserved: h.finishUnobserved, AfterObserved: h.afterObserved, LastByte: h.lastByte, MaxTTFT: h.maxTTFT, MaxE2E: h.maxE2E,
 		ArrivalLo: h.arrivalLo, ArrivalHi: h.arrivalHi, Proxy: h.proxy,
 		BeforeTime: h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
 }

@@ -108,7 +108,10 @@
 // (process_start_time_seconds as "server_start", null when the server
 // exposes none): for each assumption of docs/attribution.md, its state
 // (unchecked, confirmed, contradicted), how many observations agreed with
-// it, and the evidence of its contradiction:
+// it, and the evidence of its contradiction; after_holds_observation also
+// has a "note" saying what it rests on (used while unchecked: counts can
+// contradict it, never confirm it; confirmed only by capture's protocol)
+// or, once contradicted, how many requests were published before:
 //
 //	{"server_start": "1.75974206737e+09", "assumptions": [
 //	  {"name": "ttft_contains_queue_prefill", "state": "contradicted", "agreed": 3,

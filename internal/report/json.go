@@ -300,7 +300,11 @@ func assumptionsJSON(r *Report) []object {
 			if c := st.Contradiction; c != nil {
 				ev = object{{"request_id", nullString(c.RequestID)}, {"detail", c.Detail}}
 			}
-			list = append(list, append(o, member{"contradiction", ev}))
+			o = append(o, member{"contradiction", ev})
+			if st.Note != "" {
+				o = append(o, member{"note", st.Note})
+			}
+			list = append(list, o)
 		}
 		out = append(out, object{{"server_start", nullString(sa.Epoch)}, {"assumptions", list}})
 	}

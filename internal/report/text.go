@@ -260,6 +260,9 @@ func writeAssumptions(w io.Writer, r *Report) {
 						ev = c.RequestID + ": " + ev
 					}
 				}
+				if st.Note != "" {
+					ev = strings.TrimPrefix(ev+"; "+st.Note, "; ")
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", st.Assumption.Name(), st.State, st.Agreed, ev)
 			}
 		})

@@ -289,9 +289,11 @@ func TestAssumptionStatesServed(t *testing.T) {
 	}
 	_, body := e.scrape(t)
 	for _, c := range []struct{ labels, want string }{
-		// Sequential requests: each alone in its window confirms A1, and
-		// the finish families move with e2e.
-		{`assumption="after_holds_observation",state="confirmed"`, "1"},
+		// Pairs from a tool that does not vouch for its afters: A1 is in
+		// use but unchecked (counts never confirm it); the finish
+		// families move with e2e.
+		{`assumption="after_holds_observation",state="unchecked"`, "1"},
+		{`assumption="after_holds_observation",state="confirmed"`, "0"},
 		{`assumption="moment_finish_queue_seconds",state="confirmed"`, "1"},
 		{`assumption="moment_finish_queue_seconds",state="contradicted"`, "0"},
 	} {

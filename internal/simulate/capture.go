@@ -76,7 +76,10 @@ func (r *run) afterSnapshotAt(q *request, t time.Duration) time.Duration {
 	if !q.stream {
 		q.firstByte = q.lastByte
 	}
-	return q.lastByte + r.short(200*time.Microsecond, 1500*time.Microsecond)
+	// The scrape starts after the last byte has passed (capture's after
+	// joins the next scrape started after it); scrapeLine dates its start
+	// up to 1 ms before the content, so the content is 1 ms later still.
+	return q.lastByte + r.short(200*time.Microsecond, 1500*time.Microsecond) + time.Millisecond
 }
 
 // scrapeLine opens a snapshot whose content is generated at now (read

@@ -1,0 +1,262 @@
+package attribution
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/delta-exporter/delta-exporter/parser"
+)
+
+// a1Run drives sequential requests through a timeline one at a time, as
+// serve decides them: each request's before, its observations, its after,
+// then Resolve. vouch says whether capture vouches for request i's after.
+type a1Run struct {
+	t     *testing.T
+	srv   *fakeServer
+	tl    *Timeline
+	r     *rand.Rand
+	at    float64
+	n     int
+	exact int
+}
+
+const a1Labels = `engine="0",model_name="a"`
+
+func newA1Run(t *testing.T) *a1Run {
+	return &a1Run{t: t, srv: newFakeServer(a1Labels), tl: NewTimeline(), r: rand.New(rand.NewPCG(3, 4))}
+}
+
+func (ar *a1Run) clock(x float64) time.Time {
+	return time.Unix(1_700_000_000, 0).Add(time.Duration(x * 1e9))
+}
+
+func (ar *a1Run) point(x float64) *Point {
+	p := ar.srv.point(ar.t)
+	p.SetTimes(ar.clock(x-0.001), ar.clock(x))
+	return p
+}
+
+// request runs one request alone; observed false leaves its finish
+// unrecorded when its after is taken (an early after: its window does not
+// move, which contradicts A1).
+func (ar *a1Run) request(vouch, observed bool) []Result {
+	return ar.requestFirst(vouch, observed, true)
+}
+
+// requestFirst is request; firstObserved false: the server never observes
+// the request's first token (a dropped observation).
+func (ar *a1Run) requestFirst(vouch, observed, firstObserved bool) []Result {
+	ar.t.Helper()
+	tr := randomTruth(ar.r, a1Labels)
+	id := fmt.Sprintf("r%d", ar.n)
+	ar.n++
+	before := ar.point(ar.at)
+	if firstObserved {
+		ar.srv.observeFirst(&tr)
+	}
+	if observed {
+		ar.srv.observeFinish(&tr)
+	}
+	lastByte := ar.clock(ar.at + 0.5)
+	after := ar.point(ar.at + 0.502)
+	if !observed {
+		ar.srv.observeFinish(&tr)
+	}
+	req := Request{ID: id, Before: before, After: after}
+	if vouch {
+		req.AfterObserved, req.LastByte = true, lastByte
+	}
+	now := time.Unix(0, 0)
+	if _, done := ar.tl.Add(req, now); done {
+		ar.t.Fatalf("%s rejected", id)
+	}
+	ar.at++
+	res := ar.tl.Resolve(ResolveOptions{Now: now, MaxDelay: time.Hour})
+	if len(res) != 1 {
+		ar.t.Fatalf("%s: %d results", id, len(res))
+	}
+	for _, v := range res[0].Values {
+		if v.Exact {
+			ar.exact++
+			break
+		}
+	}
+	return res
+}
+
+func (ar *a1Run) a1() AssumptionStatus {
+	ar.t.Helper()
+	sa := ar.tl.Assumptions()
+	if len(sa) != 1 {
+		ar.t.Fatalf("%d server processes", len(sa))
+	}
+	return sa[0].Status[AfterHolds]
+}
+
+// TestAfterHoldsNeverConfirmedByCounts: requests alone in their windows do
+// not confirm A1 (the one observation there may be an earlier request's
+// that landed late); a pairs-only directory keeps A1 unchecked, in use,
+// and says so.
+func TestAfterHoldsNeverConfirmedByCounts(t *testing.T) {
+	ar := newA1Run(t)
+	for range 3 * confirmValue {
+		ar.request(false, true)
+	}
+	st := ar.a1()
+	if st.State != Unchecked || !strings.Contains(st.Note, "in use, unchecked") || !strings.Contains(st.Note, "30 of 30") {
+		t.Fatalf("A1 after %d lone requests without capture: %s, note %q", ar.n, st.State, st.Note)
+	}
+	if ar.exact != ar.n {
+		t.Errorf("%d of %d requests published: A1 unchecked is still used", ar.exact, ar.n)
+	}
+}
+
+// TestAfterHoldsVouchedByCapture: afters capture vouches for confirm A1;
+// one it did not vouch for (another snapshot tool writing into the same
+// directory) puts it back to unchecked.
+func TestAfterHoldsVouchedByCapture(t *testing.T) {
+	ar := newA1Run(t)
+	for range confirmValue - 1 {
+		ar.request(true, true)
+	}
+	if st := ar.a1(); st.State != Unchecked {
+		t.Fatalf("A1 after %d vouched afters: %s", ar.n, st.State)
+	}
+	ar.request(true, true)
+	if st := ar.a1(); st.State != Confirmed || st.Agreed != confirmValue || !strings.Contains(st.Note, "vouched for by capture") {
+		t.Fatalf("A1 after %d vouched afters: %s (%d agreed), note %q", ar.n, st.State, st.Agreed, st.Note)
+	}
+	// An after scraped before the last byte passed is not vouched for.
+	ar.request(false, true)
+	if st := ar.a1(); st.State != Unchecked || !strings.Contains(st.Note, "1 of 11") {
+		t.Fatalf("A1 after an after capture did not vouch for: %s, note %q", st.State, st.Note)
+	}
+}
+
+// TestAfterHoldsVouchNeedsScrapePastLastByte: after_observed alone does
+// not vouch; the after's scrape must start once the last byte passed.
+func TestAfterHoldsVouchNeedsScrapePastLastByte(t *testing.T) {
+	srv := newFakeServer(a1Labels)
+	after := srv.point(t)
+	at := time.Unix(1_700_000_000, 0)
+	after.SetTimes(at, at.Add(time.Millisecond))
+	for _, c := range []struct {
+		name    string
+		r       Request
+		vouched bool
+	}{
+		{"past the last byte", Request{After: after, AfterObserved: true, LastByte: at.Add(-time.Millisecond)}, true},
+		{"at the last byte", Request{After: after, AfterObserved: true, LastByte: at}, true},
+		{"before the last byte", Request{After: after, AfterObserved: true, LastByte: at.Add(time.Millisecond)}, false},
+		{"count not seen moving", Request{After: after, LastByte: at.Add(-time.Millisecond)}, false},
+		{"no last byte", Request{After: after, AfterObserved: true}, false},
+		{"no scrape times", Request{After: srv.point(t), AfterObserved: true, LastByte: at}, false},
+	} {
+		if got := afterVouched(&c.r); got != c.vouched {
+			t.Errorf("%s: vouched %v, want %v", c.name, got, c.vouched)
+		}
+	}
+}
+
+// TestAfterHoldsPublishedBefore: serve decides as requests arrive, so an
+// A1 contradiction can come after values of the same process were
+// published. The contradiction counts them (logged, in the report), and
+// no finish value is published after it.
+func TestAfterHoldsPublishedBefore(t *testing.T) {
+	ar := newA1Run(t)
+	var got []Contradiction
+	ar.tl.OnContradiction = func(c Contradiction) {
+		if c.Assumption == AfterHolds {
+			got = append(got, c)
+		}
+	}
+	for range 5 {
+		ar.request(false, true)
+	}
+	ar.request(false, false) // its window does not move
+	if len(got) != 1 || got[0].Assumption != AfterHolds || got[0].PublishedBefore != 5 {
+		t.Fatalf("contradictions %+v, want one of A1 with 5 published before", got)
+	}
+	for range 3 {
+		// The finish values are withheld from now on; the first token,
+		// whose snapshots the contradiction does not concern, is not.
+		res := ar.request(false, true)
+		for m, v := range res[0].Values {
+			m := parser.Metric(m)
+			if m == parser.TTFT {
+				if !v.Exact {
+					t.Errorf("%s after the contradiction: TTFT %+v", res[0].RequestID, v)
+				}
+			} else if v.Reason != ReasonUnconfirmed && v.Reason != ReasonAbsent {
+				t.Errorf("%s after the contradiction: %s %+v", res[0].RequestID, m.Name(), v)
+			}
+		}
+	}
+	if st := ar.a1(); st.State != Contradicted || !strings.Contains(st.Note, "5 requests were published before") {
+		t.Errorf("A1 %s, note %q", st.State, st.Note)
+	}
+}
+
+// FuzzServeAfterHolds is FuzzTimeline decided as serve decides, after
+// every pair. Without early afters nothing may be wrong; with them, an
+// A1 contradiction must count exactly the requests published before it,
+// no e2e may be published after it, and no TTFT published after it (from
+// the first-token windows alone, which early afters do not touch) may be
+// wrong. Counts never confirm A1 (no
+// after here is vouched for).
+func FuzzServeAfterHolds(f *testing.F) {
+	f.Add([]byte{0, 10, 20, 0x35}, false, false, false, uint8(0))
+	f.Add([]byte("early afters on overlapping requests, all kinds!"), true, true, true, uint8(1))
+	f.Add([]byte("sequential-ish \x40\x40\x40\x40 requests with an early one \x10"), false, false, true, uint8(1))
+	f.Add([]byte("lazy families, every break at once, with a timeline"), true, true, true, uint8(7))
+	f.Fuzz(func(t *testing.T, data []byte, timeline, tokens, times bool, breaks uint8) {
+		rr := fuzzRunOpts(t, data, timeline, tokens, times, breaks, runOpts{serve: true})
+		if breaks&1 == 0 {
+			rr.check(t)
+		} else {
+			rr.checkResults(t)
+		}
+		if rr.a1Confirmed {
+			t.Error("A1 confirmed by counts alone")
+		}
+		if rr.exactBeforeA1 >= 0 {
+			if rr.a1PublishedBefore != rr.exactBeforeA1 {
+				t.Errorf("A1 contradicted after %d requests were published; it says %d", rr.exactBeforeA1, rr.a1PublishedBefore)
+			}
+			if rr.wrongTTFTAfterA1 != 0 {
+				t.Errorf("%d TTFT values wrong after A1 was contradicted (first tokens solved on their own windows)", rr.wrongTTFTAfterA1)
+			}
+			if rr.exactAfterA1 != 0 {
+				t.Errorf("%d e2e values published after A1 was contradicted", rr.exactAfterA1)
+			}
+		}
+	})
+}
+
+// TestFirstHoldsApart: a request whose first-token window did not move
+// contradicts first_holds_observation, not A1: from then on TTFT is
+// withheld and the finish values are still published.
+func TestFirstHoldsApart(t *testing.T) {
+	ar := newA1Run(t)
+	for range 3 {
+		ar.request(false, true)
+	}
+	ar.requestFirst(false, true, false)
+	sa := ar.tl.Assumptions()[0]
+	if st := sa.Status[FirstHolds]; st.State != Contradicted || st.Contradiction.PublishedBefore != 3 {
+		t.Fatalf("first_holds_observation %s %+v", st.State, st.Contradiction)
+	}
+	if st := sa.Status[AfterHolds]; st.State == Contradicted {
+		t.Fatalf("A1 contradicted by a first token: %+v", st.Contradiction)
+	}
+	res := ar.request(false, true)[0]
+	if v := res.Values[parser.TTFT]; v.Reason != ReasonUnconfirmed {
+		t.Errorf("TTFT after the contradiction: %+v", v)
+	}
+	if v := res.Values[parser.E2E]; !v.Exact {
+		t.Errorf("e2e after the first-token contradiction: %+v", v)
+	}
+}
