@@ -162,12 +162,7 @@ func measure(t *testing.T, cfg simulate.Config, lenient bool) tally {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := record.New()
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec})
-	if err := in.Scan(true); err != nil {
-		t.Fatal(err)
-	}
-	in.Finish()
+	rec := ingestDir(t, dir)
 	if !lenient {
 		rec.NoRejections(t)
 	}
@@ -176,6 +171,19 @@ func measure(t *testing.T, cfg simulate.Config, lenient bool) tally {
 	s.inFlight = simulate.MeasuredInFlight(truths)
 	s.assumptions = rec.Assumptions
 	return s
+}
+
+// ingestDir reads a whole directory as report does and records what
+// ingest decides.
+func ingestDir(t *testing.T, dir string) *record.Recorder {
+	t.Helper()
+	rec := record.New()
+	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec})
+	if err := in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	in.Finish()
+	return rec
 }
 
 func score(t *testing.T, results []attribution.Result, truths []simulate.Truth) tally {

@@ -9,9 +9,7 @@ import (
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
-	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
-	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -39,12 +37,7 @@ func TestSimultaneousIsTheStepCeiling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := record.New()
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: c.Publish, Metrics: c})
-	if err := in.Scan(true); err != nil {
-		t.Fatal(err)
-	}
-	in.Finish()
+	c := ingestDir(t, dir)
 	if s := score(t, c.Results, truths); s.wrong != 0 {
 		t.Fatalf("%d wrong values", s.wrong)
 	}
