@@ -9,18 +9,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/http"
-	"net/http/pprof"
 	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
+	toolkit "github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/delta-exporter/delta-exporter/collector"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
@@ -30,6 +24,7 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/slo"
 	"github.com/delta-exporter/delta-exporter/internal/state"
 	"github.com/delta-exporter/delta-exporter/internal/watch"
+	"github.com/delta-exporter/delta-exporter/internal/web"
 )
 
 // Config configures Run.
@@ -79,7 +74,7 @@ type Config struct {
 	// every file it reads); 0 means DefaultStallAfter.
 	StallAfter time.Duration
 
-	Web    *web.FlagConfig
+	Web    *toolkit.FlagConfig
 	Logger *slog.Logger
 	// Registry, when not nil, is used instead of a new one (tests).
 	Registry *prometheus.Registry
@@ -119,218 +114,242 @@ func (l *liveness) stalled(after time.Duration) (time.Duration, bool) {
 // Run serves until ctx is done. It returns an error only when it cannot
 // start (bad directory, address in use).
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := cfg.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	coll, err := collector.New(collector.Config{Registerer: reg, MaxModels: cfg.MaxModels, MaxExemplars: cfg.MaxExemplars})
+	x, err := build(cfg)
 	if err != nil {
 		return err
 	}
+	defer x.close()
+	site, err := x.site()
+	if err != nil {
+		return err
+	}
+	return x.run(ctx, site)
+}
+
+// exporter is what Run wires together before it serves: the collector and
+// the other metric families, the state record, retention and the
+// ingester. The HTTP side only reads the registry and the record.
+type exporter struct {
+	cfg Config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	coll       *collector.Collector
+	objectives *slo.Reloader // nil: no objectives
+	journal    *state.Journal
+	popRecord  *populationRecord    // nil: no state file
+	ret        *retention.Retention // nil: the snapshots are read once
+	ring       *recent.Ring
+	in         *ingest.Ingester
+	// source says where the snapshots come from (landing page).
+	source string
+
+	live  *liveness
+	ready atomic.Bool // the initial scan is done
+}
+
+// build wires the exporter. What it opened is closed again when it fails.
+func build(cfg Config) (_ *exporter, err error) {
+	x := &exporter{cfg: cfg, log: cfg.Logger, reg: cfg.Registry, live: newLiveness(time.Now)}
+	if x.log == nil {
+		x.log = slog.New(slog.DiscardHandler)
+	}
+	if x.reg == nil {
+		x.reg = prometheus.NewRegistry()
+	}
+	defer func() {
+		if err != nil {
+			x.close()
+		}
+	}()
+	log, reg := x.log, x.reg
+	if x.coll, err = collector.New(collector.Config{Registerer: reg, MaxModels: cfg.MaxModels, MaxExemplars: cfg.MaxExemplars}); err != nil {
+		return nil, err
+	}
 	// The SLO families exist only with objectives: without them a reload
 	// gauge at 0 would read as a refused file.
-	var objectives *slo.Reloader
 	var sloMetrics *collector.SLOMetrics
 	if cfg.SLOFile != "" {
-		if sloMetrics, err = collector.NewSLOMetrics(reg, coll); err != nil {
-			return err
+		if sloMetrics, err = collector.NewSLOMetrics(reg, x.coll); err != nil {
+			return nil, err
 		}
-		if objectives, err = slo.NewReloader(cfg.SLOFile, log, sloMetrics.Loaded); err != nil {
-			return fmt.Errorf("--slo.config: %w", err)
+		if x.objectives, err = slo.NewReloader(cfg.SLOFile, log, sloMetrics.Loaded); err != nil {
+			return nil, fmt.Errorf("--slo.config: %w", err)
 		}
 	}
 	stateMetrics, err := collector.NewStateMetrics(reg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	retentionMetrics, err := collector.NewRetentionMetrics(reg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	reg.MustRegister(versioncollector.NewCollector("delta_exporter"))
-	if !cfg.DisableExporterMetrics {
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	}
-
-	live := newLiveness(time.Now)
-	if err := collector.RegisterIngestHeartbeat(reg, live.lastBeat); err != nil {
-		return err
-	}
-	stallAfter := cfg.StallAfter
-	if stallAfter <= 0 {
-		stallAfter = DefaultStallAfter
+	if err := collector.RegisterIngestHeartbeat(reg, x.live.lastBeat); err != nil {
+		return nil, err
 	}
 
+	// A watched directory has a state record and retention; an fs.FS
+	// (the embedded demo) is read once: nothing to remember, nothing to
+	// delete.
+	var fsys fs.FS
 	stateFile := cfg.StateFile
-	if cfg.Dir == "" {
-		stateFile = "" // the embedded demo is read once: nothing to remember
+	if cfg.Dir != "" {
+		st, err := os.Stat(cfg.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot directory: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("snapshot directory: %s is not a directory", cfg.Dir)
+		}
+		fsys, x.source = ingest.NewDirFS(cfg.Dir), cfg.Dir
+		rc := cfg.Retention
+		rc.Dir, rc.Logger, rc.Metrics = cfg.Dir, log, retentionMetrics
+		x.ret = retention.New(rc)
+	} else {
+		fsys, x.source, stateFile = cfg.FS, "embedded demo snapshots", ""
 	}
+
 	journal, rep, err := state.Open(state.Config{Path: stateFile, Logger: log, Metrics: stateMetrics, ForgetAfter: cfg.StateForgetAfter})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer journal.Close()
+	x.journal = journal
 	if stateFile != "" && rep.Records > 0 {
 		log.Info("requests recorded as published by an earlier run will not be published again", "records", rep.Records)
 	}
-	pop := population.New(population.Config{Label: coll.PopulationLabel})
+	pop := population.New(population.Config{Label: x.coll.PopulationLabel})
 	if _, err := collector.NewPopulationMetrics(reg, pop); err != nil {
-		return err
+		return nil, err
 	}
-	var popRecord *populationRecord
 	if stateFile != "" {
-		if popRecord, err = openPopulationRecord(stateFile, pop, log, stateMetrics); err != nil {
-			return err
+		if x.popRecord, err = openPopulationRecord(stateFile, pop, log, stateMetrics); err != nil {
+			return nil, err
 		}
-		defer popRecord.close()
-	}
-	var ret *retention.Retention
-	if cfg.Dir != "" {
-		rc := cfg.Retention
-		rc.Dir, rc.Logger, rc.Metrics = cfg.Dir, log, retentionMetrics
-		ret = retention.New(rc)
 	}
 
 	size := cfg.RecentRequests
 	if size <= 0 {
 		size = recent.DefaultSize
 	}
-	ring := recent.NewRing(size)
+	x.ring = recent.NewRing(size)
 
 	ic := cfg.Ingest
-	ic.Logger, ic.Progress = log, live.beat
-	ic.Publisher = journaled{Publisher: judged{Publisher: coll, slo: objectives, sloMetrics: sloMetrics, ring: ring}, j: journal}
+	ic.FS, ic.Logger, ic.Progress = fsys, log, x.live.beat
+	ic.Publisher = journaled{Publisher: judged{Publisher: x.coll, slo: x.objectives, sloMetrics: sloMetrics, ring: x.ring}, j: journal}
 	ic.Snapshots = journaledSnapshots{pop: pop, j: journal}
-	if cfg.Dir != "" {
-		st, err := os.Stat(cfg.Dir)
-		if err != nil {
-			return fmt.Errorf("snapshot directory: %w", err)
-		}
-		if !st.IsDir() {
-			return fmt.Errorf("snapshot directory: %s is not a directory", cfg.Dir)
-		}
-		ic.FS = ingest.NewDirFS(cfg.Dir)
-	} else {
-		ic.FS = cfg.FS
-	}
-	in := ingest.New(ic)
+	x.in = ingest.New(ic)
+	return x, nil
+}
 
-	var ready atomic.Bool
-	mux := http.NewServeMux()
-	path := cfg.TelemetryPath
-	if path == "" {
-		path = "/metrics"
+// close closes the state record.
+func (x *exporter) close() {
+	if x.popRecord != nil {
+		x.popRecord.close()
 	}
-	scrape := newScrapeHandler(reg, journal, log, cfg.MaxRequests, cfg.ScrapeTimeout)
-	scrape.population = popRecord
-	mux.Handle(path, scrape)
-	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+	if x.journal != nil {
+		x.journal.Close()
+	}
+}
+
+// site is the exporter's HTTP surface: /metrics through the state record,
+// the recent requests pages and, with objectives, /-/reload.
+func (x *exporter) site() (*web.Server, error) {
+	stallAfter := x.cfg.StallAfter
+	if stallAfter <= 0 {
+		stallAfter = DefaultStallAfter
+	}
+	site, err := web.New(web.Config{
+		Flags: x.cfg.Web, Logger: x.log, Registry: x.reg, DisableExporterMetrics: x.cfg.DisableExporterMetrics,
+		TelemetryPath: x.cfg.TelemetryPath, Metrics: x.scrapeHandler(),
 		// Nothing else shows a loop stuck on a file: /metrics keeps
 		// answering from the registry.
-		if d, stuck := live.stalled(stallAfter); stuck {
-			http.Error(w, fmt.Sprintf("ingest loop stalled: no progress for %s", d.Round(time.Second)), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "Healthy")
-	})
-	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "initial scan in progress", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "Ready")
-	})
-	pages := recent.NewHandlers(ring, log)
-	mux.HandleFunc("GET /requests", pages.Page)
-	mux.HandleFunc("GET /requests.json", pages.JSON)
-	if objectives != nil {
-		mux.HandleFunc("/-/reload", reloadHandler(objectives))
-	}
-	source := cfg.Dir
-	if source == "" {
-		source = "embedded demo snapshots"
-	}
-	landing, err := web.NewLandingPage(web.LandingConfig{
-		Name:        "delta-exporter",
-		Description: "Exact per-request latency histograms from /metrics snapshots of " + source,
-		Version:     version.Info(),
-		Links:       []web.LandingLinks{{Address: path, Text: "Metrics"}, {Address: "/requests", Text: "Recent requests"}, {Address: "/-/ready", Text: "Readiness"}},
-		// The toolkit's page links to /debug/pprof unless told not to;
-		// those links must answer.
-		Profiling: strconv.FormatBool(cfg.EnablePprof),
-	})
-	if err != nil {
-		return err
-	}
-	mux.Handle("/", landing)
-	if cfg.EnablePprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	readHeader := cfg.ReadHeaderTimeout
-	if readHeader <= 0 {
-		readHeader = 10 * time.Second
-	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: readHeader,
+		Healthy: func() error {
+			if d, stuck := x.live.stalled(stallAfter); stuck {
+				return fmt.Errorf("ingest loop stalled: no progress for %s", d.Round(time.Second))
+			}
+			return nil
+		},
+		Ready: func() error {
+			if !x.ready.Load() {
+				return errors.New("initial scan in progress")
+			}
+			return nil
+		},
+		Landing: &web.Landing{
+			Name:        "delta-exporter",
+			Description: "Exact per-request latency histograms from /metrics snapshots of " + x.source,
+			Links:       []web.Link{{Address: "/requests", Text: "Recent requests"}, {Address: "/-/ready", Text: "Readiness"}},
+		},
+		EnablePprof:       x.cfg.EnablePprof,
+		ReadHeaderTimeout: x.cfg.ReadHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
+		ShutdownGrace:     5 * time.Second,
+	})
+	if err != nil {
+		return nil, err
 	}
+	pages := recent.NewHandlers(x.ring, x.log)
+	site.HandleFunc("GET /requests", pages.Page)
+	site.HandleFunc("GET /requests.json", pages.JSON)
+	if x.objectives != nil {
+		site.HandleFunc("/-/reload", reloadHandler(x.objectives))
+	}
+	return site, nil
+}
 
+// scrapeHandler serves the registry through the state record.
+func (x *exporter) scrapeHandler() *scrapeHandler {
+	h := newScrapeHandler(x.reg, x.journal, x.log, x.cfg.MaxRequests, x.cfg.ScrapeTimeout)
+	h.population = x.popRecord
+	return h
+}
+
+// run serves until ctx is done or either side fails: the ingest loop, the
+// objectives' reloads on signal, the HTTP server.
+func (x *exporter) run(ctx context.Context, site *web.Server) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	loopDone := make(chan error, 1)
 	go func() {
-		loopDone <- loop(ctx, cfg, in, coll, journal, ret, log, live.beat, func() {
-			ready.Store(true)
-			if cfg.Ready != nil {
-				close(cfg.Ready)
+		loopDone <- loop(ctx, x.cfg, x.in, x.coll, x.journal, x.ret, x.log, x.live.beat, func() {
+			x.ready.Store(true)
+			if x.cfg.Ready != nil {
+				close(x.cfg.Ready)
 			}
 		})
 	}()
-	if objectives != nil && cfg.Reload != nil {
+	if x.objectives != nil && x.cfg.Reload != nil {
 		go func() {
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case <-cfg.Reload:
-					objectives.Reload() // logs and counts a refused file
+				case <-x.cfg.Reload:
+					x.objectives.Reload() // logs and counts a refused file
 				}
 			}
 		}()
 	}
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- web.ListenAndServe(srv, cfg.Web, log) }()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- site.Run(ctx) }()
 
+	// Whichever ends first ends the other; the first error is returned.
+	var err error
 	select {
-	case err = <-srvErr:
+	case err = <-srvDone:
 		cancel()
-		<-loopDone
-		return err
+		if lerr := <-loopDone; err == nil {
+			err = lerr
+		}
 	case err = <-loopDone:
 		cancel()
-	case <-ctx.Done():
-		err = <-loopDone
+		if serr := <-srvDone; err == nil {
+			err = serr
+		}
 	}
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stop()
-	if serr := srv.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		log.Warn("shutdown", "err", serr)
-	}
-	if err != nil {
-		return err
-	}
-	return nil
+	return err
 }
 
 // loop is the single goroutine that owns the ingester.

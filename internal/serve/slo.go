@@ -32,6 +32,14 @@ func (p judged) Publish(r attribution.Result) {
 	p.ring.Add(recent.Entry{Result: r, SLO: js, Decided: time.Now()})
 }
 
+// SetAssumptions passes the assumption states on to the collector:
+// judged embeds only ingest.Publisher, whose method set lacks it.
+func (p judged) SetAssumptions(a []attribution.ServerAssumptions) {
+	if ap, ok := p.Publisher.(ingest.AssumptionPublisher); ok {
+		ap.SetAssumptions(a)
+	}
+}
+
 // reloadHandler reloads the objectives on POST (or PUT) /-/reload, as
 // Prometheus and statsd_exporter do: 200 when the file was swapped in,
 // 500 with the error when it was refused and the old objectives stay.
