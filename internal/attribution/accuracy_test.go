@@ -187,7 +187,7 @@ func measure(t *testing.T, cfg simulate.Config, lenient bool) tally {
 		t.Fatal(err)
 	}
 	c := &collect{lenient: lenient, rejected: map[string]int{}}
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: c})
+	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Publisher: c, MaxObserveDelay: ingest.DefaultMaxObserveDelay})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}

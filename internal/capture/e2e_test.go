@@ -42,7 +42,7 @@ func (r *results) SetPending(string, int) {}
 func (h *harness) attribute() *results {
 	h.t.Helper()
 	res := &results{byID: map[string]attribution.Result{}}
-	in := ingest.New(ingest.Config{FS: os.DirFS(h.dir), Publisher: res})
+	in := ingest.New(ingest.Config{FS: os.DirFS(h.dir), Publisher: res, MaxObserveDelay: ingest.DefaultMaxObserveDelay})
 	if err := in.Scan(true); err != nil {
 		h.t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestEndToEndConcurrent(t *testing.T) {
 	}
 	// `report` on the same directory: the same request values (it is the
 	// same ingest; serve's initial scan is too, see e2e TestServeAndReportAgree).
-	rep, err := report.Run(context.Background(), report.Config{FS: os.DirFS(h.dir)})
+	rep, err := report.Run(context.Background(), report.Config{FS: os.DirFS(h.dir), MaxObserveDelay: ingest.DefaultMaxObserveDelay})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func attributableRun(tb testing.TB, inflight float64, n int, allStream bool, tim
 	if timeline == 0 {
 		timeline = 50 * time.Millisecond
 	}
-	mod := func(c *Config) { c.TimelineInterval, c.ScrapeBudget = timeline, -1 }
+	mod := func(c *Config) { c.TimelineInterval, c.ScrapeBudget = timeline, 0 }
 	h := newHarness(tb, fakeupstream.Config{Plan: durationPlan}, mod)
 	h.waitReady()
 	const meanDuration = 0.71 // seconds: mean prefill + decode of durationPlan

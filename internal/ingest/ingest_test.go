@@ -96,7 +96,7 @@ func (w *dirWriter) request(id string, i int) simulate.Finish {
 }
 
 func newTestIngester(dir string, rec *recorder) *Ingester {
-	return New(Config{FS: os.DirFS(dir), Publisher: rec, MaxDelay: time.Second})
+	return New(Config{FS: os.DirFS(dir), Publisher: rec, MaxDelay: time.Second, MaxObserveDelay: DefaultMaxObserveDelay})
 }
 
 func TestSequentialPairsAreExact(t *testing.T) {
@@ -289,7 +289,7 @@ func TestCaptureSuffixedNames(t *testing.T) {
 	w.put(parser.FormatName(third, parser.Info, w.now.Add(time.Millisecond)), []byte(`{"request_id":"`+third+`","server_id":"chatcmpl-z"}`))
 	w.request(third, 3)
 	rec := &listRecorder{recorder: newRecorder()}
-	in := New(Config{FS: os.DirFS(w.dir), Publisher: rec, MaxDelay: time.Second})
+	in := New(Config{FS: os.DirFS(w.dir), Publisher: rec, MaxDelay: time.Second, MaxObserveDelay: DefaultMaxObserveDelay})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}

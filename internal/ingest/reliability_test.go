@@ -34,7 +34,7 @@ func clockedIngester(w *dirWriter, rec *recorder, c *clock, fsys fs.FS) *Ingeste
 		fsys = os.DirFS(w.dir)
 	}
 	return New(Config{FS: fsys, Publisher: rec, Now: c.Now, Settle: time.Second,
-		IncompleteGrace: 5 * time.Second, PairingTTL: time.Minute, MaxDelay: time.Second})
+		IncompleteGrace: 5 * time.Second, PairingTTL: time.Minute, MaxDelay: time.Second, MaxObserveDelay: DefaultMaxObserveDelay})
 }
 
 // TestFileWrittenInPlace: a writer that writes the file under its final

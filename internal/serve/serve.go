@@ -27,7 +27,11 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/web"
 )
 
-// Config configures Run.
+// Config configures Run. A zero field means the same as 0 in its flag: a
+// setting that can be off (MaxRequests, ScrapeTimeout) is off at zero, any
+// other takes its default (the Default* constants here and in the packages
+// named). The flags of cmd/delta-exporter default to the same constants,
+// so the values pass through unchanged.
 type Config struct {
 	// Dir is the snapshot directory, watched for new files. When empty,
 	// FS is read once instead (the embedded demo snapshots).
@@ -44,26 +48,32 @@ type Config struct {
 	// seen (package state); "" means none. Only with Dir.
 	StateFile string
 	// StateForgetAfter: how long an entry of the record outlives its files
-	// (state.Config.ForgetAfter); 0 means the default.
+	// (state.Config.ForgetAfter); zero: state's default.
 	StateForgetAfter time.Duration
 
 	// SLOFile holds the latency objectives (package slo); "" means none.
 	// It is read again on every value of Reload and on POST /-/reload.
 	SLOFile string
 	Reload  <-chan os.Signal
-	// RecentRequests is how many decided requests /requests shows; 0
-	// means recent.DefaultSize.
+	// RecentRequests is how many decided requests /requests shows; zero:
+	// recent.DefaultSize.
 	RecentRequests int
 
-	MaxModels              int
-	MaxExemplars           int // per native histogram series (collector.Config)
+	MaxModels    int // collector.Config: zero means collector.DefaultMaxModels
+	MaxExemplars int // per native histogram series; zero: collector.DefaultMaxExemplars
+	// TelemetryPath serves /metrics; zero: web.DefaultTelemetryPath.
 	TelemetryPath          string
 	DisableExporterMetrics bool
-	MaxRequests            int           // concurrent scrapes
-	ScrapeTimeout          time.Duration // per scrape
-	TickInterval           time.Duration // how often held requests are reconsidered; default 10ms
+	// MaxRequests bounds concurrent scrapes and ScrapeTimeout one scrape;
+	// zero: no bound (the flags' defaults are DefaultMaxRequests and
+	// DefaultScrapeTimeout).
+	MaxRequests   int
+	ScrapeTimeout time.Duration
+	// TickInterval is how often held requests are reconsidered; zero:
+	// DefaultTickInterval.
+	TickInterval time.Duration
 	// ReadHeaderTimeout bounds reading a request's headers (slow clients);
-	// 0 means 10s.
+	// zero: web.DefaultReadHeaderTimeout.
 	ReadHeaderTimeout time.Duration
 	// EnablePprof serves the Go profiler under /debug/pprof/ and links it
 	// from the landing page. Off by default: profiles expose internals and
@@ -82,11 +92,19 @@ type Config struct {
 	Ready chan<- struct{}
 }
 
-// DefaultStallAfter is the default of Config.StallAfter: far above any
-// single step of the loop (reading one file of --snapshot.max-bytes, a
-// state file rewrite), far below the time a stuck exporter would go
-// unnoticed without it.
-const DefaultStallAfter = time.Minute
+// The defaults of Config.
+const (
+	// DefaultStallAfter: far above any single step of the loop (reading
+	// one file of --snapshot.max-bytes, a state file rewrite), far below
+	// the time a stuck exporter would go unnoticed without it.
+	DefaultStallAfter = time.Minute
+	// DefaultTickInterval is short: a file that is still settling is
+	// looked at again on the next tick, and must show up on /metrics
+	// within ~50 ms.
+	DefaultTickInterval  = 10 * time.Millisecond
+	DefaultMaxRequests   = 40
+	DefaultScrapeTimeout = 10 * time.Second
+)
 
 // liveness is the ingest loop's heartbeat, read by /-/healthy and by
 // delta_exporter_ingest_heartbeat_timestamp_seconds.
@@ -357,9 +375,7 @@ func (x *exporter) run(ctx context.Context, site *web.Server) error {
 func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.Collector, journal *state.Journal, ret *retention.Retention, log *slog.Logger, beat, markReady func()) error {
 	tickEvery := cfg.TickInterval
 	if tickEvery <= 0 {
-		// Short: a file that is still settling is looked at again on
-		// the next tick, and must show up on /metrics within ~50 ms.
-		tickEvery = 10 * time.Millisecond
+		tickEvery = DefaultTickInterval
 	}
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()

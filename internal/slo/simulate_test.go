@@ -120,7 +120,7 @@ func TestAttainmentOnTheSimulator(t *testing.T) {
 				fsys[f.Name] = &fstest.MapFile{Data: f.Body}
 			}
 			c := &collect{}
-			in := ingest.New(ingest.Config{FS: fsys, Publisher: c})
+			in := ingest.New(ingest.Config{FS: fsys, Publisher: c, MaxObserveDelay: ingest.DefaultMaxObserveDelay})
 			if err := in.Scan(true); err != nil {
 				t.Fatal(err)
 			}
