@@ -49,7 +49,7 @@ func TestServeModeProfilesNeverWrong(t *testing.T) {
 				fsys := fstest.MapFS{}
 				c := &collect{lenient: true, rejected: map[string]int{}}
 				var now time.Time
-				in := ingest.New(ingest.Config{FS: fsys, Publisher: c, MaxDelay: 2 * time.Second, Now: func() time.Time { return now }})
+				in := ingest.New(ingest.Config{FS: fsys, Publisher: c, MaxDelay: 2 * time.Second, MaxObserveDelay: ingest.DefaultMaxObserveDelay, Now: func() time.Time { return now }})
 				for _, f := range sink.Files() {
 					fsys[f.Name] = &fstest.MapFile{Data: f.Body}
 					if nm, err := parser.ParseName(f.Name); err == nil {
