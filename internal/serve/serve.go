@@ -331,12 +331,7 @@ func (x *exporter) run(ctx context.Context, site *web.Server) error {
 	defer cancel()
 	loopDone := make(chan error, 1)
 	go func() {
-		loopDone <- loop(ctx, x.cfg, x.in, x.coll, x.journal, x.ret, x.log, x.live.beat, func() {
-			x.ready.Store(true)
-			if x.cfg.Ready != nil {
-				close(x.cfg.Ready)
-			}
-		})
+		loopDone <- x.loop(ctx)
 	}()
 	if x.objectives != nil && x.cfg.Reload != nil {
 		go func() {
@@ -370,9 +365,19 @@ func (x *exporter) run(ctx context.Context, site *web.Server) error {
 	return err
 }
 
-// loop is the single goroutine that owns the ingester.
-// beat is called at every turn of the loop (liveness).
-func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.Collector, journal *state.Journal, ret *retention.Retention, log *slog.Logger, beat, markReady func()) error {
+// markReady is called once the initial scan is done.
+func (x *exporter) markReady() {
+	x.ready.Store(true)
+	if x.cfg.Ready != nil {
+		close(x.cfg.Ready)
+	}
+}
+
+// loop is the single goroutine that owns the ingester. It beats at every
+// turn (liveness). A watched directory is scanned on every rescan the
+// watcher asks for; an fs.FS is read once.
+func (x *exporter) loop(ctx context.Context) error {
+	cfg, in, coll, log, beat := x.cfg, x.in, x.coll, x.log, x.live.beat
 	tickEvery := cfg.TickInterval
 	if tickEvery <= 0 {
 		tickEvery = DefaultTickInterval
@@ -384,7 +389,7 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 		if err := in.Scan(true); err != nil {
 			return fmt.Errorf("reading snapshots: %w", err)
 		}
-		markReady()
+		x.markReady()
 		for {
 			select {
 			case <-ctx.Done():
@@ -429,10 +434,10 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 			}
 			scanFailing = err != nil
 			if initial {
-				markReady()
+				x.markReady()
 			}
 			if err == nil {
-				maintain(in, journal, ret, log)
+				maintain(in, x.journal, x.ret, log)
 			}
 		case <-tick.C:
 			in.Tick()
