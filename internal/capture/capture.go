@@ -97,8 +97,8 @@ type Config struct {
 	// Paths are the POST paths treated as inference requests (DefaultPaths).
 	Paths []string
 	// TimelineInterval is the period of timeline snapshots while at least
-	// one inference request is in flight; zero: none, the flag's
-	// default too. On the realistic upstream they bought a few points of
+	// one inference request is in flight; zero: none (the flag's
+	// default too). On the realistic upstream they bought a few points of
 	// coverage for 1.2-1.7 times the scrapes: within a scrape budget a
 	// request's own scrapes are worth more (docs/capture.md).
 	TimelineInterval time.Duration
@@ -114,23 +114,24 @@ type Config struct {
 	ScrapeTimeout time.Duration
 	// ScrapeBudget is the share of one core's time the upstream may spend
 	// answering capture's scrapes; zero: no bound (the flag's default is
-	// DefaultScrapeBudget). Scrapes wait for it (and requests waiting share them);
-	// timeline scrapes are skipped instead.
+	// DefaultScrapeBudget). Scrapes wait for it (and requests waiting
+	// share them); timeline scrapes are skipped instead.
 	ScrapeBudget float64
 	// MaxScrapeBytes is the largest metrics body accepted
 	// (DefaultMaxScrapeBytes).
 	MaxScrapeBytes int64
 	// BodyTimeout bounds how long a request body read whole before it is
-	// forwarded (see readBody) may take to arrive (DefaultBodyTimeout). A client slower
-	// than that gets 408 and nothing is forwarded.
+	// forwarded (see readBody) may take to arrive (DefaultBodyTimeout).
+	// A client slower than that gets 408 and nothing is forwarded.
 	BodyTimeout time.Duration
 	// MaxBodyMemory bounds the bytes of request bodies held at once,
-	// being received or waiting to be forwarded (DefaultMaxBodyMemory). A request whose
-	// body does not fit gets 503 and nothing is forwarded.
+	// being received or waiting to be forwarded (DefaultMaxBodyMemory).
+	// A request whose body does not fit gets 503 and nothing is
+	// forwarded.
 	MaxBodyMemory int64
 	// MaxBodyCapture is how much of a non-streaming response body is kept
-	// to read its id, usage and metrics (DefaultMaxBodyCapture). The client always gets
-	// the whole body.
+	// to read its id, usage and metrics (DefaultMaxBodyCapture). The
+	// client always gets the whole body.
 	MaxBodyCapture int
 	// UpstreamAuthorization, when not empty, is the Authorization header
 	// sent with every forwarded request (the server's API key), in place
