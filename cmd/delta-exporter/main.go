@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -83,16 +85,48 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return r(ctx)
 }
 
-// observeDelayFlag is the A6 bound, shared by serve and report so that
-// both decide alike. It returns the value for ingest.Config, where 0 means
-// the default and a negative value turns the checks off.
-func observeDelayFlag(c *kingpin.CmdClause) func() time.Duration {
-	d := c.Flag("attribution.max-observe-delay", "Assumption A6 (docs/attribution.md): the server observes a value at most this long after the moment it measures to. Bounds values from below in capture-written directories; 0: no such checks.").
-		Default(ingest.DefaultMaxObserveDelay.String()).Duration()
-	return func() time.Duration {
-		if *d <= 0 {
-			return -1
-		}
-		return *d
+// The flags below are shared by serve and report, so that both decide
+// alike. Every flag's default is the Default* constant of the Config it
+// sets, and its value goes into that Config unchanged: 0 means in the flag
+// what a zero field means in the Config.
+
+// observeDelayFlag is the A6 bound (ingest.Config.MaxObserveDelay).
+func observeDelayFlag(c *kingpin.CmdClause, d *time.Duration) {
+	c.Flag("attribution.max-observe-delay", "Assumption A6 (docs/attribution.md): the server observes a value at most this long after the moment it measures to. Bounds values from below in capture-written directories; 0: no such checks.").
+		Default(durationDefault(ingest.DefaultMaxObserveDelay)).DurationVar(d)
+}
+
+// maxBytesFlag bounds a snapshot file (ingest.Config.MaxBytes); the value
+// is read once the flags are parsed.
+func maxBytesFlag(c *kingpin.CmdClause) func() int64 {
+	b := c.Flag("snapshot.max-bytes", "Snapshot files larger than this are rejected.").
+		Default(bytesDefault(ingest.DefaultMaxBytes)).Bytes()
+	return func() int64 { return int64(*b) }
+}
+
+// durationDefault spells d as a flag's default, without Duration.String's
+// trailing zero units ("10m", not "10m0s").
+func durationDefault(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
 	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// bytesDefault spells n as a flag's default in the largest binary unit
+// that divides it ("64MiB").
+func bytesDefault(n int64) string {
+	for _, u := range []struct {
+		name  string
+		shift uint
+	}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }

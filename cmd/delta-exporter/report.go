@@ -30,8 +30,9 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 	c.Flag("model", "Show only requests attributed to this model_name.").StringVar(&f.Model)
 	since := c.Flag("since", "Show only requests started at or after this time: RFC 3339 or YYYYMMDD_HHMMSS (UTC, like the file names).").String()
 	until := c.Flag("until", "Show only requests started before this time (same formats as --since).").String()
-	maxBytes := c.Flag("snapshot.max-bytes", "Snapshot files larger than this are rejected.").Default("64MiB").Bytes()
-	observeDelay := observeDelayFlag(c)
+	maxBytes := maxBytesFlag(c)
+	var observeDelay time.Duration
+	observeDelayFlag(c, &observeDelay)
 	sloFile := c.Flag("slo.config", "YAML file of latency objectives (docs/slo.md): adds each objective's attainment per model.").PlaceHolder("FILE").String()
 
 	return c.FullCommand(), func(ctx context.Context) int {
@@ -90,7 +91,7 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 		} else if !fi.IsDir() {
 			return fail(1, "cannot read the snapshot directory: %s is not a directory", dir)
 		}
-		cfg := report.Config{FS: ingest.NewDirFS(dir), Filter: f, MaxBytes: int64(*maxBytes), MaxObserveDelay: observeDelay(), Objectives: objectives}
+		cfg := report.Config{FS: ingest.NewDirFS(dir), Filter: f, MaxBytes: maxBytes(), MaxObserveDelay: observeDelay, Objectives: objectives}
 		// Every unusable file is in the report itself; ingest's per-file
 		// warnings would only repeat it on stderr, so they are kept for
 		// --log.level=debug.

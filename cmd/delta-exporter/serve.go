@@ -17,9 +17,11 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/collector"
 	"github.com/delta-exporter/delta-exporter/internal/demo"
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/recent"
 	"github.com/delta-exporter/delta-exporter/internal/serve"
 	"github.com/delta-exporter/delta-exporter/internal/watch"
+	"github.com/delta-exporter/delta-exporter/internal/web"
 )
 
 // serveCommand is the default command: watch a snapshot directory and
@@ -29,21 +31,22 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 	var cfg serve.Config
 	c.Flag("snapshots.dir", "Directory of {request_id}_{before|after}_{YYYYMMDD_HHMMSS_micro}.txt snapshots. Empty: serve the embedded demo snapshots.").
 		StringVar(&cfg.Dir)
-	c.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&cfg.TelemetryPath)
+	c.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(web.DefaultTelemetryPath).StringVar(&cfg.TelemetryPath)
 	c.Flag("web.disable-exporter-metrics", "Exclude the Go runtime and process metrics of the exporter itself.").BoolVar(&cfg.DisableExporterMetrics)
-	c.Flag("web.max-requests", "Maximum number of concurrent scrapes (0: no limit).").Default("40").IntVar(&cfg.MaxRequests)
-	c.Flag("web.scrape-timeout", "Maximum time to answer one scrape.").Default("10s").DurationVar(&cfg.ScrapeTimeout)
-	maxBytes := c.Flag("snapshot.max-bytes", "Snapshot files larger than this are rejected.").Default("64MiB").Bytes()
+	c.Flag("web.max-requests", "Maximum number of concurrent scrapes (0: no limit).").Default(strconv.Itoa(serve.DefaultMaxRequests)).IntVar(&cfg.MaxRequests)
+	c.Flag("web.scrape-timeout", "Maximum time to answer one scrape (0: no limit).").Default(durationDefault(serve.DefaultScrapeTimeout)).DurationVar(&cfg.ScrapeTimeout)
+	maxBytes := maxBytesFlag(c)
 	c.Flag("snapshot.settle", "Read a file only once it has not changed for this long (writers should write a temporary name and rename).").
-		Default("10ms").DurationVar(&cfg.Ingest.Settle)
+		Default(durationDefault(ingest.DefaultSettle)).DurationVar(&cfg.Ingest.Settle)
 	c.Flag("snapshot.incomplete-grace", "Retry an incomplete file (no final newline, a series cut short) until it is this old, then reject it.").
-		Default("5s").DurationVar(&cfg.Ingest.IncompleteGrace)
-	c.Flag("pairing.ttl", "Give up on a before without an after (or the reverse) after this long.").Default("10m").DurationVar(&cfg.Ingest.PairingTTL)
+		Default(durationDefault(ingest.DefaultIncompleteGrace)).DurationVar(&cfg.Ingest.IncompleteGrace)
+	c.Flag("pairing.ttl", "Give up on a before without an after (or the reverse) after this long.").
+		Default(durationDefault(ingest.DefaultPairingTTL)).DurationVar(&cfg.Ingest.PairingTTL)
 	c.Flag("attribution.max-delay", "How long a paired request may wait for overlapping requests to finish before it is decided with what is known.").
-		Default("5s").DurationVar(&cfg.Ingest.MaxDelay)
-	observeDelay := observeDelayFlag(c)
+		Default(durationDefault(ingest.DefaultMaxDelay)).DurationVar(&cfg.Ingest.MaxDelay)
+	observeDelayFlag(c, &cfg.Ingest.MaxObserveDelay)
 	c.Flag("labels.max-models", "Maximum distinct model_name values; further models are published as model_name=\"other\".").
-		Default("100").IntVar(&cfg.MaxModels)
+		Default(strconv.Itoa(collector.DefaultMaxModels)).IntVar(&cfg.MaxModels)
 	c.Flag("exemplars.max-per-series", "Exemplars (request ids) each native histogram series keeps between scrapes, newest first: set it to the peak number of requests decided per model in one scrape interval. Each costs about 80 bytes of every protobuf scrape, per family.").
 		Default(strconv.Itoa(collector.DefaultMaxExemplars)).IntVar(&cfg.MaxExemplars)
 	dataDir := c.Flag("data.dir", "Directory for the exporter's own files (the state file). It must survive restarts as long as the snapshots do; it may be outside a read-only snapshot directory.").
@@ -56,8 +59,8 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 	retentionSize := c.Flag("snapshots.retention-size", "Delete the oldest ingested requests' files while the snapshot files total more than this (e.g. 20GiB). 0: no limit.").
 		Default("0").Bytes()
 	mode := c.Flag("watch.mode", "How to notice new files: auto (inotify, else polling), inotify, poll.").Default("auto").Enum("auto", "inotify", "poll")
-	c.Flag("watch.rescan-interval", "Full directory rescan interval with inotify (events are only hints).").Default("30s").DurationVar(&cfg.Watch.RescanInterval)
-	c.Flag("watch.poll-interval", "Rescan interval in poll mode and while the directory is missing.").Default("1s").DurationVar(&cfg.Watch.PollInterval)
+	c.Flag("watch.rescan-interval", "Full directory rescan interval with inotify (events are only hints).").Default(durationDefault(watch.DefaultRescanInterval)).DurationVar(&cfg.Watch.RescanInterval)
+	c.Flag("watch.poll-interval", "Rescan interval in poll mode and while the directory is missing.").Default(durationDefault(watch.DefaultPollInterval)).DurationVar(&cfg.Watch.PollInterval)
 	c.Flag("web.enable-pprof", "Serve the Go profiler under /debug/pprof/ (off: profiles expose internals and cost CPU while they run).").
 		BoolVar(&cfg.EnablePprof)
 	c.Flag("slo.config", "YAML file of latency objectives (docs/slo.md): each request is judged met, missed or unknown per objective in llm_request_slo_total. Reloaded on SIGHUP and POST /-/reload.").
@@ -81,8 +84,7 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 		cfg.Reload = hup
-		cfg.Ingest.MaxBytes = int64(*maxBytes)
-		cfg.Ingest.MaxObserveDelay = observeDelay()
+		cfg.Ingest.MaxBytes = maxBytes()
 		cfg.Watch.Mode = watch.Mode(*mode)
 		cfg.Retention.MaxAge, cfg.Retention.MaxBytes = time.Duration(retentionAge), int64(*retentionSize)
 		switch {

@@ -178,7 +178,7 @@ func measure(t *testing.T, cfg simulate.Config, lenient bool) tally {
 func ingestDir(t *testing.T, dir string) *record.Recorder {
 	t.Helper()
 	rec := record.New()
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec})
+	in := ingest.New(ingest.Config{FS: os.DirFS(dir), MaxObserveDelay: ingest.DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}

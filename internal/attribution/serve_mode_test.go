@@ -50,7 +50,7 @@ func TestServeModeProfilesNeverWrong(t *testing.T) {
 				fsys := fstest.MapFS{}
 				rec := record.New()
 				var now time.Time
-				in := ingest.New(ingest.Config{FS: fsys, Results: rec.Publish, MaxDelay: 2 * time.Second, Now: func() time.Time { return now }})
+				in := ingest.New(ingest.Config{FS: fsys, MaxObserveDelay: ingest.DefaultMaxObserveDelay, Results: rec.Publish, MaxDelay: 2 * time.Second, Now: func() time.Time { return now }})
 				for _, f := range sink.Files() {
 					fsys[f.Name] = &fstest.MapFile{Data: f.Body}
 					if nm, err := parser.ParseName(f.Name); err == nil {

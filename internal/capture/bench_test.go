@@ -113,7 +113,7 @@ func benchProxy(t *testing.T) (http.Handler, func()) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	cfg := Config{Upstream: u, Dir: t.TempDir(), Registerer: reg}
+	cfg := Config{Upstream: u, Dir: t.TempDir(), Registerer: reg, ScrapeBudget: DefaultScrapeBudget}
 	if parent := os.Getenv("CAPTURE_BENCH_DIR"); parent != "" {
 		if cfg.Dir, err = os.MkdirTemp(parent, "capture-bench-"); err != nil {
 			t.Fatal(err)

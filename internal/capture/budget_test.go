@@ -2,9 +2,12 @@ package capture
 
 import (
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
+
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/delta-exporter/delta-exporter/internal/testutil/fakeupstream"
 )
@@ -120,4 +123,25 @@ func TestScrapeBudgetBoundsUpstreamTime(t *testing.T) {
 		t.Errorf("%v afters unconfirmed", u)
 	}
 	t.Logf("%d scrapes in %.2f s for 32 requests", n, elapsed)
+}
+
+// TestZeroBudgetIsOff: a zero ScrapeBudget is no bound, as 0 is in
+// --upstream.scrape-budget (whose default is DefaultScrapeBudget).
+func TestZeroBudgetIsOff(t *testing.T) {
+	for _, tc := range []struct {
+		budget float64
+		want   float64 // delta_exporter_capture_scrape_budget_ratio; 0: no bound
+	}{{0, 0}, {DefaultScrapeBudget, 0.02}, {0.05, 0.05}} {
+		dir := t.TempDir()
+		p, err := New(Config{Upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, Dir: dir, ScrapeBudget: tc.budget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := promtestutil.ToFloat64(p.m.budget); got != tc.want {
+			t.Errorf("ScrapeBudget %v: budget gauge %v, want %v", tc.budget, got, tc.want)
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -33,8 +33,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/delta-exporter/delta-exporter/parser"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
+	"github.com/delta-exporter/delta-exporter/parser"
 )
 
 // DefaultPaths are the POST paths treated as inference requests: the
@@ -58,56 +60,78 @@ var DefaultPaths = []string{
 	"/generate",
 }
 
-// DefaultScrapeBudget is the default Config.ScrapeBudget: 2 % of one
-// core. A server whose frontend loop is saturated then loses at most about
-// 2 % of its throughput to capture's scrapes; with vLLM's /metrics of
-// 40-50 KB (2-3 ms to render in Python) that is 7-10 scrapes a second.
-const DefaultScrapeBudget = 0.02
+// The defaults of Config. A zero field means the same as 0 in its flag: a
+// setting that can be off (TimelineInterval, ScrapeBudget) is off at
+// zero, any other takes its Default* constant. The flags of
+// cmd/delta-exporter default to these constants, so the values pass
+// through unchanged and a negative value is never needed.
+const (
+	DefaultMetricsPath   = "/metrics"
+	DefaultIdleInterval  = time.Second
+	DefaultAfterTimeout  = 2 * time.Second
+	DefaultScrapeTimeout = time.Second
+	// DefaultScrapeBudget is 2 % of one core (the flag's default). A
+	// server whose frontend loop is saturated then loses at most about
+	// 2 % of its throughput to capture's scrapes; with vLLM's /metrics
+	// of 40-50 KB (2-3 ms to render in Python) that is 7-10 scrapes a
+	// second.
+	DefaultScrapeBudget = 0.02
+	// DefaultMaxScrapeBytes is the exporter's own bound on a snapshot
+	// file: a larger scrape would make a file it rejects.
+	DefaultMaxScrapeBytes = ingest.DefaultMaxBytes
+	DefaultBodyTimeout    = 30 * time.Second
+	DefaultMaxBodyMemory  = 64 << 20
+	DefaultMaxBodyCapture = 4 << 20
+)
 
-// Config configures a Proxy. Upstream and Dir are required; zero values of
-// the other fields take the defaults shown.
+// Config configures a Proxy. Upstream and Dir are required; the zero
+// values of the other fields are described above (the constants).
 type Config struct {
 	// Upstream is the inference server's base URL, e.g. http://127.0.0.1:8000.
 	Upstream *url.URL
 	// MetricsPath is the upstream's metrics endpoint: a path on Upstream
-	// ("/metrics") or an absolute URL.
+	// (DefaultMetricsPath) or an absolute URL.
 	MetricsPath string
 	// Dir is the snapshot directory. It must exist.
 	Dir string
 	// Paths are the POST paths treated as inference requests (DefaultPaths).
 	Paths []string
 	// TimelineInterval is the period of timeline snapshots while at least
-	// one inference request is in flight; 0 or negative: none, the
-	// default. On the realistic upstream they bought a few points of
+	// one inference request is in flight; zero: none (the flag's
+	// default too). On the realistic upstream they bought a few points of
 	// coverage for 1.2-1.7 times the scrapes: within a scrape budget a
 	// request's own scrapes are worth more (docs/capture.md).
 	TimelineInterval time.Duration
 	// IdleInterval is the period of the background scrape that keeps a
-	// recent "before" ready while no request is in flight (1s).
+	// recent "before" ready while no request is in flight
+	// (DefaultIdleInterval).
 	IdleInterval time.Duration
 	// AfterTimeout bounds the wait, after a response ends, for its finish
-	// observation to show in a scrape (2s).
+	// observation to show in a scrape (DefaultAfterTimeout).
 	AfterTimeout time.Duration
-	// ScrapeTimeout bounds one scrape of the metrics endpoint (1s).
+	// ScrapeTimeout bounds one scrape of the metrics endpoint
+	// (DefaultScrapeTimeout).
 	ScrapeTimeout time.Duration
 	// ScrapeBudget is the share of one core's time the upstream may spend
-	// answering capture's scrapes (DefaultScrapeBudget); negative: no
-	// bound. Scrapes wait for it (and requests waiting share them);
-	// timeline scrapes are skipped instead.
+	// answering capture's scrapes; zero: no bound (the flag's default is
+	// DefaultScrapeBudget). Scrapes wait for it (and requests waiting
+	// share them); timeline scrapes are skipped instead.
 	ScrapeBudget float64
-	// MaxScrapeBytes is the largest metrics body accepted (64 MiB).
+	// MaxScrapeBytes is the largest metrics body accepted
+	// (DefaultMaxScrapeBytes).
 	MaxScrapeBytes int64
 	// BodyTimeout bounds how long a request body read whole before it is
-	// forwarded (see readBody) may take to arrive (30s). A client slower
-	// than that gets 408 and nothing is forwarded.
+	// forwarded (see readBody) may take to arrive (DefaultBodyTimeout).
+	// A client slower than that gets 408 and nothing is forwarded.
 	BodyTimeout time.Duration
 	// MaxBodyMemory bounds the bytes of request bodies held at once,
-	// being received or waiting to be forwarded (64 MiB). A request whose
-	// body does not fit gets 503 and nothing is forwarded.
+	// being received or waiting to be forwarded (DefaultMaxBodyMemory).
+	// A request whose body does not fit gets 503 and nothing is
+	// forwarded.
 	MaxBodyMemory int64
 	// MaxBodyCapture is how much of a non-streaming response body is kept
-	// to read its id, usage and metrics (4 MiB). The client always gets
-	// the whole body.
+	// to read its id, usage and metrics (DefaultMaxBodyCapture). The
+	// client always gets the whole body.
 	MaxBodyCapture int
 	// UpstreamAuthorization, when not empty, is the Authorization header
 	// sent with every forwarded request (the server's API key), in place
@@ -168,7 +192,7 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, errors.New("capture: the upstream must be an absolute http or https URL")
 	}
 	if cfg.MetricsPath == "" {
-		cfg.MetricsPath = "/metrics"
+		cfg.MetricsPath = DefaultMetricsPath
 	}
 	mu, err := url.Parse(cfg.MetricsPath)
 	if err != nil {
@@ -179,28 +203,25 @@ func New(cfg Config) (*Proxy, error) {
 		cfg.Paths = DefaultPaths
 	}
 	if cfg.IdleInterval <= 0 {
-		cfg.IdleInterval = time.Second
+		cfg.IdleInterval = DefaultIdleInterval
 	}
 	if cfg.AfterTimeout <= 0 {
-		cfg.AfterTimeout = 2 * time.Second
+		cfg.AfterTimeout = DefaultAfterTimeout
 	}
 	if cfg.ScrapeTimeout <= 0 {
-		cfg.ScrapeTimeout = time.Second
-	}
-	if cfg.ScrapeBudget == 0 {
-		cfg.ScrapeBudget = DefaultScrapeBudget
+		cfg.ScrapeTimeout = DefaultScrapeTimeout
 	}
 	if cfg.MaxScrapeBytes <= 0 {
-		cfg.MaxScrapeBytes = 64 << 20
+		cfg.MaxScrapeBytes = DefaultMaxScrapeBytes
 	}
 	if cfg.BodyTimeout <= 0 {
-		cfg.BodyTimeout = 30 * time.Second
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	if cfg.MaxBodyMemory <= 0 {
-		cfg.MaxBodyMemory = 64 << 20
+		cfg.MaxBodyMemory = DefaultMaxBodyMemory
 	}
 	if cfg.MaxBodyCapture <= 0 {
-		cfg.MaxBodyCapture = 4 << 20
+		cfg.MaxBodyCapture = DefaultMaxBodyCapture
 	}
 	if cfg.Transport == nil {
 		cfg.Transport = newTransport(1024)

@@ -22,7 +22,7 @@ import (
 func (h *harness) attribute() *record.Recorder {
 	h.t.Helper()
 	res := record.New()
-	in := ingest.New(ingest.Config{FS: os.DirFS(h.dir), Results: res.Publish, Metrics: res})
+	in := ingest.New(ingest.Config{FS: os.DirFS(h.dir), MaxObserveDelay: ingest.DefaultMaxObserveDelay, Results: res.Publish, Metrics: res})
 	if err := in.Scan(true); err != nil {
 		h.t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestEndToEndConcurrent(t *testing.T) {
 	}
 	// `report` on the same directory: the same request values (it is the
 	// same ingest; serve's initial scan is too, see e2e TestServeAndReportAgree).
-	rep, err := report.Run(context.Background(), report.Config{FS: os.DirFS(h.dir)})
+	rep, err := report.Run(context.Background(), report.Config{FS: os.DirFS(h.dir), MaxObserveDelay: ingest.DefaultMaxObserveDelay})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func attributableRun(tb testing.TB, inflight float64, n int, allStream bool, tim
 	if timeline == 0 {
 		timeline = 50 * time.Millisecond
 	}
-	mod := func(c *Config) { c.TimelineInterval, c.ScrapeBudget = timeline, -1 }
+	mod := func(c *Config) { c.TimelineInterval, c.ScrapeBudget = timeline, 0 }
 	h := newHarness(tb, fakeupstream.Config{Plan: durationPlan}, mod)
 	h.waitReady()
 	const meanDuration = 0.71 // seconds: mean prefill + decode of durationPlan

@@ -315,7 +315,7 @@ func TestFullDiskCleansUp(t *testing.T) {
 // can read its info), and its temporary file is removed.
 func TestInfoFailureWithholdsAfter(t *testing.T) {
 	h := newHarness(t, fakeupstream.Config{}, func(c *Config) {
-		c.TimelineInterval = -1
+		c.TimelineInterval = 0 // off
 		c.fault = func(name string) error {
 			if n, err := parser.ParseName(name); err == nil && n.Stage == parser.Info {
 				return errDiskFull

@@ -68,7 +68,7 @@ func startProxyAt(t testing.TB, base string, mod func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Upstream: u, Dir: h.dir, Registerer: h.reg}
+	cfg := Config{Upstream: u, Dir: h.dir, Registerer: h.reg, ScrapeBudget: DefaultScrapeBudget}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -5,18 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/exporter-toolkit/web"
+	toolkit "github.com/prometheus/exporter-toolkit/web"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/delta-exporter/delta-exporter/internal/web"
 )
 
 // DefaultTelemetryPath is where the proxy serves its own metrics. Every
@@ -31,13 +29,13 @@ type ServeConfig struct {
 	TelemetryPath          string
 	DisableExporterMetrics bool
 	// ShutdownGrace is how long in-flight requests may run on after ctx is
-	// done before their connections are closed (default 30s).
+	// done before their connections are closed (web.DefaultShutdownGrace).
 	ShutdownGrace time.Duration
 	// UpstreamBearerTokenFile, when set, names a file holding the token
 	// sent as "Authorization: Bearer <token>" with every forwarded request
 	// (the server's API key), in place of the client's header.
 	UpstreamBearerTokenFile string
-	Web                     *web.FlagConfig
+	Web                     *toolkit.FlagConfig
 	Logger                  *slog.Logger
 	// Registry, when not nil, is used instead of a new one (tests).
 	Registry *prometheus.Registry
@@ -57,13 +55,27 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	reg := cfg.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+	path := cfg.TelemetryPath
+	if path == "" {
+		path = DefaultTelemetryPath
 	}
-	reg.MustRegister(versioncollector.NewCollector("delta_exporter"))
-	if !cfg.DisableExporterMetrics {
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var p *Proxy // set before the site listens
+	site, err := web.New(web.Config{
+		Flags: cfg.Web, Logger: log, Registry: cfg.Registry, DisableExporterMetrics: cfg.DisableExporterMetrics,
+		TelemetryPath: path,
+		Ready: func() error {
+			if !p.Ready() {
+				return errors.New("no successful scrape of the upstream metrics yet")
+			}
+			return nil
+		},
+		// No read or write timeout: uploads and streams take as long as
+		// the upstream takes.
+		ShutdownGrace: cfg.ShutdownGrace,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	})
+	if err != nil {
+		return err
 	}
 	if cfg.Proxy.Dir != "" {
 		if err := os.MkdirAll(cfg.Proxy.Dir, 0o755); err != nil {
@@ -71,7 +83,7 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		}
 	}
 	pc := cfg.Proxy
-	pc.Logger, pc.Registerer = log, reg
+	pc.Logger, pc.Registerer = log, site.Registry()
 	if cfg.UpstreamBearerTokenFile != "" {
 		b, err := os.ReadFile(cfg.UpstreamBearerTokenFile)
 		if err != nil {
@@ -86,38 +98,10 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	if cfg.Web != nil && cfg.Web.WebConfigFile != nil && *cfg.Web.WebConfigFile != "" {
 		pc.OwnAuth = (&webAuth{path: *cfg.Web.WebConfigFile}).enabled
 	}
-	p, err := New(pc)
-	if err != nil {
+	if p, err = New(pc); err != nil {
 		return err
 	}
-	path := cfg.TelemetryPath
-	if path == "" {
-		path = DefaultTelemetryPath
-	}
-	mux := http.NewServeMux()
-	mux.Handle(path, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		EnableOpenMetrics: true,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
-	}))
-	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Healthy")
-	})
-	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !p.Ready() {
-			http.Error(w, "no successful scrape of the upstream metrics yet", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "Ready")
-	})
-	mux.Handle("/", p)
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		// No read or write timeout: uploads and streams take as long as
-		// the upstream takes.
-		IdleTimeout: 2 * time.Minute,
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	site.Handle("/", p)
 
 	runCtx, stopRun := context.WithCancel(context.Background())
 	runDone := make(chan struct{})
@@ -132,26 +116,7 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 			}
 		}()
 	}
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- web.ListenAndServe(srv, cfg.Web, log) }()
-
-	select {
-	case err = <-srvErr:
-	case <-ctx.Done():
-		grace := cfg.ShutdownGrace
-		if grace <= 0 {
-			grace = 30 * time.Second
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), grace)
-		if serr := srv.Shutdown(sctx); serr != nil {
-			log.Warn("requests still running at shutdown; closing their connections", "err", serr)
-			_ = srv.Close()
-		}
-		cancel()
-		if err = <-srvErr; errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-	}
+	err = site.Run(ctx)
 	// The Run loop keeps scraping while the last requests wait for their
 	// after snapshots.
 	if cerr := p.Close(); cerr != nil {

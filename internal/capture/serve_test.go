@@ -38,7 +38,7 @@ func TestServe(t *testing.T) {
 	served := make(chan error, 1)
 	go func() {
 		served <- Serve(ctx, ServeConfig{
-			Proxy: Config{Upstream: u, Dir: dir},
+			Proxy: Config{Upstream: u, Dir: dir, ScrapeBudget: DefaultScrapeBudget},
 			Web:   &web.FlagConfig{WebListenAddresses: &[]string{addr}, WebSystemdSocket: new(bool), WebConfigFile: new(string)},
 			Ready: ready,
 		})
@@ -213,7 +213,7 @@ func TestAuthorizationForwarding(t *testing.T) {
 				}
 			}
 			base := serveFor(t, ServeConfig{
-				Proxy:                   Config{Upstream: u, Dir: t.TempDir()},
+				Proxy:                   Config{Upstream: u, Dir: t.TempDir(), ScrapeBudget: DefaultScrapeBudget},
 				UpstreamBearerTokenFile: tc.tokenFile,
 				Web:                     &web.FlagConfig{WebConfigFile: &webFile},
 			})

@@ -289,7 +289,7 @@ func TestRealisticUpstream(t *testing.T) {
 		t.Skip("a Python server and 4 s of load")
 	}
 	v := startVLLMLike(t)
-	h := startProxyAt(t, v.url, func(c *Config) { c.ScrapeBudget = -1 })
+	h := startProxyAt(t, v.url, func(c *Config) { c.ScrapeBudget = 0 })
 	h.waitReady()
 	n := vllmLoad{clients: 16, n: 300, duration: 4 * time.Second, minTokens: 4, maxTokens: 40, streamShare: 0.5}.run(t, h.client, h.srv.URL)
 	h.p.Wait()
@@ -357,7 +357,7 @@ func BenchmarkRealisticUpstream(b *testing.B) {
 		name     string
 		inflight int
 		budget   float64       // Config.ScrapeBudget
-		timeline time.Duration // Config.TimelineInterval; <0 off
+		timeline time.Duration // Config.TimelineInterval; 0 off
 		direct   bool
 		server   []string
 	}
@@ -368,26 +368,26 @@ func BenchmarkRealisticUpstream(b *testing.B) {
 		for _, bg := range []struct {
 			name string
 			v    float64
-		}{{"none", -1}, {"2%", 0.02}, {"5%", 0.05}, {"10%", 0.10}} {
+		}{{"none", 0}, {"2%", 0.02}, {"5%", 0.05}, {"10%", 0.10}} {
 			for _, tl := range []struct {
 				name string
 				v    time.Duration
-			}{{"off", -1}, {"50ms", 50 * time.Millisecond}} {
+			}{{"off", 0}, {"50ms", 50 * time.Millisecond}} {
 				rows = append(rows, row{name: fmt.Sprintf("inflight=%d/budget=%s/timeline=%s", n, bg.name, tl.name), inflight: n, budget: bg.v, timeline: tl.v})
 			}
 		}
 	}
 	rows = append(rows,
 		row{name: "fast/inflight=64/direct", inflight: 64, direct: true, server: fast},
-		row{name: "fast/inflight=64/budget=none/timeline=50ms", inflight: 64, budget: -1, timeline: 50 * time.Millisecond, server: fast},
-		row{name: "fast/inflight=64/budget=2%/timeline=off", inflight: 64, budget: 0.02, timeline: -1, server: fast},
+		row{name: "fast/inflight=64/budget=none/timeline=50ms", inflight: 64, budget: 0, timeline: 50 * time.Millisecond, server: fast},
+		row{name: "fast/inflight=64/budget=2%/timeline=off", inflight: 64, budget: 0.02, timeline: 0, server: fast},
 		// The server stamps TTFT and e2e with the engine's end of the
 		// step, not when its lagging frontend observes them.
-		row{name: "fast/stamp=engine/inflight=64/budget=none/timeline=50ms", inflight: 64, budget: -1, timeline: 50 * time.Millisecond,
+		row{name: "fast/stamp=engine/inflight=64/budget=none/timeline=50ms", inflight: 64, budget: 0, timeline: 50 * time.Millisecond,
 			server: append([]string{"--stamp=engine"}, fast...)},
 		// The output handler yields between chunks of 16 outputs (vLLM
 		// does so between chunks of 128: 64 running requests never do).
-		row{name: "fast/chunk=16/inflight=64/budget=none/timeline=off", inflight: 64, budget: -1, timeline: -1,
+		row{name: "fast/chunk=16/inflight=64/budget=none/timeline=off", inflight: 64, budget: 0, timeline: 0,
 			server: append([]string{"--output-chunk=16"}, fast...)})
 	for _, r := range rows {
 		b.Run(r.name, func(b *testing.B) {

@@ -55,7 +55,11 @@ func (discard) FileIgnored(snapfile.IgnoreReason)                     {}
 func (discard) SetPending(int, int)                                   {}
 func (discard) SetAssumptions([]attribution.ServerAssumptions)        {}
 
-// Config configures an Ingester.
+// Config configures an Ingester. A zero field means the same as 0 in its
+// flag: a setting that can be off (Settle, MaxDelay, MaxObserveDelay) is
+// off at zero, any other takes its Default* constant. The flags of
+// cmd/delta-exporter default to these constants, so the values pass
+// through unchanged and a negative value is never needed.
 type Config struct {
 	// FS is the snapshot directory. It must implement fs.ReadDirFS; when
 	// it implements fs.ReadLinkFS (os.DirFS does), symlinks are refused;
@@ -68,25 +72,29 @@ type Config struct {
 	// Metrics counts what became of each file and how many requests are
 	// held; nil discards the counts.
 	Metrics Metrics
-	// MaxBytes: larger files are rejected (too_large). 0 means 64 MiB.
+	// MaxBytes: larger files are rejected (too_large); zero:
+	// DefaultMaxBytes.
 	MaxBytes int64
 	// Settle: a file modified less than Settle ago is read later, so a
 	// writer that writes in place is less likely to be read half-way.
+	// Zero: read at once (the flag's default is DefaultSettle).
 	Settle time.Duration
 	// IncompleteGrace: a file that is incomplete (no final newline, a
-	// series cut short) is retried until it is this old, then rejected.
+	// series cut short) is retried until it is this old, then rejected;
+	// zero: DefaultIncompleteGrace.
 	IncompleteGrace time.Duration
 	// PairingTTL: a before without an after (or the reverse) is given up
-	// as unpaired after this long.
+	// as unpaired after this long; zero: DefaultPairingTTL.
 	PairingTTL time.Duration
 	// MaxDelay: how long a paired request may wait for overlapping
-	// requests before it is decided with what is known.
+	// requests before it is decided with what is known. Zero: decided
+	// at once (the flag's default is DefaultMaxDelay).
 	MaxDelay time.Duration
 	// MaxObserveDelay is assumption A6's bound (docs/attribution.md): how
 	// long after the end of the interval a value measures the server
 	// observes it. It lets the time checks of capture-written directories
-	// bound values from below. 0 means DefaultMaxObserveDelay; negative
-	// turns those checks off.
+	// bound values from below. Zero: no such checks (the flag's default
+	// is DefaultMaxObserveDelay).
 	MaxObserveDelay time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -148,11 +156,20 @@ func (in *Ingester) flushSnapshots() {
 	in.seen, in.gone = in.seen[:0], in.gone[:0]
 }
 
-// DefaultMaxObserveDelay is the default of Config.MaxObserveDelay. vLLM V1
-// observes in the same synchronous stretch of its output handler that took
-// the timestamp, which yields to other work only for batches of more than
-// 128 outputs; 50 ms leaves a wide margin.
-const DefaultMaxObserveDelay = 50 * time.Millisecond
+// The defaults of Config. Those of settings that can be off are the
+// flags' defaults; the others are also what a zero field means.
+const (
+	DefaultMaxBytes        = 64 << 20
+	DefaultSettle          = 10 * time.Millisecond
+	DefaultIncompleteGrace = 5 * time.Second
+	DefaultPairingTTL      = 10 * time.Minute
+	DefaultMaxDelay        = 5 * time.Second
+	// DefaultMaxObserveDelay: vLLM V1 observes in the same synchronous
+	// stretch of its output handler that took the timestamp, which
+	// yields to other work only for batches of more than 128 outputs;
+	// 50 ms leaves a wide margin.
+	DefaultMaxObserveDelay = 50 * time.Millisecond
+)
 
 // half is what is known of a request before it is paired: a few numbers
 // per series (the reduced points), not the files.
@@ -218,7 +235,7 @@ type Ingester struct {
 // New returns an Ingester.
 func New(cfg Config) *Ingester {
 	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = 64 << 20
+		cfg.MaxBytes = DefaultMaxBytes
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -227,13 +244,10 @@ func New(cfg Config) *Ingester {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.PairingTTL <= 0 {
-		cfg.PairingTTL = 10 * time.Minute
+		cfg.PairingTTL = DefaultPairingTTL
 	}
 	if cfg.IncompleteGrace <= 0 {
-		cfg.IncompleteGrace = 5 * time.Second
-	}
-	if cfg.MaxObserveDelay == 0 {
-		cfg.MaxObserveDelay = DefaultMaxObserveDelay
+		cfg.IncompleteGrace = DefaultIncompleteGrace
 	}
 	tl := attribution.NewTimeline()
 	tl.MaxObserveDelay = max(0, cfg.MaxObserveDelay)

@@ -43,7 +43,7 @@ func (w *dirWriter) request(id string, i int) simulate.Finish {
 }
 
 func newTestIngester(dir string, rec *record.Recorder) *Ingester {
-	return New(Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
+	return New(Config{FS: os.DirFS(dir), MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
 }
 
 func TestSequentialPairsAreExact(t *testing.T) {
@@ -228,7 +228,7 @@ func TestCaptureSuffixedNames(t *testing.T) {
 	w.Put(parser.FormatName(third, parser.Info, w.Now.Add(time.Millisecond)), []byte(`{"request_id":"`+third+`","server_id":"chatcmpl-z"}`))
 	w.request(third, 3)
 	rec := record.New() // both requests are published under the server's id
-	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
+	in := New(Config{FS: os.DirFS(w.Dir), MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func clockedIngester(w *dirWriter, rec *record.Recorder, c *clock, fsys fs.FS) *
 	if fsys == nil {
 		fsys = os.DirFS(w.Dir)
 	}
-	return New(Config{FS: fsys, Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
+	return New(Config{FS: fsys, MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
 		IncompleteGrace: 5 * time.Second, PairingTTL: time.Minute, MaxDelay: time.Second})
 }
 

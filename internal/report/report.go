@@ -23,10 +23,11 @@ type Config struct {
 	// Logger receives ingest's per-file messages; nil discards them (the
 	// report lists every unusable file itself).
 	Logger *slog.Logger
-	// MaxBytes: larger files are rejected (too_large). 0 means ingest's
-	// default.
+	// MaxBytes: larger files are rejected (too_large); zero:
+	// ingest.DefaultMaxBytes.
 	MaxBytes int64
-	// MaxObserveDelay: assumption A6's bound; 0 means ingest's default.
+	// MaxObserveDelay: assumption A6's bound; zero: no such checks
+	// (ingest.Config.MaxObserveDelay).
 	MaxObserveDelay time.Duration
 	Filter          Filter
 	// Objectives, when set, judges every request (package slo).

@@ -9,18 +9,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/http"
-	"net/http/pprof"
 	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
+	toolkit "github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/delta-exporter/delta-exporter/collector"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
@@ -30,9 +24,14 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/slo"
 	"github.com/delta-exporter/delta-exporter/internal/state"
 	"github.com/delta-exporter/delta-exporter/internal/watch"
+	"github.com/delta-exporter/delta-exporter/internal/web"
 )
 
-// Config configures Run.
+// Config configures Run. A zero field means the same as 0 in its flag: a
+// setting that can be off (MaxRequests, ScrapeTimeout) is off at zero, any
+// other takes its default (the Default* constants here and in the packages
+// named). The flags of cmd/delta-exporter default to the same constants,
+// so the values pass through unchanged.
 type Config struct {
 	// Dir is the snapshot directory, watched for new files. When empty,
 	// FS is read once instead (the embedded demo snapshots).
@@ -50,26 +49,32 @@ type Config struct {
 	StateFile string
 	// StateForgetAfter: how long an entry of the record, or a population
 	// hull, outlives its files (state.Config.ForgetAfter,
-	// population.Config.ForgetAfter); 0 means the default.
+	// population.Config.ForgetAfter); zero: their default.
 	StateForgetAfter time.Duration
 
 	// SLOFile holds the latency objectives (package slo); "" means none.
 	// It is read again on every value of Reload and on POST /-/reload.
 	SLOFile string
 	Reload  <-chan os.Signal
-	// RecentRequests is how many decided requests /requests shows; 0
-	// means recent.DefaultSize.
+	// RecentRequests is how many decided requests /requests shows; zero:
+	// recent.DefaultSize.
 	RecentRequests int
 
-	MaxModels              int
-	MaxExemplars           int // per native histogram series (collector.Config)
+	MaxModels    int // collector.Config: zero means collector.DefaultMaxModels
+	MaxExemplars int // per native histogram series; zero: collector.DefaultMaxExemplars
+	// TelemetryPath serves /metrics; zero: web.DefaultTelemetryPath.
 	TelemetryPath          string
 	DisableExporterMetrics bool
-	MaxRequests            int           // concurrent scrapes
-	ScrapeTimeout          time.Duration // per scrape
-	TickInterval           time.Duration // how often held requests are reconsidered; default 10ms
+	// MaxRequests bounds concurrent scrapes and ScrapeTimeout one scrape;
+	// zero: no bound (the flags' defaults are DefaultMaxRequests and
+	// DefaultScrapeTimeout).
+	MaxRequests   int
+	ScrapeTimeout time.Duration
+	// TickInterval is how often held requests are reconsidered; zero:
+	// DefaultTickInterval.
+	TickInterval time.Duration
 	// ReadHeaderTimeout bounds reading a request's headers (slow clients);
-	// 0 means 10s.
+	// zero: web.DefaultReadHeaderTimeout.
 	ReadHeaderTimeout time.Duration
 	// EnablePprof serves the Go profiler under /debug/pprof/ and links it
 	// from the landing page. Off by default: profiles expose internals and
@@ -80,7 +85,7 @@ type Config struct {
 	// every file it reads); 0 means DefaultStallAfter.
 	StallAfter time.Duration
 
-	Web    *web.FlagConfig
+	Web    *toolkit.FlagConfig
 	Logger *slog.Logger
 	// Registry, when not nil, is used instead of a new one (tests).
 	Registry *prometheus.Registry
@@ -88,11 +93,19 @@ type Config struct {
 	Ready chan<- struct{}
 }
 
-// DefaultStallAfter is the default of Config.StallAfter: far above any
-// single step of the loop (reading one file of --snapshot.max-bytes, a
-// state file rewrite), far below the time a stuck exporter would go
-// unnoticed without it.
-const DefaultStallAfter = time.Minute
+// The defaults of Config.
+const (
+	// DefaultStallAfter: far above any single step of the loop (reading
+	// one file of --snapshot.max-bytes, a state file rewrite), far below
+	// the time a stuck exporter would go unnoticed without it.
+	DefaultStallAfter = time.Minute
+	// DefaultTickInterval is short: a file that is still settling is
+	// looked at again on the next tick, and must show up on /metrics
+	// within ~50 ms.
+	DefaultTickInterval  = 10 * time.Millisecond
+	DefaultMaxRequests   = 40
+	DefaultScrapeTimeout = 10 * time.Second
+)
 
 // liveness is the ingest loop's heartbeat, read by /-/healthy and by
 // delta_exporter_ingest_heartbeat_timestamp_seconds.
@@ -120,229 +133,256 @@ func (l *liveness) stalled(after time.Duration) (time.Duration, bool) {
 // Run serves until ctx is done. It returns an error only when it cannot
 // start (bad directory, address in use).
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := cfg.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	coll, err := collector.New(collector.Config{Registerer: reg, MaxModels: cfg.MaxModels, MaxExemplars: cfg.MaxExemplars})
+	x, err := build(cfg)
 	if err != nil {
 		return err
 	}
+	defer x.close()
+	site, err := x.site()
+	if err != nil {
+		return err
+	}
+	return x.run(ctx, site)
+}
+
+// exporter is what Run wires together before it serves: the collector and
+// the other metric families, the state record, retention and the
+// ingester. The HTTP side only reads the registry and the record.
+type exporter struct {
+	cfg Config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	coll       *collector.Collector
+	objectives *slo.Reloader // nil: no objectives
+	journal    *state.Journal
+	popRecord  *populationRecord    // nil: no state file
+	ret        *retention.Retention // nil: the snapshots are read once
+	ring       *recent.Ring
+	in         *ingest.Ingester
+	// source says where the snapshots come from (landing page).
+	source string
+
+	live  *liveness
+	ready atomic.Bool // the initial scan is done
+}
+
+// build wires the exporter. What it opened is closed again when it fails.
+func build(cfg Config) (_ *exporter, err error) {
+	x := &exporter{cfg: cfg, log: cfg.Logger, reg: cfg.Registry, live: newLiveness(time.Now)}
+	if x.log == nil {
+		x.log = slog.New(slog.DiscardHandler)
+	}
+	if x.reg == nil {
+		x.reg = prometheus.NewRegistry()
+	}
+	defer func() {
+		if err != nil {
+			x.close()
+		}
+	}()
+	log, reg := x.log, x.reg
+	if x.coll, err = collector.New(collector.Config{Registerer: reg, MaxModels: cfg.MaxModels, MaxExemplars: cfg.MaxExemplars}); err != nil {
+		return nil, err
+	}
 	// The SLO families exist only with objectives: without them a reload
 	// gauge at 0 would read as a refused file.
-	var objectives *slo.Reloader
 	var sloMetrics *collector.SLOMetrics
 	if cfg.SLOFile != "" {
-		if sloMetrics, err = collector.NewSLOMetrics(reg, coll); err != nil {
-			return err
+		if sloMetrics, err = collector.NewSLOMetrics(reg, x.coll); err != nil {
+			return nil, err
 		}
-		if objectives, err = slo.NewReloader(cfg.SLOFile, log, sloMetrics.Loaded); err != nil {
-			return fmt.Errorf("--slo.config: %w", err)
+		if x.objectives, err = slo.NewReloader(cfg.SLOFile, log, sloMetrics.Loaded); err != nil {
+			return nil, fmt.Errorf("--slo.config: %w", err)
 		}
 	}
 	stateMetrics, err := collector.NewStateMetrics(reg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	retentionMetrics, err := collector.NewRetentionMetrics(reg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	reg.MustRegister(versioncollector.NewCollector("delta_exporter"))
-	if !cfg.DisableExporterMetrics {
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	}
-
-	live := newLiveness(time.Now)
-	if err := collector.RegisterIngestHeartbeat(reg, live.lastBeat); err != nil {
-		return err
-	}
-	stallAfter := cfg.StallAfter
-	if stallAfter <= 0 {
-		stallAfter = DefaultStallAfter
+	if err := collector.RegisterIngestHeartbeat(reg, x.live.lastBeat); err != nil {
+		return nil, err
 	}
 
+	// A watched directory has a state record and retention; an fs.FS
+	// (the embedded demo) is read once: nothing to remember, nothing to
+	// delete.
+	var fsys fs.FS
 	stateFile := cfg.StateFile
-	if cfg.Dir == "" {
-		stateFile = "" // the embedded demo is read once: nothing to remember
+	if cfg.Dir != "" {
+		st, err := os.Stat(cfg.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot directory: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("snapshot directory: %s is not a directory", cfg.Dir)
+		}
+		fsys, x.source = ingest.NewDirFS(cfg.Dir), cfg.Dir
+		rc := cfg.Retention
+		rc.Dir, rc.Logger, rc.Metrics = cfg.Dir, log, retentionMetrics
+		x.ret = retention.New(rc)
+	} else {
+		fsys, x.source, stateFile = cfg.FS, "embedded demo snapshots", ""
 	}
+
 	journal, rep, err := state.OpenJournal(state.Config{Path: stateFile, Logger: log, Metrics: stateMetrics, ForgetAfter: cfg.StateForgetAfter})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer journal.Close()
+	x.journal = journal
 	if stateFile != "" && rep.Records > 0 {
 		log.Info("requests recorded as published by an earlier run will not be published again", "records", rep.Records)
 	}
-	pop := population.New(population.Config{Label: coll.PopulationLabel, ForgetAfter: cfg.StateForgetAfter})
+	pop := population.New(population.Config{Label: x.coll.PopulationLabel, ForgetAfter: cfg.StateForgetAfter})
 	if _, err := collector.NewPopulationMetrics(reg, pop); err != nil {
-		return err
+		return nil, err
 	}
-	var popRecord *populationRecord
 	if stateFile != "" {
-		if popRecord, err = openPopulationRecord(stateFile, pop, log, stateMetrics); err != nil {
-			return err
+		if x.popRecord, err = openPopulationRecord(stateFile, pop, log, stateMetrics); err != nil {
+			return nil, err
 		}
-		defer popRecord.close()
-	}
-	var ret *retention.Retention
-	if cfg.Dir != "" {
-		rc := cfg.Retention
-		rc.Dir, rc.Logger, rc.Metrics = cfg.Dir, log, retentionMetrics
-		ret = retention.New(rc)
 	}
 
 	size := cfg.RecentRequests
 	if size <= 0 {
 		size = recent.DefaultSize
 	}
-	ring := recent.NewRing(size)
+	x.ring = recent.NewRing(size)
 
 	ic := cfg.Ingest
-	ic.Logger, ic.Progress = log, live.beat
-	ic.Results = journaled{publish: judged{publish: coll.Publish, slo: objectives, sloMetrics: sloMetrics, ring: ring}.Publish, j: journal}.Publish
-	ic.Metrics = coll
-	ic.Snapshots = journaledSnapshots{pop: pop, j: journal, rec: popRecord}
-	if cfg.Dir != "" {
-		st, err := os.Stat(cfg.Dir)
-		if err != nil {
-			return fmt.Errorf("snapshot directory: %w", err)
-		}
-		if !st.IsDir() {
-			return fmt.Errorf("snapshot directory: %s is not a directory", cfg.Dir)
-		}
-		ic.FS = ingest.NewDirFS(cfg.Dir)
-	} else {
-		ic.FS = cfg.FS
-	}
-	in := ingest.New(ic)
+	ic.FS, ic.Logger, ic.Progress = fsys, log, x.live.beat
+	ic.Results = journaled{publish: judged{publish: x.coll.Publish, slo: x.objectives, sloMetrics: sloMetrics, ring: x.ring}.Publish, j: journal}.Publish
+	ic.Metrics = x.coll
+	ic.Snapshots = journaledSnapshots{pop: pop, j: journal, rec: x.popRecord}
+	x.in = ingest.New(ic)
+	return x, nil
+}
 
-	var ready atomic.Bool
-	mux := http.NewServeMux()
-	path := cfg.TelemetryPath
-	if path == "" {
-		path = "/metrics"
+// close closes the state record.
+func (x *exporter) close() {
+	if x.popRecord != nil {
+		x.popRecord.close()
 	}
-	scrape := newScrapeHandler(reg, journal, log, cfg.MaxRequests, cfg.ScrapeTimeout)
-	scrape.population = popRecord
-	mux.Handle(path, scrape)
-	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+	if x.journal != nil {
+		x.journal.Close()
+	}
+}
+
+// site is the exporter's HTTP surface: /metrics through the state record,
+// the recent requests pages and, with objectives, /-/reload.
+func (x *exporter) site() (*web.Server, error) {
+	stallAfter := x.cfg.StallAfter
+	if stallAfter <= 0 {
+		stallAfter = DefaultStallAfter
+	}
+	site, err := web.New(web.Config{
+		Flags: x.cfg.Web, Logger: x.log, Registry: x.reg, DisableExporterMetrics: x.cfg.DisableExporterMetrics,
+		TelemetryPath: x.cfg.TelemetryPath, Metrics: x.scrapeHandler(),
 		// Nothing else shows a loop stuck on a file: /metrics keeps
 		// answering from the registry.
-		if d, stuck := live.stalled(stallAfter); stuck {
-			http.Error(w, fmt.Sprintf("ingest loop stalled: no progress for %s", d.Round(time.Second)), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "Healthy")
-	})
-	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "initial scan in progress", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "Ready")
-	})
-	pages := recent.NewHandlers(ring, log)
-	mux.HandleFunc("GET /requests", pages.Page)
-	mux.HandleFunc("GET /requests.json", pages.JSON)
-	if objectives != nil {
-		mux.HandleFunc("/-/reload", reloadHandler(objectives))
-	}
-	source := cfg.Dir
-	if source == "" {
-		source = "embedded demo snapshots"
-	}
-	landing, err := web.NewLandingPage(web.LandingConfig{
-		Name:        "delta-exporter",
-		Description: "Exact per-request latency histograms from /metrics snapshots of " + source,
-		Version:     version.Info(),
-		Links:       []web.LandingLinks{{Address: path, Text: "Metrics"}, {Address: "/requests", Text: "Recent requests"}, {Address: "/-/ready", Text: "Readiness"}},
-		// The toolkit's page links to /debug/pprof unless told not to;
-		// those links must answer.
-		Profiling: strconv.FormatBool(cfg.EnablePprof),
-	})
-	if err != nil {
-		return err
-	}
-	mux.Handle("/", landing)
-	if cfg.EnablePprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	readHeader := cfg.ReadHeaderTimeout
-	if readHeader <= 0 {
-		readHeader = 10 * time.Second
-	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: readHeader,
+		Healthy: func() error {
+			if d, stuck := x.live.stalled(stallAfter); stuck {
+				return fmt.Errorf("ingest loop stalled: no progress for %s", d.Round(time.Second))
+			}
+			return nil
+		},
+		Ready: func() error {
+			if !x.ready.Load() {
+				return errors.New("initial scan in progress")
+			}
+			return nil
+		},
+		Landing: &web.Landing{
+			Name:        "delta-exporter",
+			Description: "Exact per-request latency histograms from /metrics snapshots of " + x.source,
+			Links:       []web.Link{{Address: "/requests", Text: "Recent requests"}, {Address: "/-/ready", Text: "Readiness"}},
+		},
+		EnablePprof:       x.cfg.EnablePprof,
+		ReadHeaderTimeout: x.cfg.ReadHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
+		ShutdownGrace:     5 * time.Second,
+	})
+	if err != nil {
+		return nil, err
 	}
+	pages := recent.NewHandlers(x.ring, x.log)
+	site.HandleFunc("GET /requests", pages.Page)
+	site.HandleFunc("GET /requests.json", pages.JSON)
+	if x.objectives != nil {
+		site.HandleFunc("/-/reload", reloadHandler(x.objectives))
+	}
+	return site, nil
+}
 
+// scrapeHandler serves the registry through the state record.
+func (x *exporter) scrapeHandler() *scrapeHandler {
+	h := newScrapeHandler(x.reg, x.journal, x.log, x.cfg.MaxRequests, x.cfg.ScrapeTimeout)
+	h.population = x.popRecord
+	return h
+}
+
+// run serves until ctx is done or either side fails: the ingest loop, the
+// objectives' reloads on signal, the HTTP server.
+func (x *exporter) run(ctx context.Context, site *web.Server) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	loopDone := make(chan error, 1)
 	go func() {
-		loopDone <- loop(ctx, cfg, in, coll, journal, ret, log, live.beat, func() {
-			ready.Store(true)
-			if cfg.Ready != nil {
-				close(cfg.Ready)
-			}
-		})
+		loopDone <- x.loop(ctx)
 	}()
-	if objectives != nil && cfg.Reload != nil {
+	if x.objectives != nil && x.cfg.Reload != nil {
 		go func() {
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case <-cfg.Reload:
-					objectives.Reload() // logs and counts a refused file
+				case <-x.cfg.Reload:
+					x.objectives.Reload() // logs and counts a refused file
 				}
 			}
 		}()
 	}
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- web.ListenAndServe(srv, cfg.Web, log) }()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- site.Run(ctx) }()
 
+	// Whichever ends first ends the other; the first error is returned.
+	var err error
 	select {
-	case err = <-srvErr:
+	case err = <-srvDone:
 		cancel()
-		<-loopDone
-		return err
+		if lerr := <-loopDone; err == nil {
+			err = lerr
+		}
 	case err = <-loopDone:
 		cancel()
-	case <-ctx.Done():
-		err = <-loopDone
+		if serr := <-srvDone; err == nil {
+			err = serr
+		}
 	}
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stop()
-	if serr := srv.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		log.Warn("shutdown", "err", serr)
-	}
-	if err != nil {
-		return err
-	}
-	return nil
+	return err
 }
 
-// loop is the single goroutine that owns the ingester.
-// beat is called at every turn of the loop (liveness).
-func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.Collector, journal *state.Journal, ret *retention.Retention, log *slog.Logger, beat, markReady func()) error {
+// markReady is called once the initial scan is done.
+func (x *exporter) markReady() {
+	x.ready.Store(true)
+	if x.cfg.Ready != nil {
+		close(x.cfg.Ready)
+	}
+}
+
+// loop is the single goroutine that owns the ingester. It beats at every
+// turn (liveness). A watched directory is scanned on every rescan the
+// watcher asks for; an fs.FS is read once.
+func (x *exporter) loop(ctx context.Context) error {
+	cfg, in, coll, log, beat := x.cfg, x.in, x.coll, x.log, x.live.beat
 	tickEvery := cfg.TickInterval
 	if tickEvery <= 0 {
-		// Short: a file that is still settling is looked at again on
-		// the next tick, and must show up on /metrics within ~50 ms.
-		tickEvery = 10 * time.Millisecond
+		tickEvery = DefaultTickInterval
 	}
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
@@ -351,7 +391,7 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 		if err := in.Scan(true); err != nil {
 			return fmt.Errorf("reading snapshots: %w", err)
 		}
-		markReady()
+		x.markReady()
 		for {
 			select {
 			case <-ctx.Done():
@@ -396,10 +436,10 @@ func loop(ctx context.Context, cfg Config, in *ingest.Ingester, coll *collector.
 			}
 			scanFailing = err != nil
 			if initial {
-				markReady()
+				x.markReady()
 			}
 			if err == nil {
-				maintain(in, journal, ret, log)
+				maintain(in, x.journal, x.ret, log)
 			}
 		case <-tick.C:
 			in.Tick()

@@ -16,8 +16,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/delta-exporter/delta-exporter/collector"
-	"github.com/delta-exporter/delta-exporter/internal/ingest"
-	"github.com/delta-exporter/delta-exporter/internal/population"
 	"github.com/delta-exporter/delta-exporter/internal/retention"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/state"
@@ -42,50 +40,23 @@ func writePairs(t *testing.T, dir string, first, n int, start time.Time) {
 	}
 }
 
-// exporter is what Run builds, without the network: collector, journal,
-// ingester, scrape handler.
-type exporter struct {
-	reg     *prometheus.Registry
-	journal *state.Journal
-	in      *ingest.Ingester
-	h       http.Handler
+// testExporter is what Run builds, without the network.
+type testExporter struct {
+	*exporter
+	h http.Handler
 }
 
-func newExporter(t *testing.T, dir, stateFile string) *exporter {
+func newExporter(t *testing.T, dir, stateFile string) *testExporter {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	coll, err := collector.New(collector.Config{Registerer: reg})
+	x, err := build(Config{Dir: dir, StateFile: stateFile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sm, err := collector.NewStateMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, _, err := state.OpenJournal(state.Config{Path: stateFile, Metrics: sm})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { j.Close() })
-	pop := population.New(population.Config{Label: coll.PopulationLabel})
-	if _, err := collector.NewPopulationMetrics(reg, pop); err != nil {
-		t.Fatal(err)
-	}
-	var pr *populationRecord
-	if stateFile != "" {
-		if pr, err = openPopulationRecord(stateFile, pop, discard(), sm); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(pr.close)
-	}
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: journaled{publish: coll.Publish, j: j}.Publish, Metrics: coll,
-		Snapshots: journaledSnapshots{pop: pop, j: j, rec: pr}})
-	h := newScrapeHandler(reg, j, discard(), 0, 0)
-	h.population = pr
-	return &exporter{reg: reg, journal: j, in: in, h: h}
+	t.Cleanup(x.close)
+	return &testExporter{exporter: x, h: x.scrapeHandler()}
 }
 
-func (e *exporter) scrape(t *testing.T) (int, string) {
+func (e *testExporter) scrape(t *testing.T) (int, string) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	e.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))

@@ -113,7 +113,7 @@ func TestAttainmentOnTheSimulator(t *testing.T) {
 				fsys[f.Name] = &fstest.MapFile{Data: f.Body}
 			}
 			c := record.New()
-			in := ingest.New(ingest.Config{FS: fsys, Results: c.Publish, Metrics: c})
+			in := ingest.New(ingest.Config{FS: fsys, MaxObserveDelay: ingest.DefaultMaxObserveDelay, Results: c.Publish, Metrics: c})
 			if err := in.Scan(true); err != nil {
 				t.Fatal(err)
 			}

@@ -79,12 +79,19 @@ type Counter interface {
 	WatchEvent(Notice)
 }
 
+// The defaults of Config's intervals, which are never off: a zero
+// interval means its default (as 0 in its flag does).
+const (
+	DefaultRescanInterval = 30 * time.Second
+	DefaultPollInterval   = time.Second
+)
+
 // Config configures Run.
 type Config struct {
 	Dir            string
 	Mode           Mode
-	RescanInterval time.Duration // inotify mode; default 30s
-	PollInterval   time.Duration // poll mode and while the directory is missing; default 1s
+	RescanInterval time.Duration // inotify mode; zero: DefaultRescanInterval
+	PollInterval   time.Duration // poll mode and while the directory is missing; zero: DefaultPollInterval
 	Logger         *slog.Logger
 	Counter        Counter
 
@@ -118,10 +125,10 @@ func newFsnotify() (fsWatcher, error) {
 // the initial rescan.
 func Run(ctx context.Context, cfg Config, out chan<- Event) error {
 	if cfg.RescanInterval <= 0 {
-		cfg.RescanInterval = 30 * time.Second
+		cfg.RescanInterval = DefaultRescanInterval
 	}
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = time.Second
+		cfg.PollInterval = DefaultPollInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
