@@ -88,6 +88,11 @@ type Config struct {
 	// bound values from below. 0 means DefaultMaxObserveDelay; negative
 	// turns those checks off.
 	MaxObserveDelay time.Duration
+	// Watched: a watcher also hands files over (File, Ingest), in the
+	// order they are written. A Scan without all then leaves the files
+	// written while it listed the directory to the watcher
+	// (writtenDuring); a caller that only scans leaves it unset.
+	Watched bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Snapshots, when not nil, receives every usable snapshot (before,
@@ -269,8 +274,11 @@ func (in *Ingester) Assumptions() []attribution.ServerAssumptions { return in.tl
 // Scan lists the directory and ingests every file not seen before, in
 // the order of the times in their names. With all set (the initial scan,
 // a report) it then decides every paired request: the scan saw everything
-// on disk. Otherwise requests are decided as in Tick.
+// on disk. Otherwise requests are decided as in Tick, and with
+// Config.Watched, files written while the directory was listed are left
+// to the watcher (writtenDuring).
 func (in *Ingester) Scan(all bool) error {
+	start := in.cfg.Now()
 	entries, err := fs.ReadDir(in.cfg.FS, ".")
 	if err != nil {
 		return err
@@ -289,6 +297,9 @@ func (in *Ingester) Scan(all bool) error {
 				in.metrics.FileIgnored(snapfile.IgnoredName)
 				in.log.Debug("ignoring file", "file", e.Name(), "err", err)
 			}
+			continue
+		}
+		if !all && in.cfg.Watched && in.files[e.Name()] == nil && writtenDuring(e, start) {
 			continue
 		}
 		items = append(items, named{e.Name(), n})
@@ -324,6 +335,31 @@ func (in *Ingester) Scan(all bool) error {
 		in.Decide()
 	}
 	return nil
+}
+
+// listingMargin covers the lag of a filesystem's coarse timestamps (a
+// kernel tick) behind the clock Scan reads before listing.
+const listingMargin = 100 * time.Millisecond
+
+// writtenDuring: a file new to the ingester that was written while the
+// directory was being listed, or just before. A listing is not a snapshot
+// of the directory: it is read in several calls, in the filesystem's
+// order (hash order on ext4), and a file renamed in between two calls is
+// listed or not depending on where it falls. So a later file can be listed
+// while an earlier one is missed: the after of a request listed, the
+// before of a request that overlaps it missed, and the request decided
+// without knowing the other was open (withheld where report, which sees
+// both, publishes it exact). Such files are left to their watcher event,
+// which comes in the order they were written (or, if it was lost, to the
+// next listing).
+// A file written before the listing began was complete before it, and so
+// was every file written before it: those are all listed.
+func writtenDuring(e fs.DirEntry, start time.Time) bool {
+	info, err := e.Info()
+	if err != nil {
+		return false // gone again, or unreadable: the read says which
+	}
+	return !info.ModTime().Before(start.Add(-listingMargin))
 }
 
 // stageOrder sorts files with equal timestamps in the order they are

@@ -216,6 +216,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("snapshot directory: %s is not a directory", cfg.Dir)
 		}
 		ic.FS = ingest.NewDirFS(cfg.Dir)
+		ic.Watched = true // watch.Run hands files over in the order written
 	} else {
 		ic.FS = cfg.FS
 	}
