@@ -213,6 +213,10 @@ type Ingester struct {
 	serverIDs map[string]string
 	// assumed is the timeline's assumption change count last published.
 	assumed uint64
+	// relistAt: a Scan left files written while it listed
+	// (writtenDuring); Tick lists again from then on, in case their
+	// watcher events were lost (an overflow, poll mode).
+	relistAt time.Time
 	// seen and gone are queued for Config.Snapshots (flushSnapshots).
 	seen []SeenSnapshot
 	gone []string
@@ -285,6 +289,7 @@ func (in *Ingester) Scan(all bool) error {
 	}
 	var items []named
 	present := make(map[string]bool, len(entries))
+	in.relistAt = time.Time{}
 	for _, e := range entries {
 		present[e.Name()] = true
 		if fsState := in.files[e.Name()]; (fsState != nil && fsState.done) || strings.HasPrefix(e.Name(), ".") {
@@ -300,6 +305,8 @@ func (in *Ingester) Scan(all bool) error {
 			continue
 		}
 		if !all && in.cfg.Watched && in.files[e.Name()] == nil && writtenDuring(e, start) {
+			// Listed again once written before a listing begins.
+			in.relistAt = in.cfg.Now().Add(listingMargin)
 			continue
 		}
 		items = append(items, named{e.Name(), n})
@@ -440,6 +447,13 @@ func (in *Ingester) Tick() {
 	}
 	in.waiting.expire(now, in.givenUp)
 	in.forgetDecided(now)
+	if !in.relistAt.IsZero() && !now.Before(in.relistAt) {
+		// Scan decides; a listing that fails is the next rescan's to report.
+		if err := in.Scan(false); err != nil {
+			in.log.Debug("cannot list the snapshot directory again", "err", err)
+		}
+		return
+	}
 	in.Decide()
 }
 

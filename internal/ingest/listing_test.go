@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -143,4 +144,28 @@ func TestTornListingDecidesAsTheWatcher(t *testing.T) {
 		t.Errorf("no torn listing changed a decision: the test does not reproduce the cause")
 	}
 	t.Logf("%d cases; without Watched, %d request decisions differ from the batch", len(cases), torn)
+}
+
+// TestFilesWrittenDuringAListingAreListedAgain: files a Scan left because
+// they were written while it listed are ingested by a later Tick even when
+// no watcher event comes for them (events lost to an overflow).
+func TestFilesWrittenDuringAListingAreListedAgain(t *testing.T) {
+	w := newDirWriter(t)
+	w.request("chatcmpl-1", 1)
+	clock := time.Now()
+	rec := record.Once(t)
+	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour, Watched: true,
+		Now: func() time.Time { return clock }})
+	if err := in.Scan(false); err != nil {
+		t.Fatal(err)
+	}
+	in.Tick()
+	if rec.Read != 0 {
+		t.Fatalf("read %d files written during the listing, want 0", rec.Read)
+	}
+	clock = clock.Add(time.Second)
+	in.Tick()
+	if rec.Read != 2 || rec.ByID["chatcmpl-1"].Outcome != attribution.Exact {
+		t.Fatalf("after a second: read %d, result %+v", rec.Read, rec.ByID["chatcmpl-1"])
+	}
 }
