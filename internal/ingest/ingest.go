@@ -287,6 +287,7 @@ func (in *Ingester) Scan(all bool) error {
 	if err != nil {
 		return err
 	}
+	end := in.cfg.Now()
 	var items []named
 	present := make(map[string]bool, len(entries))
 	in.relistAt = time.Time{}
@@ -304,7 +305,7 @@ func (in *Ingester) Scan(all bool) error {
 			}
 			continue
 		}
-		if !all && in.cfg.Watched && in.files[e.Name()] == nil && writtenDuring(e, start) {
+		if !all && in.cfg.Watched && in.files[e.Name()] == nil && writtenDuring(e, start, end) {
 			// Listed again once written before a listing begins.
 			in.relistAt = in.cfg.Now().Add(listingMargin)
 			continue
@@ -360,13 +361,18 @@ const listingMargin = 100 * time.Millisecond
 // which comes in the order they were written (or, if it was lost, to the
 // next listing).
 // A file written before the listing began was complete before it, and so
-// was every file written before it: those are all listed.
-func writtenDuring(e fs.DirEntry, start time.Time) bool {
+// was every file written before it: those are all listed. A time past
+// the end of the listing is another clock's (a network volume's), not a
+// write during it: such a file is taken as without this check (the
+// settle check defers it until the clocks agree), not listed again and
+// again.
+func writtenDuring(e fs.DirEntry, start, end time.Time) bool {
 	info, err := e.Info()
 	if err != nil {
 		return false // gone again, or unreadable: the read says which
 	}
-	return !info.ModTime().Before(start.Add(-listingMargin))
+	t := info.ModTime()
+	return !t.Before(start.Add(-listingMargin)) && !t.After(end.Add(listingMargin))
 }
 
 // stageOrder sorts files with equal timestamps in the order they are
@@ -448,11 +454,13 @@ func (in *Ingester) Tick() {
 	in.waiting.expire(now, in.givenUp)
 	in.forgetDecided(now)
 	if !in.relistAt.IsZero() && !now.Before(in.relistAt) {
-		// Scan decides; a listing that fails is the next rescan's to report.
-		if err := in.Scan(false); err != nil {
-			in.log.Debug("cannot list the snapshot directory again", "err", err)
+		// Once: a listing that fails is the next rescan's to report.
+		in.relistAt = time.Time{}
+		err := in.Scan(false) // decides
+		if err == nil {
+			return
 		}
-		return
+		in.log.Debug("cannot list the snapshot directory again", "err", err)
 	}
 	in.Decide()
 }
