@@ -61,6 +61,11 @@ type generations struct {
 	// scrapes begun.
 	inflight atomic.Bool
 	started  atomic.Int64
+	// abandoned counts the scrapes this side gave up on (its 2 s
+	// timeout): the exporter may have recorded one (its record is written
+	// before the fsync, which a loaded disk can make slow) whose answer
+	// was never read.
+	abandoned atomic.Int64
 }
 
 func (g *generations) scrape(base string) {
@@ -72,6 +77,9 @@ func (g *generations) scrape(base string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	code, body, err := httpGet(ctx, base+"/metrics", nil)
+	if errors.Is(err, context.DeadlineExceeded) {
+		g.abandoned.Add(1)
+	}
 	if err != nil || code != 200 {
 		return
 	}
@@ -247,6 +255,7 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 		if r == rounds {
 			break
 		}
+		abandoned := g.abandoned.Load()
 		// Run for a while: pairs arrive, scrapes happen.
 		for n := rng.IntN(25); n > 0; n-- {
 			w.request()
@@ -263,6 +272,8 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 		// loaded machine): a scrape begun in between may have been
 		// recorded by the dying process and never answered.
 		cut = cut || g.started.Load() != started
+		// So may a scrape given up on while the process lived.
+		cut = cut || g.abandoned.Load() != abandoned
 		g.next()
 		seen, _ := g.totals()
 		checkRecord(t, r+1, "requests", recorded(t, stateFile), seen, &lost, cut)

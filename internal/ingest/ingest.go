@@ -96,6 +96,11 @@ type Config struct {
 	// bound values from below. Zero: no such checks (the flag's default
 	// is DefaultMaxObserveDelay).
 	MaxObserveDelay time.Duration
+	// Watched: a watcher also hands files over (File, Ingest), in the
+	// order they are written. A Scan without all then leaves the files
+	// written while it listed the directory to the watcher
+	// (writtenDuring); a caller that only scans leaves it unset.
+	Watched bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Snapshots, when not nil, receives every usable snapshot (before,
@@ -227,6 +232,10 @@ type Ingester struct {
 	serverIDs map[string]string
 	// assumed is the timeline's assumption change count last published.
 	assumed uint64
+	// relistAt: a Scan left files written while it listed
+	// (writtenDuring); Tick lists again from then on, in case their
+	// watcher events were lost (an overflow, poll mode).
+	relistAt time.Time
 	// seen and gone are queued for Config.Snapshots (flushSnapshots).
 	seen []SeenSnapshot
 	gone []string
@@ -286,14 +295,19 @@ func (in *Ingester) Assumptions() []attribution.ServerAssumptions { return in.tl
 // Scan lists the directory and ingests every file not seen before, in
 // the order of the times in their names. With all set (the initial scan,
 // a report) it then decides every paired request: the scan saw everything
-// on disk. Otherwise requests are decided as in Tick.
+// on disk. Otherwise requests are decided as in Tick, and with
+// Config.Watched, files written while the directory was listed are left
+// to the watcher (writtenDuring).
 func (in *Ingester) Scan(all bool) error {
+	start := in.cfg.Now()
 	entries, err := fs.ReadDir(in.cfg.FS, ".")
 	if err != nil {
 		return err
 	}
+	end := in.cfg.Now()
 	var items []named
 	present := make(map[string]bool, len(entries))
+	in.relistAt = time.Time{}
 	for _, e := range entries {
 		present[e.Name()] = true
 		if fsState := in.files[e.Name()]; (fsState != nil && fsState.done) || strings.HasPrefix(e.Name(), ".") {
@@ -306,6 +320,11 @@ func (in *Ingester) Scan(all bool) error {
 				in.metrics.FileIgnored(snapfile.IgnoredName)
 				in.log.Debug("ignoring file", "file", e.Name(), "err", err)
 			}
+			continue
+		}
+		if !all && in.cfg.Watched && in.files[e.Name()] == nil && writtenDuring(e, start, end) {
+			// Listed again once written before a listing begins.
+			in.relistAt = in.cfg.Now().Add(listingMargin)
 			continue
 		}
 		items = append(items, named{e.Name(), n})
@@ -341,6 +360,36 @@ func (in *Ingester) Scan(all bool) error {
 		in.Decide()
 	}
 	return nil
+}
+
+// listingMargin covers the lag of a filesystem's coarse timestamps (a
+// kernel tick) behind the clock Scan reads before listing.
+const listingMargin = 100 * time.Millisecond
+
+// writtenDuring: a file new to the ingester that was written while the
+// directory was being listed, or just before. A listing is not a snapshot
+// of the directory: it is read in several calls, in the filesystem's
+// order (hash order on ext4), and a file renamed in between two calls is
+// listed or not depending on where it falls. So a later file can be listed
+// while an earlier one is missed: the after of a request listed, the
+// before of a request that overlaps it missed, and the request decided
+// without knowing the other was open (withheld where report, which sees
+// both, publishes it exact). Such files are left to their watcher event,
+// which comes in the order they were written (or, if it was lost, to the
+// next listing).
+// A file written before the listing began was complete before it, and so
+// was every file written before it: those are all listed. A time past
+// the end of the listing is another clock's (a network volume's), not a
+// write during it: such a file is taken as without this check (the
+// settle check defers it until the clocks agree), not listed again and
+// again.
+func writtenDuring(e fs.DirEntry, start, end time.Time) bool {
+	info, err := e.Info()
+	if err != nil {
+		return false // gone again, or unreadable: the read says which
+	}
+	t := info.ModTime()
+	return !t.Before(start.Add(-listingMargin)) && !t.After(end.Add(listingMargin))
 }
 
 // stageOrder sorts files with equal timestamps in the order they are
@@ -421,6 +470,15 @@ func (in *Ingester) Tick() {
 	}
 	in.waiting.expire(now, in.givenUp)
 	in.forgetDecided(now)
+	if !in.relistAt.IsZero() && !now.Before(in.relistAt) {
+		// Once: a listing that fails is the next rescan's to report.
+		in.relistAt = time.Time{}
+		err := in.Scan(false) // decides
+		if err == nil {
+			return
+		}
+		in.log.Debug("cannot list the snapshot directory again", "err", err)
+	}
 	in.Decide()
 }
 

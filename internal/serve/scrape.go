@@ -39,7 +39,8 @@ type recorder interface {
 // (collector.PerRequestFamily) as the last recorded scrape showed them:
 // the exporter's own metrics, the write failures among them, stay
 // visible, and no request is shown unrecorded. Between the record's write and the answer's there is nothing but
-// the fsync and a copy, so a crash there is the only way a recorded
+// the fsync and a copy, so a crash there, or a scraper that gives up
+// there (a slow fsync on a loaded disk), is the only way a recorded
 // request can go unseen (it is then lost, never counted twice:
 // docs/guarantees.md).
 type scrapeHandler struct {

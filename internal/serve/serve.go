@@ -255,6 +255,8 @@ func build(cfg Config) (_ *exporter, err error) {
 
 	ic := cfg.Ingest
 	ic.FS, ic.Logger, ic.Progress = fsys, log, x.live.beat
+	// watch.Run hands a directory's files over in the order written.
+	ic.Watched = cfg.Dir != ""
 	ic.Results = journaled{publish: judged{publish: x.coll.Publish, slo: x.objectives, sloMetrics: sloMetrics, ring: x.ring}.Publish, j: journal}.Publish
 	ic.Metrics = x.coll
 	ic.Snapshots = journaledSnapshots{pop: pop, j: journal, rec: x.popRecord}
