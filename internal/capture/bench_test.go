@@ -29,8 +29,8 @@ import (
 // The cost benchmarks compare calling the fake upstream directly with
 // calling it through the capture proxy, on loopback. Run them alone:
 //
-//	go test -run XXX -bench 'AddedLatency' -benchtime 1x ./capture   # ~55 s
-//	go test -run XXX -bench 'Throughput' -benchtime 1x ./capture     # ~15 s
+//	go test -run XXX -bench 'AddedLatency' -benchtime 1x ./internal/capture   # ~55 s
+//	go test -run XXX -bench 'Throughput' -benchtime 1x ./internal/capture     # ~15 s
 //
 // The clients (in the benchmark's process), the proxy and the fake
 // upstream run in three processes, as in production, where the server and

@@ -164,7 +164,7 @@ func TestEndToEndConcurrent(t *testing.T) {
 // all streaming or half streaming, and half streaming with timeline
 // snapshots every 10 ms instead of 50. About 70 s; run it alone:
 //
-//	go test -run XXX -bench Attributable -benchtime 1x ./capture
+//	go test -run XXX -bench Attributable -benchtime 1x ./internal/capture
 func BenchmarkAttributable(b *testing.B) {
 	for _, run := range []struct {
 		mix      string

@@ -343,7 +343,7 @@ func (v *vllmLike) stats(tb testing.TB) vllmStats {
 // end of the step rather than to its frontend's processing of it.
 // About 15 s each; run the rows you need:
 //
-//	go test -run XXX -bench 'RealisticUpstream/inflight=64' -benchtime 1x ./capture
+//	go test -run XXX -bench 'RealisticUpstream/inflight=64' -benchtime 1x ./internal/capture
 //
 // Reported: %exact, %ttft_exact, %e2e_exact (of requests finished);
 // %ceiling_e2e, the share of requests that finished alone in their step
