@@ -24,7 +24,8 @@ import (
 
 const prometheusRulePath = "kubernetes/prometheusrule.yaml"
 
-const prometheusRuleHeader = `# Generated from deploy/prometheus/rules.yml: do not edit. Edit rules.yml and run
+const prometheusRuleHeader = `# Generated from deploy/prometheus/rules.yml and slo-rules.yml: do not edit.
+# Edit those files and run
 #   go test ./deploy -run TestPrometheusRuleInSync -update
 apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
@@ -37,28 +38,49 @@ metadata:
 spec:
 `
 
-// prometheusRule renders rules.yml as the spec of a PrometheusRule: the
-// same text, indented, comments included.
-func prometheusRule(rules []byte) []byte {
+// prometheusRule renders rule files as the spec of one PrometheusRule:
+// the same text, indented, comments included; the groups of every file
+// after the first continue the first one's list.
+func prometheusRule(files ...[]byte) []byte {
 	var b bytes.Buffer
 	b.WriteString(prometheusRuleHeader)
-	for _, line := range strings.SplitAfter(string(rules), "\n") {
-		if strings.TrimSpace(line) != "" {
-			b.WriteString("  ")
+	for i, rules := range files {
+		for _, line := range strings.SplitAfter(string(rules), "\n") {
+			switch {
+			case i > 0 && strings.TrimSpace(line) == "groups:":
+				continue
+			case strings.TrimSpace(line) != "":
+				b.WriteString("  ")
+			}
+			b.WriteString(line)
 		}
-		b.WriteString(line)
 	}
 	return b.Bytes()
 }
 
+// ruleFiles are the rule files the shipped configuration loads, in order.
+var ruleFiles = []string{rulesPath, sloRulesPath}
+
 // TestPrometheusRuleInSync keeps the Kubernetes PrometheusRule generated
 // from rules.yml, so the two cannot drift; -update rewrites it.
 func TestPrometheusRuleInSync(t *testing.T) {
-	rules, err := os.ReadFile(rulesPath)
-	if err != nil {
-		t.Fatal(err)
+	var files [][]byte
+	var groups []any
+	for _, path := range ruleFiles {
+		rules, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, rules)
+		var file struct {
+			Groups []any `yaml:"groups"`
+		}
+		if err := yaml.Unmarshal(rules, &file); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		groups = append(groups, file.Groups...)
 	}
-	want := prometheusRule(rules)
+	want := prometheusRule(files...)
 	if *update {
 		if err := os.WriteFile(prometheusRulePath, want, 0o644); err != nil {
 			t.Fatal(err)
@@ -69,27 +91,21 @@ func TestPrometheusRuleInSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s is not generated from %s; run: go test ./deploy -run TestPrometheusRuleInSync -update", prometheusRulePath, rulesPath)
+		t.Errorf("%s is not generated from %v; run: go test ./deploy -run TestPrometheusRuleInSync -update", prometheusRulePath, ruleFiles)
 	}
 
 	// The generated text must also mean the same groups.
-	var file struct {
-		Groups any `yaml:"groups"`
-	}
-	if err := yaml.Unmarshal(rules, &file); err != nil {
-		t.Fatal(err)
-	}
 	var pr struct {
 		Kind string `yaml:"kind"`
 		Spec struct {
-			Groups any `yaml:"groups"`
+			Groups []any `yaml:"groups"`
 		} `yaml:"spec"`
 	}
 	if err := yaml.Unmarshal(got, &pr); err != nil {
 		t.Fatalf("%s: %v", prometheusRulePath, err)
 	}
-	if pr.Kind != "PrometheusRule" || !reflect.DeepEqual(pr.Spec.Groups, file.Groups) {
-		t.Errorf("%s: spec.groups differ from the groups of %s", prometheusRulePath, rulesPath)
+	if pr.Kind != "PrometheusRule" || !reflect.DeepEqual(pr.Spec.Groups, groups) {
+		t.Errorf("%s: spec.groups differ from the groups of %v", prometheusRulePath, ruleFiles)
 	}
 }
 

@@ -350,8 +350,16 @@ func TestPrometheusScrapeConfig(t *testing.T) {
 	if cfg.Storage.Exemplars.MaxExemplars <= 0 {
 		t.Error("storage.exemplars.max_exemplars not set")
 	}
-	if len(cfg.RuleFiles) != 1 || filepath.Base(cfg.RuleFiles[0]) != filepath.Base(rulesPath) {
-		t.Errorf("rule_files %v: want the rules file %s", cfg.RuleFiles, filepath.Base(rulesPath))
+	var want []string
+	for _, f := range ruleFiles {
+		want = append(want, filepath.Base(f))
+	}
+	var got []string
+	for _, f := range cfg.RuleFiles {
+		got = append(got, filepath.Base(f))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("rule_files %v: want the rules files %v (the SLO alerts are silent without --slo.config)", cfg.RuleFiles, want)
 	}
 	found := false
 	for _, sc := range cfg.ScrapeConfigs {
@@ -400,11 +408,15 @@ func TestPrometheusConfigPromtool(t *testing.T) {
 				delete(j.(map[string]any), k)
 			}
 		}
-		rules, err := filepath.Abs(rulesPath)
-		if err != nil {
-			t.Fatal(err)
+		var rules []any
+		for _, f := range ruleFiles {
+			abs, err := filepath.Abs(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules = append(rules, abs)
 		}
-		cfg["rule_files"] = []any{rules}
+		cfg["rule_files"] = rules
 		out, err := yaml.Marshal(cfg)
 		if err != nil {
 			t.Fatal(err)
