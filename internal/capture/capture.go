@@ -35,7 +35,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/delta-exporter/delta-exporter/internal/ingest"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
@@ -78,7 +78,7 @@ const (
 	DefaultScrapeBudget = 0.02
 	// DefaultMaxScrapeBytes is the exporter's own bound on a snapshot
 	// file: a larger scrape would make a file it rejects.
-	DefaultMaxScrapeBytes = ingest.DefaultMaxBytes
+	DefaultMaxScrapeBytes = snapfile.DefaultMaxBytes
 	DefaultBodyTimeout    = 30 * time.Second
 	DefaultMaxBodyMemory  = 64 << 20
 	DefaultMaxBodyCapture = 4 << 20

@@ -164,7 +164,7 @@ func (in *Ingester) flushSnapshots() {
 // The defaults of Config. Those of settings that can be off are the
 // flags' defaults; the others are also what a zero field means.
 const (
-	DefaultMaxBytes        = 64 << 20
+	DefaultMaxBytes        = snapfile.DefaultMaxBytes
 	DefaultSettle          = 10 * time.Millisecond
 	DefaultIncompleteGrace = 5 * time.Second
 	DefaultPairingTTL      = 10 * time.Minute

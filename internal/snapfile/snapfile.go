@@ -17,6 +17,11 @@ import (
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
+// DefaultMaxBytes is the default bound on one snapshot file: the
+// ingester rejects a larger one (TooLarge), and capture does not write
+// one. Both sides take it from here, so neither imports the other.
+const DefaultMaxBytes = 64 << 20
+
 // RejectReason says why a snapshot file (or a capture sidecar) was not
 // used. The values are the label values of
 // delta_exporter_snapshots_rejected_total (docs/metrics.md).
