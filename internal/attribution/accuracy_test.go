@@ -462,10 +462,17 @@ func TestAccuracyProfiles(t *testing.T) {
 			lv = []float64{128, 256}
 		}
 		for _, inflight := range lv {
-			for _, mode := range []struct {
+			type layout struct {
 				name         string
 				nonStreaming float64
-			}{{"pairs", -1}, {"capture", 0.3}} {
+			}
+			modes := []layout{{"pairs", -1}, {"capture", 0.3}}
+			if r.clients > 0 {
+				// Not the run: every request streaming, what
+				// capture can reach on this server.
+				modes = append(modes, layout{"streamed", 0})
+			}
+			for _, mode := range modes {
 				cfg := runConfig(n, inflight, mode.nonStreaming, r.profile, r.seed)
 				if r.wide {
 					// Enough requests for the batch to pass 128.
@@ -473,7 +480,7 @@ func TestAccuracyProfiles(t *testing.T) {
 				}
 				if r.clients > 0 {
 					cfg.Clients, cfg.Engines, cfg.Models, cfg.MaxRunning = r.clients, 1, []string{"llama-8b"}, 8
-					if mode.nonStreaming >= 0 {
+					if mode.name == "capture" {
 						cfg.NonStreaming = 0.5
 					}
 				}
