@@ -520,23 +520,30 @@ func (t *Timeline) checkDecodeStartWindow(s *server, rs *reqState, fp obs, decod
 		return
 	}
 	fin := t.series[fp.sid].key.labels
-	in, out := 0, 0
+	in, out, untimed := 0, 0, 0
 	for _, iv := range rs.ivals[parser.FirstToken] {
-		if t.series[iv.sid].key.labels != fin {
+		si := t.series[iv.sid]
+		if si.key.labels != fin {
 			continue
 		}
 		for k := iv.lo + 1; k <= iv.hi; k++ {
-			if t.madeWithin(obs{iv.sid, k}, w) {
-				in++
-			} else {
+			if si.taken[k] {
+				continue // another request's, decided before
+			}
+			switch ok, timed := t.madeWithin(obs{iv.sid, k}, w); {
+			case !ok:
 				out++
+			case timed:
+				in++
+			default:
+				untimed++
 			}
 		}
 	}
 	switch {
-	case in > 0 && out == 0:
+	case in > 0 && out == 0 && untimed == 0:
 		s.agree(FirstAtDecodeStart, confirmValue)
-	case in == 0 && out > 0:
+	case in == 0 && untimed == 0 && out > 0:
 		t.contradict(s, FirstAtDecodeStart, rs.ID, "none of the %d first-token observations in the window of %s was made within %v of its finish observation less decode %gs", out, rs.ID, t.MaxObserveDelay, decode.V)
 	}
 }
@@ -611,10 +618,10 @@ func (t *Timeline) checkValues(s *server, r *Request, res *Result, fp, tp *obs) 
 		if hb := t.firstBound(*fp); hb >= 0 {
 			held = t.check(s, FirstBeforeFinish, tp.k <= uint64(hb), id, "first-token observation %d after the snapshot at first-token count %d that follows its finish", tp.k, hb) && held
 		}
-	}
-	if fp != nil && tp != nil {
 		if w := t.decodeStart(*fp, v[parser.Decode]); !w.lo.IsZero() || !w.hi.IsZero() {
-			held = t.check(s, FirstAtDecodeStart, t.madeWithin(*tp, w), id, "first-token observation %d not within %v of its finish observation less decode %gs", tp.k, t.MaxObserveDelay, v[parser.Decode].V) && held
+			if ok, timed := t.madeWithin(*tp, w); !ok || timed {
+				held = t.check(s, FirstAtDecodeStart, ok, id, "first-token observation %d not within %v of its finish observation less decode %gs", tp.k, t.MaxObserveDelay, v[parser.Decode].V) && held
+			}
 		}
 	}
 	arr := window{r.ArrivalLo, r.ArrivalHi}

@@ -238,9 +238,8 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 					at.excluded |= why
 					continue
 				}
-				if !t.madeWithin(o, firstAt) {
-					why := rules(1 << FirstAtDecodeStart)
-					at.excluded |= why
+				if ok, _ := t.madeWithin(o, firstAt); !ok {
+					at.excluded |= 1 << FirstAtDecodeStart
 					continue
 				}
 				j, ok := index[o]
@@ -404,13 +403,15 @@ func (t *Timeline) decodeStart(fp obs, decode Value) window {
 }
 
 // madeWithin reports whether observation o can have been made within w:
-// its own time bounds (obsTimes) meet w. Unknown ends rule nothing out.
-func (t *Timeline) madeWithin(o obs, w window) bool {
+// its own time bounds (obsTimes) meet w. Unknown ends rule nothing out;
+// timed says whether both of o's were known (a check agrees only then).
+func (t *Timeline) madeWithin(o obs, w window) (ok, timed bool) {
 	ot := t.obsTimes(o)
+	timed = !ot.lo.IsZero() && !ot.hi.IsZero()
 	if !w.lo.IsZero() && !ot.hi.IsZero() && ot.hi.Before(w.lo) {
-		return false
+		return false, timed
 	}
-	return w.hi.IsZero() || ot.lo.IsZero() || !ot.lo.After(w.hi)
+	return w.hi.IsZero() || ot.lo.IsZero() || !ot.lo.After(w.hi), timed
 }
 
 // sameServerTime reports whether an observed duration v (seconds) agrees
