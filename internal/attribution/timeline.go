@@ -326,9 +326,11 @@ type ResolveOptions struct {
 	// MaxDelay.
 	Now      time.Time
 	MaxDelay time.Duration
-	// Hold: decide only the groups that have waited MaxDelay (the caller
-	// knows of files not read yet that may belong to the others).
-	Hold bool
+	// Held, when not nil, says which requests files not read yet may
+	// change (the caller knows of files deferred): a group with a held
+	// member is decided only once it has waited MaxDelay. Deciding it
+	// earlier would be sound; holding it only lets it find more.
+	Held func(*Request) bool
 }
 
 // Resolve decides the waiting requests that are ready and returns their
@@ -449,8 +451,12 @@ func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) bool {
 	if opt.Now.Sub(oldest) >= opt.MaxDelay {
 		return true
 	}
-	if opt.Hold {
-		return false
+	if opt.Held != nil {
+		for _, rs := range comp {
+			if opt.Held(&rs.Request) {
+				return false
+			}
+		}
 	}
 	for _, before := range t.open {
 		for sid, h := range hi {
