@@ -33,6 +33,17 @@ func tickUntil(in *Ingester, c *clock, rec *record.Recorder, id string, d time.D
 	return at
 }
 
+// patientIngester is clockedIngester with an hour's
+// --attribution.max-delay: only files not read yet delay a decision.
+func patientIngester(t *testing.T) (*dirWriter, *clock, *record.Recorder, *Ingester) {
+	w := newDirWriter(t)
+	c := &clock{now: time.Now().Truncate(time.Second)}
+	rec := record.Once(t)
+	in := clockedIngester(w, rec, c, nil)
+	in.cfg.MaxDelay = time.Hour
+	return w, c, rec, in
+}
+
 // TestFutureDatedFileIsSettledOnOurClock: an after whose modification
 // time is ahead of the exporter's clock (a writer or a network volume on
 // another clock) is read once it has not changed for --snapshot.settle
@@ -53,11 +64,7 @@ func TestFutureDatedFileIsSettledOnOurClock(t *testing.T) {
 		{"settled on its own clock", -time.Minute, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newDirWriter(t)
-			c := &clock{now: time.Now().Truncate(time.Second)}
-			rec := record.Once(t)
-			in := clockedIngester(w, rec, c, nil)
-			in.cfg.MaxDelay = time.Hour // only settling can delay the decision
+			w, c, rec, in := patientIngester(t)
 			f := finish(1)
 			b, a := w.Request("skewed", model, 0.1, f)
 			w.Touch(b, c.now.Add(-time.Minute))
@@ -105,11 +112,7 @@ func TestFutureDatedFileStillBeingWritten(t *testing.T) {
 		{"stays cut", false, 6500 * time.Millisecond, attribution.Rejected},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newDirWriter(t)
-			c := &clock{now: time.Now().Truncate(time.Second)}
-			rec := record.Once(t)
-			in := clockedIngester(w, rec, c, nil)
-			in.cfg.MaxDelay = time.Hour
+			w, c, rec, in := patientIngester(t)
 			b := w.Snap("inplace", parser.Before)
 			w.Touch(b, c.now.Add(-time.Minute))
 			f := finish(2)
@@ -203,11 +206,7 @@ func TestDeferredFileHoldsOnlyWhatItMayChange(t *testing.T) {
 		}, 3 * time.Second, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newDirWriter(t)
-			c := &clock{now: time.Now().Truncate(time.Second)}
-			rec := record.Once(t)
-			in := clockedIngester(w, rec, c, nil)
-			in.cfg.MaxDelay = time.Hour
+			w, c, rec, in := patientIngester(t)
 			b, a := w.Request("a", model, 0.1, finish(1))
 			w.Touch(b, c.now.Add(-time.Minute))
 			w.Touch(a, c.now.Add(-time.Minute))
