@@ -3,10 +3,13 @@ package ingest
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
+	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
@@ -275,5 +278,62 @@ func TestHeld(t *testing.T) {
 	}
 	if New(Config{}).held() != nil {
 		t.Fatal("nothing deferred, yet something is held")
+	}
+}
+
+// TestFutureDatedDirectoryReadsAsOurs: a directory where some files
+// carry modification times an hour ahead (written through a volume, or
+// by a host, whose clock is ahead) is read as the same directory with
+// true times, as report reads it (--snapshot.settle off, every request
+// decided at the end of the scan). Waiting for the clocks to agree left
+// those files for Finish, read after the scan had decided the requests
+// around them without them.
+func TestFutureDatedDirectoryReadsAsOurs(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := simulate.Run(simulate.Config{Seed: 7, Requests: 60, MeanInFlight: 4,
+		Models: []string{"llama-8b"}, Engines: 2}, simulate.DirSink(dir)); err != nil {
+		t.Fatal(err)
+	}
+	batch := func() *record.Recorder {
+		rec := record.Once(t)
+		in := New(Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxObserveDelay: DefaultMaxObserveDelay})
+		if err := in.Scan(true); err != nil {
+			t.Fatal(err)
+		}
+		in.Finish()
+		return rec
+	}
+	ours := batch()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead, skewed := time.Now().Add(time.Hour), 0
+	for i, e := range entries {
+		if i%3 != 0 {
+			continue
+		}
+		if err := os.Chtimes(filepath.Join(dir, e.Name()), ahead, ahead); err != nil {
+			t.Fatal(err)
+		}
+		skewed++
+	}
+	theirs := batch()
+	exact := 0
+	for id, want := range ours.ByID {
+		got := theirs.ByID[id]
+		if fmt.Sprint(got.Outcome, got.Values, got.TPOT) != fmt.Sprint(want.Outcome, want.Values, want.TPOT) {
+			t.Errorf("%s: %s/%v with a third of the times ahead, %s/%v with ours", id, got.Outcome, got.Values, want.Outcome, want.Values)
+		}
+		if want.Outcome == attribution.Exact {
+			exact++
+		}
+	}
+	if len(theirs.ByID) != len(ours.ByID) || exact == 0 {
+		t.Fatalf("%d requests decided with times ahead, %d with ours, %d exact", len(theirs.ByID), len(ours.ByID), exact)
+	}
+	t.Logf("%d of %d requests exact; %d files of %d dated ahead", exact, len(ours.ByID), skewed, len(entries))
+	if theirs.FutureDated != skewed || ours.FutureDated != 0 {
+		t.Fatalf("counted %d files dated ahead of %d (and %d with our times)", theirs.FutureDated, skewed, ours.FutureDated)
 	}
 }
