@@ -305,8 +305,8 @@ func (in *Ingester) Assumptions() []attribution.ServerAssumptions { return in.tl
 
 // Scan lists the directory and ingests every file not seen before, in
 // the order of the times in their names. With all set (the initial scan,
-// a report) it then decides every paired request: the scan saw everything
-// on disk. Otherwise requests are decided as in Tick, and with
+// a report) it then decides every paired request the files it deferred
+// may not change: the scan saw everything on disk. Otherwise requests are decided as in Tick, and with
 // Config.Watched, files written while the directory was listed are left
 // to the watcher (writtenDuring).
 func (in *Ingester) Scan(all bool) error {
@@ -359,14 +359,16 @@ func (in *Ingester) Scan(all bool) error {
 	in.loadAll(len(items), func(i int) named { return items[i] },
 		func(i int) {
 			if all && i%512 == 511 && !in.stopped() {
-				in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: math.MaxInt64})
+				in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: math.MaxInt64, Held: in.held()})
 			}
 		})
 	if in.stopped() {
 		return ErrStopped
 	}
 	if all {
-		in.decide(attribution.ResolveOptions{All: true})
+		// But what the files deferred may change (settling, or
+		// incomplete while fresh): those wait for them, as in Decide.
+		in.decide(attribution.ResolveOptions{All: true, Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay, Held: in.held()})
 	} else {
 		in.Decide()
 	}

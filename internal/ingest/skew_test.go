@@ -284,17 +284,19 @@ func TestHeld(t *testing.T) {
 // TestFutureDatedDirectoryReadsAsOurs: a directory where some files
 // carry modification times an hour ahead (written through a volume, or
 // by a host, whose clock is ahead) is read as the same directory with
-// true times, as report reads it (--snapshot.settle off, every request
-// decided at the end of the scan). Waiting for the clocks to agree left
-// those files for Finish, read after the scan had decided the requests
-// around them without them.
+// true times: by report (--snapshot.settle off, every request decided at
+// the end of the scan), and by serve's initial scan (files settle on our
+// clock after it, and the requests they may change wait for them).
+// Waiting for the clocks to agree left those files for report's Finish,
+// read after the scan had decided the requests around them without them;
+// serve's initial scan decided those requests without them too.
 func TestFutureDatedDirectoryReadsAsOurs(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := simulate.Run(simulate.Config{Seed: 7, Requests: 60, MeanInFlight: 4,
 		Models: []string{"llama-8b"}, Engines: 2}, simulate.DirSink(dir)); err != nil {
 		t.Fatal(err)
 	}
-	batch := func() *record.Recorder {
+	report := func() *record.Recorder {
 		rec := record.Once(t)
 		in := New(Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxObserveDelay: DefaultMaxObserveDelay})
 		if err := in.Scan(true); err != nil {
@@ -303,7 +305,7 @@ func TestFutureDatedDirectoryReadsAsOurs(t *testing.T) {
 		in.Finish()
 		return rec
 	}
-	ours := batch()
+	ours := report()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -318,22 +320,45 @@ func TestFutureDatedDirectoryReadsAsOurs(t *testing.T) {
 		}
 		skewed++
 	}
-	theirs := batch()
-	exact := 0
-	for id, want := range ours.ByID {
-		got := theirs.ByID[id]
-		if fmt.Sprint(got.Outcome, got.Values, got.TPOT) != fmt.Sprint(want.Outcome, want.Values, want.TPOT) {
-			t.Errorf("%s: %s/%v with a third of the times ahead, %s/%v with ours", id, got.Outcome, got.Values, want.Outcome, want.Values)
-		}
-		if want.Outcome == attribution.Exact {
-			exact++
-		}
-	}
-	if len(theirs.ByID) != len(ours.ByID) || exact == 0 {
-		t.Fatalf("%d requests decided with times ahead, %d with ours, %d exact", len(theirs.ByID), len(ours.ByID), exact)
-	}
-	t.Logf("%d of %d requests exact; %d files of %d dated ahead", exact, len(ours.ByID), skewed, len(entries))
-	if theirs.FutureDated != skewed || ours.FutureDated != 0 {
-		t.Fatalf("counted %d files dated ahead of %d (and %d with our times)", theirs.FutureDated, skewed, ours.FutureDated)
+	for _, tc := range []struct {
+		name string
+		read func() *record.Recorder
+	}{
+		{"report", report},
+		{"serve's initial scan", func() *record.Recorder {
+			rec := record.Once(t)
+			c := &clock{now: time.Now().Add(time.Minute)} // the other files are settled
+			in := New(Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxObserveDelay: DefaultMaxObserveDelay,
+				Settle: time.Second, MaxDelay: time.Minute, Now: c.Now})
+			if err := in.Scan(true); err != nil {
+				t.Fatal(err)
+			}
+			for range 8 {
+				c.now = c.now.Add(250 * time.Millisecond)
+				in.Tick()
+			}
+			return rec // without Finish: decided as files come
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			theirs := tc.read()
+			exact := 0
+			for id, want := range ours.ByID {
+				got := theirs.ByID[id]
+				if fmt.Sprint(got.Outcome, got.Values, got.TPOT) != fmt.Sprint(want.Outcome, want.Values, want.TPOT) {
+					t.Errorf("%s: %s/%v with a third of the times ahead, %s/%v with ours", id, got.Outcome, got.Values, want.Outcome, want.Values)
+				}
+				if want.Outcome == attribution.Exact {
+					exact++
+				}
+			}
+			if len(theirs.ByID) != len(ours.ByID) || exact == 0 {
+				t.Fatalf("%d requests decided with times ahead, %d with ours, %d exact", len(theirs.ByID), len(ours.ByID), exact)
+			}
+			t.Logf("%d of %d requests exact; %d files of %d dated ahead", exact, len(ours.ByID), skewed, len(entries))
+			if theirs.FutureDated != skewed || ours.FutureDated != 0 {
+				t.Fatalf("counted %d files dated ahead of %d (and %d with our times)", theirs.FutureDated, skewed, ours.FutureDated)
+			}
+		})
 	}
 }
