@@ -3,8 +3,10 @@ package ingest
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +91,33 @@ func TestFutureDatedFileIsSettledOnOurClock(t *testing.T) {
 				t.Fatalf("still deferred: %v", in.deferred)
 			}
 		})
+	}
+}
+
+// TestFutureDatedLoggedOnce: every file dated ahead is counted, once,
+// and the first is logged with how far ahead it is; the others are not
+// (a volume whose clock is ahead dates every file so).
+func TestFutureDatedLoggedOnce(t *testing.T) {
+	w := newDirWriter(t)
+	c := &clock{now: time.Now().Truncate(time.Second)}
+	rec := record.Once(t)
+	var logs bytes.Buffer
+	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	for i := range 3 {
+		b, a := w.Request(fmt.Sprintf("r%d", i), model, 0.1, finish(i))
+		w.Touch(b, c.now.Add(90*time.Minute))
+		w.Touch(a, c.now.Add(90*time.Minute))
+	}
+	if err := in.Scan(false); err != nil {
+		t.Fatal(err)
+	}
+	tickUntil(in, c, rec, "r2", 2*time.Second, nil)
+	if len(rec.ByID) != 3 || rec.FutureDated != 6 {
+		t.Fatalf("%d decided, %d counted as dated ahead; want 3 and 6", len(rec.ByID), rec.FutureDated)
+	}
+	if n := strings.Count(logs.String(), "dated in the future"); n != 1 || !strings.Contains(logs.String(), "ahead=1h30m0s") {
+		t.Fatalf("logged %d times, want once with ahead=1h30m0s:\n%s", n, logs.String())
 	}
 }
 
