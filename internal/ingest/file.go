@@ -59,7 +59,7 @@ func (in *Ingester) load(it named, now time.Time, finishing bool, buf *[]byte) l
 	if err != nil {
 		return l.failed(err)
 	}
-	l.st = fileState{size: info.Size(), modTime: info.ModTime(), skewed: it.prev.skewed}
+	l.st = fileState{size: info.Size(), modTime: info.ModTime(), skewed: it.prev.skewed, deferredAt: it.prev.deferredAt}
 	if !info.Mode().IsRegular() {
 		l.reason, l.err = snapfile.NotRegular, fmt.Errorf("%s is not a regular file", info.Mode().Type())
 		return l
@@ -151,6 +151,9 @@ func (in *Ingester) apply(l loaded) {
 			delete(in.files, l.name)
 		} else {
 			st := l.st
+			if st.deferredAt.IsZero() {
+				st.deferredAt = in.cfg.Now()
+			}
 			in.files[l.name] = &st
 		}
 		in.deferred[l.name] = l.n

@@ -31,14 +31,23 @@ const nameClockMargin = time.Second
 //     requests it overlaps waiting.)
 //   - Any file of a request holds that request (its info sidecar, its
 //     first, a second after that makes it a duplicate).
+//
+// A file deferred longer than --snapshot.incomplete-grace ago holds
+// nothing: it is still retried, but a writer that has not finished in
+// that time (one that never stops writing) does not hold the requests
+// around it until --attribution.max-delay, again and again.
 func (in *Ingester) held() func(*attribution.Request) bool {
 	if len(in.deferred) == 0 {
 		return nil
 	}
+	now := in.cfg.Now()
 	ids := map[string]bool{}
 	var before time.Time // the earliest deferred before
 	var points []time.Time
-	for _, n := range in.deferred {
+	for name, n := range in.deferred {
+		if st := in.files[name]; st != nil && !st.deferredAt.IsZero() && now.Sub(st.deferredAt) >= in.cfg.IncompleteGrace {
+			continue
+		}
 		if n.Stage != parser.Timeline {
 			ids[n.RequestID] = true
 		}
@@ -50,6 +59,9 @@ func (in *Ingester) held() func(*attribution.Request) bool {
 		case parser.After, parser.First, parser.Timeline:
 			points = append(points, n.Time)
 		}
+	}
+	if len(ids) == 0 && before.IsZero() && len(points) == 0 {
+		return nil
 	}
 	slices.SortFunc(points, time.Time.Compare)
 	return func(r *attribution.Request) bool {

@@ -218,6 +218,8 @@ type fileState struct {
 	seenAt time.Time
 	// skewed: counted and logged as dated in the future (once).
 	skewed bool
+	// deferredAt: when it was first deferred, on our clock (held).
+	deferredAt time.Time
 }
 
 // Ingester reads, pairs and attributes. Not safe for concurrent use.

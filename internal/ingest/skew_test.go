@@ -208,8 +208,10 @@ func TestFutureDatedFileStillBeingWritten(t *testing.T) {
 // TestDeferredFileHoldsOnlyWhatItMayChange: request A is paired and
 // nothing open overlaps it; another file is deferred. A waits only for a
 // file that may change it, and no longer than that file takes to settle
-// or be rejected: never --attribution.max-delay (an hour here) because
-// of a file dated ahead, a file of another request, or a file rejected.
+// or be rejected, or --snapshot.incomplete-grace for one that never
+// settles: never --attribution.max-delay (an hour here) because of a
+// file dated ahead, a file of another request, a file rejected or a
+// writer that never stops.
 func TestDeferredFileHoldsOnlyWhatItMayChange(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -236,6 +238,9 @@ func TestDeferredFileHoldsOnlyWhatItMayChange(t *testing.T) {
 				w.PutAt(parser.FormatName("b", parser.Before, aEnd.Add(-time.Millisecond)), s[:len(s)-7], now.Add(-2*time.Second))
 			}
 		}, 3 * time.Second, false},
+		{"a before named within A that never stops changing: held until the grace", func(w *dirWriter, aEnd, now time.Time, _ bool) {
+			w.PutAt(parser.FormatName("b", parser.Before, aEnd.Add(-time.Millisecond)), w.Scrape(), now)
+		}, 5 * time.Second, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, c, rec, in := patientIngester(t)
@@ -247,7 +252,7 @@ func TestDeferredFileHoldsOnlyWhatItMayChange(t *testing.T) {
 			if err := in.Scan(false); err != nil {
 				t.Fatal(err)
 			}
-			got := tickUntil(in, c, rec, "a", 5*time.Second, func() { tc.put(w, aEnd, c.now, false) })
+			got := tickUntil(in, c, rec, "a", 6*time.Second, func() { tc.put(w, aEnd, c.now, false) })
 			if got != tc.decidedAt {
 				t.Fatalf("A decided %v after the scan, want %v (deferred %v)", got, tc.decidedAt, in.deferred)
 			}
