@@ -16,7 +16,8 @@ import (
 const nameClockMargin = time.Second
 
 // held says which paired requests the deferred files may still change,
-// for attribution.ResolveOptions.Held; nil when no file is deferred.
+// for attribution.ResolveOptions.Held; nil when no deferred file holds
+// any.
 // Holding only lets a decision find more, so this errs on the side of
 // holding, but no further than a file's own time reaches: holding every
 // request while any file was deferred made one file that never settles

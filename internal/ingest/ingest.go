@@ -80,8 +80,10 @@ type Config struct {
 	// DefaultMaxBytes.
 	MaxBytes int64
 	// Settle: a file modified less than Settle ago is read later, so a
-	// writer that writes in place is less likely to be read half-way.
-	// Zero: read at once (the flag's default is DefaultSettle).
+	// writer that writes in place is less likely to be read half-way
+	// (one dated ahead of Now: once two looks Settle apart saw no
+	// change, skew.go). Zero: read at once (the flag's default is
+	// DefaultSettle).
 	Settle time.Duration
 	// IncompleteGrace: a file that is incomplete (no final newline, a
 	// series cut short) is retried until it is this old, then rejected;
