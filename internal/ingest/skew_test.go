@@ -332,7 +332,7 @@ func TestFutureDatedDirectoryReadsAsOurs(t *testing.T) {
 	}
 	report := func() *record.Recorder {
 		rec := record.Once(t)
-		in := New(Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxObserveDelay: DefaultMaxObserveDelay})
+		in := newTestIngester(dir, rec) // --snapshot.settle off, as report
 		if err := in.Scan(true); err != nil {
 			t.Fatal(err)
 		}
@@ -362,8 +362,8 @@ func TestFutureDatedDirectoryReadsAsOurs(t *testing.T) {
 		{"serve's initial scan", func() *record.Recorder {
 			rec := record.Once(t)
 			c := &clock{now: time.Now().Add(time.Minute)} // the other files are settled
-			in := New(Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxObserveDelay: DefaultMaxObserveDelay,
-				Settle: time.Second, MaxDelay: time.Minute, Now: c.Now})
+			in := newTestIngester(dir, rec)
+			in.cfg.Settle, in.cfg.MaxDelay, in.cfg.Now = time.Second, time.Minute, c.Now
 			if err := in.Scan(true); err != nil {
 				t.Fatal(err)
 			}
