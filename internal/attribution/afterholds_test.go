@@ -2,6 +2,7 @@ package attribution
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -258,5 +259,74 @@ func TestFirstHoldsApart(t *testing.T) {
 	}
 	if v := res.Values[parser.E2E]; !v.Exact {
 		t.Errorf("e2e after the first-token contradiction: %+v", v)
+	}
+}
+
+// TestFirstTokenRulesAfterA1: once A1 is contradicted, the rules that
+// read only the first token are still checked on the first-token pins
+// (which rest on first_holds_observation, not on A1) and used once
+// confirmed. Here capture's bound on TTFT (first byte − receipt) is
+// confirmed by ten lone requests after the contradiction, and then tells
+// two requests with overlapping windows apart: without it, neither TTFT
+// could be published.
+func TestFirstTokenRulesAfterA1(t *testing.T) {
+	srv := newFakeServer(a1Labels)
+	tl := NewTimeline()
+	r := rand.New(rand.NewPCG(5, 6))
+	now := time.Unix(0, 0)
+	add := func(req Request) {
+		t.Helper()
+		if _, done := tl.Add(req, now); done {
+			t.Fatalf("%s rejected", req.ID)
+		}
+	}
+	resolve := func() []Result { return tl.Resolve(ResolveOptions{All: true}) }
+	// r0's after is taken before its finish is recorded: A1 is
+	// contradicted for the process.
+	tr := randomTruth(r, a1Labels)
+	before := srv.point(t)
+	srv.observeFirst(&tr)
+	after := srv.point(t)
+	srv.observeFinish(&tr)
+	add(Request{ID: "r0", Before: before, After: after})
+	resolve()
+	if st := tl.Assumptions()[0].Status[AfterHolds]; st.State != Contradicted {
+		t.Fatalf("A1 %s after an after that missed its finish", st.State)
+	}
+	for i := 1; i <= confirmValue; i++ {
+		tr := randomTruth(r, a1Labels)
+		before := srv.point(t)
+		srv.observeFirst(&tr)
+		srv.observeFinish(&tr)
+		add(Request{ID: fmt.Sprintf("r%d", i), Before: before, After: srv.point(t), MaxTTFT: tr.v[parser.TTFT] + 0.01})
+		resolve()
+	}
+	if st := tl.Assumptions()[0].Status[CaptureBounds]; st.State != Confirmed {
+		t.Fatalf("capture_time_bounds %s after %d first-token pins that agreed", st.State, confirmValue)
+	}
+	// a and b overlap; a snapshot between their first tokens isolates
+	// both, and only b's bound (0.1 s) tells whose is whose.
+	ta, tb := randomTruth(r, a1Labels), randomTruth(r, a1Labels)
+	ta.v[parser.TTFT], tb.v[parser.TTFT] = 0.3, 0.05
+	before = srv.point(t)
+	srv.observeFirst(&ta)
+	tl.AddPoint(srv.point(t))
+	srv.observeFirst(&tb)
+	srv.observeFinish(&ta)
+	srv.observeFinish(&tb)
+	after = srv.point(t)
+	add(Request{ID: "a", Before: before, After: after, MaxTTFT: 0.35})
+	add(Request{ID: "b", Before: before, After: after, MaxTTFT: 0.1})
+	got := map[string]Value{}
+	for _, res := range resolve() {
+		got[res.RequestID] = res.Values[parser.TTFT]
+		if v := res.Values[parser.E2E]; v.Reason != ReasonUnconfirmed {
+			t.Errorf("%s: e2e %+v after A1 was contradicted", res.RequestID, v)
+		}
+	}
+	for id, want := range map[string]float64{"a": 0.3, "b": 0.05} {
+		if v := got[id]; !v.Exact || math.Abs(v.V-want) > 1e-9 {
+			t.Errorf("%s: TTFT %+v, want %g", id, v, want)
+		}
 	}
 }
