@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -328,5 +329,76 @@ func TestFirstTokenRulesAfterA1(t *testing.T) {
 		if v := got[id]; !v.Exact || math.Abs(v.V-want) > 1e-9 {
 			t.Errorf("%s: TTFT %+v, want %g", id, v, want)
 		}
+	}
+}
+
+// TestLaterSnapshotsCannotPinAfterA1 is the counterexample behind "When
+// A1 fails" (docs/attribution.md): after A1 is contradicted, no later
+// snapshot pins a request's finish observation. r0's after is taken
+// before its finish is recorded (its window does not move: A1 is
+// contradicted); then the server shows one more finish and stays idle
+// for an hour of snapshots. In the first story that finish is r0's, late.
+// In the second r0's was never recorded (dropped, aborted, or still to
+// come after the last snapshot) and the one shown is a request that left
+// no snapshots in the directory, with the same values. Every snapshot is
+// the same in both stories, so whatever attribution publishes for r0 is
+// the same, and any finish value would be wrong in the second: a bound on
+// how late a server records a finish would not help either (the second
+// story has no late finish).
+func TestLaterSnapshotsCannotPinAfterA1(t *testing.T) {
+	tr := randomTruth(rand.New(rand.NewPCG(7, 8)), a1Labels)
+	story := func(ownFinish bool) ([]*Point, Result) {
+		srv := newFakeServer(a1Labels)
+		tl := NewTimeline()
+		at := time.Unix(1_700_000_000, 0)
+		point := func(x float64) *Point {
+			p := srv.point(t)
+			p.SetTimes(at.Add(time.Duration(x*1e9)), at.Add(time.Duration(x*1e9)+time.Millisecond))
+			return p
+		}
+		before := point(0)
+		r0 := tr // r0's own first token is recorded in both stories
+		srv.observeFirst(&r0)
+		after := point(0.5)
+		// Recorded 10 ms later: r0's finish in the first story; in the
+		// second, that of a request the directory has no snapshots of.
+		uncaptured := tr
+		if ownFinish {
+			srv.observeFinish(&r0)
+		} else {
+			srv.observeFinish(&uncaptured)
+		}
+		points := []*Point{before, after}
+		for x := 1.0; x <= 3600; x *= 2 {
+			points = append(points, point(x))
+		}
+		for _, p := range points[2:] {
+			tl.AddPoint(p)
+		}
+		req := Request{ID: "r0", Before: before, After: after,
+			ArrivalLo: at, ArrivalHi: at.Add(time.Millisecond), LastByte: at.Add(490 * time.Millisecond), MaxE2E: 0.49}
+		if _, done := tl.Add(req, time.Unix(0, 0)); done {
+			t.Fatal("r0 rejected")
+		}
+		res := tl.Resolve(ResolveOptions{All: true})
+		if st := tl.Assumptions()[0].Status[AfterHolds]; st.State != Contradicted {
+			t.Fatalf("A1 %s after a window that did not move", st.State)
+		}
+		return points, res[0]
+	}
+	late, lateRes := story(true)
+	other, otherRes := story(false)
+	if !reflect.DeepEqual(late, other) {
+		t.Fatal("the two stories' snapshots differ: the counterexample no longer shows the limit")
+	}
+	for _, res := range []Result{lateRes, otherRes} {
+		for m, v := range res.Values {
+			if parser.Metric(m).Group() == parser.Finish && v.Exact {
+				t.Errorf("r0 %s published (%v): in the second story r0 has no such observation", parser.Metric(m).Name(), v.V)
+			}
+		}
+	}
+	if !reflect.DeepEqual(lateRes, otherRes) {
+		t.Errorf("the same snapshots decided differently:\n%+v\n%+v", lateRes, otherRes)
 	}
 }
