@@ -2,7 +2,9 @@ package attribution
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -258,5 +260,145 @@ func TestFirstHoldsApart(t *testing.T) {
 	}
 	if v := res.Values[parser.E2E]; !v.Exact {
 		t.Errorf("e2e after the first-token contradiction: %+v", v)
+	}
+}
+
+// TestFirstTokenRulesAfterA1: once A1 is contradicted, the rules that
+// read only the first token are still checked on the first-token pins
+// (which rest on first_holds_observation, not on A1) and used once
+// confirmed. Here capture's bound on TTFT (first byte − receipt) is
+// confirmed by ten lone requests after the contradiction, and then tells
+// two requests with overlapping windows apart: without it, neither TTFT
+// could be published.
+func TestFirstTokenRulesAfterA1(t *testing.T) {
+	srv := newFakeServer(a1Labels)
+	tl := NewTimeline()
+	r := rand.New(rand.NewPCG(5, 6))
+	now := time.Unix(0, 0)
+	add := func(req Request) {
+		t.Helper()
+		if _, done := tl.Add(req, now); done {
+			t.Fatalf("%s rejected", req.ID)
+		}
+	}
+	resolve := func() []Result { return tl.Resolve(ResolveOptions{All: true}) }
+	// r0's after is taken before its finish is recorded: A1 is
+	// contradicted for the process.
+	tr := randomTruth(r, a1Labels)
+	before := srv.point(t)
+	srv.observeFirst(&tr)
+	after := srv.point(t)
+	srv.observeFinish(&tr)
+	add(Request{ID: "r0", Before: before, After: after})
+	resolve()
+	if st := tl.Assumptions()[0].Status[AfterHolds]; st.State != Contradicted {
+		t.Fatalf("A1 %s after an after that missed its finish", st.State)
+	}
+	for i := 1; i <= confirmValue; i++ {
+		tr := randomTruth(r, a1Labels)
+		before := srv.point(t)
+		srv.observeFirst(&tr)
+		srv.observeFinish(&tr)
+		add(Request{ID: fmt.Sprintf("r%d", i), Before: before, After: srv.point(t), MaxTTFT: tr.v[parser.TTFT] + 0.01})
+		resolve()
+	}
+	if st := tl.Assumptions()[0].Status[CaptureBounds]; st.State != Confirmed {
+		t.Fatalf("capture_time_bounds %s after %d first-token pins that agreed", st.State, confirmValue)
+	}
+	// a and b overlap; a snapshot between their first tokens isolates
+	// both, and only b's bound (0.1 s) tells whose is whose.
+	ta, tb := randomTruth(r, a1Labels), randomTruth(r, a1Labels)
+	ta.v[parser.TTFT], tb.v[parser.TTFT] = 0.3, 0.05
+	before = srv.point(t)
+	srv.observeFirst(&ta)
+	tl.AddPoint(srv.point(t))
+	srv.observeFirst(&tb)
+	srv.observeFinish(&ta)
+	srv.observeFinish(&tb)
+	after = srv.point(t)
+	add(Request{ID: "a", Before: before, After: after, MaxTTFT: 0.35})
+	add(Request{ID: "b", Before: before, After: after, MaxTTFT: 0.1})
+	got := map[string]Value{}
+	for _, res := range resolve() {
+		got[res.RequestID] = res.Values[parser.TTFT]
+		if v := res.Values[parser.E2E]; v.Reason != ReasonUnconfirmed {
+			t.Errorf("%s: e2e %+v after A1 was contradicted", res.RequestID, v)
+		}
+	}
+	for id, want := range map[string]float64{"a": 0.3, "b": 0.05} {
+		if v := got[id]; !v.Exact || math.Abs(v.V-want) > 1e-9 {
+			t.Errorf("%s: TTFT %+v, want %g", id, v, want)
+		}
+	}
+}
+
+// TestLaterSnapshotsCannotPinAfterA1 is the counterexample behind "When
+// A1 fails" (docs/attribution.md): after A1 is contradicted, no later
+// snapshot pins a request's finish observation. r0's after is taken
+// before its finish is recorded (its window does not move: A1 is
+// contradicted); then the server shows one more finish and stays idle
+// for an hour of snapshots. In the first story that finish is r0's, late.
+// In the second r0's was never recorded (dropped, aborted, or still to
+// come after the last snapshot) and the one shown is a request that left
+// no snapshots in the directory, with the same values. Every snapshot is
+// the same in both stories, so whatever attribution publishes for r0 is
+// the same, and any finish value would be wrong in the second: a bound on
+// how late a server records a finish would not help either (the second
+// story has no late finish).
+func TestLaterSnapshotsCannotPinAfterA1(t *testing.T) {
+	tr := randomTruth(rand.New(rand.NewPCG(7, 8)), a1Labels)
+	story := func(ownFinish bool) ([]*Point, Result) {
+		srv := newFakeServer(a1Labels)
+		tl := NewTimeline()
+		at := time.Unix(1_700_000_000, 0)
+		point := func(x float64) *Point {
+			p := srv.point(t)
+			p.SetTimes(at.Add(time.Duration(x*1e9)), at.Add(time.Duration(x*1e9)+time.Millisecond))
+			return p
+		}
+		before := point(0)
+		r0 := tr // r0's own first token is recorded in both stories
+		srv.observeFirst(&r0)
+		after := point(0.5)
+		// Recorded 10 ms later: r0's finish in the first story; in the
+		// second, that of a request the directory has no snapshots of.
+		uncaptured := tr
+		if ownFinish {
+			srv.observeFinish(&r0)
+		} else {
+			srv.observeFinish(&uncaptured)
+		}
+		points := []*Point{before, after}
+		for x := 1.0; x <= 3600; x *= 2 {
+			points = append(points, point(x))
+		}
+		for _, p := range points[2:] {
+			tl.AddPoint(p)
+		}
+		req := Request{ID: "r0", Before: before, After: after,
+			ArrivalLo: at, ArrivalHi: at.Add(time.Millisecond), LastByte: at.Add(490 * time.Millisecond), MaxE2E: 0.49}
+		if _, done := tl.Add(req, time.Unix(0, 0)); done {
+			t.Fatal("r0 rejected")
+		}
+		res := tl.Resolve(ResolveOptions{All: true})
+		if st := tl.Assumptions()[0].Status[AfterHolds]; st.State != Contradicted {
+			t.Fatalf("A1 %s after a window that did not move", st.State)
+		}
+		return points, res[0]
+	}
+	late, lateRes := story(true)
+	other, otherRes := story(false)
+	if !reflect.DeepEqual(late, other) {
+		t.Fatal("the two stories' snapshots differ: the counterexample no longer shows the limit")
+	}
+	for _, res := range []Result{lateRes, otherRes} {
+		for m, v := range res.Values {
+			if parser.Metric(m).Group() == parser.Finish && v.Exact {
+				t.Errorf("r0 %s published (%v): in the second story r0 has no such observation", parser.Metric(m).Name(), v.V)
+			}
+		}
+	}
+	if !reflect.DeepEqual(lateRes, otherRes) {
+		t.Errorf("the same snapshots decided differently:\n%+v\n%+v", lateRes, otherRes)
 	}
 }

@@ -425,9 +425,15 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 		t.checkHolds(srv, &at, parser.FirstToken)
 	}
 	if !srv.usable(AfterHolds) {
-		// The value checks are on finish pins: none without A1. (Without
-		// first_holds_observation they check the finish alone.)
-		return nil
+		// Without A1 there are no finish pins, but the first-token pins
+		// rest on first_holds_observation alone: the rules that read only
+		// the first token (capture's bounds on TTFT) are checked on them.
+		// (Without first_holds_observation the checks read the finish
+		// alone.)
+		if !srv.usable(FirstHolds) {
+			return nil
+		}
+		return &at
 	}
 	t.noteAfterHolds(srv, comp)
 	for i, rs := range comp {

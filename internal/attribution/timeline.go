@@ -95,8 +95,12 @@ type level struct {
 	// anchor count of the same label set among the snapshots seen at this
 	// level (-1: none). Every request finished by this level had its
 	// first token by then (assumption A4), which bounds TTFT windows.
-	firstMin  int64
-	conflict  [parser.NumMetrics]bool
+	firstMin int64
+	conflict [parser.NumMetrics]bool
+	// spread is, per family, the largest difference between the sums of
+	// the snapshots seen at this level that differed only by rounding
+	// (sameSum); 0 when they all agreed exactly.
+	spread    [parser.NumMetrics]float64
 	tokBounds [2][]float64
 	tokCounts [2][]uint64
 	// tLo is the latest content-start bound and tHi the earliest
@@ -194,9 +198,18 @@ func (t *Timeline) AddPoint(p *Point) {
 			// The same observation index seen twice must show the same
 			// state; if not (a restart without process_start_time, or a
 			// scrape that interleaved with the server's observe calls),
-			// values at this index are not trusted.
+			// values at this index are not trusted. Sums that differ only
+			// by rounding are the same observations added up in another
+			// order (several API server processes summed at each scrape):
+			// the difference is kept and counted against the value's
+			// rounding budget (valueAt).
 			for m := range lv.fams {
-				if lv.fams[m] != st.fams[m] {
+				f0, f1 := lv.fams[m], st.fams[m]
+				switch {
+				case f0 == f1:
+				case f0.ok == f1.ok && f0.count == f1.count && sameSum(f0.sum, f1.sum):
+					lv.spread[m] = max(lv.spread[m], math.Abs(f0.sum-f1.sum))
+				default:
 					lv.conflict[m] = true
 				}
 			}
@@ -566,7 +579,11 @@ func (t *Timeline) valueAt(o obs, m parser.Metric, moment bool) Value {
 	if !f0.ok || !f1.ok || l0.conflict[m] || l1.conflict[m] || f0.count != o.k-1 || f1.count != o.k {
 		return Value{Reason: ReasonInconsistent}
 	}
-	return fromSums(f0.sum, f1.sum, m)
+	v := fromSums(f0.sum, f1.sum, m)
+	if spread := l0.spread[m] + l1.spread[m]; v.Exact && spread > 0 && !withinRounding(f0.sum, f1.sum, v.V, spread) {
+		return Value{Reason: ReasonInconsistent}
+	}
+	return v
 }
 
 // fromSums is the value of the one observation of m between two snapshots
