@@ -128,6 +128,7 @@ class Metrics:
         info = Gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig",
                      ["block_size", "cache_dtype", "enable_prefix_caching", "engine", "gpu_memory_utilization", "num_gpu_blocks"])
         info.labels("16", "auto", "True", "0", "0.9", "27000").set(1)
+        self.model = model
         lv = (model, "0")
         names = ("running", "waiting", "kv", "prefix_q", "prefix_h", "preempt", "prompt_total", "gen_total",
                  "prompt_tok", "gen_tok", "iter_tok", "max_gen", "params_n", "params_max", "ttft", "tpot",
@@ -146,6 +147,18 @@ class Metrics:
         for reason in ("stop", "length", "abort"):
             self.success.labels(model, "0", reason)
         self.preempt.labels(*lv)
+
+    def observe_request(self, r):
+        """The finish's per-request families after the timings."""
+        m = self.c
+        m["prompt_tok"].observe(r.prompt_tokens)
+        m["gen_tok"].observe(r.generated)
+        m["max_gen"].observe(r.generated)
+        m["params_n"].observe(1)
+        m["params_max"].observe(r.max_tokens)
+        if self.success_length is None:  # lazy: created at the first finish
+            self.success_length = self.success.labels(self.model, "0", "length")
+        self.success_length.inc()
 
 
 class _LazyChildren(dict):
@@ -314,12 +327,7 @@ class Engine:
             m["prefill"].observe(prefill)
             m["decode"].observe(decode)
             m["inference"].observe(inference)
-            m["prompt_tok"].observe(r.prompt_tokens)
-            m["gen_tok"].observe(r.generated)
-            m["max_gen"].observe(r.generated)
-            m["params_n"].observe(1)
-            m["params_max"].observe(r.max_tokens)
-            self.m.success_length.inc()
+            self.m.observe_request(r)
         self.finished += len(finishes)
         # When the observations were made: the moment they measure to
         # (stamp) plus the time this stretch took, longer when the process
@@ -455,12 +463,7 @@ class EmulatorEngine:
             m["e2e"].observe(e2e)
             m["decode"].observe(decode)
             m["inference"].observe(inference)
-            m["prompt_tok"].observe(r.prompt_tokens)
-            m["gen_tok"].observe(r.generated)
-            m["max_gen"].observe(r.generated)
-            m["params_n"].observe(1)
-            m["params_max"].observe(r.max_tokens)
-            self.m.success.labels(self.a.model, "0", "length").inc()
+            self.m.observe_request(r)
             self.finished += 1
             self.steps += 1
             line = {"kind": "finish", "id": r.id, "stream": r.stream, "ttft": r.ttft, "prefill": r.prefill,
