@@ -158,7 +158,8 @@ func (s emuScore) table() string {
 	return b.String()
 }
 
-// assumptionStates lists, per server process, each assumption's state.
+// assumptionStates is each assumption's state (the last server process's
+// where there were several).
 func assumptionStates(res *record.Recorder) map[string]attribution.State {
 	out := map[string]attribution.State{}
 	for _, sa := range res.Assumptions {
@@ -169,10 +170,12 @@ func assumptionStates(res *record.Recorder) map[string]attribution.State {
 	return out
 }
 
-func statesText(states map[string]attribution.State) string {
+func statesText(res *record.Recorder) string {
 	by := map[attribution.State][]string{}
-	for name, st := range states {
-		by[st] = append(by[st], name)
+	for _, sa := range res.Assumptions {
+		for _, st := range sa.Status {
+			by[st.State] = append(by[st.State], fmt.Sprintf("%s(%d)", st.Assumption.Name(), st.Agreed))
+		}
 	}
 	var b strings.Builder
 	for _, st := range []attribution.State{attribution.Confirmed, attribution.Contradicted, attribution.Unchecked} {
@@ -194,18 +197,23 @@ func TestRealisticEmulator(t *testing.T) {
 		t.Skip("a Python server and about 20 s of load")
 	}
 	const requests = 300
+	emulator := []string{"--semantics", "emulator", "--slots", "8",
+		"--ttft-ms", "150", "--ttft-spread-ms", "30", "--itl-ms", "20", "--itl-spread-ms", "4"}
 	for _, row := range []struct {
-		name   string
-		server []string
+		name     string
+		server   []string
+		timeline time.Duration // Config.TimelineInterval
 	}{
-		{"emulator", []string{"--semantics", "emulator", "--slots", "8",
-			"--ttft-ms", "150", "--ttft-spread-ms", "30", "--itl-ms", "20", "--itl-spread-ms", "4"}},
-		{"vllm", []string{"--slots", "8"}},
+		{"emulator", emulator, 0},
+		// As the simulator's accuracy table runs capture: more
+		// snapshots, more evidence, more rules that can go wrong.
+		{"emulator/timeline=50ms", emulator, 50 * time.Millisecond},
+		{"vllm", []string{"--slots", "8"}, 0},
 	} {
 		t.Run(row.name, func(t *testing.T) {
 			start := time.Now()
 			v := startVLLMLike(t, row.server...)
-			h := startProxyAt(t, v.url, func(c *Config) { c.ScrapeBudget = 0 })
+			h := startProxyAt(t, v.url, func(c *Config) { c.ScrapeBudget, c.TimelineInterval = 0, row.timeline })
 			h.waitReady()
 			n := vllmLoad{clients: 16, n: requests, duration: time.Minute, minTokens: 4, maxTokens: 24, streamShare: 0.5}.run(t, h.client, h.srv.URL)
 			h.p.Wait()
@@ -216,14 +224,14 @@ func TestRealisticEmulator(t *testing.T) {
 			res := h.attribute()
 			s := scoreEmu(t, res, truth)
 			states := assumptionStates(res)
-			t.Logf("%s: %s(%.1f s)\nassumptions:\n%s", row.name, s.table(), time.Since(start).Seconds(), statesText(states))
+			t.Logf("%s: %s(%.1f s)\nassumptions:\n%s", row.name, s.table(), time.Since(start).Seconds(), statesText(res))
 			if s.requests == 0 || slices.Max(s.exactBy[:]) == 0 {
 				t.Fatalf("%d requests, no value published: nothing was checked", s.requests)
 			}
 			if len(s.wrong) > 0 {
 				t.Errorf("%d wrong values: %s", len(s.wrong), strings.Join(s.wrong[:min(len(s.wrong), 20)], "; "))
 			}
-			if row.name != "emulator" {
+			if row.server[1] != "emulator" {
 				return
 			}
 			var waited int
