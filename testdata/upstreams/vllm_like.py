@@ -36,6 +36,11 @@ written to FILE as one JSON line (`"kind": "first"` then `"kind": "finish"`),
 with the values observed and the step they belong to. The Go tests compare
 what the exporter published with it.
 
+With `--semantics emulator` the server measures as llm-d-inference-sim,
+the vLLM emulator of issue 16, does instead (EmulatorEngine): no batching,
+TTFT from scheduling, queue at dequeue and only when waited, prefill at the
+first token, and a series absent until its first observation.
+
 `GET /-/stats` answers what the benchmark needs: how often `/metrics` was
 asked, the wall and CPU time the loop spent answering it, the process's CPU
 time, token and request counts, and the largest lag of the output handler
@@ -94,7 +99,7 @@ def build_1_2_5_buckets(max_value):
 class Metrics:
     """vLLM V1's PrometheusStatLogger families, with model_name and engine."""
 
-    def __init__(self, model, max_model_len):
+    def __init__(self, model, max_model_len, lazy=False):
         ln = ["model_name", "engine"]
         tok = build_1_2_5_buckets(max_model_len)
         self.running = Gauge("vllm:num_requests_running", "Number of requests in model execution batches.", ln)
@@ -123,16 +128,52 @@ class Metrics:
         info = Gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig",
                      ["block_size", "cache_dtype", "enable_prefix_caching", "engine", "gpu_memory_utilization", "num_gpu_blocks"])
         info.labels("16", "auto", "True", "0", "0.9", "27000").set(1)
+        self.model = model
         lv = (model, "0")
+        names = ("running", "waiting", "kv", "prefix_q", "prefix_h", "preempt", "prompt_total", "gen_total",
+                 "prompt_tok", "gen_tok", "iter_tok", "max_gen", "params_n", "params_max", "ttft", "tpot",
+                 "itl", "e2e", "queue", "inference", "prefill", "decode")
+        if lazy:
+            # --semantics emulator: a series is created at its first
+            # observation, so a family prints no sample before it (HELP
+            # and TYPE only, where llm-d-inference-sim's client_golang
+            # vectors print nothing at all).
+            self.c = _LazyChildren(self, lv)
+            self.success_length = None
+            return
         # Children are bound once: an observation is then a method call.
-        self.c = {name: getattr(self, name).labels(*lv) for name in (
-            "running", "waiting", "kv", "prefix_q", "prefix_h", "preempt", "prompt_total", "gen_total",
-            "prompt_tok", "gen_tok", "iter_tok", "max_gen", "params_n", "params_max", "ttft", "tpot",
-            "itl", "e2e", "queue", "inference", "prefill", "decode")}
+        self.c = {name: getattr(self, name).labels(*lv) for name in names}
         self.success_length = self.success.labels(model, "0", "length")
         for reason in ("stop", "length", "abort"):
             self.success.labels(model, "0", reason)
         self.preempt.labels(*lv)
+
+    def observe_request(self, r):
+        """The finish's per-request families after the timings."""
+        m = self.c
+        m["prompt_tok"].observe(r.prompt_tokens)
+        m["gen_tok"].observe(r.generated)
+        m["max_gen"].observe(r.generated)
+        m["params_n"].observe(1)
+        m["params_max"].observe(r.max_tokens)
+        if self.success_length is None:  # lazy: created at the first finish
+            self.success_length = self.success.labels(self.model, "0", "length")
+        self.success_length.inc()
+
+
+class _LazyChildren(dict):
+    """Metrics.c for --semantics emulator: a family's child is bound (and
+    so shown) on first use."""
+
+    def __init__(self, metrics, lv):
+        super().__init__()
+        self.metrics = metrics
+        self.lv = lv
+
+    def __missing__(self, name):
+        child = getattr(self.metrics, name).labels(*self.lv)
+        self[name] = child
+        return child
 
 
 class HTTPMetrics:
@@ -156,7 +197,7 @@ class HTTPMetrics:
 class Req:
     __slots__ = ("id", "chat", "stream", "prompt_tokens", "max_tokens", "arrival", "queued_ts", "scheduled_ts",
                  "first_ts", "last_ts", "generated", "out", "include_usage", "include_metrics", "aborted",
-                 "ttft", "created", "model")
+                 "ttft", "created", "model", "queue", "prefill")
 
     def __init__(self, **kw):
         for k in self.__slots__:
@@ -286,12 +327,7 @@ class Engine:
             m["prefill"].observe(prefill)
             m["decode"].observe(decode)
             m["inference"].observe(inference)
-            m["prompt_tok"].observe(r.prompt_tokens)
-            m["gen_tok"].observe(r.generated)
-            m["max_gen"].observe(r.generated)
-            m["params_n"].observe(1)
-            m["params_max"].observe(r.max_tokens)
-            self.m.success_length.inc()
+            self.m.observe_request(r)
         self.finished += len(finishes)
         # When the observations were made: the moment they measure to
         # (stamp) plus the time this stretch took, longer when the process
@@ -311,6 +347,147 @@ class Engine:
                     "arrival": r.arrival, "at": stamp, "observed": observed}) + "\n")
 
 
+class EmulatorEngine:
+    """--semantics emulator: llm-d-inference-sim's model and measurements
+    (issue 16; internal/simulate/profile.go, ProfileEmulator). No batching:
+    each request holds one of --slots for its lifetime (max-num-seqs) and
+    is timed on its own, in continuous time: a time to first token drawn
+    from --ttft-ms +- --ttft-spread-ms, then one token per inter-token
+    latency drawn from --itl-ms +- --itl-spread-ms (uniform). It observes
+    as the emulator does:
+
+    * queue time when the request leaves the queue for a slot, and only
+      for a request that had to wait for one;
+    * TTFT from scheduling (leaving out the queue wait), with the prefill
+      time, at the first token; the prefill timer starts when the slot is
+      handed over, a little before the TTFT's start, so prefill comes out
+      slightly above TTFT;
+    * e2e (from arrival), decode, inference and the token counts at the
+      finish.
+
+    The truth log has one line per observation moment: "queue" (with the
+    value), "first" (ttft, prefill) and "finish" (e2e, decode, inference,
+    tokens; and the request's ttft, prefill and queue when they were
+    observed, queue absent when it was not)."""
+
+    def __init__(self, args, metrics, truth):
+        self.a = args
+        self.m = metrics
+        self.truth = truth
+        self.waiting = deque()  # futures of requests waiting for a slot
+        self.busy = 0
+        self.steps = 0  # observation moments, for /-/stats
+        self.tokens = 0
+        self.finished = 0
+        self.max_lag = 0.0
+        self.rng = random.Random(args.seed)
+
+    def add(self, r):
+        r.queued_ts = time.monotonic()
+        asyncio.get_running_loop().create_task(self.serve(r))
+
+    async def run(self):
+        return
+
+    def draw(self, mean_ms, spread_ms):
+        return max(0.0, mean_ms + spread_ms * (self.rng.random() * 2 - 1)) / 1000.0
+
+    def write(self, line):
+        if self.truth is not None:
+            self.truth.write(json.dumps(line) + "\n")
+
+    def gauges(self):
+        self.m.c["running"].set(self.busy)
+        self.m.c["waiting"].set(len(self.waiting))
+
+    async def serve(self, r):
+        m = self.m.c
+        waited = False
+        if self.busy >= self.a.slots or self.waiting:
+            waited = True
+            slot = asyncio.get_running_loop().create_future()
+            self.waiting.append(slot)
+            self.gauges()
+            try:
+                await slot  # handed over by a finishing request
+            except asyncio.CancelledError:
+                return
+        else:
+            self.busy += 1
+        try:
+            prefill_start = time.monotonic()
+            self.gauges()
+            r.scheduled_ts = time.monotonic()
+            r.queue = None
+            if waited:
+                r.queue = r.scheduled_ts - r.queued_ts
+                m["queue"].observe(r.queue)
+                self.steps += 1
+                self.write({"kind": "queue", "id": r.id, "stream": r.stream, "queue": r.queue,
+                            "observed": time.time()})
+            await asyncio.sleep(self.draw(self.a.ttft_ms, self.a.ttft_spread_ms))
+            if r.aborted:
+                return
+            now = time.monotonic()
+            r.first_ts = r.last_ts = now
+            r.ttft = now - r.scheduled_ts
+            r.prefill = now - prefill_start
+            r.generated = 1
+            self.tokens += 1
+            done = r.generated >= r.max_tokens
+            r.out.put_nowait((r.generated, done))
+            m["ttft"].observe(r.ttft)
+            m["prefill"].observe(r.prefill)
+            m["gen_total"].inc()
+            m["prompt_total"].inc(r.prompt_tokens)
+            self.steps += 1
+            self.write({"kind": "first", "id": r.id, "stream": r.stream, "ttft": r.ttft, "prefill": r.prefill,
+                        "arrival": r.arrival, "observed": time.time()})
+            while not done:
+                await asyncio.sleep(self.draw(self.a.itl_ms, self.a.itl_spread_ms))
+                if r.aborted:
+                    return
+                now = time.monotonic()
+                m["itl"].observe(now - r.last_ts)
+                m["tpot"].observe(now - r.last_ts)
+                m["gen_total"].inc()
+                r.last_ts = now
+                r.generated += 1
+                self.tokens += 1
+                done = r.generated >= r.max_tokens
+                r.out.put_nowait((r.generated, done))
+            at = time.time()
+            e2e = at - r.arrival
+            decode = r.last_ts - r.first_ts
+            inference = r.last_ts - r.scheduled_ts
+            m["e2e"].observe(e2e)
+            m["decode"].observe(decode)
+            m["inference"].observe(inference)
+            self.m.observe_request(r)
+            self.finished += 1
+            self.steps += 1
+            line = {"kind": "finish", "id": r.id, "stream": r.stream, "ttft": r.ttft, "prefill": r.prefill,
+                    "e2e": e2e, "decode": decode, "inference": inference,
+                    "prompt_tokens": r.prompt_tokens, "generation_tokens": r.generated,
+                    "arrival": r.arrival, "at": at, "observed": time.time()}
+            if r.queue is not None:
+                line["queue"] = r.queue
+            self.write(line)
+        finally:
+            self.release()
+
+    def release(self):
+        """Hands the slot to the first request still waiting, or frees it."""
+        while self.waiting:
+            slot = self.waiting.popleft()
+            if not slot.done():
+                slot.set_result(None)
+                self.gauges()
+                return
+        self.busy -= 1
+        self.gauges()
+
+
 def words(x):
     if isinstance(x, str):
         return len(x.split())
@@ -322,10 +499,11 @@ def words(x):
 
 
 def build_app(args):
-    metrics = Metrics(args.model, args.max_model_len)
+    emulator = args.semantics == "emulator"
+    metrics = Metrics(args.model, args.max_model_len, lazy=emulator)
     http_metrics = HTTPMetrics()
     truth = open(args.truth_log, "w", buffering=1) if args.truth_log else None
-    engine = Engine(args, metrics, truth)
+    engine = (EmulatorEngine if emulator else Engine)(args, metrics, truth)
     stats = {"metrics_requests": 0, "metrics_seconds": 0.0, "metrics_cpu_seconds": 0.0,
              "metrics_bytes": 0, "metrics_gzip": 0}
     started = time.time()
@@ -490,6 +668,12 @@ def main():
     ap.add_argument("--output-chunk", type=int, default=128,
                     help="outputs processed between yields to the loop (vLLM's VLLM_V1_OUTPUT_PROC_CHUNK_SIZE)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--semantics", choices=("vllm", "emulator"), default="vllm",
+                    help="what the metrics measure and when: vLLM V1's, or llm-d-inference-sim's (EmulatorEngine)")
+    ap.add_argument("--ttft-ms", type=float, default=150.0, help="emulator: time to first token from scheduling")
+    ap.add_argument("--ttft-spread-ms", type=float, default=30.0, help="emulator: +- uniform spread of --ttft-ms")
+    ap.add_argument("--itl-ms", type=float, default=20.0, help="emulator: inter-token latency")
+    ap.add_argument("--itl-spread-ms", type=float, default=4.0, help="emulator: +- uniform spread of --itl-ms")
     args = ap.parse_args()
 
     app, truth = build_app(args)
