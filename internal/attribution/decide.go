@@ -47,22 +47,32 @@ type attempt struct {
 // decide attributes one component of overlapping requests with the
 // assumptions confirmed for its server. If the assumptions leave some
 // request without a candidate, or no assignment covers the requests,
-// while the bare count rule alone does not, one of the assumptions that
-// ruled candidates out is false for this server: they are all dropped
-// (counted, logged) and the component is solved again.
+// while the bare count rule alone does not, either one of the
+// assumptions that ruled candidates out is false for this server, or A1
+// is false for one of these requests (a server that dropped or delayed
+// an observation capture vouched for: another request's finish moved the
+// count). The rules are all dropped (counted, logged), since the next
+// components must not rest on them, but this component is withheld
+// (inconsistent), not solved again: solved without the rules it would
+// rest on A1 alone, which may be what failed here.
 func (t *Timeline) decide(comp []*reqState) []Result {
 	srv := t.server(comp[0].After.Epoch)
 	if !srv.usable(AfterHolds) && !srv.usable(FirstHolds) {
 		return t.withheld(comp, ReasonUnconfirmed)
 	}
 	use := rulesOf(srv)
+	blamed := false
 	for {
 		at := t.solveAll(comp, use)
 		if !at.failed || at.excluded&use == 0 || srv.given {
+			if blamed && !at.failed {
+				return t.withheld(comp, ReasonInconsistent)
+			}
 			t.commit(comp, at)
 			srv.notePublished(at.results)
 			return at.results
 		}
+		blamed = true
 		for a := Assumption(0); a < numValueAssumptions; a++ {
 			if at.excluded.has(a) {
 				t.contradict(srv, a, at.failedID, "with it, the requests overlapping %s cannot each have an observation of their own; without it they can", at.failedID)
