@@ -57,8 +57,12 @@ func (r *run) observeFirst(i int, t time.Duration) {
 	if r.cfg.FirstSnapshots && q.stream {
 		at := t
 		if r.cfg.Capture {
-			// Capture starts a scrape when the first byte passes.
-			at = q.firstByte + r.short(200*time.Microsecond, 1500*time.Microsecond)
+			// Capture starts a scrape when the first byte passes;
+			// scrapeLine dates its start up to 1 ms before the content,
+			// so the content is 1 ms later still (as for the after): the
+			// scrape-start line is never before the first byte, which
+			// vouches for the first snapshot.
+			at = q.firstByte + r.short(200*time.Microsecond, 1500*time.Microsecond) + time.Millisecond
 		}
 		r.push(at+r.renderTime(), evFirstSnap, i)
 	}
