@@ -162,17 +162,13 @@ func (s *server) notePublished(results []Result) {
 }
 
 // a1Note says, for the status line of AfterHolds or FirstHolds, what it
-// rests on.
+// rests on (the counts are in AssumptionStatus.Windows).
 func (s *server) a1Note(a Assumption) string {
-	g := parser.Finish
+	g, how := parser.Finish, "after scraped past the last byte, finish count moved"
 	if a == FirstHolds {
-		g = parser.FirstToken
+		g, how = parser.FirstToken, "first scraped past the first byte, or the after"
 	}
 	w := s.a1.windows[g]
-	kept := ""
-	if w.Unvouched > 0 {
-		kept = fmt.Sprintf("; %d windows unvouched, kept out (values withheld)", w.Unvouched)
-	}
 	switch {
 	case s.given:
 		return ""
@@ -182,13 +178,13 @@ func (s *server) a1Note(a Assumption) string {
 		}
 		return ""
 	case w.Flag > 0:
-		return fmt.Sprintf("%d of %d windows in use rest on --attribution.trust-afters (the user's statement, not checked), %d on capture%s", w.Flag, w.Flag+w.Capture, w.Capture, kept)
+		return "in use on the user's statement (--attribution.trust-afters), which counts cannot confirm"
 	case s.st[a].state == Confirmed:
-		return fmt.Sprintf("vouched for by capture for %d windows%s", w.Capture, kept)
+		return "vouched for by capture (" + how + ")"
 	case w.Capture > 0:
-		return fmt.Sprintf("vouched for by capture for %d windows, fewer than %d yet%s", w.Capture, confirmValue, kept)
+		return fmt.Sprintf("vouched for by capture for fewer than %d windows yet", confirmValue)
 	}
-	return "no window vouched for (capture vouches for its own; --attribution.trust-afters for another tool's afters)" + kept
+	return "no window vouched for: values withheld (unvouched); capture vouches for its own, --attribution.trust-afters for another tool's afters"
 }
 
 // shouldHaveMoved reports whether request rs's window of group g must

@@ -57,12 +57,8 @@ func (r *run) observeFirst(i int, t time.Duration) {
 	if r.cfg.FirstSnapshots && q.stream {
 		at := t
 		if r.cfg.Capture {
-			// Capture starts a scrape when the first byte passes;
-			// scrapeLine dates its start up to 1 ms before the content,
-			// so the content is 1 ms later still (as for the after): the
-			// scrape-start line is never before the first byte, which
-			// vouches for the first snapshot.
-			at = q.firstByte + r.short(200*time.Microsecond, 1500*time.Microsecond) + time.Millisecond
+			// Capture starts a scrape when the first byte passes.
+			at = q.firstByte + r.short(200*time.Microsecond, 1500*time.Microsecond)
 		}
 		r.push(at+r.renderTime(), evFirstSnap, i)
 	}
@@ -96,6 +92,11 @@ func (r *run) scrapeLine(b []byte, now time.Time, spread time.Duration) ([]byte,
 		return b, now.Add(-r.renderTime())
 	}
 	started := now.Add(-spread - r.short(100*time.Microsecond, time.Millisecond))
+	if started.Before(r.startFloor) {
+		// A first snapshot's scrape starts once the first byte passed
+		// (its content, at now, is later still).
+		started = r.startFloor
+	}
 	return parser.AppendScrapeStarted(b, started), now.Add(r.short(50*time.Microsecond, 500*time.Microsecond))
 }
 
