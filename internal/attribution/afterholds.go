@@ -178,7 +178,7 @@ func (s *server) a1Note(a Assumption) string {
 		}
 		return ""
 	case w.Flag > 0:
-		return "in use on the user's statement (--attribution.trust-afters), which counts cannot confirm"
+		return "rests on --attribution.trust-afters (the user's statement): counts cannot confirm it"
 	case s.st[a].state == Confirmed:
 		return "vouched for by capture (" + how + ")"
 	case w.Capture > 0:

@@ -264,7 +264,7 @@ func writeAssumptions(w io.Writer, r *Report) {
 					ev = strings.TrimPrefix(ev+"; "+st.Note, "; ")
 				}
 				if w := st.Windows; w != nil {
-					ev = strings.TrimPrefix(fmt.Sprintf("%s; windows vouched for by capture %d, by --attribution.trust-afters %d, unvouched (kept out) %d",
+					ev = strings.TrimPrefix(fmt.Sprintf("%s; windows vouched for by capture %d, by the flag %d, by nobody (kept out) %d",
 						ev, w.Capture, w.Flag, w.Unvouched), "; ")
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", st.Assumption.Name(), st.State, st.Agreed, ev)
