@@ -204,6 +204,9 @@ func ingestWith(t *testing.T, dir string, trust bool) *record.Recorder {
 		t.Fatal(err)
 	}
 	in.Finish()
+	// As report shows them: the counts behind each state too (Metrics
+	// is given the states when one changed).
+	rec.Assumptions = in.Assumptions()
 	return rec
 }
 
