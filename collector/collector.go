@@ -98,6 +98,7 @@ type Collector struct {
 	rejections       *prometheus.CounterVec
 	withheld         *prometheus.CounterVec
 	snapshotsRead    prometheus.Counter
+	snapshotsFuture  prometheus.Counter
 	snapshotsRejects *prometheus.CounterVec
 	filesIgnored     *prometheus.CounterVec
 	pending          *prometheus.GaugeVec
@@ -172,6 +173,8 @@ func New(cfg Config) (*Collector, error) {
 		Help: "Per-request values not published because they could not be attributed exactly, by metric and reason."}, []string{"metric", "reason"})
 	c.snapshotsRead = prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_snapshots_read_total",
 		Help: "Snapshot files parsed successfully."})
+	c.snapshotsFuture = prometheus.NewCounter(prometheus.CounterOpts{Name: "delta_exporter_snapshots_future_dated_total",
+		Help: "Snapshot files dated more than 100ms ahead of the exporter's clock (the writer's or the volume's clock is ahead), once per file: read once they have not changed for --snapshot.settle on the exporter's clock."})
 	c.snapshotsRejects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_snapshots_rejected_total",
 		Help: "Snapshot files not used, by reason."}, []string{"reason"})
 	c.filesIgnored = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "delta_exporter_files_ignored_total",
@@ -230,6 +233,7 @@ func New(cfg Config) (*Collector, error) {
 
 	cs := []prometheus.Collector{c.tpot, c.proxyTTFT, c.proxyE2E, c.requests, c.rejections, c.withheld, c.snapshotsRead,
 		c.snapshotsRejects, c.filesIgnored, c.pending, c.lastIngest, c.startTime, c.folded, c.truncated, c.watchEvents, c.rescans, c.assumptions}
+	cs = append(cs, c.snapshotsFuture)
 	for _, h := range c.perRequest {
 		cs = append(cs, h)
 	}
@@ -413,6 +417,10 @@ func ExemplarID(id string) string {
 
 // SnapshotRead counts a parsed snapshot file (ingest.Metrics).
 func (c *Collector) SnapshotRead() { c.snapshotsRead.Inc() }
+
+// SnapshotFutureDated counts a snapshot file dated ahead of the
+// exporter's clock (ingest.Metrics).
+func (c *Collector) SnapshotFutureDated() { c.snapshotsFuture.Inc() }
 
 // SnapshotRejected counts an unusable snapshot file by reason
 // (ingest.Metrics). The file name and error are logged by the ingester,

@@ -59,6 +59,12 @@ const (
 	// tool that takes afters early, leaves the first-token observations
 	// where they were.
 	FirstHolds
+	// FirstAtDecodeStart: a request's first-token observation is made
+	// within MaxObserveDelay of its finish observation's moment less its
+	// decode time: decode spans the first token to the finish on the
+	// server's clock, whichever moment its TTFT starts from
+	// (llm-d-inference-sim, vLLM V1).
+	FirstAtDecodeStart
 	numValueAssumptions
 
 	// Moment assumptions: a family moves with the finish anchor (e2e) or
@@ -107,6 +113,7 @@ var valueNames = [numValueAssumptions]string{
 	ServerQueueTime:          "server_queue_time",
 	OwnWindow:                "family_once_per_request",
 	FirstHolds:               "first_holds_observation",
+	FirstAtDecodeStart:       "first_token_at_decode_start",
 }
 
 // Name is the assumption's label value (delta_exporter_assumptions) and
@@ -434,6 +441,9 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 	for i, rs := range comp {
 		if fp := at.fin[i].pinned; fp != nil {
 			t.checkQueueMoment(srv, rs.ID, *fp)
+			if at.first[i].pinned == nil {
+				t.checkDecodeStartWindow(srv, rs, *fp, at.results[i].Values[parser.Decode])
+			}
 		}
 	}
 	if len(comp) == 1 && at.fin[0].pinned != nil {
@@ -507,6 +517,45 @@ func (t *Timeline) checkQueueMoment(s *server, id string, fp obs) {
 	t.contradict(s, mq, id, "queue %gs + inference %gs at the index of e2e %gs exceed it", q.V, inf.V, e2e.V)
 }
 
+// checkDecodeStartWindow checks first_token_at_decode_start on a request
+// whose finish the bare rule pinned but whose first token it did not:
+// its own first-token observation is one of those in its window, so if
+// every one of them was made within the moment the rule names, its own
+// was (agreement), and if none was, its own was not (contradiction).
+func (t *Timeline) checkDecodeStartWindow(s *server, rs *reqState, fp obs, decode Value) {
+	w := t.decodeStart(fp, decode)
+	if w.lo.IsZero() && w.hi.IsZero() {
+		return
+	}
+	fin := t.series[fp.sid].key.labels
+	in, out, untimed := 0, 0, 0
+	for _, iv := range rs.ivals[parser.FirstToken] {
+		si := t.series[iv.sid]
+		if si.key.labels != fin {
+			continue
+		}
+		for k := iv.lo + 1; k <= iv.hi; k++ {
+			if si.taken[k] {
+				continue // another request's, decided before
+			}
+			switch ok, timed := t.madeWithin(obs{iv.sid, k}, w); {
+			case !ok:
+				out++
+			case timed:
+				in++
+			default:
+				untimed++
+			}
+		}
+	}
+	switch {
+	case in > 0 && out == 0 && untimed == 0:
+		s.agree(FirstAtDecodeStart, confirmValue)
+	case in == 0 && untimed == 0 && out > 0:
+		t.contradict(s, FirstAtDecodeStart, rs.ID, "none of the %d first-token observations in the window of %s was made within %v of its finish observation less decode %gs", out, rs.ID, t.MaxObserveDelay, decode.V)
+	}
+}
+
 // checkOwnWindow checks family_once_per_request on a request alone in its
 // windows whose finish anchor moved by one in the series of its labels.
 func (t *Timeline) checkOwnWindow(s *server, rs *reqState, labels string) {
@@ -576,6 +625,11 @@ func (t *Timeline) checkValues(s *server, r *Request, res *Result, fp, tp *obs) 
 	if fp != nil && tp != nil {
 		if hb := t.firstBound(*fp); hb >= 0 {
 			held = t.check(s, FirstBeforeFinish, tp.k <= uint64(hb), id, "first-token observation %d after the snapshot at first-token count %d that follows its finish", tp.k, hb) && held
+		}
+		if w := t.decodeStart(*fp, v[parser.Decode]); !w.lo.IsZero() || !w.hi.IsZero() {
+			if ok, timed := t.madeWithin(*tp, w); !ok || timed {
+				held = t.check(s, FirstAtDecodeStart, ok, id, "first-token observation %d not within %v of its finish observation less decode %gs", tp.k, t.MaxObserveDelay, v[parser.Decode].V) && held
+			}
 		}
 	}
 	arr := window{r.ArrivalLo, r.ArrivalHi}

@@ -266,3 +266,28 @@ func TestProfilesNeverWrong(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstAtDecodeStart: first_token_at_decode_start is confirmed where
+// the first token is observed when decode starts (vLLM, the emulator,
+// whose TTFT starts later), and contradicted where the finish is observed
+// up to 200 ms after it (the finish moment less decode is then too late),
+// before it can rule a request's own observation out.
+func TestFirstAtDecodeStart(t *testing.T) {
+	for _, c := range []struct {
+		p    serverProfile
+		want State
+	}{
+		{serverProfile{name: "vllm capture", capture: true}, Confirmed},
+		{serverProfile{name: "emulator capture", emulator: true, slots: 8, capture: true}, Confirmed},
+		{serverProfile{name: "late 200ms capture", late: 200 * time.Millisecond, capture: true}, Contradicted},
+	} {
+		run := runProfile(t, c.p, 200, 1.5, 1, checked)
+		got := run.tl.Assumptions()[0].Status[FirstAtDecodeStart].State
+		if got != c.want {
+			t.Errorf("%s: %s %s, want %s", c.p.name, FirstAtDecodeStart.Name(), got, c.want)
+		}
+		if len(run.wrong) > 0 {
+			t.Errorf("%s: %d wrong values, first %s", c.p.name, len(run.wrong), run.wrong[0])
+		}
+	}
+}

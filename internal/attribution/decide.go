@@ -213,6 +213,10 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 			}
 		}
 		arr := t.arrival(&rs.Request, fin, i, e2e, use)
+		var firstAt window
+		if fin != nil && fin[i].pinned != nil && use.has(FirstAtDecodeStart) {
+			firstAt = t.decodeStart(*fin[i].pinned, results[i].Values[parser.Decode])
+		}
 		// Every value check below reads the one metric the group measures
 		// from arrival: e2e for finish, TTFT for first token.
 		measured, maxValue := parser.TTFT, rs.MaxTTFT
@@ -237,6 +241,10 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 				}
 				if why := t.ruledOut(o, g, measured, maxValue, &rs.Request, arr, e2e, minTTFT, fin != nil, use); why != 0 {
 					at.excluded |= why
+					continue
+				}
+				if ok, _ := t.madeWithin(o, firstAt); !ok {
+					at.excluded |= 1 << FirstAtDecodeStart
 					continue
 				}
 				j, ok := index[o]
@@ -381,6 +389,38 @@ func (t *Timeline) ruledOut(o obs, g parser.Group, measured parser.Metric, maxVa
 		}
 	}
 	return 0
+}
+
+// decodeStart bounds, from a request's pinned finish observation fp and
+// its exact decode value, when its first-token observation was made
+// (FirstAtDecodeStart): the finish moment less the decode, within
+// MaxObserveDelay either way. Zero ends are unknown.
+func (t *Timeline) decodeStart(fp obs, decode Value) window {
+	var w window
+	if !decode.Exact || t.MaxObserveDelay <= 0 {
+		return w
+	}
+	ft := t.obsTimes(fp)
+	d := time.Duration((decode.V + slack(decode.V)) * 1e9)
+	if !ft.lo.IsZero() {
+		w.lo = ft.lo.Add(-d - t.MaxObserveDelay)
+	}
+	if !ft.hi.IsZero() {
+		w.hi = ft.hi.Add(-time.Duration((decode.V-slack(decode.V))*1e9) + t.MaxObserveDelay)
+	}
+	return w
+}
+
+// madeWithin reports whether observation o can have been made within w:
+// its own time bounds (obsTimes) meet w. Unknown ends rule nothing out;
+// timed says whether both of o's were known (a check agrees only then).
+func (t *Timeline) madeWithin(o obs, w window) (ok, timed bool) {
+	ot := t.obsTimes(o)
+	timed = !ot.lo.IsZero() && !ot.hi.IsZero()
+	if !w.lo.IsZero() && !ot.hi.IsZero() && ot.hi.Before(w.lo) {
+		return false, timed
+	}
+	return w.hi.IsZero() || ot.lo.IsZero() || !ot.lo.After(w.hi), timed
 }
 
 // sameServerTime reports whether an observed duration v (seconds) agrees

@@ -336,16 +336,32 @@ func reset(b, a *seriesState) bool {
 // ResolveOptions says which waiting requests to decide now.
 type ResolveOptions struct {
 	// All decides every waiting request (batch mode: report, and the end
-	// of a directory's initial scan).
+	// of a directory's initial scan), but the Held ones: those are
+	// decided as without All.
 	All bool
 	// Now and MaxDelay: a group of overlapping requests is decided once no
 	// open request overlaps it, or once its oldest member has waited
 	// MaxDelay.
 	Now      time.Time
 	MaxDelay time.Duration
-	// Hold: decide only the groups that have waited MaxDelay (the caller
-	// knows of files not read yet that may belong to the others).
-	Hold bool
+	// Held, when not nil, says which requests files not read yet may
+	// change (the caller knows of files deferred): a group with a held
+	// member is decided only once it has waited MaxDelay. Deciding it
+	// earlier would be sound; holding it only lets it find more.
+	Held func(*Request) bool
+}
+
+// holds: a member of comp is held (Held).
+func (opt ResolveOptions) holds(comp []*reqState) bool {
+	if opt.Held == nil {
+		return false
+	}
+	for _, rs := range comp {
+		if opt.Held(&rs.Request) {
+			return true
+		}
+	}
+	return false
 }
 
 // Resolve decides the waiting requests that are ready and returns their
@@ -356,7 +372,7 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 	}
 	var ready [][]*reqState
 	for _, comp := range t.components() {
-		if opt.All || t.ready(comp, opt) {
+		if opt.All && !opt.holds(comp) || t.ready(comp, opt) {
 			ready = append(ready, comp)
 		}
 	}
@@ -466,7 +482,7 @@ func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) bool {
 	if opt.Now.Sub(oldest) >= opt.MaxDelay {
 		return true
 	}
-	if opt.Hold {
+	if opt.holds(comp) {
 		return false
 	}
 	for _, before := range t.open {

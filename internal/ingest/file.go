@@ -27,8 +27,9 @@ func lstat(fsys fs.FS, name string) (fs.FileInfo, error) {
 type loaded struct {
 	name   string
 	n      parser.Name
-	gone   bool // deleted before it could be read: forget it
-	later  bool // look again later (settling, or incomplete while fresh)
+	gone   bool          // deleted before it could be read: forget it
+	later  bool          // look again later (settling, or incomplete while fresh)
+	ahead  time.Duration // how far its modification time is ahead of our clock
 	st     fileState
 	reason snapfile.RejectReason // rejected: why
 	err    error
@@ -51,13 +52,14 @@ func (l loaded) failed(err error) loaded {
 // load reads and parses one file. It is safe to call concurrently.
 // buf is the caller's read buffer, reused from file to file; what load
 // returns never points into it.
-func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bool, buf *[]byte) loaded {
+func (in *Ingester) load(it named, now time.Time, finishing bool, buf *[]byte) loaded {
+	name, n := it.name, it.n
 	l := loaded{name: name, n: n}
 	info, err := lstat(in.cfg.FS, name)
 	if err != nil {
 		return l.failed(err)
 	}
-	l.st = fileState{size: info.Size(), modTime: info.ModTime()}
+	l.st = fileState{size: info.Size(), modTime: info.ModTime(), skewed: it.prev.skewed, deferredAt: it.prev.deferredAt}
 	if !info.Mode().IsRegular() {
 		l.reason, l.err = snapfile.NotRegular, fmt.Errorf("%s is not a regular file", info.Mode().Type())
 		return l
@@ -66,7 +68,13 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 		l.reason, l.err = snapfile.TooLarge, fmt.Errorf("%d bytes, limit %d", info.Size(), in.cfg.MaxBytes)
 		return l
 	}
+	// How long the file has not changed: by its modification time, or,
+	// when that is another clock's, by what we saw (skew.go).
 	age := now.Sub(info.ModTime())
+	if seen := seenSince(it.prev, info, now); !seen.IsZero() {
+		l.st.seenAt, l.ahead = seen, info.ModTime().Sub(now)
+		age = max(age, now.Sub(seen))
+	}
 	if age < in.cfg.Settle && !finishing {
 		l.later = true
 		return l
@@ -117,7 +125,7 @@ func (in *Ingester) load(name string, n parser.Name, now time.Time, finishing bo
 
 // file ingests one snapshot file now.
 func (in *Ingester) file(name string, n parser.Name) {
-	in.apply(in.load(name, n, in.cfg.Now(), in.finishing, &in.buf))
+	in.apply(in.load(in.named(name, n), in.cfg.Now(), in.finishing, &in.buf))
 }
 
 // apply records a loaded file. Every way a file can be unusable ends in a
@@ -125,6 +133,10 @@ func (in *Ingester) file(name string, n parser.Name) {
 func (in *Ingester) apply(l loaded) {
 	if in.cfg.Progress != nil {
 		in.cfg.Progress()
+	}
+	if l.ahead > futureTolerance && !l.st.skewed {
+		l.st.skewed = true
+		in.futureDated(l.name, l.ahead)
 	}
 	if l.gone {
 		// Listed (or announced) but deleted before it could be read:
@@ -139,9 +151,12 @@ func (in *Ingester) apply(l loaded) {
 			delete(in.files, l.name)
 		} else {
 			st := l.st
+			if st.deferredAt.IsZero() {
+				st.deferredAt = in.cfg.Now()
+			}
 			in.files[l.name] = &st
 		}
-		in.deferred[l.name] = true
+		in.deferred[l.name] = l.n
 		return
 	}
 	// Read for good: a retry of the same file (it was deferred, then an

@@ -36,6 +36,9 @@ type Metrics interface {
 	SnapshotRejected(name string, reason snapfile.RejectReason, err error)
 	// FileIgnored counts a directory entry not used at all.
 	FileIgnored(reason snapfile.IgnoreReason)
+	// SnapshotFutureDated counts a snapshot file dated ahead of the
+	// exporter's clock (skew.go), once per file.
+	SnapshotFutureDated()
 	// SetPending says how many requests are held: unpaired (a half
 	// waits for its partner) and attributing (paired, waiting for the
 	// requests that overlap it).
@@ -52,6 +55,7 @@ type discard struct{}
 func (discard) SnapshotRead()                                         {}
 func (discard) SnapshotRejected(string, snapfile.RejectReason, error) {}
 func (discard) FileIgnored(snapfile.IgnoreReason)                     {}
+func (discard) SnapshotFutureDated()                                  {}
 func (discard) SetPending(int, int)                                   {}
 func (discard) SetAssumptions([]attribution.ServerAssumptions)        {}
 
@@ -76,8 +80,10 @@ type Config struct {
 	// DefaultMaxBytes.
 	MaxBytes int64
 	// Settle: a file modified less than Settle ago is read later, so a
-	// writer that writes in place is less likely to be read half-way.
-	// Zero: read at once (the flag's default is DefaultSettle).
+	// writer that writes in place is less likely to be read half-way
+	// (one dated ahead of Now: once two looks Settle apart saw no
+	// change, skew.go). Zero: read at once (the flag's default is
+	// DefaultSettle).
 	Settle time.Duration
 	// IncompleteGrace: a file that is incomplete (no final newline, a
 	// series cut short) is retried until it is this old, then rejected;
@@ -217,6 +223,13 @@ type fileState struct {
 	read bool
 	// changed: it changed after it was read (logged and counted once).
 	changed bool
+	// seenAt, for a file dated in the future by another clock (skew.go):
+	// when this size and modification time were first seen, on ours.
+	seenAt time.Time
+	// skewed: counted and logged as dated in the future (once).
+	skewed bool
+	// deferredAt: when it was first deferred, on our clock (held).
+	deferredAt time.Time
 }
 
 // Ingester reads, pairs and attributes. Not safe for concurrent use.
@@ -229,7 +242,9 @@ type Ingester struct {
 	decided  map[string]time.Time // request ids decided, to reject ids seen again
 	decidedQ []decidedAt          // the same, in the order decided (forgetDecided)
 	files    map[string]*fileState
-	deferred map[string]bool // files to look at again (settling, incomplete)
+	deferred map[string]parser.Name // files to look at again (settling, incomplete)
+	// skewLogged: a file dated in the future was logged (once).
+	skewLogged bool
 	// finishing: no more waiting, files are taken as they are (Finish).
 	finishing bool
 	buf       []byte // read buffer of the sequential path
@@ -275,7 +290,7 @@ func New(cfg Config) *Ingester {
 	in := &Ingester{
 		cfg: cfg, log: cfg.Logger.With("component", "ingest"), metrics: cfg.Metrics,
 		tl: tl, waiting: newWaiting(tl, cfg.PairingTTL), decided: map[string]time.Time{}, serverIDs: map[string]string{},
-		files: map[string]*fileState{}, deferred: map[string]bool{},
+		files: map[string]*fileState{}, deferred: map[string]parser.Name{},
 	}
 	if in.metrics == nil {
 		in.metrics = discard{}
@@ -303,8 +318,8 @@ func (in *Ingester) Assumptions() []attribution.ServerAssumptions { return in.tl
 
 // Scan lists the directory and ingests every file not seen before, in
 // the order of the times in their names. With all set (the initial scan,
-// a report) it then decides every paired request: the scan saw everything
-// on disk. Otherwise requests are decided as in Tick, and with
+// a report) it then decides every paired request the files it deferred
+// may not change: the scan saw everything on disk. Otherwise requests are decided as in Tick, and with
 // Config.Watched, files written while the directory was listed are left
 // to the watcher (writtenDuring).
 func (in *Ingester) Scan(all bool) error {
@@ -336,7 +351,7 @@ func (in *Ingester) Scan(all bool) error {
 			in.relistAt = in.cfg.Now().Add(listingMargin)
 			continue
 		}
-		items = append(items, named{e.Name(), n})
+		items = append(items, in.named(e.Name(), n))
 	}
 	// Forget files that are gone, so the map follows the directory.
 	for name := range in.files {
@@ -354,17 +369,19 @@ func (in *Ingester) Scan(all bool) error {
 	// the directory. Files are in time order, so a later file cannot open
 	// a request that overlaps what is decided (if name times lie, the
 	// request is decided with less known: sound, maybe less exact).
-	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n },
+	in.loadAll(len(items), func(i int) named { return items[i] },
 		func(i int) {
 			if all && i%512 == 511 && !in.stopped() {
-				in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: math.MaxInt64})
+				in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: math.MaxInt64, Held: in.held()})
 			}
 		})
 	if in.stopped() {
 		return ErrStopped
 	}
 	if all {
-		in.decide(attribution.ResolveOptions{All: true})
+		// But what the files deferred may change (settling, or
+		// incomplete while fresh): those wait for them, as in Decide.
+		in.decide(attribution.ResolveOptions{All: true, Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay, Held: in.held()})
 	} else {
 		in.Decide()
 	}
@@ -389,9 +406,8 @@ const listingMargin = 100 * time.Millisecond
 // A file written before the listing began was complete before it, and so
 // was every file written before it: those are all listed. A time past
 // the end of the listing is another clock's (a network volume's), not a
-// write during it: such a file is taken as without this check (the
-// settle check defers it until the clocks agree), not listed again and
-// again.
+// write during it: such a file is taken as without this check (and
+// settled on our clock, skew.go), not listed again and again.
 func writtenDuring(e fs.DirEntry, start, end time.Time) bool {
 	info, err := e.Info()
 	if err != nil {
@@ -416,10 +432,11 @@ func (in *Ingester) File(name string) {
 
 // Decide decides the paired requests that are ready (see
 // attribution.ResolveOptions). While files are deferred (settling or
-// incomplete), only requests past --attribution.max-delay are decided: a
-// deferred file may be a before that overlaps them.
+// incomplete), the requests they may change are decided only past
+// --attribution.max-delay (held): a deferred file may be a before that
+// overlaps them.
 func (in *Ingester) Decide() {
-	in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay, Hold: len(in.deferred) > 0})
+	in.decide(attribution.ResolveOptions{Now: in.cfg.Now(), MaxDelay: in.cfg.MaxDelay, Held: in.held()})
 }
 
 // Ingest ingests one file by name without deciding anything: a caller
@@ -587,17 +604,29 @@ func (in *Ingester) retry(names []string) {
 			continue
 		}
 		if n, err := parser.ParseName(name); err == nil {
-			items = append(items, named{name, n})
+			items = append(items, in.named(name, n))
 		}
 	}
 	sortByTime(items)
-	in.loadAll(len(items), func(i int) (string, parser.Name) { return items[i].name, items[i].n }, nil)
+	in.loadAll(len(items), func(i int) named { return items[i] }, nil)
 }
 
-// named is a file name and what it says.
+// named is a file name, what it says, and what the ingester knew of the
+// file before this look (load runs off the ingester's goroutine, so it
+// is given what it needs).
 type named struct {
 	name string
 	n    parser.Name
+	prev fileState
+}
+
+// named returns the file's name with what is known of it.
+func (in *Ingester) named(name string, n parser.Name) named {
+	it := named{name: name, n: n}
+	if st := in.files[name]; st != nil {
+		it.prev = *st
+	}
+	return it
 }
 
 // sortByTime orders files as they were written: by the time in their
@@ -628,15 +657,14 @@ func (in *Ingester) stopped() bool {
 // directory (a loaded file is a few numbers per series, not its bytes).
 //
 // applied, when not nil, is called after file i is applied.
-func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name), applied func(i int)) {
+func (in *Ingester) loadAll(count int, item func(int) named, applied func(i int)) {
 	workers := runtime.GOMAXPROCS(0)
 	if workers > count {
 		workers = count
 	}
 	if workers <= 1 {
 		for i := 0; i < count && !in.stopped(); i++ {
-			name, n := item(i)
-			in.file(name, n)
+			in.apply(in.load(item(i), in.cfg.Now(), in.finishing, &in.buf))
 			if applied != nil {
 				applied(i)
 			}
@@ -668,8 +696,7 @@ func (in *Ingester) loadAll(count int, item func(int) (string, parser.Name), app
 					slots[i%window] <- loaded{}
 					continue
 				}
-				name, n := item(i)
-				slots[i%window] <- in.load(name, n, now, finishing, &buf)
+				slots[i%window] <- in.load(item(i), now, finishing, &buf)
 			}
 		}()
 	}

@@ -47,7 +47,7 @@ func (in *Ingester) Settled() []snapfile.Settled {
 	})
 	var out []snapfile.Settled
 	for name, st := range in.files {
-		if !st.done || !st.read || st.changed || in.deferred[name] {
+		if _, deferred := in.deferred[name]; !st.done || !st.read || st.changed || deferred {
 			continue
 		}
 		n, err := parser.ParseName(name)

@@ -148,6 +148,10 @@ func (c *collect) Publish(r attribution.Result)      { c.results = append(c.resu
 func (c *collect) SnapshotRead()                     { c.read++ }
 func (c *collect) FileIgnored(snapfile.IgnoreReason) { c.ignored++ }
 
+// SnapshotFutureDated: the file is read all the same (a report takes
+// files as they are); the ingester's log says which clock is ahead.
+func (c *collect) SnapshotFutureDated() {}
+
 // SetPending: a report decides everything before it shows anything.
 func (c *collect) SetPending(int, int) {}
 

@@ -29,6 +29,8 @@ type Recorder struct {
 	Rejections []Rejection
 	// Ignored counts the directory entries not used, by reason.
 	Ignored map[snapfile.IgnoreReason]int
+	// FutureDated counts the files dated ahead of the ingester's clock.
+	FutureDated int
 	// Unpaired and Attributing are the requests held, as last set.
 	Unpaired, Attributing int
 	// Assumptions are the server processes' assumption states, as last set.
@@ -112,6 +114,9 @@ func (r *Recorder) SnapshotRejected(file string, reason snapfile.RejectReason, e
 
 // FileIgnored counts an entry not used (ingest.Metrics).
 func (r *Recorder) FileIgnored(reason snapfile.IgnoreReason) { r.Ignored[reason]++ }
+
+// SnapshotFutureDated counts a file dated ahead (ingest.Metrics).
+func (r *Recorder) SnapshotFutureDated() { r.FutureDated++ }
 
 // SetPending keeps the numbers of held requests (ingest.Metrics).
 func (r *Recorder) SetPending(unpaired, attributing int) {
