@@ -371,3 +371,59 @@ func TestFirstHoldsApart(t *testing.T) {
 		t.Errorf("e2e after the first-token contradiction: %+v", v)
 	}
 }
+
+// TestUnvouchedNeighbourIsNotAlone: a request kept out of the matching
+// (nobody vouches for its after) still counts as a neighbour, so the
+// request capture vouched for beside it is not alone in its window and
+// does not take a family in no confirmed moment from its own two
+// snapshots (family_once_per_request). Here B never waited, so it has no
+// queue observation; A's, made when A left the queue, lands in B's
+// window: alone, B would publish it as its own.
+func TestUnvouchedNeighbourIsNotAlone(t *testing.T) {
+	srv := newFakeServer(a1Labels)
+	tl := NewTimeline()
+	clock := func(x float64) time.Time { return time.Unix(1_700_000_000, 0).Add(time.Duration(x * 1e9)) }
+	point := func(x float64) *Point {
+		p := srv.point(t)
+		p.SetTimes(clock(x-0.001), clock(x))
+		return p
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	a, b := randomTruth(r, a1Labels), randomTruth(r, a1Labels)
+	beforeA := point(0)
+	beforeB := point(0.1)
+	srv.observe(a1Labels, parser.Queue, a.v[parser.Queue]) // A leaves the queue
+	srv.observeFirst(&b)
+	for _, m := range []parser.Metric{parser.Prefill, parser.Decode, parser.Inference, parser.E2E, parser.PromptTokens, parser.GenerationTokens} {
+		srv.observe(a1Labels, m, b.v[m]) // B finishes, without a queue observation
+	}
+	afterB := point(0.5)
+	srv.observeFirst(&a)
+	for _, m := range []parser.Metric{parser.Prefill, parser.Decode, parser.Inference, parser.E2E, parser.PromptTokens, parser.GenerationTokens} {
+		srv.observe(a1Labels, m, a.v[m])
+	}
+	afterA := point(0.9)
+	for _, req := range []Request{
+		{ID: "A", Before: beforeA, After: afterA},
+		{ID: "B", Before: beforeB, After: afterB, AfterObserved: true, LastByte: clock(0.45)},
+	} {
+		if res, done := tl.Add(req, time.Time{}); done {
+			t.Fatalf("%s rejected: %s", req.ID, res.RejectReason)
+		}
+	}
+	got := map[string]Result{}
+	for _, res := range tl.Resolve(ResolveOptions{All: true}) {
+		got[res.RequestID] = res
+	}
+	if v := got["B"].Values[parser.E2E]; !v.Exact || v.V != b.v[parser.E2E] {
+		t.Errorf("B's e2e %+v, truth %v", v, b.v[parser.E2E])
+	}
+	if v := got["B"].Values[parser.Queue]; v.Exact {
+		t.Errorf("B, which never waited, published a queue of %v (A's is %v)", v.V, a.v[parser.Queue])
+	}
+	for m, v := range got["A"].Values {
+		if v.Reason != ReasonUnvouched && v.Reason != ReasonAbsent {
+			t.Errorf("A %s %+v, want unvouched", parser.Metric(m).Name(), v)
+		}
+	}
+}
