@@ -70,7 +70,7 @@ func TestBurst(t *testing.T) {
 
 	addr := testutil.FreeAddr(t)
 	data := t.TempDir()
-	cmd := start(t, bin, "--snapshots.dir="+dir, "--data.dir="+data, "--web.listen-address="+addr, "--log.level=warn")
+	cmd := start(t, bin, "--snapshots.dir="+dir, "--attribution.trust-afters", "--data.dir="+data, "--web.listen-address="+addr, "--log.level=warn")
 	base := "http://" + addr
 	waitFor(t, "exporter ready", 30*time.Second, func() (bool, string) {
 		code, _, err := httpGet(context.Background(), base+"/-/ready", nil)

@@ -153,7 +153,7 @@ func exemplarRun(t *testing.T, prom string, legacy bool) {
 	w := newWriterModels(t, dir, models...)
 
 	exporter := testutil.FreeAddr(t)
-	start(t, bin, "--snapshots.dir="+dir, "--web.listen-address="+exporter)
+	start(t, bin, "--snapshots.dir="+dir, "--attribution.trust-afters", "--web.listen-address="+exporter)
 	waitFor(t, "exporter ready", 30*time.Second, func() (bool, string) {
 		code, body, err := httpGet(context.Background(), "http://"+exporter+"/-/ready", nil)
 		return err == nil && code == 200, fmt.Sprint(code, string(body), err)

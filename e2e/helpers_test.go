@@ -29,7 +29,9 @@ func binary(t *testing.T) string {
 }
 
 // start runs a command until the test ends; its output goes to the test log
-// on failure.
+// on failure. The directories the tests serve are pairs written once each
+// request's finish is observed (the simulator, testutil): the exporter
+// reads them with --attribution.trust-afters.
 func start(t *testing.T, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	if name == binary(t) && !hasFlag(args, "--data.dir") && !hasFlag(args, "--state.file") {

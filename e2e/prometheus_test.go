@@ -39,7 +39,7 @@ func TestPrometheusScrapesPerRequestHistograms(t *testing.T) {
 	}
 
 	exporter := testutil.FreeAddr(t)
-	start(t, bin, "--snapshots.dir="+dir, "--web.listen-address="+exporter, "--log.level=debug")
+	start(t, bin, "--snapshots.dir="+dir, "--attribution.trust-afters", "--web.listen-address="+exporter, "--log.level=debug")
 	base := "http://" + exporter
 	waitFor(t, "exporter ready", 30*time.Second, func() (bool, string) {
 		code, body, err := httpGet(context.Background(), base+"/-/ready", nil)

@@ -219,7 +219,7 @@ func TestRestartKill9CountsEachPairOnce(t *testing.T) {
 	dir, data := t.TempDir(), t.TempDir()
 	addr := testutil.FreeAddr(t)
 	base := "http://" + addr
-	args := []string{"--snapshots.dir=" + dir, "--data.dir=" + data, "--web.listen-address=" + addr,
+	args := []string{"--snapshots.dir=" + dir, "--attribution.trust-afters", "--data.dir=" + data, "--web.listen-address=" + addr,
 		"--attribution.max-delay=50ms", "--watch.rescan-interval=300ms", "--log.level=debug"}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("DELTA_RESTART_SEED"); s != "" {
@@ -352,7 +352,7 @@ func TestCorruptStateFileIsSetAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := testutil.FreeAddr(t)
-	start(t, bin, "--snapshots.dir="+dir, "--state.file="+stateFile, "--web.listen-address="+addr)
+	start(t, bin, "--snapshots.dir="+dir, "--attribution.trust-afters", "--state.file="+stateFile, "--web.listen-address="+addr)
 	var body []byte
 	waitFor(t, "the pair published", 30*time.Second, func() (bool, string) {
 		var err error

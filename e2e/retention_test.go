@@ -38,7 +38,7 @@ func TestRetention(t *testing.T) {
 		s.PutAt("x_before_20250101_000000_1.txt", []byte("not a snapshot name"), now.Add(-30*24*time.Hour)))
 
 	addr := testutil.FreeAddr(t)
-	args := []string{"--snapshots.dir=" + dir, "--data.dir=" + data, "--web.listen-address=" + addr,
+	args := []string{"--snapshots.dir=" + dir, "--attribution.trust-afters", "--data.dir=" + data, "--web.listen-address=" + addr,
 		"--snapshots.retention=7d", "--watch.rescan-interval=200ms"}
 	cmd := start(t, bin, args...)
 	var body []byte

@@ -86,7 +86,7 @@ basic_auth_users:
 		t.Fatal(err)
 	}
 	addr := testutil.FreeAddr(t)
-	start(t, bin, "--snapshots.dir="+dir, "--data.dir="+t.TempDir(), "--web.listen-address="+addr, "--web.config.file="+webConfig)
+	start(t, bin, "--snapshots.dir="+dir, "--attribution.trust-afters", "--data.dir="+t.TempDir(), "--web.listen-address="+addr, "--web.config.file="+webConfig)
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	get := func(c *http.Client, url, user, pass string) (int, string, error) {

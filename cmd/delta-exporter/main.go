@@ -96,6 +96,13 @@ func observeDelayFlag(c *kingpin.CmdClause, d *time.Duration) {
 		Default(durationDefault(ingest.DefaultMaxObserveDelay)).DurationVar(d)
 }
 
+// trustAftersFlag: the user vouches for every after in the directory
+// (ingest.Config.TrustAfters).
+func trustAftersFlag(c *kingpin.CmdClause, b *bool) {
+	c.Flag("attribution.trust-afters", "Every after snapshot in the directory was taken once the request's response had ended, as capture's are: per-request values of pairs from other snapshot tools are otherwise withheld (unvouched). Wrong for a tool that can take an after early: its values can then be wrong (docs/attribution.md, \"What A1 rests on\").").
+		BoolVar(b)
+}
+
 // maxBytesFlag bounds a snapshot file (ingest.Config.MaxBytes); the value
 // is read once the flags are parsed.
 func maxBytesFlag(c *kingpin.CmdClause) func() int64 {

@@ -33,6 +33,8 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 	maxBytes := maxBytesFlag(c)
 	var observeDelay time.Duration
 	observeDelayFlag(c, &observeDelay)
+	var trustAfters bool
+	trustAftersFlag(c, &trustAfters)
 	sloFile := c.Flag("slo.config", "YAML file of latency objectives (docs/slo.md): adds each objective's attainment per model.").PlaceHolder("FILE").String()
 
 	return c.FullCommand(), func(ctx context.Context) int {
@@ -91,7 +93,7 @@ func reportCommand(app *kingpin.Application, e *env) (string, func(context.Conte
 		} else if !fi.IsDir() {
 			return fail(1, "cannot read the snapshot directory: %s is not a directory", dir)
 		}
-		cfg := report.Config{FS: ingest.NewDirFS(dir), Filter: f, MaxBytes: maxBytes(), MaxObserveDelay: observeDelay, Objectives: objectives}
+		cfg := report.Config{FS: ingest.NewDirFS(dir), Filter: f, MaxBytes: maxBytes(), MaxObserveDelay: observeDelay, TrustAfters: trustAfters, Objectives: objectives}
 		// Every unusable file is in the report itself; ingest's per-file
 		// warnings would only repeat it on stderr, so they are kept for
 		// --log.level=debug.

@@ -63,7 +63,8 @@ func TestReportExitCodes(t *testing.T) {
 }
 
 // TestReportCommandMatchesPackage: the command writes exactly what package
-// report's golden files hold (the same core, no second formatting).
+// report's golden files hold (the same core, no second formatting; the
+// golden pairs are read with --attribution.trust-afters there too).
 func TestReportCommandMatchesPackage(t *testing.T) {
 	for _, format := range []string{"txt", "json", "csv"} {
 		flagValue := format
@@ -71,7 +72,7 @@ func TestReportCommandMatchesPackage(t *testing.T) {
 			flagValue = "text"
 		}
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), []string{"report", "--format=" + flagValue, filepath.Join(reportGolden, "overlapping")}, &stdout, &stderr); code != 0 {
+		if code := run(context.Background(), []string{"report", "--format=" + flagValue, "--attribution.trust-afters", filepath.Join(reportGolden, "overlapping")}, &stdout, &stderr); code != 0 {
 			t.Fatalf("%s: exit %d: %s", format, code, stderr.String())
 		}
 		want, err := os.ReadFile(filepath.Join(reportGolden, "overlapping."+format))
@@ -86,7 +87,7 @@ func TestReportCommandMatchesPackage(t *testing.T) {
 
 func TestReportModelFilter(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"report", "--format=json", "--model=org/other", filepath.Join(reportGolden, "damaged")}, &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), []string{"report", "--format=json", "--attribution.trust-afters", "--model=org/other", filepath.Join(reportGolden, "damaged")}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	var doc struct {

@@ -45,6 +45,7 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 	c.Flag("attribution.max-delay", "How long a paired request may wait for overlapping requests to finish before it is decided with what is known.").
 		Default(durationDefault(ingest.DefaultMaxDelay)).DurationVar(&cfg.Ingest.MaxDelay)
 	observeDelayFlag(c, &cfg.Ingest.MaxObserveDelay)
+	trustAftersFlag(c, &cfg.Ingest.TrustAfters)
 	c.Flag("labels.max-models", "Maximum distinct model_name values; further models are published as model_name=\"other\".").
 		Default(strconv.Itoa(collector.DefaultMaxModels)).IntVar(&cfg.MaxModels)
 	c.Flag("exemplars.max-per-series", "Exemplars (request ids) each native histogram series keeps between scrapes, newest first: set it to the peak number of requests decided per model in one scrape interval. Each costs about 80 bytes of every protobuf scrape, per family.").
@@ -97,6 +98,10 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 		if cfg.Dir == "" {
 			cfg.FS = demo.FS()
 			cfg.StateFile = ""
+			// The demo's pairs come from the simulator, which takes each
+			// after once the request's finish is recorded
+			// (internal/demo/README.md).
+			cfg.Ingest.TrustAfters = true
 		}
 		logger.Info("starting delta-exporter", "version", version.Info(), "snapshots_dir", cfg.Dir, "state_file", cfg.StateFile)
 		start := time.Now()

@@ -45,31 +45,56 @@ func (ar *a1Run) point(x float64) *Point {
 // unrecorded when its after is taken (an early after: its window does not
 // move, which contradicts A1).
 func (ar *a1Run) request(vouch, observed bool) []Result {
-	return ar.requestFirst(vouch, observed, true)
+	return ar.run(a1Req{vouch: vouch, observed: observed, firstObserved: true})
 }
 
 // requestFirst is request; firstObserved false: the server never observes
 // the request's first token (a dropped observation).
 func (ar *a1Run) requestFirst(vouch, observed, firstObserved bool) []Result {
+	return ar.run(a1Req{vouch: vouch, observed: observed, firstObserved: firstObserved})
+}
+
+// a1Req is one request of an a1Run. vouch: capture vouches for its after
+// (scraped past the last byte, finish count moved). first, when not 0,
+// gives it a first snapshot, scraped 1 ms after the first byte (1) or
+// 0.5 ms before it (-1), before the server observed the first token.
+type a1Req struct {
+	vouch, observed, firstObserved bool
+	first                          int
+}
+
+func (ar *a1Run) run(q a1Req) []Result {
 	ar.t.Helper()
 	tr := randomTruth(ar.r, a1Labels)
 	id := fmt.Sprintf("r%d", ar.n)
 	ar.n++
 	before := ar.point(ar.at)
-	if firstObserved {
+	firstByte := ar.clock(ar.at + 0.1)
+	var first *Point
+	if q.first < 0 {
+		first = ar.point(ar.at + 0.1)
+		first.SetTimes(firstByte.Add(-500*time.Microsecond), firstByte)
+	}
+	if q.firstObserved {
 		ar.srv.observeFirst(&tr)
 	}
-	if observed {
+	if q.first > 0 {
+		first = ar.point(ar.at + 0.102)
+	}
+	if q.observed {
 		ar.srv.observeFinish(&tr)
 	}
 	lastByte := ar.clock(ar.at + 0.5)
 	after := ar.point(ar.at + 0.502)
-	if !observed {
+	if !q.observed {
 		ar.srv.observeFinish(&tr)
 	}
-	req := Request{ID: id, Before: before, After: after}
-	if vouch {
+	req := Request{ID: id, Before: before, After: after, First: first}
+	if q.vouch {
 		req.AfterObserved, req.LastByte = true, lastByte
+	}
+	if first != nil {
+		req.FirstByte = firstByte
 	}
 	now := time.Unix(0, 0)
 	if _, done := ar.tl.Add(req, now); done {
@@ -89,52 +114,131 @@ func (ar *a1Run) requestFirst(vouch, observed, firstObserved bool) []Result {
 	return res
 }
 
-func (ar *a1Run) a1() AssumptionStatus {
+func (ar *a1Run) a1() AssumptionStatus { return ar.status(AfterHolds) }
+
+func (ar *a1Run) status(a Assumption) AssumptionStatus {
 	ar.t.Helper()
 	sa := ar.tl.Assumptions()
 	if len(sa) != 1 {
 		ar.t.Fatalf("%d server processes", len(sa))
 	}
-	return sa[0].Status[AfterHolds]
+	return sa[0].Status[a]
 }
 
-// TestAfterHoldsNeverConfirmedByCounts: requests alone in their windows do
-// not confirm A1 (the one observation there may be an earlier request's
-// that landed late); a pairs-only directory keeps A1 unchecked, in use,
-// and says so.
-func TestAfterHoldsNeverConfirmedByCounts(t *testing.T) {
+// TestAfterHoldsUnvouchedKeptOut: requests alone in their windows do not
+// confirm A1 (the one observation there may be an earlier request's that
+// landed late). A pairs-only directory nobody vouches for publishes no
+// per-request value (unvouched) and says so; with
+// --attribution.trust-afters the same directory is attributed, A1 stays
+// unchecked, and the note says the values rest on the flag.
+func TestAfterHoldsUnvouchedKeptOut(t *testing.T) {
 	ar := newA1Run(t)
+	for range 3 * confirmValue {
+		for _, res := range ar.request(false, true) {
+			for m, v := range res.Values {
+				if v.Reason != ReasonUnvouched && v.Reason != ReasonAbsent {
+					t.Fatalf("%s %s: %+v, want unvouched", res.RequestID, parser.Metric(m).Name(), v)
+				}
+			}
+		}
+	}
+	for _, a := range []Assumption{AfterHolds, FirstHolds} {
+		st := ar.status(a)
+		if st.State != Unchecked || *st.Windows != (Windows{Unvouched: 30}) || !strings.Contains(st.Note, "no window vouched for") {
+			t.Errorf("%s after %d lone requests nobody vouched for: %s, %+v, note %q", a.Name(), ar.n, st.State, st.Windows, st.Note)
+		}
+	}
+	if ar.exact != 0 {
+		t.Errorf("%d of %d requests published without a vouched after", ar.exact, ar.n)
+	}
+
+	ar = newA1Run(t)
+	ar.tl.TrustAfters = true
 	for range 3 * confirmValue {
 		ar.request(false, true)
 	}
-	st := ar.a1()
-	if st.State != Unchecked || !strings.Contains(st.Note, "in use, unchecked") || !strings.Contains(st.Note, "30 of 30") {
-		t.Fatalf("A1 after %d lone requests without capture: %s, note %q", ar.n, st.State, st.Note)
+	for _, a := range []Assumption{AfterHolds, FirstHolds} {
+		st := ar.status(a)
+		if st.State != Unchecked || *st.Windows != (Windows{Flag: 30}) || !strings.Contains(st.Note, "--attribution.trust-afters") {
+			t.Errorf("%s after %d lone requests with the flag: %s, %+v, note %q", a.Name(), ar.n, st.State, st.Windows, st.Note)
+		}
 	}
 	if ar.exact != ar.n {
-		t.Errorf("%d of %d requests published: A1 unchecked is still used", ar.exact, ar.n)
+		t.Errorf("%d of %d requests published with the user vouching for the afters", ar.exact, ar.n)
 	}
 }
 
-// TestAfterHoldsVouchedByCapture: afters capture vouches for confirm A1;
-// one it did not vouch for (another snapshot tool writing into the same
-// directory) puts it back to unchecked.
+// TestAfterHoldsVouchedByCapture: afters capture vouches for confirm A1
+// (and, for requests without a first snapshot, first_holds_observation).
+// One it did not vouch for (another snapshot tool writing into the same
+// directory) is kept out, its values unvouched, and A1 stays confirmed;
+// one the user vouches for puts A1 back to unchecked.
 func TestAfterHoldsVouchedByCapture(t *testing.T) {
 	ar := newA1Run(t)
 	for range confirmValue - 1 {
 		ar.request(true, true)
 	}
-	if st := ar.a1(); st.State != Unchecked {
-		t.Fatalf("A1 after %d vouched afters: %s", ar.n, st.State)
+	if st := ar.a1(); st.State != Unchecked || !strings.Contains(st.Note, "fewer than 10") {
+		t.Fatalf("A1 after %d vouched afters: %s, note %q", ar.n, st.State, st.Note)
 	}
 	ar.request(true, true)
-	if st := ar.a1(); st.State != Confirmed || st.Agreed != confirmValue || !strings.Contains(st.Note, "vouched for by capture") {
-		t.Fatalf("A1 after %d vouched afters: %s (%d agreed), note %q", ar.n, st.State, st.Agreed, st.Note)
+	for _, a := range []Assumption{AfterHolds, FirstHolds} {
+		if st := ar.status(a); st.State != Confirmed || st.Agreed != confirmValue || !strings.Contains(st.Note, "vouched for by capture") {
+			t.Fatalf("%s after %d vouched afters: %s (%d agreed), note %q", a.Name(), ar.n, st.State, st.Agreed, st.Note)
+		}
 	}
 	// An after scraped before the last byte passed is not vouched for.
-	ar.request(false, true)
-	if st := ar.a1(); st.State != Unchecked || !strings.Contains(st.Note, "1 of 11") {
-		t.Fatalf("A1 after an after capture did not vouch for: %s, note %q", st.State, st.Note)
+	res := ar.request(false, true)[0]
+	if v := res.Values[parser.E2E]; v.Reason != ReasonUnvouched {
+		t.Errorf("e2e of an after capture did not vouch for: %+v", v)
+	}
+	if st := ar.a1(); st.State != Confirmed || *st.Windows != (Windows{Capture: 10, Unvouched: 1}) || !strings.Contains(st.Note, "vouched for by capture") {
+		t.Fatalf("A1 after an after capture did not vouch for: %s, %+v, note %q", st.State, st.Windows, st.Note)
+	}
+	ar.tl.TrustAfters = true
+	if res := ar.request(false, true)[0]; res.Outcome != Exact {
+		t.Errorf("an after the user vouched for: %s", res.Outcome)
+	}
+	if st := ar.a1(); st.State != Unchecked || *st.Windows != (Windows{Capture: 10, Flag: 1, Unvouched: 1}) || !strings.Contains(st.Note, "user's statement") {
+		t.Fatalf("A1 after an after the user vouched for: %s, %+v, note %q", st.State, st.Windows, st.Note)
+	}
+}
+
+// TestFirstVouchedByCapture: a first snapshot vouches for the first-token
+// window only if its scrape started once the first byte had passed. One
+// scraped before it (here also before the server observed the first
+// token, so that its window holds no observation of its own) is kept out
+// of the first-token matching: TTFT unvouched, no contradiction, the
+// finish values published. The user's flag does not vouch for first
+// snapshots. One scraped after the first byte whose window did not move
+// contradicts first_holds_observation.
+func TestFirstVouchedByCapture(t *testing.T) {
+	ar := newA1Run(t)
+	ar.tl.TrustAfters = true
+	for range confirmValue {
+		if res := ar.run(a1Req{vouch: true, observed: true, firstObserved: true, first: 1})[0]; res.Outcome != Exact {
+			t.Fatalf("%s with a first snapshot past the first byte: %s", res.RequestID, res.Outcome)
+		}
+	}
+	if st := ar.status(FirstHolds); st.State != Confirmed || *st.Windows != (Windows{Capture: 10}) {
+		t.Fatalf("first_holds_observation after %d vouched firsts: %s, %+v", ar.n, st.State, st.Windows)
+	}
+	res := ar.run(a1Req{vouch: true, observed: true, firstObserved: true, first: -1})[0]
+	if v := res.Values[parser.TTFT]; v.Reason != ReasonUnvouched {
+		t.Errorf("TTFT of a first snapshot scraped before the first byte: %+v", v)
+	}
+	if v := res.Values[parser.E2E]; !v.Exact {
+		t.Errorf("e2e beside an unvouched first snapshot: %+v", v)
+	}
+	if st := ar.status(FirstHolds); st.State != Confirmed || *st.Windows != (Windows{Capture: 10, Unvouched: 1}) {
+		t.Fatalf("first_holds_observation after an unvouched first: %s, %+v, note %q", st.State, st.Windows, st.Note)
+	}
+	ar.run(a1Req{vouch: true, observed: true, firstObserved: false, first: 1})
+	if st := ar.status(FirstHolds); st.State != Contradicted {
+		t.Fatalf("first_holds_observation after a vouched first that did not move: %s", st.State)
+	}
+	if st := ar.a1(); st.State != Confirmed {
+		t.Fatalf("A1 after a first-token contradiction: %s", st.State)
 	}
 }
 
@@ -165,10 +269,11 @@ func TestAfterHoldsVouchNeedsScrapePastLastByte(t *testing.T) {
 
 // TestAfterHoldsPublishedBefore: serve decides as requests arrive, so an
 // A1 contradiction can come after values of the same process were
-// published. The contradiction counts them (logged, in the report), and
+// published (afters the user vouched for). The contradiction counts them (logged, in the report), and
 // no finish value is published after it.
 func TestAfterHoldsPublishedBefore(t *testing.T) {
 	ar := newA1Run(t)
+	ar.tl.TrustAfters = true
 	var got []Contradiction
 	ar.tl.OnContradiction = func(c Contradiction) {
 		if c.Assumption == AfterHolds {
@@ -215,6 +320,11 @@ func FuzzServeAfterHolds(f *testing.F) {
 	f.Add([]byte("sequential-ish \x40\x40\x40\x40 requests with an early one \x10"), false, false, true, uint8(1))
 	f.Add([]byte("lazy families, every break at once, with a timeline"), true, true, true, uint8(7))
 	f.Fuzz(func(t *testing.T, data []byte, timeline, tokens, times bool, breaks uint8) {
+		if times {
+			// Capture vouches only for afters scraped past the finish:
+			// decided as serve does, nothing may be wrong either.
+			fuzzRunOpts(t, data, timeline, tokens, times, breaks, runOpts{serve: true, capture: true}).check(t)
+		}
 		rr := fuzzRunOpts(t, data, timeline, tokens, times, breaks, runOpts{serve: true})
 		if breaks&1 == 0 {
 			rr.check(t)
@@ -243,6 +353,7 @@ func FuzzServeAfterHolds(f *testing.F) {
 // withheld and the finish values are still published.
 func TestFirstHoldsApart(t *testing.T) {
 	ar := newA1Run(t)
+	ar.tl.TrustAfters = true
 	for range 3 {
 		ar.request(false, true)
 	}
@@ -273,6 +384,7 @@ func TestFirstHoldsApart(t *testing.T) {
 func TestFirstTokenRulesAfterA1(t *testing.T) {
 	srv := newFakeServer(a1Labels)
 	tl := NewTimeline()
+	tl.TrustAfters = true // pairs the test vouches for, as the user would
 	r := rand.New(rand.NewPCG(5, 6))
 	now := time.Unix(0, 0)
 	add := func(req Request) {
@@ -350,6 +462,7 @@ func TestLaterSnapshotsCannotPinAfterA1(t *testing.T) {
 	story := func(ownFinish bool) ([]*Point, Result) {
 		srv := newFakeServer(a1Labels)
 		tl := NewTimeline()
+		tl.TrustAfters = true // the user vouches: the after is early all the same
 		at := time.Unix(1_700_000_000, 0)
 		point := func(x float64) *Point {
 			p := srv.point(t)
@@ -400,5 +513,61 @@ func TestLaterSnapshotsCannotPinAfterA1(t *testing.T) {
 	}
 	if !reflect.DeepEqual(lateRes, otherRes) {
 		t.Errorf("the same snapshots decided differently:\n%+v\n%+v", lateRes, otherRes)
+	}
+}
+
+// TestUnvouchedNeighbourIsNotAlone: a request kept out of the matching
+// (nobody vouches for its after) still counts as a neighbour, so the
+// request capture vouched for beside it is not alone in its window and
+// does not take a family in no confirmed moment from its own two
+// snapshots (family_once_per_request). Here B never waited, so it has no
+// queue observation; A's, made when A left the queue, lands in B's
+// window: alone, B would publish it as its own.
+func TestUnvouchedNeighbourIsNotAlone(t *testing.T) {
+	srv := newFakeServer(a1Labels)
+	tl := NewTimeline()
+	clock := func(x float64) time.Time { return time.Unix(1_700_000_000, 0).Add(time.Duration(x * 1e9)) }
+	point := func(x float64) *Point {
+		p := srv.point(t)
+		p.SetTimes(clock(x-0.001), clock(x))
+		return p
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	a, b := randomTruth(r, a1Labels), randomTruth(r, a1Labels)
+	beforeA := point(0)
+	beforeB := point(0.1)
+	srv.observe(a1Labels, parser.Queue, a.v[parser.Queue]) // A leaves the queue
+	srv.observeFirst(&b)
+	for _, m := range []parser.Metric{parser.Prefill, parser.Decode, parser.Inference, parser.E2E, parser.PromptTokens, parser.GenerationTokens} {
+		srv.observe(a1Labels, m, b.v[m]) // B finishes, without a queue observation
+	}
+	afterB := point(0.5)
+	srv.observeFirst(&a)
+	for _, m := range []parser.Metric{parser.Prefill, parser.Decode, parser.Inference, parser.E2E, parser.PromptTokens, parser.GenerationTokens} {
+		srv.observe(a1Labels, m, a.v[m])
+	}
+	afterA := point(0.9)
+	for _, req := range []Request{
+		{ID: "A", Before: beforeA, After: afterA},
+		{ID: "B", Before: beforeB, After: afterB, AfterObserved: true, LastByte: clock(0.45)},
+	} {
+		if res, done := tl.Add(req, time.Time{}); done {
+			t.Fatalf("%s rejected: %s", req.ID, res.RejectReason)
+		}
+	}
+	got := map[string]Result{}
+	for _, res := range tl.Resolve(ResolveOptions{All: true}) {
+		got[res.RequestID] = res
+	}
+	if v := got["B"].Values[parser.E2E]; !v.Exact || v.V != b.v[parser.E2E] {
+		t.Errorf("B's e2e %+v, truth %v", v, b.v[parser.E2E])
+	}
+	if v := got["B"].Values[parser.Queue]; v.Exact {
+		t.Errorf("B, which never waited, published a queue of %v (A's is %v)", v.V, a.v[parser.Queue])
+	}
+	for m, v := range got["A"].Values {
+		if v.Reason != ReasonUnvouched && v.Reason != ReasonAbsent {
+			t.Errorf("A %s %+v, want unvouched", parser.Metric(m).Name(), v)
+		}
 	}
 }

@@ -17,11 +17,11 @@ type Assumption uint8
 // server observes together with the finish or the first-token anchor).
 const (
 	// AfterHolds (A1): the after snapshot holds the request's own finish
-	// observation. No finish value can be attributed without it, so it is
-	// used while unchecked; once contradicted, no finish value is
-	// published for that server process. Counts can contradict it but
-	// never confirm it: only the snapshot tool's protocol can
-	// (afterholds.go).
+	// observation. Counts can contradict it but never confirm it: it is
+	// used for the afters someone vouches for, request by request
+	// (capture's protocol, or the user's --attribution.trust-afters), and
+	// the others are kept out of the matching (afterholds.go). Once
+	// contradicted, no finish value is published for that server process.
 	AfterHolds Assumption = iota
 	// FirstBeforeFinish (A4): a request's first-token observation lands no
 	// later than its finish observation.
@@ -54,9 +54,10 @@ const (
 	OwnWindow
 	// FirstHolds (A1 for the first token): the first snapshot (without
 	// one, the after) holds the request's own first-token observation.
-	// Used while unchecked, like AfterHolds, and apart from it: a server
-	// that records finishes late, or a snapshot tool that takes afters
-	// early, leaves the first-token observations where they were.
+	// Used, like AfterHolds, for the windows someone vouches for, and
+	// apart from it: a server that records finishes late, or a snapshot
+	// tool that takes afters early, leaves the first-token observations
+	// where they were.
 	FirstHolds
 	// FirstAtDecodeStart: a request's first-token observation is made
 	// within MaxObserveDelay of its finish observation's moment less its
@@ -146,7 +147,8 @@ func Assumptions() []Assumption {
 type State string
 
 const (
-	// Unchecked: not enough evidence yet; not used (except AfterHolds).
+	// Unchecked: not enough evidence yet; not used (except AfterHolds,
+	// FirstHolds and OwnWindow: see usable).
 	Unchecked State = "unchecked"
 	// Confirmed: enough evidence, no contradiction; used.
 	Confirmed State = "confirmed"
@@ -287,10 +289,12 @@ type AssumptionStatus struct {
 	Agreed int
 	// Contradiction, for Contradicted, is the evidence.
 	Contradiction *Contradiction
-	// Note, when not empty, says what the state rests on (AfterHolds:
-	// whether the snapshot tool vouched for the afters, and that the
-	// assumption is in use while unchecked).
+	// Note, when not empty, says what the state rests on (AfterHolds,
+	// FirstHolds: who vouched for the windows in use).
 	Note string
+	// Windows, for AfterHolds and FirstHolds (nil for the others),
+	// counts the windows by who vouched for them.
+	Windows *Windows
 }
 
 // ServerAssumptions is what the timeline knows about one server process.
@@ -313,8 +317,12 @@ func (t *Timeline) Assumptions() []ServerAssumptions {
 		sa := ServerAssumptions{Epoch: e}
 		for a, st := range s.st {
 			as := AssumptionStatus{Assumption: Assumption(a), State: st.state, Agreed: st.agreed, Contradiction: st.why}
-			if Assumption(a) == AfterHolds || Assumption(a) == FirstHolds {
-				as.Note = s.a1Note(Assumption(a))
+			for g, h := range holds {
+				if Assumption(a) == h {
+					as.Note = s.a1Note(h)
+					w := s.a1.windows[g]
+					as.Windows = &w
+				}
 			}
 			sa.Status = append(sa.Status, as)
 		}
@@ -396,7 +404,7 @@ func (t *Timeline) inMoment(epoch string, g parser.Group, m parser.Metric) bool 
 // whose observations that pins is a certain owner on which the
 // assumptions can be checked. A bare solve that fails, or a request whose
 // window did not move, contradicts A1; only the snapshot tool's protocol
-// confirms it (noteAfterHolds). It returns the bare solve for
+// vouches for it (noteVouches). It returns the bare solve for
 // learnValues (nil: nothing to check), which the caller runs once every
 // ready component has been through learn, so that the value checks see
 // the moments all of them confirmed.
@@ -424,6 +432,7 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 	if srv.usable(FirstHolds) {
 		t.checkHolds(srv, &at, parser.FirstToken)
 	}
+	t.noteVouches(srv, comp)
 	if !srv.usable(AfterHolds) {
 		// Without A1 there are no finish pins, but the first-token pins
 		// rest on first_holds_observation alone: the rules that read only
@@ -435,7 +444,6 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 		}
 		return &at
 	}
-	t.noteAfterHolds(srv, comp)
 	for i, rs := range comp {
 		if fp := at.fin[i].pinned; fp != nil {
 			t.checkQueueMoment(srv, rs.ID, *fp)

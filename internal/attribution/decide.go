@@ -87,7 +87,7 @@ func (t *Timeline) withheld(comp []*reqState, reason Reason) []Result {
 	at := t.solveAll(comp, 0)
 	for i := range at.results {
 		for m := range at.results[i].Values {
-			if v := &at.results[i].Values[m]; v.Reason != ReasonAbsent {
+			if v := &at.results[i].Values[m]; v.Reason != ReasonAbsent && v.Reason != ReasonUnvouched {
 				*v = Value{Reason: reason}
 			}
 		}
@@ -156,7 +156,7 @@ func (t *Timeline) solveAll(comp []*reqState, use rules) attempt {
 		res := &results[i]
 		for m := parser.Metric(0); m < parser.NumMetrics; m++ {
 			v := &res.Values[m]
-			if v.Exact || v.Reason == ReasonAbsent || m == parser.TTFT || m == parser.E2E {
+			if v.Exact || v.Reason == ReasonAbsent || v.Reason == ReasonUnvouched || m == parser.TTFT || m == parser.E2E {
 				continue
 			}
 			if !t.inMoment(epoch, parser.Finish, m) && !t.inMoment(epoch, parser.FirstToken, m) {
@@ -201,6 +201,11 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 	index := map[obs]int{}
 	hadIvals := make([]bool, n)
 	for i, rs := range comp {
+		if rs.vouch[g] == unvouched {
+			// Nobody vouches that its window holds its own observation:
+			// it takes no part in the matching (afterholds.go).
+			continue
+		}
 		var hiBound int64 = -1
 		var e2e Value
 		minTTFT := math.Inf(-1)
@@ -307,7 +312,11 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 				// was observed between the request's snapshots.
 				at.unmoved[g], at.unmovedID[g] = true, comp[i].ID
 			}
-			set(i, func(parser.Metric) Value { return Value{Reason: ReasonMissing} })
+			why := ReasonMissing
+			if comp[i].vouch[g] == unvouched && (g != parser.Finish || !comp[i].FinishUnobserved) {
+				why = ReasonUnvouched
+			}
+			set(i, func(parser.Metric) Value { return Value{Reason: why} })
 		}
 	}
 	if len(left) == 0 {

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/population"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
@@ -49,15 +51,31 @@ func TestPopulationAccuracy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec := record.New()
-		pop := population.New(population.Config{})
-		in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, Snapshots: observeAll{pop}})
-		if err := in.Scan(true); err != nil {
-			t.Fatal(err)
+		// The exact sample with --attribution.trust-afters (the
+		// simulator's pairs tool takes each after once the finish is
+		// recorded); without it no per-request value is published, and
+		// the population is the same: it needs no vouched after.
+		var hists map[population.HistKey]population.Hist
+		var rec *record.Recorder
+		for _, trust := range []bool{false, true} {
+			rec = record.New()
+			pop := population.New(population.Config{})
+			in := ingest.New(ingest.Config{FS: os.DirFS(dir), TrustAfters: trust, Results: rec.Publish, Metrics: rec, Snapshots: observeAll{pop}})
+			if err := in.Scan(true); err != nil {
+				t.Fatal(err)
+			}
+			in.Finish()
+			rec.NoRejections(t)
+			if hists != nil && !reflect.DeepEqual(hists, pop.Hists()) {
+				t.Errorf("in flight %v: the population differs with and without --attribution.trust-afters", inflight)
+			}
+			hists = pop.Hists()
+			for _, r := range rec.Results {
+				if r.Outcome != attribution.Withheld && !trust {
+					t.Fatalf("in flight %v: %s is %s without a vouched after", inflight, r.RequestID, r.Outcome)
+				}
+			}
 		}
-		in.Finish()
-		rec.NoRejections(t)
-		hists := pop.Hists()
 		for _, model := range []string{"llama-8b", "qwen-32b"} {
 			for _, m := range []parser.Metric{parser.TTFT, parser.E2E, parser.Queue, parser.GenerationTokens} {
 				var truth, exact []float64

@@ -103,6 +103,7 @@ func TestSumsAddedInAnotherOrder(t *testing.T) {
 			r := rand.New(rand.NewPCG(3, 4))
 			srv := newFakeServer(`model_name="a"`)
 			tl := NewTimeline()
+			tl.TrustAfters = true // plain pairs, vouched for by the test
 			se := srv.series[srv.order[0]]
 			truths := []truth{randomTruth(r, srv.order[0]), randomTruth(r, srv.order[0])}
 			truths[0].v[parser.Decode], truths[1].v[parser.Decode] = tc.first, 0.5

@@ -49,10 +49,16 @@ const (
 	// that its data have not confirmed, or have contradicted
 	// (docs/attribution.md, "Assumptions").
 	ReasonUnconfirmed Reason = "unconfirmed"
+	// ReasonUnvouched: nothing vouches that the request's window holds its
+	// own observation (A1): the snapshot tool's protocol did not (capture
+	// does, request by request), nor did the user
+	// (--attribution.trust-afters). The window is kept out of the
+	// matching (docs/attribution.md, "What A1 rests on").
+	ReasonUnvouched Reason = "unvouched"
 )
 
 // WithheldReasons lists the reasons counted in delta_exporter_values_withheld_total.
-var WithheldReasons = []Reason{ReasonMissing, ReasonOverlap, ReasonInconsistent, ReasonUnconfirmed, ReasonSimultaneous}
+var WithheldReasons = []Reason{ReasonMissing, ReasonOverlap, ReasonInconsistent, ReasonUnconfirmed, ReasonSimultaneous, ReasonUnvouched}
 
 // Reasons a whole request is rejected.
 const (

@@ -50,7 +50,8 @@ func TestServeModeProfilesNeverWrong(t *testing.T) {
 				fsys := fstest.MapFS{}
 				rec := record.New()
 				var now time.Time
-				in := ingest.New(ingest.Config{FS: fsys, MaxObserveDelay: ingest.DefaultMaxObserveDelay, Results: rec.Publish, MaxDelay: 2 * time.Second, Now: func() time.Time { return now }})
+				// Pairs with --attribution.trust-afters, as measure does.
+				in := ingest.New(ingest.Config{FS: fsys, MaxObserveDelay: ingest.DefaultMaxObserveDelay, TrustAfters: !cfg.Capture, Results: rec.Publish, MaxDelay: 2 * time.Second, Now: func() time.Time { return now }})
 				for _, f := range sink.Files() {
 					fsys[f.Name] = &fstest.MapFile{Data: f.Body}
 					if nm, err := parser.ParseName(f.Name); err == nil {

@@ -41,6 +41,11 @@ type Request struct {
 	// scraped past LastByte, the tool vouches for A1 (afterholds.go).
 	AfterObserved bool
 	LastByte      time.Time
+	// FirstByte is when the first byte of a streaming response passed
+	// the snapshot tool (capture's first_byte_at; zero: unknown). With a
+	// First scraped from then on, capture vouches for the first-token
+	// window (afterholds.go).
+	FirstByte time.Time
 	// MaxTTFT and MaxE2E, when > 0, are upper bounds on the request's
 	// TTFT and e2e in seconds, known from outside the server: capture saw
 	// the request arrive and its first and last byte leave, and the server
@@ -82,7 +87,12 @@ type ival struct {
 
 type reqState struct {
 	Request
+	// ivals are the request's windows, vouched for or not: they group
+	// requests into components (a request kept out of a group's matching
+	// still overlaps its neighbours, which are then not alone in their
+	// windows); vouch says, per group, whether the matching may use them.
 	ivals   [parser.NumGroups][]ival
+	vouch   [parser.NumGroups]voucher
 	present [parser.NumMetrics]bool
 	added   time.Time
 }
@@ -135,6 +145,13 @@ type Timeline struct {
 	// OnContradiction, when set, is called once for each assumption a
 	// server process's data contradict (docs/attribution.md).
 	OnContradiction func(Contradiction)
+
+	// TrustAfters: the user vouches that every after snapshot was taken
+	// once its request's response had ended, as capture's are
+	// (--attribution.trust-afters). Without it, only afters capture
+	// vouched for hold finish windows; the others are kept out of the
+	// matching (afterholds.go). It does not vouch for first snapshots.
+	TrustAfters bool
 
 	ids    map[seriesKey]int32
 	series []*seriesInfo
@@ -270,7 +287,7 @@ func (t *Timeline) Add(r Request, now time.Time) (Result, bool) {
 	if r.Before.Epoch != r.After.Epoch || (r.First != nil && r.First.Epoch != r.Before.Epoch) {
 		return NewRejected(&r, RejectRestart), true
 	}
-	rs := &reqState{Request: r, added: now}
+	rs := &reqState{Request: r, added: now, vouch: t.vouchFor(&r)}
 	for m := parser.Metric(0); m < parser.NumMetrics; m++ {
 		rs.present[m] = r.After.has(m)
 	}

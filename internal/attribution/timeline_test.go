@@ -142,11 +142,22 @@ type runResult struct {
 	wrongTTFTAfterA1 int
 	// a1Confirmed: some server process ended with A1 confirmed.
 	a1Confirmed bool
+	// unvouched: the requests nobody vouched for (runOpts plain, capture).
+	unvouched map[string]bool
 }
 
 // runOpts: serve decides as serve does, after every pair (a group waits
 // while an open request overlaps it), instead of once at the end.
-type runOpts struct{ serve bool }
+//
+// Who vouches for the afters (A1, afterholds.go): by default the user
+// (Timeline.TrustAfters), truthfully: the harness takes each after once
+// the request's finish is observed, except the early afters FuzzTimeline
+// asks for (a user's statement that is wrong). plain: nobody (a
+// pairs-only directory without --attribution.trust-afters). capture:
+// capture, for the requests whose after's scrape started once their
+// finish had been observed (timed runs only; the last byte passes then),
+// nobody for the others.
+type runOpts struct{ serve, plain, capture bool }
 
 // timing, when set, gives runEvents' snapshots scrape times around their
 // event and its requests an arrival window, as capture writes them
@@ -200,11 +211,12 @@ func runEventsOpts(t *testing.T, srv *fakeServer, truths []truth, events []event
 	t.Helper()
 	sort.SliceStable(events, func(i, j int) bool { return events[i].at < events[j].at })
 	tl := NewTimeline()
+	tl.TrustAfters = !o.plain && !o.capture
 	if tm != nil {
 		tl.MaxObserveDelay = tm.delay
 	}
 	befores := map[int]*Point{}
-	arrived, firstAt := map[int]float64{}, map[int]float64{}
+	arrived, firstAt, finAt := map[int]float64{}, map[int]float64{}, map[int]float64{}
 	point := func(x float64) *Point {
 		p := srv.point(t)
 		if tm != nil {
@@ -212,7 +224,7 @@ func runEventsOpts(t *testing.T, srv *fakeServer, truths []truth, events []event
 		}
 		return p
 	}
-	out := runResult{truths: truths, results: map[string]Result{}, exactBeforeA1: -1}
+	out := runResult{truths: truths, results: map[string]Result{}, exactBeforeA1: -1, unvouched: map[string]bool{}}
 	now := time.Unix(0, 0)
 	exact := 0
 	publish := func(res Result) {
@@ -258,8 +270,17 @@ func runEventsOpts(t *testing.T, srv *fakeServer, truths []truth, events []event
 				continue
 			}
 			srv.observeFinish(&truths[ev.req])
+			finAt[ev.req] = ev.at
 		case 3:
 			req := Request{ID: fmt.Sprintf("r%d", ev.req), Before: befores[ev.req], After: point(ev.at)}
+			if fin, ok := finAt[ev.req]; o.capture && ok && tm != nil && !req.After.lo.Before(tm.clock(fin)) {
+				// The server sent the last byte once it had observed the
+				// finish; capture's after scrape started after it.
+				req.AfterObserved, req.LastByte = true, tm.clock(fin)
+			}
+			if !tl.TrustAfters && !afterVouched(&req) {
+				out.unvouched[req.ID] = true
+			}
 			if tm != nil {
 				// The proxy received the request before the server did, and
 				// saw the first byte after the TTFT observation.
@@ -306,9 +327,13 @@ func (rr runResult) checkResults(t *testing.T) {
 func (rr runResult) check(t *testing.T) (exact int) {
 	t.Helper()
 	for i, tr := range rr.truths {
-		res, ok := rr.results[fmt.Sprintf("r%d", i)]
+		id := fmt.Sprintf("r%d", i)
+		res, ok := rr.results[id]
 		if !ok {
 			t.Fatalf("request r%d has no result", i)
+		}
+		if rr.unvouched[id] && res.Outcome != Withheld && res.Outcome != Rejected {
+			t.Fatalf("r%d: nobody vouched for its after, yet it is %s", i, res.Outcome)
 		}
 		for m, v := range res.Values {
 			if v.Exact && math.Abs(v.V-tr.v[m]) > 1e-6 {
@@ -534,6 +559,7 @@ func TestBoundsFromCapture(t *testing.T) {
 	end := srv.point(t)
 	for _, bounds := range []bool{false, true} {
 		tl := NewTimeline()
+		tl.TrustAfters = true // the points carry no scrape times
 		// The server's earlier requests confirmed capture's bounds.
 		confirm(tl, end.Epoch, CaptureBounds)
 		tl.AddPoint(mid)

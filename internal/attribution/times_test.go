@@ -50,6 +50,10 @@ func TestTimeChecks(t *testing.T) {
 			}
 			tl := NewTimeline()
 			tl.MaxObserveDelay = tc.delay
+			// With times, capture vouches for the afters (scraped past the
+			// last byte); without, the files are another tool's, vouched
+			// for by the user.
+			tl.TrustAfters = !tc.times
 			beforeA := snap(-1) // A received at 0
 			// The server's earlier requests confirmed the time checks.
 			confirm(tl, beforeA.Epoch, CaptureBounds, ObserveDelay)
@@ -63,8 +67,8 @@ func TestTimeChecks(t *testing.T) {
 			s.observeFinish(b) // 500
 			afterB := snap(510)
 			for _, r := range []Request{
-				{ID: "A", Before: beforeA, After: afterA, ArrivalLo: ms(0), ArrivalHi: ms(405)},
-				{ID: "B", Before: beforeB, After: afterB, ArrivalLo: tc.bArrivalLo, ArrivalHi: ms(505)},
+				{ID: "A", Before: beforeA, After: afterA, ArrivalLo: ms(0), ArrivalHi: ms(405), AfterObserved: true, LastByte: ms(405)},
+				{ID: "B", Before: beforeB, After: afterB, ArrivalLo: tc.bArrivalLo, ArrivalHi: ms(505), AfterObserved: true, LastByte: ms(505)},
 			} {
 				if res, done := tl.Add(r, t0); done {
 					t.Fatalf("%s rejected: %v", r.ID, res.RejectReason)

@@ -2,7 +2,11 @@
 // (snapshots/) that `delta-exporter` serves when no --snapshots.dir is
 // given, so the README's first command works on a fresh machine without a
 // server. README.md says how it was generated; truth.json is the ground
-// truth the tests compare the served values with.
+// truth the tests compare the served values with. Its pairs carry no
+// capture sidecars, so nothing in them vouches for the afters: it is
+// served with ingest.Config.TrustAfters (--attribution.trust-afters),
+// true of the simulator, which takes each after once the request's finish
+// is recorded.
 package demo
 
 import (

@@ -13,11 +13,12 @@ import (
 )
 
 // TestDemoMatchesTruth: the embedded demo, served by the README's first
-// command, publishes only values equal to the simulator's ground truth.
+// command (with --attribution.trust-afters, as serve does for the demo),
+// publishes only values equal to the simulator's ground truth.
 func TestDemoMatchesTruth(t *testing.T) {
 	truths := testutil.ReadTruth(t, "truth.json")
 	r := record.New()
-	in := ingest.New(ingest.Config{FS: demo.FS(), Results: r.Publish, Metrics: r})
+	in := ingest.New(ingest.Config{FS: demo.FS(), TrustAfters: true, Results: r.Publish, Metrics: r})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 // wait for their afters (junk files without a partner), one every ms.
 func waitingHalves(c *clock, n int, ttl time.Duration) (*Ingester, *record.Recorder) {
 	rec := record.New()
-	in := New(Config{FS: fstest.MapFS{}, Results: rec.Publish, Metrics: rec, Now: c.Now, PairingTTL: ttl})
+	in := New(Config{TrustAfters: true, FS: fstest.MapFS{}, Results: rec.Publish, Metrics: rec, Now: c.Now, PairingTTL: ttl})
 	for i := 0; i < n; i++ {
 		h := in.half(fmt.Sprintf("junk-%06d", i))
 		h.beforeName = fmt.Sprintf("junk-%06d_before", i)

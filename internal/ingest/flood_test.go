@@ -25,7 +25,7 @@ func TestGrowingFileLoggedAndCountedOnce(t *testing.T) {
 	c := &clock{now: time.Now().Truncate(time.Second)}
 	rec := record.Once(t)
 	var logs bytes.Buffer
-	in := New(Config{FS: NewDirFS(w.Dir), Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
+	in := New(Config{TrustAfters: true, FS: NewDirFS(w.Dir), Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
 		IncompleteGrace: 5 * time.Second, PairingTTL: time.Minute, MaxDelay: time.Second,
 		MaxBytes: 64 << 10, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 

@@ -16,8 +16,9 @@ import (
 // fingerprints; the server's own queue time (server_metrics) must agree
 // with the queue observation; the proxy's receive, first-byte and last-byte times bound
 // the server's TTFT and e2e from above, and bracket its arrival for the
-// time checks (A6); an after that capture could not confirm keeps the
-// request out of the finish matching; an after_error (no after will come)
+// time checks (A6); capture's after and first scrapes dated past the last
+// and first byte vouch for the request's windows (A1); an after that
+// capture could not confirm keeps the request out of the finish matching; an after_error (no after will come)
 // ends the request as unpaired as soon as its before is known, rather than
 // after --pairing.ttl.
 func (in *Ingester) info(name string, n parser.Name, data []byte) {
@@ -70,6 +71,11 @@ func (in *Ingester) info(name string, n parser.Name, data []byte) {
 	}
 	h.afterObserved = v.AfterObserved != nil && *v.AfterObserved
 	h.lastByte = v.LastByteAt
+	if v.Stream {
+		// A JSON body's first byte comes with its last: it says nothing
+		// of the first token.
+		h.firstByte = v.FirstByteAt
+	}
 	// The server's arrival is after capture received the request and
 	// before the first response byte (the last, when none is recorded).
 	h.arrivalLo, h.arrivalHi = v.ReceivedAt, v.FirstByteAt

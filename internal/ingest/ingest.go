@@ -102,6 +102,13 @@ type Config struct {
 	// bound values from below. Zero: no such checks (the flag's default
 	// is DefaultMaxObserveDelay).
 	MaxObserveDelay time.Duration
+	// TrustAfters: the user vouches that every after snapshot was taken
+	// once its request's response had ended, as capture's are
+	// (--attribution.trust-afters). Without it, the finish windows of
+	// pairs that capture did not vouch for are kept out of the
+	// attribution and their values withheld as unvouched
+	// (docs/attribution.md, "What A1 rests on").
+	TrustAfters bool
 	// Watched: a watcher also hands files over (File, Ingest), in the
 	// order they are written. A Scan without all then leaves the files
 	// written while it listed the directory to the watcher
@@ -194,6 +201,7 @@ type half struct {
 	finishUnobserved      bool
 	afterObserved         bool      // capture's info: after_observed true
 	lastByte              time.Time // capture's info: last_byte_at
+	firstByte             time.Time // capture's info: first_byte_at of a stream
 	maxTTFT, maxE2E       float64   // capture's timing bounds, seconds; 0: none
 	arrivalLo, arrivalHi  time.Time // capture's bounds on the server's arrival
 	proxy                 attribution.ProxyTimes
@@ -275,6 +283,7 @@ func New(cfg Config) *Ingester {
 	}
 	tl := attribution.NewTimeline()
 	tl.MaxObserveDelay = max(0, cfg.MaxObserveDelay)
+	tl.TrustAfters = cfg.TrustAfters
 	if cfg.Results == nil {
 		cfg.Results = func(attribution.Result) {}
 	}
@@ -581,7 +590,7 @@ func (h *half) hasSnapshot() bool { return h.beforeName != "" || h.afterName != 
 
 func (h *half) request(id string) *attribution.Request {
 	return &attribution.Request{ID: id, Before: h.before, After: h.after, First: h.first, Tokens: h.tokens, ServerQueue: h.serverQueue,
-		FinishUnobserved: h.finishUnobserved, AfterObserved: h.afterObserved, LastByte: h.lastByte, MaxTTFT: h.maxTTFT, MaxE2E: h.maxE2E,
+		FinishUnobserved: h.finishUnobserved, AfterObserved: h.afterObserved, LastByte: h.lastByte, FirstByte: h.firstByte, MaxTTFT: h.maxTTFT, MaxE2E: h.maxE2E,
 		ArrivalLo: h.arrivalLo, ArrivalHi: h.arrivalHi, Proxy: h.proxy,
 		BeforeTime: h.beforeTime, AfterTime: h.afterTime, BeforeFile: h.beforeName, AfterFile: h.afterName}
 }

@@ -42,8 +42,12 @@ func (w *dirWriter) request(id string, i int) simulate.Finish {
 	return f
 }
 
+// newTestIngester reads dir as serve and report do. The tests' directories
+// are pairs a test writes once each request's finish is observed, so they
+// are read with --attribution.trust-afters (TrustAfters); what vouches
+// without it is TestCaptureSidecarVouches.
 func newTestIngester(dir string, rec *record.Recorder) *Ingester {
-	return New(Config{FS: os.DirFS(dir), MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
+	return New(Config{TrustAfters: true, FS: os.DirFS(dir), MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
 }
 
 func TestSequentialPairsAreExact(t *testing.T) {
@@ -188,8 +192,11 @@ func TestDuplicateRequestID(t *testing.T) {
 
 // TestInfoBeforeItsBefore: a capture sidecar named (by the proxy's receive
 // time) before its before snapshot still applies in a sorted scan. Its
-// after_observed=false keeps the request out of the finish matching; an
-// info whose request has no snapshot at all leaves no result.
+// after_observed=false keeps the request out of the finish matching, and,
+// without a first snapshot, out of the first-token matching too (it may
+// have ended with no token, or as an error the engine never saw: it has
+// no observation of its own to find); an info whose request has no
+// snapshot at all leaves no result.
 func TestInfoBeforeItsBefore(t *testing.T) {
 	w := newDirWriter(t)
 	id := "chatcmpl-early-info"
@@ -209,7 +216,7 @@ func TestInfoBeforeItsBefore(t *testing.T) {
 	if v := rec.ByID[id].Values[parser.E2E]; v.Exact {
 		t.Errorf("e2e of a request whose after was not confirmed published: %v", v.V)
 	}
-	if !rec.ByID[id].Values[parser.TTFT].Exact || rec.ByID["chatcmpl-plain"].Outcome != attribution.Exact {
+	if rec.ByID[id].Values[parser.TTFT].Reason != attribution.ReasonUnvouched || rec.ByID["chatcmpl-plain"].Outcome != attribution.Exact {
 		t.Errorf("outcomes: %s TTFT %v, plain %s", id, rec.ByID[id].Values[parser.TTFT], rec.ByID["chatcmpl-plain"].Outcome)
 	}
 }
@@ -228,7 +235,7 @@ func TestCaptureSuffixedNames(t *testing.T) {
 	w.Put(parser.FormatName(third, parser.Info, w.Now.Add(time.Millisecond)), []byte(`{"request_id":"`+third+`","server_id":"chatcmpl-z"}`))
 	w.request(third, 3)
 	rec := record.New() // both requests are published under the server's id
-	in := New(Config{FS: os.DirFS(w.Dir), MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
+	in := New(Config{TrustAfters: true, FS: os.DirFS(w.Dir), MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func TestTornListingDecidesAsTheWatcher(t *testing.T) {
 	sortByTime(items)
 
 	batch := record.Once(t)
-	in := New(Config{FS: os.DirFS(src), Results: batch.Publish, Metrics: batch})
+	in := New(Config{TrustAfters: true, FS: os.DirFS(src), Results: batch.Publish, Metrics: batch})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestTornListingDecidesAsTheWatcher(t *testing.T) {
 			}
 		}
 		rec := record.Once(t)
-		in := New(Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour, Watched: watched,
+		in := New(Config{TrustAfters: true, FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour, Watched: watched,
 			Now: func() time.Time { return now }})
 		if err := in.Scan(false); err != nil {
 			t.Fatal(err)
@@ -174,7 +174,7 @@ func TestFilesWrittenDuringAListingAreListedAgain(t *testing.T) {
 		}
 	}
 	rec := record.Once(t)
-	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour, Watched: true,
+	in := New(Config{TrustAfters: true, FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour, Watched: true,
 		Now: func() time.Time { return clock }})
 	if err := in.Scan(false); err != nil {
 		t.Fatal(err)

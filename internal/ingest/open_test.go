@@ -57,7 +57,7 @@ func TestSymlinkToFIFOSwappedAfterLstat(t *testing.T) {
 		}
 	})
 	rec := record.Once(t)
-	in := New(Config{FS: swapFS{DirFS: NewDirFS(w.Dir), dir: w.Dir, target: target, fifo: fifo}, Results: rec.Publish, Metrics: rec})
+	in := New(Config{TrustAfters: true, FS: swapFS{DirFS: NewDirFS(w.Dir), dir: w.Dir, target: target, fifo: fifo}, Results: rec.Publish, Metrics: rec})
 	done := make(chan error, 1)
 	go func() { done <- in.Scan(true) }()
 	select {

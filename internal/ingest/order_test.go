@@ -38,7 +38,7 @@ func TestArrivalOrderNeverMakesAValueWrong(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 3))
 		rng.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
 		rec := record.Once(t)
-		in := New(Config{FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour})
+		in := New(Config{TrustAfters: true, FS: os.DirFS(dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour})
 		for i, e := range entries {
 			in.File(e.Name())
 			if i%50 == 0 {

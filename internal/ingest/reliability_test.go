@@ -27,7 +27,7 @@ func clockedIngester(w *dirWriter, rec *record.Recorder, c *clock, fsys fs.FS) *
 	if fsys == nil {
 		fsys = os.DirFS(w.Dir)
 	}
-	return New(Config{FS: fsys, MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
+	return New(Config{TrustAfters: true, FS: fsys, MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, Now: c.Now, Settle: time.Second,
 		IncompleteGrace: 5 * time.Second, PairingTTL: time.Minute, MaxDelay: time.Second})
 }
 
@@ -122,7 +122,7 @@ func TestFileOverMaxBytes(t *testing.T) {
 	big := append(w.Scrape(), bytes.Repeat([]byte("# padding comment\n"), 4096)...)
 	w.Put(parser.FormatName("big", parser.After, w.Now.Add(time.Millisecond)), big)
 	rec := record.Once(t)
-	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxBytes: int64(len(big) - 1)})
+	in := New(Config{TrustAfters: true, FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxBytes: int64(len(big) - 1)})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestFileDeletedBetweenListingAndReading(t *testing.T) {
 	vanish := w.Snap("gone", parser.After)
 	phantom := parser.FormatName("ghost", parser.Before, w.Now)
 	rec := record.Once(t)
-	in := New(Config{FS: &vanishingFS{FS: os.DirFS(w.Dir), dir: w.Dir, phantom: phantom, vanish: vanish}, Results: rec.Publish, Metrics: rec})
+	in := New(Config{TrustAfters: true, FS: &vanishingFS{FS: os.DirFS(w.Dir), dir: w.Dir, phantom: phantom, vanish: vanish}, Results: rec.Publish, Metrics: rec})
 	for i := 0; i < 3; i++ {
 		if err := in.Scan(true); err != nil {
 			t.Fatal(err)
@@ -307,7 +307,7 @@ func TestSourceAnomalies(t *testing.T) {
 func TestDuplicateRejectionNamesItsFiles(t *testing.T) {
 	w := newDirWriter(t)
 	rec := record.Once(t)
-	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour})
+	in := New(Config{TrustAfters: true, FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec, MaxDelay: time.Hour})
 	b1 := w.Snap("twice", parser.Before)
 	w.Snap("open", parser.Before) // keeps the first one waiting
 	w.Server.ObserveFinish(model, 0, finish(1))
@@ -343,7 +343,7 @@ func TestSettled(t *testing.T) {
 	}
 	w.Put("notes.txt", []byte("x"))
 	rec := record.Once(t)
-	in := New(Config{FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec})
+	in := New(Config{TrustAfters: true, FS: os.DirFS(w.Dir), Results: rec.Publish, Metrics: rec})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}

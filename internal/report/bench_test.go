@@ -15,7 +15,7 @@ func BenchmarkRun(b *testing.B) {
 		b.Skip("REPORT_BENCH_DIR not set")
 	}
 	for b.Loop() {
-		r, err := Run(context.Background(), Config{FS: os.DirFS(dir)})
+		r, err := Run(context.Background(), Config{FS: os.DirFS(dir), TrustAfters: true})
 		if err != nil {
 			b.Fatal(err)
 		}

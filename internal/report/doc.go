@@ -108,12 +108,17 @@
 // (process_start_time_seconds as "server_start", null when the server
 // exposes none): for each assumption of docs/attribution.md, its state
 // (unchecked, confirmed, contradicted), how many observations agreed with
-// it, and the evidence of its contradiction; after_holds_observation also
-// has a "note" saying what it rests on (used while unchecked: counts can
-// contradict it, never confirm it; confirmed only by capture's protocol)
-// or, once contradicted, how many requests were published before:
+// it, and the evidence of its contradiction; after_holds_observation and
+// first_holds_observation also have a "note" saying what they rest on
+// (capture's protocol, the user's --attribution.trust-afters, or nothing:
+// counts can contradict them, never confirm them) or, once contradicted,
+// how many requests were published before, and "windows": the requests'
+// windows vouched for by capture, by the flag alone, and by nobody (kept
+// out of the attribution, their values withheld as unvouched):
 //
 //	{"server_start": "1.75974206737e+09", "assumptions": [
+//	  {"name": "after_holds_observation", "state": "confirmed", "agreed": 812, "contradiction": null,
+//	   "note": "vouched for by capture (…)", "windows": {"capture": 812, "flag": 0, "unvouched": 3}},
 //	  {"name": "ttft_contains_queue_prefill", "state": "contradicted", "agreed": 3,
 //	   "contradiction": {"request_id": "chatcmpl-…", "detail": "TTFT 0.1s < queue 0.2s + prefill 0.05s"}},
 //	  …]}

@@ -84,7 +84,7 @@ func TestFilterExclude(t *testing.T) {
 // because attribution always sees the whole directory.
 func TestFilterNeverChangesValues(t *testing.T) {
 	fsys := os.DirFS(filepath.Join(goldenDir, "overlapping"))
-	all, err := Run(context.Background(), Config{FS: fsys})
+	all, err := Run(context.Background(), Config{FS: fsys, TrustAfters: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestFilterNeverChangesValues(t *testing.T) {
 		{Model: "org/model-a"},
 		{Model: "org/none"},
 	} {
-		r, err := Run(context.Background(), Config{FS: fsys, Filter: f})
+		r, err := Run(context.Background(), Config{FS: fsys, TrustAfters: true, Filter: f})
 		if err != nil {
 			t.Fatal(err)
 		}

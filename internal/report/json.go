@@ -304,6 +304,9 @@ func assumptionsJSON(r *Report) []object {
 			if st.Note != "" {
 				o = append(o, member{"note", st.Note})
 			}
+			if w := st.Windows; w != nil {
+				o = append(o, member{"windows", object{{"capture", w.Capture}, {"flag", w.Flag}, {"unvouched", w.Unvouched}}})
+			}
 			list = append(list, o)
 		}
 		out = append(out, object{{"server_start", nullString(sa.Epoch)}, {"assumptions", list}})

@@ -81,7 +81,7 @@ func TestBiasWarning(t *testing.T) {
 func TestPopulationFilters(t *testing.T) {
 	dir := os.DirFS(filepath.Join(goldenDir, "overlapping"))
 	run := func(f Filter) *Report {
-		r, err := Run(context.Background(), Config{FS: dir, Filter: f})
+		r, err := Run(context.Background(), Config{FS: dir, TrustAfters: true, Filter: f})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,7 +32,7 @@ func TestProgress(t *testing.T) {
 			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			clock := func() time.Time { now = now.Add(tc.step); return now }
 			var out bytes.Buffer
-			r, err := Run(context.Background(), Config{FS: os.DirFS(dir), Progress: &out, Now: clock})
+			r, err := Run(context.Background(), Config{FS: os.DirFS(dir), TrustAfters: true, Progress: &out, Now: clock})
 			if err != nil {
 				t.Fatal(err)
 			}

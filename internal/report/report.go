@@ -29,7 +29,10 @@ type Config struct {
 	// MaxObserveDelay: assumption A6's bound; zero: no such checks
 	// (ingest.Config.MaxObserveDelay).
 	MaxObserveDelay time.Duration
-	Filter          Filter
+	// TrustAfters: the user vouches for every after in the directory
+	// (ingest.Config.TrustAfters, --attribution.trust-afters).
+	TrustAfters bool
+	Filter      Filter
 	// Objectives, when set, judges every request (package slo).
 	Objectives *slo.Set
 	// Progress, when set, receives a one-line progress display that is
@@ -100,7 +103,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	pop := population.New(population.Config{})
 	go func() {
 		in := ingest.New(ingest.Config{FS: cfg.FS, Logger: cfg.Logger, Results: results, Metrics: metrics, MaxBytes: cfg.MaxBytes,
-			MaxObserveDelay: cfg.MaxObserveDelay, Stop: ctx.Done(),
+			MaxObserveDelay: cfg.MaxObserveDelay, TrustAfters: cfg.TrustAfters, Stop: ctx.Done(),
 			Snapshots: populationIn{pop: pop, since: cfg.Filter.Since, until: cfg.Filter.Until}})
 		err := in.Scan(true)
 		if err == nil {

@@ -23,7 +23,7 @@ func TestGoldenSLO(t *testing.T) {
 	}
 	for _, name := range []string{"overlapping", "damaged"} {
 		t.Run(name, func(t *testing.T) {
-			r, err := Run(context.Background(), Config{FS: os.DirFS(filepath.Join(goldenDir, name)), Objectives: objectives})
+			r, err := Run(context.Background(), Config{FS: os.DirFS(filepath.Join(goldenDir, name)), TrustAfters: true, Objectives: objectives})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -263,6 +263,10 @@ func writeAssumptions(w io.Writer, r *Report) {
 				if st.Note != "" {
 					ev = strings.TrimPrefix(ev+"; "+st.Note, "; ")
 				}
+				if w := st.Windows; w != nil {
+					ev = strings.TrimPrefix(fmt.Sprintf("%s; windows vouched for by capture %d, by the flag %d, by nobody (kept out) %d",
+						ev, w.Capture, w.Flag, w.Unvouched), "; ")
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", st.Assumption.Name(), st.State, st.Agreed, ev)
 			}
 		})

@@ -37,7 +37,8 @@ func newSnapDir(t *testing.T) *snapDir {
 	return &snapDir{testutil.NewSnapshots(t, t.TempDir(), model)}
 }
 
-// request writes a sequential request at time at; it returns its files.
+// request writes a sequential request at time at (a pair, read with
+// --attribution.trust-afters); it returns its files.
 func (d *snapDir) request(id string, at time.Time) []string {
 	b, a := d.RequestAt(id, model, 0.03, simulate.Finish{Queue: 0.01, Prefill: 0.02, Decode: 0.3, Inference: 0.32, E2E: 0.331, PromptTokens: 10, GenerationTokens: 5},
 		at, at.Add(time.Second))
@@ -85,7 +86,7 @@ func TestRetentionDeletesOnlySettledOldFiles(t *testing.T) {
 	d.request("recent", recent)
 
 	pub := record.New()
-	in := ingest.New(ingest.Config{FS: os.DirFS(d.Dir), Results: pub.Publish, MaxBytes: 100 << 10})
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.Dir), TrustAfters: true, Results: pub.Publish, MaxBytes: 100 << 10})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestRetentionSizeLimitDeletesOldestFirst(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		reqs = append(reqs, d.request(fmt.Sprintf("r%02d", i), now.Add(-time.Duration(10-i)*time.Hour)))
 	}
-	in := ingest.New(ingest.Config{FS: os.DirFS(d.Dir)})
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.Dir), TrustAfters: true})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestRetentionSizeLimitIgnoresFilesItNeverDeletes(t *testing.T) {
 		d.request(fmt.Sprintf("r%02d", i), now.Add(-time.Duration(10-i)*time.Minute))
 	}
 	big := d.PutAt(parser.FormatName("huge", parser.Before, now.Add(-time.Hour)), bytes.Repeat([]byte("# x\n"), 1<<18), now.Add(-time.Hour))
-	in := ingest.New(ingest.Config{FS: os.DirFS(d.Dir), MaxBytes: 1 << 19})
+	in := ingest.New(ingest.Config{FS: os.DirFS(d.Dir), TrustAfters: true, MaxBytes: 1 << 19})
 	if err := in.Scan(true); err != nil {
 		t.Fatal(err)
 	}

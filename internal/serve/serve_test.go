@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/delta-exporter/delta-exporter/collector"
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/retention"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/state"
@@ -46,9 +47,17 @@ type testExporter struct {
 	h http.Handler
 }
 
+// newExporter builds the exporter of a directory of pairs (writePairs:
+// each after written once its request's finish is observed), read with
+// --attribution.trust-afters.
 func newExporter(t *testing.T, dir, stateFile string) *testExporter {
 	t.Helper()
-	x, err := build(Config{Dir: dir, StateFile: stateFile})
+	return newExporterWith(t, Config{Dir: dir, StateFile: stateFile, Ingest: ingest.Config{TrustAfters: true}})
+}
+
+func newExporterWith(t *testing.T, cfg Config) *testExporter {
+	t.Helper()
+	x, err := build(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +269,8 @@ func TestAssumptionStatesServed(t *testing.T) {
 	}
 	_, body := e.scrape(t)
 	for _, c := range []struct{ labels, want string }{
-		// Pairs from a tool that does not vouch for its afters: A1 is in
-		// use but unchecked (counts never confirm it); the finish
+		// Pairs the user vouches for (--attribution.trust-afters): A1
+		// is in use but unchecked (counts never confirm it); the finish
 		// families move with e2e.
 		{`assumption="after_holds_observation",state="unchecked"`, "1"},
 		{`assumption="after_holds_observation",state="confirmed"`, "0"},
@@ -270,6 +279,30 @@ func TestAssumptionStatesServed(t *testing.T) {
 	} {
 		if got := value(body, "delta_exporter_assumptions{"+c.labels+"}"); got != c.want {
 			t.Errorf("delta_exporter_assumptions{%s} = %s, want %s", c.labels, got, c.want)
+		}
+	}
+}
+
+// TestUnvouchedPairsServePopulation: pairs nobody vouches for (no capture
+// sidecars, no --attribution.trust-afters) publish no per-request value:
+// every value is counted withheld as unvouched, while the population
+// families, which need no attribution, have every request.
+func TestUnvouchedPairsServePopulation(t *testing.T) {
+	dir := t.TempDir()
+	writePairs(t, dir, 0, 12, time.Now().Add(-time.Hour))
+	e := newExporterWith(t, Config{Dir: dir})
+	if err := e.in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	_, body := e.scrape(t)
+	for _, c := range []struct{ series, want string }{
+		{`delta_exporter_requests_total{outcome="withheld"}`, "12"},
+		{`delta_exporter_values_withheld_total{metric="e2e_seconds",reason="unvouched"}`, "12"},
+		{`llm_request_e2e_seconds_count{model_name="` + model + `"}`, "0"},
+		{`llm_population_e2e_seconds_count{model_name="` + model + `"}`, "12"},
+	} {
+		if got := value(body, c.series); got != c.want {
+			t.Errorf("%s = %s, want %s", c.series, got, c.want)
 		}
 	}
 }

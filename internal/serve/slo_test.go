@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/testutil"
 )
 
@@ -48,7 +49,8 @@ func TestSLOAndRequestsPage(t *testing.T) {
 	addr := testutil.FreeAddr(t)
 	cfg := func(ready chan struct{}, reload chan os.Signal) Config {
 		addrs, systemd := []string{addr}, false
-		return Config{Dir: snaps, SLOFile: sloFile, Reload: reload, Ready: ready, Logger: discard(),
+		// writePairs' pairs, read with --attribution.trust-afters.
+		return Config{Dir: snaps, SLOFile: sloFile, Reload: reload, Ready: ready, Logger: discard(), Ingest: ingest.Config{TrustAfters: true},
 			Web: &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}}
 	}
 

@@ -92,6 +92,11 @@ func (r *run) scrapeLine(b []byte, now time.Time, spread time.Duration) ([]byte,
 		return b, now.Add(-r.renderTime())
 	}
 	started := now.Add(-spread - r.short(100*time.Microsecond, time.Millisecond))
+	if started.Before(r.startFloor) {
+		// A first snapshot's scrape starts once the first byte passed
+		// (its content, at now, is later still).
+		started = r.startFloor
+	}
 	return parser.AppendScrapeStarted(b, started), now.Add(r.short(50*time.Microsecond, 500*time.Microsecond))
 }
 

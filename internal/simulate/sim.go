@@ -230,6 +230,10 @@ type run struct {
 	crng *rand.Rand
 	// prng draws what only Semantics use, for the same reason.
 	prng *rand.Rand
+	// startFloor, when not zero, is the earliest scrape start scrapeLine
+	// may write: the first byte, for a first snapshot (capture starts
+	// that scrape once the byte has passed).
+	startFloor time.Time
 
 	next int // with Clients: the next request to send
 
@@ -514,6 +518,10 @@ func (r *run) handle(ev event) error {
 	case evObserveFirst:
 		r.observeFirst(ev.req, t)
 	case evFirstSnap:
+		if r.cfg.Capture {
+			r.startFloor = r.cfg.Start.Add(q.firstByte)
+			defer func() { r.startFloor = time.Time{} }()
+		}
 		return r.snapshot(q.id, parser.First, t)
 	case evFinish:
 		return r.finish(ev.req, t)

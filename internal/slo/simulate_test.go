@@ -113,7 +113,9 @@ func TestAttainmentOnTheSimulator(t *testing.T) {
 				fsys[f.Name] = &fstest.MapFile{Data: f.Body}
 			}
 			c := record.New()
-			in := ingest.New(ingest.Config{FS: fsys, MaxObserveDelay: ingest.DefaultMaxObserveDelay, Results: c.Publish, Metrics: c})
+			// Pairs with --attribution.trust-afters (the simulator takes
+			// each after once the finish is recorded).
+			in := ingest.New(ingest.Config{FS: fsys, MaxObserveDelay: ingest.DefaultMaxObserveDelay, TrustAfters: !cfg.Capture, Results: c.Publish, Metrics: c})
 			if err := in.Scan(true); err != nil {
 				t.Fatal(err)
 			}

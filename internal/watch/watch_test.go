@@ -222,11 +222,12 @@ func (p *pairWriter) pairs(n int) {
 
 // consume is the serve loop in small: it feeds events to an ingester
 // until want requests are exact or the deadline passes, and returns the
-// ids of the exact requests. The test fails if one is decided twice.
+// ids of the exact requests (pairs, read with --attribution.trust-afters).
+// The test fails if one is decided twice.
 func consume(t *testing.T, dir string, out <-chan Event, want int, deadline time.Duration) map[string]bool {
 	t.Helper()
 	rec := record.Once(t)
-	in := ingest.New(ingest.Config{FS: os.DirFS(dir), Results: rec.Publish, MaxDelay: 10 * time.Millisecond})
+	in := ingest.New(ingest.Config{FS: os.DirFS(dir), TrustAfters: true, Results: rec.Publish, MaxDelay: 10 * time.Millisecond})
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	end := time.After(deadline)
