@@ -103,10 +103,12 @@ type Settled struct {
 // Dated is when the file was last written, as retention ages and orders
 // it: the later of the time in its name and its modification time, or,
 // for a file dated in the future (SeenAt), when the ingester first saw
-// it. Both of that file's times are another clock's: taken as they are,
-// a file dated a year ahead stayed younger than any age limit for a
-// year and was the last to go under a size limit. Seen, it is as old on
-// our clock as it is.
+// it. Such a file's modification time is another clock's, and perhaps
+// its name's too: taken as they are, a file dated a year ahead stayed
+// younger than any age limit for a year and was the last to go under a
+// size limit. When it was seen is never before it was written, so it is
+// never aged early: at worst by the time between its writing and the
+// look that first saw it (a scan, an event).
 func (s Settled) Dated() time.Time {
 	if !s.SeenAt.IsZero() {
 		return s.SeenAt
