@@ -28,6 +28,19 @@ func (in *Ingester) Known(name string) bool {
 //   - its name time is before that of every request still held, so no
 //     undecided request can need it as a point of the timeline (timeline
 //     snapshots have no request of their own: this is their only rule).
+//
+// That last check stays on the times in the names, also for a file dated
+// in the future (whose SeenAt retention ages it by): the timeline orders
+// its points by those times, so they alone say whether a held request's
+// window can hold the file. Our clock would not: a writer whose clock is
+// ahead names a timeline snapshot a year ahead, and a before of its
+// that waits for its after is named a year ahead too, a second earlier;
+// the snapshot was seen long before that before's half is held, yet its
+// request needs it. Such a writer's files are all ahead alike, so they
+// are offered in their turn as any other. Only where two clocks name
+// files in one directory (whose timeline is then out of order anyway)
+// does a file named ahead wait while requests named on the other clock
+// are held: kept longer, never deleted while it may be needed.
 func (in *Ingester) Settled() []snapfile.Settled {
 	heldIDs := make(map[string]bool, in.waiting.len()+in.tl.Pending())
 	var oldest time.Time
@@ -60,7 +73,7 @@ func (in *Ingester) Settled() []snapfile.Settled {
 		if !oldest.IsZero() && !n.Time.Before(oldest) {
 			continue
 		}
-		out = append(out, snapfile.Settled{Name: name, Parsed: n, Size: st.size, ModTime: st.modTime})
+		out = append(out, snapfile.Settled{Name: name, Parsed: n, Size: st.size, ModTime: st.modTime, SeenAt: st.seenAt})
 	}
 	return out
 }

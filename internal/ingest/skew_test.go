@@ -12,6 +12,7 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
+	"github.com/delta-exporter/delta-exporter/internal/snapfile"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
@@ -392,6 +393,85 @@ func TestFutureDatedDirectoryReadsAsOurs(t *testing.T) {
 			t.Logf("%d of %d requests exact; %d files of %d dated ahead", exact, len(ours.ByID), skewed, len(entries))
 			if theirs.FutureDated != skewed || ours.FutureDated != 0 {
 				t.Fatalf("counted %d files dated ahead of %d (and %d with our times)", theirs.FutureDated, skewed, ours.FutureDated)
+			}
+		})
+	}
+}
+
+// TestSettledFutureDatedFiles: Settled carries, for a file whose
+// modification time was ahead of our clock when it was first looked at,
+// when that was (retention ages it by that), and zero for any other
+// file. Whether it is offered at all stays decided by the time in its
+// name against the held requests' (the timeline's order): a timeline
+// snapshot named ahead by a writer whose clock is ahead is kept while a
+// request of the same writer, named before it, waits for its after,
+// although it was seen long before that request's time on our clock.
+func TestSettledFutureDatedFiles(t *testing.T) {
+	const year = 365 * 24 * time.Hour
+	for _, tc := range []struct {
+		name                 string
+		tlNamed, tlModified  time.Duration // the timeline snapshot's times, from our clock's now
+		heldNamed            time.Duration // the waiting before's name and modification time
+		offered, seenOurTime bool          // while the before waits
+	}{
+		{"modified ahead, named before the held request", -10 * time.Second, year, -5 * time.Second, true, true},
+		{"modified ahead, named after the held request", -time.Second, year, -5 * time.Second, false, true},
+		{"named and modified ahead, held request of the same clock before it", year, year, year - time.Second, false, true},
+		{"named and modified ahead, held request of a clock that is right", year, year, -5 * time.Second, false, true},
+		{"ordinary, named before the held request", -10 * time.Second, -10 * time.Second, -5 * time.Second, true, false},
+		{"ordinary, named after the held request", -time.Second, -time.Second, -5 * time.Second, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newDirWriter(t)
+			c := &clock{now: time.Now().Truncate(time.Second)}
+			t0 := c.now
+			rec := record.Once(t)
+			in := clockedIngester(w, rec, c, nil)
+			held := t0.Add(tc.heldNamed)
+			w.SnapAt("waiting", parser.Before, held) // modified at its name's time: a writer ahead, its volume too
+			tl := w.SnapAt("", parser.Timeline, t0.Add(tc.tlNamed))
+			w.Touch(tl, t0.Add(tc.tlModified))
+			if err := in.Scan(false); err != nil {
+				t.Fatal(err)
+			}
+			c.now = c.now.Add(2 * time.Second) // unchanged for Settle on our clock: read
+			in.Tick()
+			if len(in.deferred) != 0 {
+				t.Fatalf("still deferred: %v", in.deferred)
+			}
+			find := func() (snapfile.Settled, bool) {
+				for _, f := range in.Settled() {
+					if f.Name == tl {
+						return f, true
+					}
+				}
+				return snapfile.Settled{}, false
+			}
+			f, ok := find()
+			if ok != tc.offered {
+				t.Fatalf("timeline snapshot offered = %v, want %v", ok, tc.offered)
+			}
+			if ok && f.SeenAt.IsZero() == tc.seenOurTime {
+				t.Fatalf("seen at %v; want our clock's %v: %v", f.SeenAt, t0, tc.seenOurTime)
+			}
+			// The request decided, nothing holds the snapshot back.
+			w.Observe(model, 0.1, finish(1))
+			w.SnapAt("waiting", parser.After, held.Add(2*time.Second))
+			if err := in.Scan(false); err != nil {
+				t.Fatal(err)
+			}
+			c.now = c.now.Add(2 * time.Second)
+			in.Tick()
+			in.Finish()
+			if _, ok := rec.ByID["waiting"]; !ok {
+				t.Fatal("the waiting request was not decided")
+			}
+			f, ok = find()
+			if !ok {
+				t.Fatal("timeline snapshot not offered once nothing is held")
+			}
+			if want := map[bool]time.Time{true: t0}[tc.seenOurTime]; !f.SeenAt.Equal(want) {
+				t.Fatalf("seen at %v, want %v", f.SeenAt, want)
 			}
 		})
 	}

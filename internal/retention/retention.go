@@ -49,7 +49,9 @@ type Config struct {
 	// Dir is the snapshot directory.
 	Dir string
 	// MaxAge: settled files older than this (by the time in their name
-	// and by their modification time) are deleted. 0: no age limit.
+	// and by their modification time, or, for a file dated in the future,
+	// by when it was first seen: snapfile.Settled.Dated) are deleted.
+	// 0: no age limit.
 	MaxAge time.Duration
 	// MaxBytes: while the snapshot files total more than this, the oldest
 	// settled requests are deleted. 0: no size limit.
@@ -86,7 +88,7 @@ func New(cfg Config) *Retention {
 // request's files together keeps a restart from finding half a pair.
 type group struct {
 	files  []snapfile.Settled
-	newest time.Time // latest name or modification time of its files
+	newest time.Time // the latest of its files' dates (snapfile.Settled.Dated)
 	bytes  int64
 }
 
@@ -134,10 +136,8 @@ func (r *Retention) Apply(settled []snapfile.Settled, total int64, keep func(nam
 		}
 		g.files = append(g.files, f)
 		g.bytes += f.Size
-		for _, t := range []time.Time{f.Parsed.Time, f.ModTime} {
-			if t.After(g.newest) {
-				g.newest = t
-			}
+		if t := f.Dated(); t.After(g.newest) {
+			g.newest = t
 		}
 	}
 	// Oldest first: the size limit deletes the oldest requests.

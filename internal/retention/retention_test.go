@@ -206,3 +206,96 @@ func TestRetentionSizeLimitIgnoresFilesItNeverDeletes(t *testing.T) {
 		t.Fatalf("left %v", left)
 	}
 }
+
+// TestRetentionDatesFutureFilesOnOurClock: a request whose files were
+// dated in the future when the ingester first saw them (their
+// modification time another clock's, and perhaps the time in their
+// names) is aged and ordered by when the ingester saw them, on the
+// exporter's clock. Dated by its own times, a request dated a year ahead
+// outlived any age limit by a year and was the last to go under a size
+// limit. Ordinary requests around it are dated as before.
+func TestRetentionDatesFutureFilesOnOurClock(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		name         string
+		named, ahead time.Duration // the skewed request's name and modification times, from when it is first seen
+		maxAge       time.Duration
+		sizeLimit    bool          // room for the newest request ("late") alone
+		after        time.Duration // when retention runs, from when the skewed request was first seen
+		want         []string      // the requests deleted
+	}{
+		{"age: younger than the limit on our clock", -time.Minute, 365 * day, 7 * day, false, day, []string{"old"}},
+		{"age: older than the limit on our clock", -time.Minute, 365 * day, 7 * day, false, 7*day + 30*time.Minute, []string{"early", "old", "skewed"}},
+		{"age: named a year ahead too", 365 * day, 365 * day, 7 * day, false, 7*day + 30*time.Minute, []string{"early", "old", "skewed"}},
+		{"age: dated ahead within the tolerance", -time.Minute, 50 * time.Millisecond, 7 * day, false, 7*day + 30*time.Minute, []string{"early", "old", "skewed"}},
+		{"size: ordered by when it was seen", -time.Minute, 365 * day, 0, true, 2 * time.Hour, []string{"early", "old", "skewed"}},
+		{"size: named a year ahead too", 365 * day, 365 * day, 0, true, 2 * time.Hour, []string{"early", "old", "skewed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t0 := time.Now().Truncate(time.Second)
+			now := t0
+			d := newSnapDir(t)
+			files := map[string][]string{
+				"old":   d.request("old", t0.Add(-8*day)),
+				"early": d.request("early", t0.Add(-time.Hour)),
+			}
+			files["skewed"] = d.request("skewed", t0.Add(tc.named))
+			for _, f := range files["skewed"] {
+				d.Touch(f, t0.Add(tc.ahead))
+			}
+			in := ingest.New(ingest.Config{FS: os.DirFS(d.Dir), Now: func() time.Time { return now }, Settle: time.Second})
+			if err := in.Scan(true); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(10 * time.Second) // the skewed files are read: unchanged on our clock for longer than Settle
+			in.Tick()
+			// A request written an hour after the skewed one was seen.
+			files["late"] = d.request("late", t0.Add(time.Hour))
+			now = t0.Add(time.Hour + 2*time.Minute)
+			if err := in.Scan(true); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(10 * time.Second)
+			in.Tick()
+			settled := in.Settled()
+			var lateBytes int64
+			for _, f := range settled {
+				if f.Parsed.RequestID == "late" {
+					lateBytes += f.Size
+				}
+				if skewed := f.Parsed.RequestID == "skewed"; skewed != !f.SeenAt.IsZero() || (skewed && !f.SeenAt.Equal(t0)) {
+					t.Fatalf("%s: seen at %v, want %v for the skewed request's files alone", f.Name, f.SeenAt, t0)
+				}
+			}
+			if len(settled) != 8 {
+				t.Fatalf("%d files settled, want all 8: %+v", len(settled), settled)
+			}
+			cfg := Config{Dir: d.Dir, MaxAge: tc.maxAge, Now: func() time.Time { return t0.Add(tc.after) }}
+			if tc.sizeLimit {
+				cfg.MaxBytes = lateBytes
+			}
+			New(cfg).Apply(settled, in.RetainableBytes(), nil)
+			left := d.List()
+			var gone []string
+			for id, names := range files {
+				n := 0
+				for _, name := range names {
+					if !slices.Contains(left, name) {
+						n++
+					}
+				}
+				switch n {
+				case len(names):
+					gone = append(gone, id)
+				case 0:
+				default:
+					t.Fatalf("%s: half a pair deleted", id)
+				}
+			}
+			slices.Sort(gone)
+			if !slices.Equal(gone, tc.want) {
+				t.Fatalf("deleted %v, want %v", gone, tc.want)
+			}
+		})
+	}
+}

@@ -92,4 +92,29 @@ type Settled struct {
 	// differs now is not the file that was ingested.
 	Size    int64
 	ModTime time.Time
+	// SeenAt, for a file whose modification time was ahead of the
+	// exporter's clock when the ingester looked (another clock's: a
+	// network volume, a writer with a wrong clock): when the ingester
+	// first saw it as it was read, on the exporter's clock. Zero for
+	// every other file. Retention dates such a file by it (Dated).
+	SeenAt time.Time
+}
+
+// Dated is when the file was last written, as retention ages and orders
+// it: the later of the time in its name and its modification time, or,
+// for a file dated in the future (SeenAt), when the ingester first saw
+// it. Such a file's modification time is another clock's, and perhaps
+// its name's too: taken as they are, a file dated a year ahead stayed
+// younger than any age limit for a year and was the last to go under a
+// size limit. When it was seen is never before it was written, so it is
+// never aged early: at worst by the time between its writing and the
+// look that first saw it (a scan, an event).
+func (s Settled) Dated() time.Time {
+	if !s.SeenAt.IsZero() {
+		return s.SeenAt
+	}
+	if s.ModTime.After(s.Parsed.Time) {
+		return s.ModTime
+	}
+	return s.Parsed.Time
 }
