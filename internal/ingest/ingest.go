@@ -234,15 +234,17 @@ type fileState struct {
 
 // Ingester reads, pairs and attributes. Not safe for concurrent use.
 type Ingester struct {
-	cfg      Config
-	log      *slog.Logger
-	metrics  Metrics
-	tl       *attribution.Timeline
-	waiting  *waiting             // unpaired halves
-	decided  map[string]time.Time // request ids decided, to reject ids seen again
-	decidedQ []decidedAt          // the same, in the order decided (forgetDecided)
-	files    map[string]*fileState
-	deferred map[string]parser.Name // files to look at again (settling, incomplete)
+	cfg Config
+	log *slog.Logger
+	// warnedUnvouched: the unvouched hint was logged (warnUnvouched).
+	warnedUnvouched bool
+	metrics         Metrics
+	tl              *attribution.Timeline
+	waiting         *waiting             // unpaired halves
+	decided         map[string]time.Time // request ids decided, to reject ids seen again
+	decidedQ        []decidedAt          // the same, in the order decided (forgetDecided)
+	files           map[string]*fileState
+	deferred        map[string]parser.Name // files to look at again (settling, incomplete)
 	// skewLogged: a file dated in the future was logged (once).
 	skewLogged bool
 	// finishing: no more waiting, files are taken as they are (Finish).
@@ -566,7 +568,26 @@ func (in *Ingester) publish(r attribution.Result) {
 		delete(in.serverIDs, r.RequestID)
 		r.RequestID = sid
 	}
+	in.warnUnvouched(r)
 	in.cfg.Results(r)
+}
+
+// warnUnvouched logs once, at the first request whose values were
+// withheld because nobody vouched for its snapshots, what the user can do
+// about it: a directory of pairs from another tool otherwise publishes no
+// per-request value, and the reason alone does not say why.
+func (in *Ingester) warnUnvouched(r attribution.Result) {
+	if in.warnedUnvouched {
+		return
+	}
+	for _, v := range r.Values {
+		if v.Reason == attribution.ReasonUnvouched {
+			in.warnedUnvouched = true
+			in.log.Warn("per-request values withheld: no snapshot tool vouched that the after snapshots follow the response (capture's info sidecars do); if yours takes each after once the response has ended, pass --attribution.trust-afters",
+				"request_id", r.RequestID, "reason", attribution.ReasonUnvouched)
+			return
+		}
+	}
 }
 
 // request is h's request once paired, handed on to the timeline or a

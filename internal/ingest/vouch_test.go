@@ -1,8 +1,11 @@
 package ingest
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +103,39 @@ func TestCaptureSidecarVouches(t *testing.T) {
 		// first token ends at its after, vouched for as the after is.
 		if got, want := *sa[0].Status[attribution.FirstHolds].Windows, (attribution.Windows{Capture: 1, Flag: flag, Unvouched: 1 + unvouched}); got != want {
 			t.Errorf("trust %v: first-token windows %+v, want %+v", trust, got, want)
+		}
+	}
+}
+
+// TestUnvouchedIsLoggedOnce: a directory of plain pairs without
+// --attribution.trust-afters publishes no per-request value, and the
+// reason alone does not tell the user what to do; one warning says it,
+// whatever the number of requests, and none is logged with the flag.
+func TestUnvouchedIsLoggedOnce(t *testing.T) {
+	w := newDirWriter(t)
+	base := w.Now
+	for i := range 5 {
+		w.Now = base.Add(time.Duration(i) * time.Second)
+		w.request(fmt.Sprintf("chatcmpl-plain-%d", i), i)
+	}
+	for _, trust := range []bool{false, true} {
+		var logs bytes.Buffer
+		rec := record.Once(t)
+		in := New(Config{FS: os.DirFS(w.Dir), TrustAfters: trust, Results: rec.Publish, Metrics: rec,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err := in.Scan(true); err != nil {
+			t.Fatal(err)
+		}
+		in.Finish()
+		if len(rec.ByID) != 5 {
+			t.Fatalf("trust %v: %d requests decided, want 5", trust, len(rec.ByID))
+		}
+		want := 1
+		if trust {
+			want = 0
+		}
+		if got := strings.Count(logs.String(), "--attribution.trust-afters"); got != want {
+			t.Errorf("trust %v: the hint logged %d times, want %d:\n%s", trust, got, want, logs.String())
 		}
 	}
 }
