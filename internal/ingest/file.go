@@ -59,7 +59,10 @@ func (in *Ingester) load(it named, now time.Time, finishing bool, buf *[]byte) l
 	if err != nil {
 		return l.failed(err)
 	}
-	l.st = fileState{size: info.Size(), modTime: info.ModTime(), skewed: it.prev.skewed, deferredAt: it.prev.deferredAt}
+	l.st = fileState{size: info.Size(), modTime: info.ModTime(), skewed: it.prev.skewed, deferredAt: it.prev.deferredAt, firstSeen: it.prev.firstSeen}
+	if l.st.firstSeen.IsZero() {
+		l.st.firstSeen = now
+	}
 	if !info.Mode().IsRegular() {
 		l.reason, l.err = snapfile.NotRegular, fmt.Errorf("%s is not a regular file", info.Mode().Type())
 		return l

@@ -226,6 +226,9 @@ type fileState struct {
 	// seenAt, for a file dated in the future by another clock (skew.go):
 	// when this size and modification time were first seen, on ours.
 	seenAt time.Time
+	// firstSeen: when the ingester first looked at the file, on our clock
+	// (Settled dates a file named on a clock ahead of ours by it).
+	firstSeen time.Time
 	// skewed: counted and logged as dated in the future (once).
 	skewed bool
 	// deferredAt: when it was first deferred, on our clock (held).

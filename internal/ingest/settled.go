@@ -73,7 +73,15 @@ func (in *Ingester) Settled() []snapfile.Settled {
 		if !oldest.IsZero() && !n.Time.Before(oldest) {
 			continue
 		}
-		out = append(out, snapfile.Settled{Name: name, Parsed: n, Size: st.size, ModTime: st.modTime, SeenAt: st.seenAt})
+		seen := st.seenAt
+		if seen.IsZero() && !st.firstSeen.IsZero() && n.Time.After(st.firstSeen.Add(futureTolerance)) {
+			// Named on a clock ahead of ours while our filesystem stamped
+			// it with ours (a writer with a wrong clock): its name time
+			// would keep it younger than any age limit. When it was first
+			// seen is never before it was written.
+			seen = st.firstSeen
+		}
+		out = append(out, snapfile.Settled{Name: name, Parsed: n, Size: st.size, ModTime: st.modTime, SeenAt: seen})
 	}
 	return out
 }

@@ -230,6 +230,10 @@ func TestRetentionDatesFutureFilesOnOurClock(t *testing.T) {
 		{"age: dated ahead within the tolerance", -time.Minute, 50 * time.Millisecond, 7 * day, false, 7*day + 30*time.Minute, []string{"early", "old", "skewed"}},
 		{"size: ordered by when it was seen", -time.Minute, 365 * day, 0, true, 2 * time.Hour, []string{"early", "old", "skewed"}},
 		{"size: named a year ahead too", 365 * day, 365 * day, 0, true, 2 * time.Hour, []string{"early", "old", "skewed"}},
+		// A writer with a wrong clock on a filesystem that stamps ours.
+		{"age: named a year ahead, modified on our clock", 365 * day, -time.Minute, 7 * day, false, 7*day + 30*time.Minute, []string{"early", "old", "skewed"}},
+		{"age: named a year ahead, modified on our clock, young", 365 * day, -time.Minute, 7 * day, false, day, []string{"old"}},
+		{"size: named a year ahead, modified on our clock", 365 * day, -time.Minute, 0, true, 2 * time.Hour, []string{"early", "old", "skewed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t0 := time.Now().Truncate(time.Second)

@@ -95,8 +95,11 @@ type Settled struct {
 	// SeenAt, for a file whose modification time was ahead of the
 	// exporter's clock when the ingester looked (another clock's: a
 	// network volume, a writer with a wrong clock): when the ingester
-	// first saw it as it was read, on the exporter's clock. Zero for
-	// every other file. Retention dates such a file by it (Dated).
+	// first saw it as it was read, on the exporter's clock; for a file
+	// whose name time is ahead of when the ingester first saw it (a
+	// writer with a wrong clock on a filesystem that stamps ours), that
+	// first look. Zero for every other file. Retention dates such a file
+	// by it (Dated).
 	SeenAt time.Time
 }
 
