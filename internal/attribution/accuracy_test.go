@@ -168,15 +168,8 @@ func measure(t *testing.T, cfg simulate.Config, lenient bool) tally {
 // measureTrust is measure with --attribution.trust-afters as trust says.
 func measureTrust(t *testing.T, cfg simulate.Config, lenient, trust bool) tally {
 	t.Helper()
-	dir, err := os.MkdirTemp(t.TempDir(), "run")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	truths, err := simulate.Run(cfg, simulate.DirSink(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, truths := simulateDir(t, cfg)
+	defer os.RemoveAll(dir) // long runs make many directories
 	rec := ingestWith(t, dir, trust)
 	if !lenient {
 		rec.NoRejections(t)
@@ -186,6 +179,21 @@ func measureTrust(t *testing.T, cfg simulate.Config, lenient, trust bool) tally 
 	s.inFlight = simulate.MeasuredInFlight(truths)
 	s.assumptions = rec.Assumptions
 	return s
+}
+
+// simulateDir writes a simulated run into a new directory and returns it
+// with the run's truth.
+func simulateDir(t *testing.T, cfg simulate.Config) (string, []simulate.Truth) {
+	t.Helper()
+	dir, err := os.MkdirTemp(t.TempDir(), "run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	truths, err := simulate.Run(cfg, simulate.DirSink(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, truths
 }
 
 // ingestDir reads a whole directory as report does and records what

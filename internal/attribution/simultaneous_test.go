@@ -32,11 +32,7 @@ func TestSimultaneousIsTheStepCeiling(t *testing.T) {
 	if testing.Short() {
 		cfg.TimelineInterval = 250 * time.Millisecond
 	}
-	dir := t.TempDir()
-	truths, err := simulate.Run(cfg, simulate.DirSink(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, truths := simulateDir(t, cfg)
 	c := ingestDir(t, dir)
 	if s := score(t, c.Results, truths); s.wrong != 0 {
 		t.Fatalf("%d wrong values", s.wrong)

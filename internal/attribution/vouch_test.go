@@ -28,11 +28,7 @@ func TestMixedVouchedAndPlainPairs(t *testing.T) {
 		if testing.Short() {
 			cfg.TimelineInterval = 250 * time.Millisecond
 		}
-		dir := t.TempDir()
-		truths, err := simulate.Run(cfg, simulate.DirSink(dir))
-		if err != nil {
-			t.Fatal(err)
-		}
+		dir, truths := simulateDir(t, cfg)
 		plain := map[string]bool{}
 		for i, tr := range truths {
 			if i%3 == 0 {

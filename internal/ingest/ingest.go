@@ -237,19 +237,18 @@ type fileState struct {
 
 // Ingester reads, pairs and attributes. Not safe for concurrent use.
 type Ingester struct {
-	cfg Config
-	log *slog.Logger
-	// warnedUnvouched: the unvouched hint was logged (warnUnvouched).
-	warnedUnvouched bool
-	metrics         Metrics
-	tl              *attribution.Timeline
-	waiting         *waiting             // unpaired halves
-	decided         map[string]time.Time // request ids decided, to reject ids seen again
-	decidedQ        []decidedAt          // the same, in the order decided (forgetDecided)
-	files           map[string]*fileState
-	deferred        map[string]parser.Name // files to look at again (settling, incomplete)
-	// skewLogged: a file dated in the future was logged (once).
-	skewLogged bool
+	cfg      Config
+	log      *slog.Logger
+	metrics  Metrics
+	tl       *attribution.Timeline
+	waiting  *waiting             // unpaired halves
+	decided  map[string]time.Time // request ids decided, to reject ids seen again
+	decidedQ []decidedAt          // the same, in the order decided (forgetDecided)
+	files    map[string]*fileState
+	deferred map[string]parser.Name // files to look at again (settling, incomplete)
+	// skewLogged: a file dated in the future was logged (once);
+	// warnedUnvouched: the unvouched hint was (warnUnvouched).
+	skewLogged, warnedUnvouched bool
 	// finishing: no more waiting, files are taken as they are (Finish).
 	finishing bool
 	buf       []byte // read buffer of the sequential path
