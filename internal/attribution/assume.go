@@ -46,12 +46,6 @@ const (
 	// per-request metrics object) is the value the server observes into
 	// its queue histogram.
 	ServerQueueTime
-	// OwnWindow: every request observes each family once, between its
-	// before and after snapshots. It lets a request alone in its window
-	// take the value of a family in no confirmed moment from its own two
-	// snapshots. Like AfterHolds it is used until contradicted: by a
-	// request alone in its window whose family did not move.
-	OwnWindow
 	// FirstHolds (A1 for the first token): the first snapshot (without
 	// one, the after) holds the request's own first-token observation.
 	// Used, like AfterHolds, for the windows someone vouches for, and
@@ -111,7 +105,6 @@ var valueNames = [numValueAssumptions]string{
 	CaptureBounds:            "capture_time_bounds",
 	TokenFingerprints:        "token_fingerprints",
 	ServerQueueTime:          "server_queue_time",
-	OwnWindow:                "family_once_per_request",
 	FirstHolds:               "first_holds_observation",
 	FirstAtDecodeStart:       "first_token_at_decode_start",
 }
@@ -147,8 +140,8 @@ func Assumptions() []Assumption {
 type State string
 
 const (
-	// Unchecked: not enough evidence yet; not used (except AfterHolds,
-	// FirstHolds and OwnWindow: see usable).
+	// Unchecked: not enough evidence yet; not used (except AfterHolds and
+	// FirstHolds: see usable).
 	Unchecked State = "unchecked"
 	// Confirmed: enough evidence, no contradiction; used.
 	Confirmed State = "confirmed"
@@ -234,7 +227,7 @@ func (s *server) usable(a Assumption) bool {
 	if s.given {
 		return true
 	}
-	if a == AfterHolds || a == FirstHolds || a == OwnWindow {
+	if a == AfterHolds || a == FirstHolds {
 		return s.st[a].state != Contradicted
 	}
 	return s.st[a].state == Confirmed
@@ -452,9 +445,6 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 			}
 		}
 	}
-	if len(comp) == 1 && at.fin[0].pinned != nil {
-		t.checkOwnWindow(srv, comp[0], t.series[at.fin[0].pinned.sid].key.labels)
-	}
 	return &at
 }
 
@@ -560,53 +550,6 @@ func (t *Timeline) checkDecodeStartWindow(s *server, rs *reqState, fp obs, decod
 	case in == 0 && untimed == 0 && out > 0:
 		t.contradict(s, FirstAtDecodeStart, rs.ID, "none of the %d first-token observations in the window of %s was made within %v of its finish observation less decode %gs", out, rs.ID, t.MaxObserveDelay, decode.V)
 	}
-}
-
-// checkOwnWindow checks family_once_per_request on a request alone in its
-// windows whose finish anchor moved by one in the series of its labels.
-func (t *Timeline) checkOwnWindow(s *server, rs *reqState, labels string) {
-	b, a := rs.Before.lookup(parser.Finish, labels), rs.After.lookup(parser.Finish, labels)
-	if a == nil || deltaOf(b, a, anchors[parser.Finish]) != 1 {
-		return
-	}
-	for _, m := range momentFamilies[parser.Finish] {
-		if !a.fams[m].ok {
-			continue
-		}
-		switch deltaOf(b, a, m) {
-		case 0:
-			t.contradict(s, OwnWindow, rs.ID, "%s did not move between the snapshots of %s, alone in its window", m.Name(), rs.ID)
-			return
-		case 1:
-			s.agree(OwnWindow, confirmValue)
-		}
-	}
-}
-
-// deltaOf is family m's count in a minus that in b (b nil or without it: 0).
-func deltaOf(b, a *seriesState, m parser.Metric) uint64 {
-	var c uint64
-	if b != nil && b.fams[m].ok {
-		c = b.fams[m].count
-	}
-	if !a.fams[m].ok || a.fams[m].count < c {
-		return 0
-	}
-	return a.fams[m].count - c
-}
-
-// ownValue is family m's value for a request alone in its window whose
-// anchor and family m both moved by one between its own snapshots
-// (OwnWindow): the difference of its snapshots' sums.
-func ownValue(b, a *seriesState, m parser.Metric) Value {
-	if a == nil || deltaOf(b, a, anchors[parser.Finish]) != 1 || deltaOf(b, a, m) != 1 {
-		return Value{Reason: ReasonUnconfirmed}
-	}
-	var s0 float64
-	if b != nil && b.fams[m].ok {
-		s0 = b.fams[m].sum
-	}
-	return fromSums(s0, a.fams[m].sum, m)
 }
 
 // checkValues checks the value assumptions on one request whose finish

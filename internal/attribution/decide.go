@@ -160,14 +160,16 @@ func (t *Timeline) solveAll(comp []*reqState, use rules) attempt {
 				continue
 			}
 			if !t.inMoment(epoch, parser.Finish, m) && !t.inMoment(epoch, parser.FirstToken, m) {
-				// In no moment the server is confirmed to observe it at:
-				// only a request alone in its window has it, from its own
-				// two snapshots (OwnWindow).
+				// In no moment the server is confirmed to observe it at: no
+				// snapshot says which request's observation it is. Not even
+				// a request alone in its window may take it from its own two
+				// snapshots: the one observation there may be a request's
+				// that left no files (a client that bypasses the snapshot
+				// tool) while its own, on a server that observes the family
+				// only for some requests (llm-d-inference-sim's queue), was
+				// never made. Counts could contradict "every request
+				// observes it in its window" but never confirm it.
 				*v = Value{Reason: ReasonUnconfirmed}
-				if len(comp) == 1 && at.fin[i].pinned != nil && t.server(epoch).usable(OwnWindow) && use.has(OwnWindow) {
-					labels := t.series[at.fin[i].pinned.sid].key.labels
-					*v = ownValue(comp[i].Before.lookup(parser.Finish, labels), comp[i].After.lookup(parser.Finish, labels), m)
-				}
 			}
 		}
 		res.finish()

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
@@ -60,8 +59,8 @@ func TestGrowingFileLoggedAndCountedOnce(t *testing.T) {
 	if rec.Rejected["too_large"] != 1 || len(rec.Rejected) != 1 {
 		t.Fatalf("rejected %v, want too_large once", rec.Rejected)
 	}
-	if res := rec.ByID["inplace"]; res.Outcome != attribution.Exact || res.Values[parser.E2E].V != f.E2E {
-		t.Fatalf("in-place pair: %s/%s, want exact", res.Outcome, res.RejectReason)
+	if res := rec.ByID["inplace"]; !attributed(res) || res.Values[parser.E2E].V != f.E2E {
+		t.Fatalf("in-place pair: %s/%s %+v, want attributed", res.Outcome, res.RejectReason, res.Values)
 	}
 	// It keeps growing: 50 change events.
 	for i := 0; i < 50; i++ {

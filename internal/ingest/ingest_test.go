@@ -46,6 +46,28 @@ func (w *dirWriter) request(id string, i int) simulate.Finish {
 // are pairs a test writes once each request's finish is observed, so they
 // are read with --attribution.trust-afters (TrustAfters); what vouches
 // without it is TestCaptureSidecarVouches.
+// attributed reports whether res is what a server process's first
+// requests give when the pipeline works: e2e and TTFT exact (they rest on
+// the count rule and the vouched windows alone), and every other family
+// exact or withheld as unconfirmed (a handful of requests cannot confirm
+// that the server observes it with the finish: docs/attribution.md).
+func attributed(res attribution.Result) bool {
+	if res.Outcome != attribution.Exact && res.Outcome != attribution.Partial {
+		return false
+	}
+	for m, v := range res.Values {
+		switch {
+		case parser.Metric(m) == parser.E2E || parser.Metric(m) == parser.TTFT:
+			if !v.Exact {
+				return false
+			}
+		case !v.Exact && v.Reason != attribution.ReasonUnconfirmed && v.Reason != attribution.ReasonAbsent:
+			return false
+		}
+	}
+	return true
+}
+
 func newTestIngester(dir string, rec *record.Recorder) *Ingester {
 	return New(Config{TrustAfters: true, FS: os.DirFS(dir), MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
 }
@@ -130,8 +152,8 @@ func TestOddFiles(t *testing.T) {
 		outcome attribution.Outcome
 		reason  attribution.Reason
 	}{
-		{"good-1", attribution.Exact, ""},
-		{"good-2", attribution.Exact, ""},
+		{"good-1", attribution.Partial, ""},
+		{"good-2", attribution.Partial, ""},
 		{"curl-err", attribution.Rejected, attribution.RejectBadSnapshot},
 		{"empty", attribution.Rejected, attribution.RejectBadSnapshot},
 		{"trunc", attribution.Rejected, attribution.RejectBadSnapshot},
@@ -145,7 +167,7 @@ func TestOddFiles(t *testing.T) {
 			t.Errorf("%s: no result", c.id)
 			continue
 		}
-		if res.Outcome != c.outcome || res.RejectReason != c.reason {
+		if res.Outcome != c.outcome || res.RejectReason != c.reason || (c.outcome == attribution.Partial && !attributed(res)) {
 			t.Errorf("%s: %s/%s, want %s/%s", c.id, res.Outcome, res.RejectReason, c.outcome, c.reason)
 		}
 	}
@@ -216,7 +238,7 @@ func TestInfoBeforeItsBefore(t *testing.T) {
 	if v := rec.ByID[id].Values[parser.E2E]; v.Exact {
 		t.Errorf("e2e of a request whose after was not confirmed published: %v", v.V)
 	}
-	if rec.ByID[id].Values[parser.TTFT].Reason != attribution.ReasonUnvouched || rec.ByID["chatcmpl-plain"].Outcome != attribution.Exact {
+	if rec.ByID[id].Values[parser.TTFT].Reason != attribution.ReasonUnvouched || !attributed(rec.ByID["chatcmpl-plain"]) {
 		t.Errorf("outcomes: %s TTFT %v, plain %s", id, rec.ByID[id].Values[parser.TTFT], rec.ByID["chatcmpl-plain"].Outcome)
 	}
 }
@@ -242,8 +264,8 @@ func TestCaptureSuffixedNames(t *testing.T) {
 	in.Finish()
 	var got []string
 	for _, res := range rec.Results {
-		if res.Outcome != attribution.Exact {
-			t.Errorf("%s: %s %s", res.RequestID, res.Outcome, res.RejectReason)
+		if !attributed(res) {
+			t.Errorf("%s: %s %s %+v", res.RequestID, res.Outcome, res.RejectReason, res.Values)
 		}
 		got = append(got, res.RequestID+" "+res.BeforeFile[:len(res.BeforeFile)-len("_before_20260102_030405_010000.txt")])
 	}

@@ -75,7 +75,7 @@ func TestFileWrittenInPlace(t *testing.T) {
 	c.now = c.now.Add(2 * time.Second)
 	in.Tick()
 	res, ok := rec.ByID["inplace"]
-	if !ok || res.Outcome != attribution.Exact || res.Values[parser.E2E].V != f.E2E {
+	if !ok || !attributed(res) || res.Values[parser.E2E].V != f.E2E {
 		t.Fatalf("in-place file: %+v (ok=%v)", res, ok)
 	}
 	if len(rec.Rejected) != 0 || rec.Read != 2 {
@@ -133,7 +133,7 @@ func TestFileOverMaxBytes(t *testing.T) {
 	if res := rec.ByID["big"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectBadSnapshot {
 		t.Fatalf("big: %+v", res)
 	}
-	if rec.ByID["small"].Outcome != attribution.Exact {
+	if !attributed(rec.ByID["small"]) {
 		t.Fatalf("small: %+v", rec.ByID["small"])
 	}
 }
@@ -191,7 +191,7 @@ func TestFileDeletedBetweenListingAndReading(t *testing.T) {
 	if rec.Rejected["read_error"] != 2 || len(rec.Rejected) != 1 {
 		t.Fatalf("rejected = %v, want read_error twice (the phantom and the vanished file), once each", rec.Rejected)
 	}
-	if rec.ByID["ok"].Outcome != attribution.Exact {
+	if !attributed(rec.ByID["ok"]) {
 		t.Fatalf("ok: %+v", rec.ByID["ok"])
 	}
 	if res := rec.ByID["gone"]; res.Outcome != attribution.Rejected || res.RejectReason != attribution.RejectBadSnapshot {

@@ -82,8 +82,8 @@ func TestFutureDatedFileIsSettledOnOurClock(t *testing.T) {
 				t.Fatalf("decided %v after the scan, want %v (deferred: %v)", got, tc.decidedAt, in.deferred)
 			}
 			res := rec.ByID["skewed"]
-			if res.Outcome != attribution.Exact || res.Values[parser.E2E].V != f.E2E {
-				t.Fatalf("result %+v, want exact e2e %v", res, f.E2E)
+			if !attributed(res) || res.Values[parser.E2E].V != f.E2E {
+				t.Fatalf("result %+v, want attributed, e2e %v", res, f.E2E)
 			}
 			if rec.Read != 2 || len(rec.Rejected) != 0 || rec.FutureDated != tc.counted {
 				t.Fatalf("read %d, rejected %v, %d counted as dated ahead; want 2, none, %d", rec.Read, rec.Rejected, rec.FutureDated, tc.counted)
@@ -139,7 +139,7 @@ func TestFutureDatedFileStillBeingWritten(t *testing.T) {
 		want      attribution.Outcome
 	}{
 		// Unchanged from 1.5 s on: read at 2.5 s.
-		{"completed", true, 2500 * time.Millisecond, attribution.Exact},
+		{"completed", true, 2500 * time.Millisecond, attribution.Partial},
 		// Read at 2.5 s, incomplete, rejected once the grace (5 s) has
 		// passed since 1.5 s.
 		{"stays cut", false, 6500 * time.Millisecond, attribution.Rejected},
@@ -180,7 +180,7 @@ func TestFutureDatedFileStillBeingWritten(t *testing.T) {
 			used := func() {
 				// Never used half-written: the request is decided only
 				// from the whole file, or rejected.
-				if res, ok := rec.ByID["inplace"]; ok && res.Outcome == attribution.Exact && res.Values[parser.E2E].V != f.E2E {
+				if res, ok := rec.ByID["inplace"]; ok && res.Values[parser.E2E].Exact && res.Values[parser.E2E].V != f.E2E {
 					t.Fatalf("decided from a partial file: %+v", res)
 				}
 			}
@@ -189,7 +189,7 @@ func TestFutureDatedFileStillBeingWritten(t *testing.T) {
 				t.Fatalf("decided %v after the scan, want %v", got, tc.decidedAt)
 			}
 			res := rec.ByID["inplace"]
-			if res.Outcome != tc.want {
+			if res.Outcome != tc.want || (tc.want == attribution.Partial && !attributed(res)) {
 				t.Fatalf("outcome %v, want %v: %+v", res.Outcome, tc.want, res)
 			}
 			if tc.completes {
@@ -257,7 +257,7 @@ func TestDeferredFileHoldsOnlyWhatItMayChange(t *testing.T) {
 			if got != tc.decidedAt {
 				t.Fatalf("A decided %v after the scan, want %v (deferred %v)", got, tc.decidedAt, in.deferred)
 			}
-			if res := rec.ByID["a"]; res.Outcome != attribution.Exact {
+			if res := rec.ByID["a"]; !attributed(res) {
 				t.Fatalf("A: %+v", res)
 			}
 			if (len(in.deferred) != 0) != tc.deferred {

@@ -15,11 +15,11 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/internal/testutil/record"
+	"github.com/delta-exporter/delta-exporter/parser"
 )
 
 // fakeWatcher stands for fsnotify: it can fail to start, fail to add the
@@ -248,11 +248,14 @@ func consume(t *testing.T, dir string, out <-chan Event, want int, deadline time
 	return exact(rec)
 }
 
-// exact returns the ids of the exact requests rec holds.
+// exact returns the ids of the requests rec holds whose e2e was published
+// exact: the pair was found, read and attributed. (The first few requests
+// of a server are partial: they cannot confirm the other families'
+// moments.)
 func exact(rec *record.Recorder) map[string]bool {
 	ids := map[string]bool{}
 	for _, r := range rec.Results {
-		if r.Outcome == attribution.Exact {
+		if r.Values[parser.E2E].Exact {
 			ids[r.RequestID] = true
 		}
 	}
