@@ -19,15 +19,21 @@ import (
 
 // issue16Config is issue 16's run (llm-d-inference-sim, 8 slots, 16
 // closed-loop clients, half streaming, capture) of busy requests, after
-// warm requests at warmClients clients on the same server process (none:
-// the run as filed).
-func issue16Config(busy, warm, warmClients int) simulate.Config {
-	cfg := runConfig(busy+warm, 0, 0.5, simulate.ProfileEmulator, 42)
+// the warm-up phases on the same server process (none: the run as filed).
+func issue16Config(busy int, warm []simulate.Phase) simulate.Config {
+	cfg := runConfig(busy+warmRequests(warm), 0, 0.5, simulate.ProfileEmulator, 42)
 	cfg.Clients, cfg.Engines, cfg.Models, cfg.MaxRunning = 16, 1, []string{"llama-8b"}, 8
-	if warm > 0 {
-		cfg.Phases = []simulate.Phase{{Clients: warmClients, Requests: warm}}
-	}
+	cfg.Phases = warm
 	return cfg
+}
+
+// warmRequests is the number of requests of the phases.
+func warmRequests(warm []simulate.Phase) int {
+	n := 0
+	for _, ph := range warm {
+		n += ph.Requests
+	}
+	return n
 }
 
 // busyPart is the requests of the last phase: the truths after the first
@@ -49,9 +55,10 @@ type warmRun struct {
 	states          string
 }
 
-func runWarm(t *testing.T, busy, warm, warmClients int) warmRun {
+func runWarm(t *testing.T, busy int, phases []simulate.Phase) warmRun {
 	t.Helper()
-	cfg := issue16Config(busy, warm, warmClients)
+	cfg := issue16Config(busy, phases)
+	warm := warmRequests(phases)
 	var sink simulate.MemSink
 	truths, err := simulate.Run(cfg, &sink)
 	if err != nil {
@@ -121,28 +128,35 @@ func valueStates(sas []attribution.ServerAssumptions) string {
 }
 
 // TestEmulatorWarmUp is issue 16's run after a quiet start on the same
-// server process: 25 requests at 2 clients, then the 150 requests of the
-// issue at 16 clients on 8 slots. States are per server process, so the
+// server process, as its user ran it: 10 requests at 1 client and 20 at 4,
+// then the 150 requests of the issue at 16 clients on 8 slots. States are per server process, so the
 // evidence the quiet part gives (requests alone or nearly, whose first
 // tokens and finishes the bare count rule pins) confirms
 // first_token_at_decode_start before the load, and the busy part's
 // non-streaming first tokens pin from their first request on: as report
 // reads the directory, and as serve meets it file by file.
 //
-//	WARMUP=2:25 ACCURACY_REQUESTS=150 go test -run 'TestEmulatorWarmUp$' -v ./internal/attribution
+//	WARMUP=1:10,4:20 ACCURACY_REQUESTS=150 go test -run 'TestEmulatorWarmUp$' -v ./internal/attribution
 //
-// (WARMUP=clients:requests; 0:0 is the run as filed).
+// (WARMUP=clients:requests,…; "none" is the run as filed).
 func TestEmulatorWarmUp(t *testing.T) {
 	busy := accuracyRequests(150, 60)
-	warmClients, warm := 2, 25
+	phases := []simulate.Phase{{Clients: 1, Requests: 10}, {Clients: 4, Requests: 20}}
 	if v := os.Getenv("WARMUP"); v != "" {
-		c, r, _ := strings.Cut(v, ":")
-		warmClients, _ = strconv.Atoi(c)
-		warm, _ = strconv.Atoi(r)
+		phases = nil
+		for _, p := range strings.Split(v, ",") {
+			c, r, ok := strings.Cut(p, ":")
+			cn, err1 := strconv.Atoi(c)
+			rn, err2 := strconv.Atoi(r)
+			if ok && err1 == nil && err2 == nil {
+				phases = append(phases, simulate.Phase{Clients: cn, Requests: rn})
+			}
+		}
 	}
-	w := runWarm(t, busy, warm, warmClients)
-	t.Logf("busy part, %d requests after %d at %d clients:\n%s\n%s\n%s\nconfirmed when the busy part began (serve): %v\nend of run: %s",
-		busy, warm, warmClients, tableHeader, w.report.row("report", 0), w.serve.row("serve", 0), w.confirmedAtBusy, w.states)
+	warm := warmRequests(phases)
+	w := runWarm(t, busy, phases)
+	t.Logf("busy part, %d requests after %v (clients, requests):\n%s\n%s\n%s\nconfirmed when the busy part began (serve): %v\nend of run: %s",
+		busy, phases, tableHeader, w.report.row("report", 0), w.serve.row("serve", 0), w.confirmedAtBusy, w.states)
 	for _, s := range []struct {
 		name string
 		tally
@@ -153,9 +167,13 @@ func TestEmulatorWarmUp(t *testing.T) {
 		if warm == 0 || testing.Short() {
 			continue
 		}
-		// Floors a little under what was measured (see the log).
-		if s.ttftExact*100 < s.requests*80 {
-			t.Errorf("%s: TTFT exact for %d of %d busy requests, under 80 %%", s.name, s.ttftExact, s.requests)
+		// Floors a little under what was measured: 82 % as report reads
+		// the directory, 69 % in serve (which decides a group of a busy
+		// server after --attribution.max-delay, before the requests that
+		// would narrow its last members have ended); 2 % without the
+		// warm-up.
+		if floor := map[string]int{"report": 75, "serve": 60}[s.name]; s.ttftExact*100 < s.requests*floor {
+			t.Errorf("%s: TTFT exact for %d of %d busy requests, under %d %%", s.name, s.ttftExact, s.requests, floor)
 		}
 	}
 	if warm > 0 && !slices.Contains(w.confirmedAtBusy, attribution.FirstAtDecodeStart.Name()) {
