@@ -113,6 +113,16 @@ func runWarm(t *testing.T, busy int, phases []simulate.Phase) warmRun {
 	return out
 }
 
+// perFamily is each family's exact values against the requests the
+// server observed it for.
+func perFamily(s tally) string {
+	var out []string
+	for m := parser.Metric(0); m < parser.NumMetrics; m++ {
+		out = append(out, fmt.Sprintf("%s %d/%d", m.Name(), len(s.published[m]), len(s.truth[m])))
+	}
+	return strings.Join(out, ", ")
+}
+
 // valueStates lists the first-token value assumptions' states.
 func valueStates(sas []attribution.ServerAssumptions) string {
 	var out []string
@@ -155,8 +165,8 @@ func TestEmulatorWarmUp(t *testing.T) {
 	}
 	warm := warmRequests(phases)
 	w := runWarm(t, busy, phases)
-	t.Logf("busy part, %d requests after %v (clients, requests):\n%s\n%s\n%s\nconfirmed when the busy part began (serve): %v\nend of run: %s",
-		busy, phases, tableHeader, w.report.row("report", 0), w.serve.row("serve", 0), w.confirmedAtBusy, w.states)
+	t.Logf("busy part, %d requests after %v (clients, requests):\n%s\n%s\n%s\nexact per family of those the server observed, report: %s\nserve: %s\nconfirmed when the busy part began (serve): %v\nend of run: %s",
+		busy, phases, tableHeader, w.report.row("report", 0), w.serve.row("serve", 0), perFamily(w.report), perFamily(w.serve), w.confirmedAtBusy, w.states)
 	for _, s := range []struct {
 		name string
 		tally
