@@ -84,30 +84,20 @@ func runWarm(t *testing.T, busy int, phases []simulate.Phase) warmRun {
 	out.states = valueStates(in.Assumptions())
 
 	// serve: one file at a time, in the order they were written.
-	fsys = fstest.MapFS{}
-	rec = record.New()
-	var now time.Time
-	in = ingest.New(ingest.Config{FS: fsys, MaxObserveDelay: ingest.DefaultMaxObserveDelay, Results: rec.Publish, MaxDelay: ingest.DefaultMaxDelay, Now: func() time.Time { return now }})
 	atBusy := false
-	for _, f := range sink.Files() {
-		fsys[f.Name] = &fstest.MapFile{Data: f.Body}
-		if nm, err := parser.ParseName(f.Name); err == nil {
-			now = nm.Time
+	rec = serveFiles(sink.Files(), false, ingest.DefaultMaxDelay, func(now time.Time, in *ingest.Ingester) {
+		if atBusy || now.Before(busyStart) {
+			return
 		}
-		if !atBusy && !now.Before(busyStart) {
-			atBusy = true
-			for _, sa := range in.Assumptions() {
-				for _, st := range sa.Status {
-					if !st.Assumption.IsMoment() && st.State == attribution.Confirmed {
-						out.confirmedAtBusy = append(out.confirmedAtBusy, st.Assumption.Name())
-					}
+		atBusy = true
+		for _, sa := range in.Assumptions() {
+			for _, st := range sa.Status {
+				if !st.Assumption.IsMoment() && st.State == attribution.Confirmed {
+					out.confirmedAtBusy = append(out.confirmedAtBusy, st.Assumption.Name())
 				}
 			}
 		}
-		in.Ingest(f.Name)
-		in.Decide()
-	}
-	in.Finish()
+	})
 	out.serve = score(t, rec.Results, busyTruths)
 	out.serve.inFlight = out.report.inFlight
 	return out
