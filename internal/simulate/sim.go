@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -104,6 +105,25 @@ type Config struct {
 
 // Phase is one stretch of a closed-loop run (Config.Phases).
 type Phase struct{ Clients, Requests int }
+
+// ParsePhases reads phases written "clients:requests,…" (gendata's
+// -phases); "" is none.
+func ParsePhases(s string) ([]Phase, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []Phase
+	for _, f := range strings.Split(s, ",") {
+		c, r, ok := strings.Cut(f, ":")
+		cn, err1 := strconv.Atoi(c)
+		rn, err2 := strconv.Atoi(r)
+		if !ok || err1 != nil || err2 != nil || cn <= 0 || rn < 0 {
+			return nil, fmt.Errorf("simulate: phase %q: want clients:requests, clients above 0", f)
+		}
+		out = append(out, Phase{Clients: cn, Requests: rn})
+	}
+	return out, nil
+}
 
 // speed is how fast a model processes tokens.
 type speed struct {

@@ -343,6 +343,29 @@ func TestPhases(t *testing.T) {
 	}
 }
 
+func TestParsePhases(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []Phase
+		ok   bool
+	}{
+		{"", nil, true},
+		{"1:10", []Phase{{1, 10}}, true},
+		{"1:10,4:20", []Phase{{1, 10}, {4, 20}}, true},
+		{"2:0", []Phase{{2, 0}}, true},
+		{"0:10", nil, false},
+		{"1:-1", nil, false},
+		{"1", nil, false},
+		{"1:x", nil, false},
+		{"1:10,", nil, false},
+	} {
+		got, err := ParsePhases(c.in)
+		if (err == nil) != c.ok || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("ParsePhases(%q) = %v, %v; want %v, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
 func TestMeanInFlight(t *testing.T) {
 	n := 2000
 	if testing.Short() {
