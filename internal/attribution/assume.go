@@ -441,7 +441,7 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 		if fp := at.fin[i].pinned; fp != nil {
 			t.checkQueueMoment(srv, rs.ID, *fp)
 			if at.first[i].pinned == nil {
-				t.checkDecodeStartWindow(srv, rs, *fp, at.results[i].Values[parser.Decode])
+				t.checkFirstCandidates(srv, rs, *fp, at.first[i].possible, &at.results[i].Values)
 			}
 		}
 	}
@@ -513,28 +513,25 @@ func (t *Timeline) checkQueueMoment(s *server, id string, fp obs) {
 	t.contradict(s, mq, id, "queue %gs + inference %gs at the index of e2e %gs exceed it", q.V, inf.V, e2e.V)
 }
 
-// checkDecodeStartWindow checks first_token_at_decode_start on a request
-// whose finish the bare rule pinned but whose first token it did not:
-// its own first-token observation is one of those in its window, so if
-// every one of them was made within the moment the rule names, its own
-// was (agreement), and if none was, its own was not (contradiction).
-func (t *Timeline) checkDecodeStartWindow(s *server, rs *reqState, fp obs, decode Value) {
-	w := t.decodeStart(fp, decode)
-	if w.lo.IsZero() && w.hi.IsZero() {
+// checkFirstCandidates checks the first-token rules on a request whose
+// finish the bare rule pinned (fp) but whose first token it did not. Under
+// A1 and A2 (the bare rule's own premises) its own first-token observation
+// is one of possible, the observations some assignment covering the
+// component gives it: a rule that every one of them satisfies holds for
+// its own (agreement), a rule that none satisfies fails for it
+// (contradiction), and a mixed set says nothing. possible is narrower
+// than the window: an observation every assignment gives another request
+// is not in it.
+func (t *Timeline) checkFirstCandidates(s *server, rs *reqState, fp obs, possible []obs, v *[parser.NumMetrics]Value) {
+	if len(possible) == 0 {
 		return
 	}
-	fin := t.series[fp.sid].key.labels
-	in, out, untimed := 0, 0, 0
-	for _, iv := range rs.ivals[parser.FirstToken] {
-		si := t.series[iv.sid]
-		if si.key.labels != fin {
-			continue
-		}
-		for k := iv.lo + 1; k <= iv.hi; k++ {
-			if si.taken[k] {
-				continue // another request's, decided before
-			}
-			switch ok, timed := t.madeWithin(obs{iv.sid, k}, w); {
+	// FirstAtDecodeStart: made within the finish moment less decode
+	// (times known at both ends).
+	if w := t.decodeStart(fp, v[parser.Decode]); !w.lo.IsZero() || !w.hi.IsZero() {
+		in, out, untimed := 0, 0, 0
+		for _, o := range possible {
+			switch ok, timed := t.madeWithin(o, w); {
 			case !ok:
 				out++
 			case timed:
@@ -543,12 +540,47 @@ func (t *Timeline) checkDecodeStartWindow(s *server, rs *reqState, fp obs, decod
 				untimed++
 			}
 		}
+		switch {
+		case in > 0 && out == 0 && untimed == 0:
+			s.agree(FirstAtDecodeStart, confirmValue)
+		case in == 0 && untimed == 0 && out > 0:
+			t.contradict(s, FirstAtDecodeStart, rs.ID, "none of the %d first-token observations %s can have was made within %v of its finish observation less decode %gs", out, rs.ID, t.MaxObserveDelay, v[parser.Decode].V)
+		}
 	}
-	switch {
-	case in > 0 && out == 0 && untimed == 0:
-		s.agree(FirstAtDecodeStart, confirmValue)
-	case in == 0 && untimed == 0 && out > 0:
-		t.contradict(s, FirstAtDecodeStart, rs.ID, "none of the %d first-token observations in the window of %s was made within %v of its finish observation less decode %gs", out, rs.ID, t.MaxObserveDelay, decode.V)
+	// FirstBeforeFinish: at or below the first-token count of the first
+	// snapshot after the finish.
+	if hb := t.firstBound(fp); hb >= 0 {
+		below := 0
+		for _, o := range possible {
+			if o.k <= uint64(hb) {
+				below++
+			}
+		}
+		switch below {
+		case len(possible):
+			s.agree(FirstBeforeFinish, confirmValue)
+		case 0:
+			t.contradict(s, FirstBeforeFinish, rs.ID, "every first-token observation %s can have is after the snapshot at first-token count %d that follows its finish", rs.ID, hb)
+		}
+	}
+	// TTFTWithinE2E, where every candidate's TTFT is isolated.
+	if e2e := v[parser.E2E]; e2e.Exact {
+		within := 0
+		for _, o := range possible {
+			ttft := t.value(o, parser.TTFT)
+			if !ttft.Exact {
+				return
+			}
+			if ttft.V <= e2e.V+1e-6 {
+				within++
+			}
+		}
+		switch within {
+		case len(possible):
+			s.agree(TTFTWithinE2E, confirmValue)
+		case 0:
+			t.contradict(s, TTFTWithinE2E, rs.ID, "every TTFT %s can have exceeds its e2e %gs", rs.ID, e2e.V)
+		}
 	}
 }
 

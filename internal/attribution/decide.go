@@ -185,6 +185,10 @@ type finishInfo struct {
 	labels map[string]bool
 	// pinned is its observation in the group when forced.
 	pinned *obs
+	// possible, when not pinned, lists the observations that some
+	// assignment covering the component gives it: under A1, A2 and the
+	// rules of the solve, its own is one of them (checkFirstCandidates).
+	possible []obs
 }
 
 // solve attributes group g's observations to the component's requests and
@@ -340,8 +344,12 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 		return out
 	}
 	forced := forcedEdges(ladj, len(obsOf), matchL)
+	allowed := allowedEdges(ladj, len(obsOf), matchL)
 	for li, i := range left {
 		if !forced[li] {
+			for _, j := range allowed[li] {
+				out[i].possible = append(out[i].possible, obsOf[j])
+			}
 			why := ReasonOverlap
 			if t.inseparable(ladj[li], obsOf) {
 				why = ReasonSimultaneous

@@ -71,6 +71,39 @@ func maxMatching(adj [][]int, nRight int) ([]int, int) {
 // edge right->left), either a free right node (shift the path) or its own
 // matched right node (rotate a cycle).
 func forcedEdges(adj [][]int, nRight int, matchL []int) []bool {
+	reach, comp := alternating(adj, nRight, matchL)
+	nLeft := len(adj)
+	forced := make([]bool, nLeft)
+	for i := range forced {
+		forced[i] = !reach[i] && comp[i] != comp[nLeft+matchL[i]]
+	}
+	return forced
+}
+
+// allowedEdges lists, for each left node of a matching that saturates the
+// left side, the right nodes that some left-saturating matching gives it:
+// its own, and each j of a non-matching edge from which an alternating
+// path reaches a free right node (shift the path, i taking j) or i itself
+// (rotate the cycle i -> j -> ... -> matchL[i] -> i).
+func allowedEdges(adj [][]int, nRight int, matchL []int) [][]int {
+	reach, comp := alternating(adj, nRight, matchL)
+	nLeft := len(adj)
+	out := make([][]int, nLeft)
+	for i, js := range adj {
+		for _, j := range js {
+			if j == matchL[i] || reach[nLeft+j] || comp[nLeft+j] == comp[i] {
+				out[i] = append(out[i], j)
+			}
+		}
+	}
+	return out
+}
+
+// alternating is what forcedEdges and allowedEdges read from the graph of
+// alternating paths (left i is node i, right j is node len(adj)+j; a
+// non-matching edge goes left->right, a matching edge right->left): which
+// nodes reach a free right node, and the strongly connected components.
+func alternating(adj [][]int, nRight int, matchL []int) (reach []bool, comp []int) {
 	nLeft := len(adj)
 	matchR := make([]int, nRight)
 	for j := range matchR {
@@ -79,7 +112,6 @@ func forcedEdges(adj [][]int, nRight int, matchL []int) []bool {
 	for i, j := range matchL {
 		matchR[j] = i
 	}
-	// Nodes: left i is i, right j is nLeft+j.
 	N := nLeft + nRight
 	succ := func(v int, f func(int)) {
 		if v < nLeft {
@@ -103,7 +135,7 @@ func forcedEdges(adj [][]int, nRight int, matchL []int) []bool {
 			}
 		}
 	}
-	reach := make([]bool, N)
+	reach = make([]bool, N)
 	var stack []int
 	for j := 0; j < nRight; j++ {
 		if matchR[j] < 0 {
@@ -126,12 +158,7 @@ func forcedEdges(adj [][]int, nRight int, matchL []int) []bool {
 			stack = append(stack, nLeft+j)
 		}
 	}
-	comp := scc(N, succ)
-	forced := make([]bool, nLeft)
-	for i := range forced {
-		forced[i] = !reach[i] && comp[i] != comp[nLeft+matchL[i]]
-	}
-	return forced
+	return reach, scc(N, succ)
 }
 
 // scc labels the strongly connected components of a graph given by its

@@ -47,20 +47,8 @@ func TestServeModeProfilesNeverWrong(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				fsys := fstest.MapFS{}
-				rec := record.New()
-				var now time.Time
 				// Pairs with --attribution.trust-afters, as measure does.
-				in := ingest.New(ingest.Config{FS: fsys, MaxObserveDelay: ingest.DefaultMaxObserveDelay, TrustAfters: !cfg.Capture, Results: rec.Publish, MaxDelay: 2 * time.Second, Now: func() time.Time { return now }})
-				for _, f := range sink.Files() {
-					fsys[f.Name] = &fstest.MapFile{Data: f.Body}
-					if nm, err := parser.ParseName(f.Name); err == nil {
-						now = nm.Time
-					}
-					in.Ingest(f.Name)
-					in.Decide()
-				}
-				in.Finish()
+				rec := serveFiles(sink.Files(), !cfg.Capture, 2*time.Second, nil)
 				s := score(t, rec.Results, truths)
 				if s.wrong > 0 {
 					t.Errorf("%s at %v in flight (non-streaming %v): %d wrong %v", p, inflight, nonStreaming, s.wrong, s.wrongBy)
@@ -69,4 +57,29 @@ func TestServeModeProfilesNeverWrong(t *testing.T) {
 			}
 		}
 	}
+}
+
+// serveFiles ingests files as serve meets them: one at a time in the
+// order they were written, each followed by a decision, with
+// --attribution.max-delay at maxDelay and --attribution.trust-afters as
+// trust says. before, when not nil, is called before each file is read,
+// with the time in its name.
+func serveFiles(files []simulate.File, trust bool, maxDelay time.Duration, before func(time.Time, *ingest.Ingester)) *record.Recorder {
+	fsys := fstest.MapFS{}
+	rec := record.New()
+	var now time.Time
+	in := ingest.New(ingest.Config{FS: fsys, MaxObserveDelay: ingest.DefaultMaxObserveDelay, TrustAfters: trust, Results: rec.Publish, MaxDelay: maxDelay, Now: func() time.Time { return now }})
+	for _, f := range files {
+		fsys[f.Name] = &fstest.MapFile{Data: f.Body}
+		if nm, err := parser.ParseName(f.Name); err == nil {
+			now = nm.Time
+		}
+		if before != nil {
+			before(now, in)
+		}
+		in.Ingest(f.Name)
+		in.Decide()
+	}
+	in.Finish()
+	return rec
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/delta-exporter/delta-exporter/parser"
@@ -26,6 +27,14 @@ type Config struct {
 	// snapshot, thinks 15-400 ms and sends the next (MeanInFlight is then
 	// not used).
 	Clients int
+	// Phases, with Clients, runs the first requests at other client
+	// counts on the same server process: phase i sends its Requests with
+	// its Clients closed-loop clients, the next phase starts once every
+	// request of the one before has had its after snapshot, and the
+	// requests left after the last phase go to the Clients. Requests
+	// counts them all. A user who tries 1 and 4 clients before 16
+	// (issue 16), or a quiet start before the load.
+	Phases []Phase
 	// Models and Engines override Server.Models and Server.Engines when
 	// set. Each request picks a model and an engine uniformly at random;
 	// models differ in speed. In styles without an engine label the
@@ -92,6 +101,28 @@ type Config struct {
 	// snapshots.
 	rate float64
 	dry  bool
+}
+
+// Phase is one stretch of a closed-loop run (Config.Phases).
+type Phase struct{ Clients, Requests int }
+
+// ParsePhases reads phases written "clients:requests,…" (gendata's
+// -phases); "" is none.
+func ParsePhases(s string) ([]Phase, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []Phase
+	for _, f := range strings.Split(s, ",") {
+		c, r, ok := strings.Cut(f, ":")
+		cn, err1 := strconv.Atoi(c)
+		rn, err2 := strconv.Atoi(r)
+		if !ok || err1 != nil || err2 != nil || cn <= 0 || rn < 0 {
+			return nil, fmt.Errorf("simulate: phase %q: want clients:requests, clients above 0", f)
+		}
+		out = append(out, Phase{Clients: cn, Requests: rn})
+	}
+	return out, nil
 }
 
 // speed is how fast a model processes tokens.
@@ -236,6 +267,10 @@ type run struct {
 	startFloor time.Time
 
 	next int // with Clients: the next request to send
+	// With Clients: the phase being run (len(Phases): the last, with
+	// Clients), the index after its last request, and how many requests
+	// have had their after snapshot.
+	phase, phaseEnd, done int
 
 	// With Semantics.Steps (steps.go).
 	engines      []engineState
@@ -257,6 +292,11 @@ type run struct {
 func Run(cfg Config, sink Sink) ([]Truth, error) {
 	if cfg.Requests < 0 || cfg.Clients < 0 {
 		return nil, errors.New("simulate: negative request or client count")
+	}
+	for _, ph := range cfg.Phases {
+		if cfg.Clients == 0 || ph.Clients <= 0 || ph.Requests < 0 {
+			return nil, errors.New("simulate: a phase needs Clients, and clients and requests of its own")
+		}
 	}
 	if cfg.MeanInFlight < 0 || math.IsNaN(cfg.MeanInFlight) || math.IsInf(cfg.MeanInFlight, 0) {
 		return nil, fmt.Errorf("simulate: bad mean in flight %v", cfg.MeanInFlight)
@@ -396,9 +436,7 @@ func (r *run) scheduleArrivals() {
 	if r.cfg.Clients > 0 {
 		// Closed loop: each client sends its first request within the
 		// first 200 ms, then one after each answer (handle, evAfter).
-		for r.next = 0; r.next < min(r.cfg.Clients, len(r.reqs)); r.next++ {
-			r.push(first+time.Duration(r.prng.Int64N(int64(200*time.Millisecond))), evArrive, r.next)
-		}
+		r.startPhase(0, first)
 		return
 	}
 	if r.cfg.MeanInFlight == 0 {
@@ -419,6 +457,26 @@ func (r *run) scheduleArrivals() {
 	for i := range r.reqs {
 		r.push(at, evArrive, i)
 		at += dur(r.rng.ExpFloat64() / rate)
+	}
+}
+
+// startPhase starts phase p of a closed-loop run (Config.Phases; the
+// Clients after the last) at r.next: its clients send their first
+// requests within 200 ms of at. A phase without requests is skipped.
+func (r *run) startPhase(p int, at time.Duration) {
+	for ; ; p++ {
+		clients, n := r.cfg.Clients, len(r.reqs)-r.next
+		if p < len(r.cfg.Phases) {
+			clients, n = r.cfg.Phases[p].Clients, min(n, r.cfg.Phases[p].Requests)
+		}
+		if n == 0 && p < len(r.cfg.Phases) {
+			continue
+		}
+		r.phase, r.phaseEnd = p, r.next+n
+		for end := r.next + min(clients, n); r.next < end; r.next++ {
+			r.push(at+time.Duration(r.prng.Int64N(int64(200*time.Millisecond))), evArrive, r.next)
+		}
+		return
 	}
 }
 
@@ -551,9 +609,17 @@ func (r *run) handle(ev event) error {
 		if err := r.snapshot(q.id, parser.After, t); err != nil {
 			return err
 		}
-		if r.cfg.Clients > 0 && r.next < len(r.reqs) {
-			r.push(t+time.Duration(15_000_000+r.prng.Int64N(385_000_000)), evArrive, r.next)
-			r.next++
+		if r.cfg.Clients > 0 {
+			r.done++
+			switch {
+			case r.next < r.phaseEnd:
+				r.push(t+time.Duration(15_000_000+r.prng.Int64N(385_000_000)), evArrive, r.next)
+				r.next++
+			case r.done == r.phaseEnd && r.next < len(r.reqs):
+				// The phase is over: the next one's clients start
+				// after a think time.
+				r.startPhase(r.phase+1, t+15*time.Millisecond)
+			}
 		} else if r.cfg.Clients == 0 && r.cfg.MeanInFlight == 0 && ev.req+1 < len(r.reqs) {
 			// Think time of a client that waits for each answer.
 			r.push(t+dur(r.uniform(0.015, 0.4)), evArrive, ev.req+1)

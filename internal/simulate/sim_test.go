@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -297,6 +298,74 @@ func TestConcurrentRunCleanWindows(t *testing.T) {
 	}
 }
 
+// TestPhases: a closed-loop run in phases runs each phase's requests with
+// its own clients, one phase after the other, on one server process.
+func TestPhases(t *testing.T) {
+	cfg := Config{Seed: 5, Requests: 60, Clients: 16, Phases: []Phase{{1, 10}, {2, 10}}, Engines: 1, MaxRunning: 8}
+	var sink MemSink
+	truths, err := Run(cfg, &sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(truths) != cfg.Requests {
+		t.Fatalf("%d truths for %d requests", len(truths), cfg.Requests)
+	}
+	checkFiles(t, sink.Files(), truths, cfg)
+	slices.SortFunc(truths, func(a, b Truth) int { return a.Arrival.Compare(b.Arrival) })
+	// most is the largest number of requests of ts in flight (arrival to
+	// after snapshot) at once; last is the latest after snapshot.
+	most := func(ts []Truth) (most int, last time.Time) {
+		for _, a := range ts {
+			n := 0
+			for _, b := range ts {
+				if !b.Arrival.After(a.Arrival) && b.AfterScrape.After(a.Arrival) {
+					n++
+				}
+			}
+			most = max(most, n)
+			if a.AfterScrape.After(last) {
+				last = a.AfterScrape
+			}
+		}
+		return most, last
+	}
+	start := 0
+	for i, want := range []int{1, 2, 16} {
+		end := min(start+[]int{10, 10, 40}[i], len(truths))
+		n, last := most(truths[start:end])
+		if n > want || (want > 2 && n <= 2) {
+			t.Errorf("phase %d: %d requests in flight at once with %d clients", i, n, want)
+		}
+		if end < len(truths) && !truths[end].Arrival.After(last) {
+			t.Errorf("phase %d: the next phase's first request arrived at %v, before the phase's last after %v", i, truths[end].Arrival, last)
+		}
+		start = end
+	}
+}
+
+func TestParsePhases(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []Phase
+		ok   bool
+	}{
+		{"", nil, true},
+		{"1:10", []Phase{{1, 10}}, true},
+		{"1:10,4:20", []Phase{{1, 10}, {4, 20}}, true},
+		{"2:0", []Phase{{2, 0}}, true},
+		{"0:10", nil, false},
+		{"1:-1", nil, false},
+		{"1", nil, false},
+		{"1:x", nil, false},
+		{"1:10,", nil, false},
+	} {
+		got, err := ParsePhases(c.in)
+		if (err == nil) != c.ok || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("ParsePhases(%q) = %v, %v; want %v, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
 func TestMeanInFlight(t *testing.T) {
 	n := 2000
 	if testing.Short() {
@@ -427,6 +496,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{Requests: 1, MeanInFlight: -1},
 		{Requests: 1, MeanInFlight: math.NaN()},
 		{Requests: 1, AfterDelay: -time.Second},
+		{Requests: 1, Phases: []Phase{{1, 1}}},              // phases without Clients
+		{Requests: 1, Clients: 2, Phases: []Phase{{0, 1}}},  // a phase without clients
+		{Requests: 1, Clients: 2, Phases: []Phase{{1, -1}}}, // negative requests
 	} {
 		if _, err := Run(cfg, &countSink{}); err == nil {
 			t.Errorf("%+v accepted", cfg)

@@ -3,6 +3,7 @@
 //
 //	go run ./simulate/cmd/gendata -out DIR -truth FILE -requests N -inflight X -seed S [-timeline 50ms] [-first] [-padding]
 //	    [-profile vllm|vllm-steps|emulator|sglang|late|early5|early30|multi-api|drops|mix] [-capture [-non-streaming F] [-server-metrics]]
+//	    [-clients C [-phases C1:N1,C2:N2,…] [-max-running S]]
 //
 // -profile chooses the server's metric semantics (simulate.Profiles); the
 // truth then lists under "missing" what the server never observed for a
@@ -54,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		slots    = fs.Int("max-running", 0, "requests an engine runs at once (0: the profile's default, else 48)")
 		srvMet   = fs.Bool("server-metrics", false, "with -capture: vLLM's per-request metrics object in each info sidecar")
 		clients  = fs.Int("clients", 0, "closed-loop clients instead of Poisson arrivals (-inflight is then not used)")
+		phases   = fs.String("phases", "", "with -clients: phases run first on the same server process, clients:requests,… (e.g. 1:10,4:20); -requests counts them")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -62,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		requests: *requests, inflight: *inflight, seed: *seed, models: *models, engines: *engines,
 		style: *style, padding: *padding, timeline: *timeline, first: *first,
 		before: *before, after: *after, jitter: *jitter, start: *start,
-		profile: *profile, capture: *capture, nonStreaming: *nonStr, maxRunning: *slots, serverMetrics: *srvMet, clients: *clients,
+		profile: *profile, capture: *capture, nonStreaming: *nonStr, maxRunning: *slots, serverMetrics: *srvMet, clients: *clients, phases: *phases,
 	}, stdout); err != nil {
 		fmt.Fprintln(stderr, "gendata:", err)
 		return 1
@@ -87,6 +89,7 @@ type simConfig struct {
 	maxRunning              int
 	serverMetrics           bool
 	clients                 int
+	phases                  string
 }
 
 func profileNames() string {
@@ -111,6 +114,9 @@ func generate(out, truthPath string, c simConfig, stdout io.Writer) error {
 		BeforeDelay: c.before, AfterDelay: c.after, AfterJitter: c.jitter,
 		TimelineInterval: c.timeline, FirstSnapshots: c.first,
 		Capture: c.capture, NonStreaming: c.nonStreaming, MaxRunning: c.maxRunning, ServerMetrics: c.serverMetrics, Clients: c.clients,
+	}
+	if cfg.Phases, err = simulate.ParsePhases(c.phases); err != nil {
+		return err
 	}
 	p, err := simulate.ParseProfile(c.profile)
 	if err != nil {

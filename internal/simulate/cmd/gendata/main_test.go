@@ -76,6 +76,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{"-out", filepath.Join(dir, "o")},
 		{"-out", filepath.Join(dir, "o2"), "-truth", filepath.Join(dir, "t.json"), "-style", "v9"},
 		{"-out", filepath.Join(dir, "o3"), "-truth", filepath.Join(dir, "t.json"), "-profile", "tgi"},
+		{"-out", filepath.Join(dir, "o4"), "-truth", filepath.Join(dir, "t.json"), "-clients", "4", "-phases", "1:x"},
+		{"-out", filepath.Join(dir, "o5"), "-truth", filepath.Join(dir, "t.json"), "-phases", "1:3"}, // without -clients
 		{"-bogus"},
 	} {
 		var stdout, stderr bytes.Buffer
