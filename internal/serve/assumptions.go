@@ -170,7 +170,8 @@ func (r *assumptionRecord) save(servers []attribution.ServerAssumptions) {
 	}
 	recs := map[string]string{}
 	changed := map[string]map[string]string{}
-	for _, sa := range servers {
+	seqs := map[string]uint64{}
+	for _, sa := range servers { // in the order first seen
 		vals := make(map[string]string, len(sa.Status))
 		for _, as := range sa.Status {
 			vals[as.Assumption.Name()] = formatAssumption(as)
@@ -178,18 +179,14 @@ func (r *assumptionRecord) save(servers []attribution.ServerAssumptions) {
 		if maps.Equal(vals, r.written[sa.Epoch]) {
 			continue
 		}
-		changed[sa.Epoch] = vals
+		r.seq++
+		changed[sa.Epoch], seqs[sa.Epoch] = vals, r.seq
+		for name, v := range vals {
+			recs[sa.Epoch+"/"+name] = strconv.FormatUint(r.seq, 10) + " " + v
+		}
 	}
 	if len(changed) == 0 {
 		return
-	}
-	seqs := map[string]uint64{}
-	for _, e := range slices.Sorted(maps.Keys(changed)) {
-		r.seq++
-		seqs[e] = r.seq
-		for name, v := range changed[e] {
-			recs[e+"/"+name] = strconv.FormatUint(r.seq, 10) + " " + v
-		}
 	}
 	err := r.rec.Write(recs)
 	r.metrics.Write(err)
