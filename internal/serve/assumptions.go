@@ -43,7 +43,7 @@ const maxRecordedProcesses = 32
 // states last changed (the bound keeps the latest). For example:
 //
 //	delta-exporter records 1
-//	1c0e6a2f "1767225600/ttft_within_e2e" "3 contradicted 4 0 \"req-7\" \"TTFT 0.5s > e2e 0.23s\""
+//	4abad568 "1767225600/ttft_within_e2e" "3 contradicted 4 0 \"req-7\" \"TTFT 0.5s > e2e 0.23s\""
 //
 // Every record of a process is written (appended, fsynced) whenever one
 // of its states changes: a few dozen times in a process's life. Only the
