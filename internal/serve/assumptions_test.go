@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -368,4 +369,29 @@ func TestAssumptionRecordForeignRecords(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzAssumptionRecord: a record that decodes encodes back to the same
+// value, and nothing panics.
+func FuzzAssumptionRecord(f *testing.F) {
+	f.Add("1767225600/ttft_within_e2e", `3 contradicted 4 0 "req-7" "TTFT 0.5s > e2e 0.23s"`)
+	f.Add("/observe_delay", "1 confirmed 10")
+	f.Add("1/capture_time_bounds", "2 unchecked 6")
+	f.Add("1/unknown", "2 unchecked 6")
+	f.Fuzz(func(t *testing.T, key, value string) {
+		epoch, name, seq, as, err := parseAssumptionRecord(key, value)
+		if err != nil {
+			return
+		}
+		if epoch+"/"+name != key || as.Assumption.Name() != name {
+			t.Fatalf("key %q decoded as %q, %q (%s)", key, epoch, name, as.Assumption.Name())
+		}
+		// Numbers may be spelled otherwise ("007"): compare decoded.
+		back := strconv.FormatUint(seq, 10) + " " + formatAssumption(as)
+		_, _, seq2, as2, err := parseAssumptionRecord(key, back)
+		if err != nil || seq2 != seq || as2.State != as.State || as2.Agreed != as.Agreed ||
+			(as.Contradiction != nil) != (as2.Contradiction != nil) || (as.Contradiction != nil && *as.Contradiction != *as2.Contradiction) {
+			t.Fatalf("%q → %q → %+v, %v; want %+v", value, back, as2, err, as)
+		}
+	})
 }
