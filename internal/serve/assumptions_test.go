@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +18,6 @@ import (
 	"github.com/delta-exporter/delta-exporter/internal/testutil"
 	"github.com/delta-exporter/delta-exporter/parser"
 )
-
-// syncBuffer is a log sink the ingest loop and the test may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestContradictionOutlivesExporterRestart: the first exporter process
 // sees a pair whose after holds no finish observation (the server never
@@ -75,7 +56,7 @@ func TestContradictionOutlivesExporterRestart(t *testing.T) {
 			request("req-early", false)
 			request("req-0004", true)
 
-			var log1 syncBuffer
+			var log1 bytes.Buffer
 			e1 := newExporterWith(t, Config{Dir: dir, StateFile: stateFile, Ingest: ingest.Config{TrustAfters: true},
 				Logger: slog.New(slog.NewTextHandler(&log1, nil))})
 			if err := e1.in.Scan(true); err != nil {
@@ -101,7 +82,7 @@ func TestContradictionOutlivesExporterRestart(t *testing.T) {
 				request(fmt.Sprintf("req-%04d", i), true)
 			}
 
-			var log2 syncBuffer
+			var log2 bytes.Buffer
 			e2 := newExporterWith(t, Config{Dir: dir, StateFile: stateFile, Ingest: ingest.Config{TrustAfters: true},
 				Logger: slog.New(slog.NewTextHandler(&log2, nil))})
 			if err := e2.in.Scan(true); err != nil {
