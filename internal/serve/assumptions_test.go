@@ -257,6 +257,7 @@ func TestAssumptionRecordKeepsTheLatestProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One process's records take ~1.3 kB: n of them ~400 kB.
+	t.Logf("file of %d bytes after %d processes", st.Size(), n)
 	if st.Size() > 200<<10 {
 		t.Errorf("file of %d bytes after %d processes: not bounded", st.Size(), n)
 	}
