@@ -124,6 +124,13 @@ type Config struct {
 	// Progress, optional, is called after each file is read and applied:
 	// serve's liveness signal, so that a long scan is not a stall.
 	Progress func()
+	// Restore, optional: what an earlier exporter process learned about
+	// server processes' assumptions (serve's <state file>.assumptions),
+	// preloaded before any file is read (attribution.Timeline.Restore):
+	// an assumption contradicted on a server process stays contradicted
+	// though retention deleted the files that showed it. report, which
+	// decides one directory in one batch, restores nothing.
+	Restore []attribution.ServerAssumptions
 	// Stop, optional: once closed, a scan reads no further file and
 	// returns ErrStopped, and the files it was reading are dropped
 	// (report's interrupt: its goroutine ends instead of finishing the
@@ -288,6 +295,9 @@ func New(cfg Config) *Ingester {
 	tl := attribution.NewTimeline()
 	tl.MaxObserveDelay = max(0, cfg.MaxObserveDelay)
 	tl.TrustAfters = cfg.TrustAfters
+	if len(cfg.Restore) > 0 {
+		tl.Restore(cfg.Restore)
+	}
 	if cfg.Results == nil {
 		cfg.Results = func(attribution.Result) {}
 	}
@@ -545,15 +555,17 @@ func (in *Ingester) decide(opt attribution.ResolveOptions) {
 		}
 		return results[i].RequestID < results[j].RequestID
 	})
+	// The states first: a contradiction reaches Metrics (serve makes it
+	// durable there) before any value decided with it is published.
+	if in.tl.AssumptionChanges() != in.assumed {
+		in.assumed = in.tl.AssumptionChanges()
+		in.metrics.SetAssumptions(in.tl.Assumptions())
+	}
 	for _, r := range results {
 		in.publish(r)
 	}
 	if len(results) > 0 {
 		in.tl.Prune()
-	}
-	if in.tl.AssumptionChanges() != in.assumed {
-		in.assumed = in.tl.AssumptionChanges()
-		in.metrics.SetAssumptions(in.tl.Assumptions())
 	}
 	in.updatePending()
 }

@@ -60,6 +60,7 @@ func openPopulationRecord(stateFile string, pop *population.Population, log *slo
 	}
 	if rep.CorruptMovedTo != "" {
 		metrics.Recovered(state.RecoveredCorrupt)
+		log.Error("population records lost: what the population families showed before will be shown again", "file", stateFile+".population")
 	}
 	if rep.Dropped > 0 {
 		metrics.Recovered(state.RecoveredUnfinished)

@@ -17,6 +17,7 @@ import (
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/delta-exporter/delta-exporter/collector"
+	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
 	"github.com/delta-exporter/delta-exporter/internal/population"
 	"github.com/delta-exporter/delta-exporter/internal/recent"
@@ -157,6 +158,7 @@ type exporter struct {
 	objectives *slo.Reloader // nil: no objectives
 	journal    *state.Journal
 	popRecord  *populationRecord    // nil: no state file
+	assumed    *assumptionRecord    // nil: no state file
 	ret        *retention.Retention // nil: the snapshots are read once
 	ring       *recent.Ring
 	in         *ingest.Ingester
@@ -241,8 +243,12 @@ func build(cfg Config) (_ *exporter, err error) {
 	if _, err := collector.NewPopulationMetrics(reg, pop); err != nil {
 		return nil, err
 	}
+	var restore []attribution.ServerAssumptions
 	if stateFile != "" {
 		if x.popRecord, err = openPopulationRecord(stateFile, pop, log, stateMetrics); err != nil {
+			return nil, err
+		}
+		if x.assumed, restore, err = openAssumptionRecord(stateFile, log, stateMetrics); err != nil {
 			return nil, err
 		}
 	}
@@ -259,6 +265,9 @@ func build(cfg Config) (_ *exporter, err error) {
 	ic.Watched = cfg.Dir != ""
 	ic.Results = journaled{publish: judged{publish: x.coll.Publish, slo: x.objectives, sloMetrics: sloMetrics, ring: x.ring}.Publish, j: journal}.Publish
 	ic.Metrics = x.coll
+	if x.assumed != nil {
+		ic.Metrics, ic.Restore = recordedAssumptions{Metrics: x.coll, rec: x.assumed}, restore
+	}
 	ic.Snapshots = journaledSnapshots{pop: pop, j: journal, rec: x.popRecord}
 	x.in = ingest.New(ic)
 	return x, nil
@@ -269,6 +278,7 @@ func (x *exporter) close() {
 	if x.popRecord != nil {
 		x.popRecord.close()
 	}
+	x.assumed.close()
 	if x.journal != nil {
 		x.journal.Close()
 	}
@@ -441,7 +451,7 @@ func (x *exporter) loop(ctx context.Context) error {
 				x.markReady()
 			}
 			if err == nil {
-				maintain(in, x.journal, x.ret, log)
+				maintain(in, x.journal, x.ret, x.assumed, log)
 			}
 		case <-tick.C:
 			in.Tick()
@@ -452,9 +462,11 @@ func (x *exporter) loop(ctx context.Context) error {
 
 // maintain runs after a successful directory scan: retention deletes the
 // settled files beyond its limits (only requests the record has made
-// durable), then the record forgets requests whose files are gone.
-func maintain(in *ingest.Ingester, journal *state.Journal, ret *retention.Retention, log *slog.Logger) {
-	if ret != nil {
+// durable, and only once the assumption states are: the files may be the
+// evidence of a contradiction), then the record forgets requests whose
+// files are gone.
+func maintain(in *ingest.Ingester, journal *state.Journal, ret *retention.Retention, assumed *assumptionRecord, log *slog.Logger) {
+	if ret != nil && assumed.durable() {
 		ret.Apply(in.Settled(), in.RetainableBytes(), journal.Queued)
 	}
 	if err := journal.Compact(in.Known); err != nil {

@@ -152,14 +152,14 @@ func TestRetentionWaitsForTheRecord(t *testing.T) {
 	if err := e.in.Scan(true); err != nil {
 		t.Fatal(err)
 	}
-	maintain(e.in, e.journal, ret, discard())
+	maintain(e.in, e.journal, ret, nil, discard())
 	if n := countFiles(t, dir); n != 6 {
 		t.Fatalf("%d files left before any scrape, want 6", n)
 	}
 	if code, _ := e.scrape(t); code != 200 {
 		t.Fatal(code)
 	}
-	maintain(e.in, e.journal, ret, discard())
+	maintain(e.in, e.journal, ret, nil, discard())
 	if n := countFiles(t, dir); n != 0 {
 		t.Fatalf("%d files left after a scrape, want 0", n)
 	}

@@ -20,7 +20,9 @@ const recordsHeader = "delta-exporter records 1"
 
 // Records is a durable map of keyed records, written next to the state
 // file (<state file>.population) for what a scrape showed that is not a
-// request: the population hulls (package population). A later record
+// request: the population hulls (package population); and for what the
+// data said about server processes' assumptions (<state file>.assumptions,
+// written when they change, package serve). A later record
 // with the same key replaces an earlier one. Like the Journal's entries,
 // records are written (appended and fsynced) after a scrape gathered and
 // before it is answered.
@@ -76,7 +78,9 @@ func OpenRecords(path string, log *slog.Logger, now time.Time) (*Records, map[st
 				return nil, nil, rep, fmt.Errorf("moving corrupt %s aside: %w", path, err)
 			}
 			rep.CorruptMovedTo, rep.CorruptErr = moved, perr
-			r.log.Error("records file is corrupt; moved it aside and started empty: what the population families showed before will be shown again",
+			// The caller says what starting empty costs (serve: the
+			// population shown again, assumptions learned again).
+			r.log.Error("records file is corrupt; moved it aside and started empty",
 				"file", path, "moved_to", moved, "err", perr)
 		} else {
 			r.live, rep.Dropped = live, dropped
