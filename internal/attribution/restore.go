@@ -32,6 +32,12 @@ func AssumptionByName(name string) (a Assumption, ok bool) {
 // OnContradiction is not called: the contradiction is not new, and was
 // reported when it happened. Restore counts as a change of the states
 // (AssumptionChanges).
+//
+// A server that exposes no process_start_time_seconds has the epoch "",
+// which names no one process: whatever ran before the exporter restarted
+// may have been another version with other semantics. For it only
+// contradictions are restored (the safe direction); confirmations and
+// agreements are earned again on the data this process sees.
 func (t *Timeline) Restore(saved []ServerAssumptions) {
 	if t.given {
 		return
@@ -52,7 +58,7 @@ func (t *Timeline) Restore(saved []ServerAssumptions) {
 func (s *server) restore(as AssumptionStatus) {
 	a := as.Assumption
 	st := &s.st[a]
-	if st.state == Contradicted {
+	if st.state == Contradicted || (s.epoch == "" && as.State != Contradicted) {
 		return
 	}
 	st.agreed = max(st.agreed, as.Agreed)

@@ -109,6 +109,40 @@ func TestRestore(t *testing.T) {
 	}
 }
 
+// TestRestoreWithoutProcessStart: the epoch "" (a server that exposes no
+// process_start_time_seconds) names no one process, so a confirmation or
+// agreements saved for it are not restored (what runs now may be another
+// server version), while a contradiction is.
+func TestRestoreWithoutProcessStart(t *testing.T) {
+	why := &Contradiction{RequestID: "r1", Detail: "TTFT 2s > e2e 1s"}
+	tl := NewTimeline()
+	tl.Restore([]ServerAssumptions{{Epoch: "", Status: []AssumptionStatus{
+		{Assumption: ObserveDelay, State: Confirmed, Agreed: 10},
+		{Assumption: CaptureBounds, State: Unchecked, Agreed: 9},
+		{Assumption: TTFTWithinE2E, State: Contradicted, Agreed: 3, Contradiction: why},
+	}}})
+	s := tl.server("")
+	for _, c := range []struct {
+		a     Assumption
+		want  State
+		agree int
+	}{
+		{ObserveDelay, Unchecked, 0},
+		{CaptureBounds, Unchecked, 0},
+		{TTFTWithinE2E, Contradicted, 0},
+	} {
+		if st := s.st[c.a]; st.state != c.want || (c.want != Contradicted && st.agreed != c.agree) {
+			t.Errorf("%s: %s %d, want %s %d", c.a.Name(), st.state, st.agreed, c.want, c.agree)
+		}
+		if s.usable(c.a) {
+			t.Errorf("%s usable after a restore for the epoch \"\"", c.a.Name())
+		}
+	}
+	if st := s.st[TTFTWithinE2E]; st.why == nil || st.why.RequestID != "r1" {
+		t.Errorf("contradiction's evidence %+v", st.why)
+	}
+}
+
 // TestRestoreConfirmedA1: capture's vouched windows carry on: an A1
 // confirmed by the earlier process stays confirmed when this one's
 // windows are counted, without ten more.
