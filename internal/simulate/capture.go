@@ -91,13 +91,19 @@ func (r *run) scrapeLine(b []byte, now time.Time, spread time.Duration) ([]byte,
 		// A log-hook tool names the file by when it launched the scrape.
 		return b, now.Add(-r.renderTime())
 	}
-	started := now.Add(-spread - r.short(100*time.Microsecond, time.Millisecond))
+	before, after := r.short(100*time.Microsecond, time.Millisecond), r.short(50*time.Microsecond, 500*time.Microsecond)
+	if st := r.cfg.ScrapeTime; st > 0 {
+		d := r.short(0, st)
+		before = r.short(0, d)
+		after = d - before
+	}
+	started := now.Add(-spread - before)
 	if started.Before(r.startFloor) {
 		// A first snapshot's scrape starts once the first byte passed
 		// (its content, at now, is later still).
 		started = r.startFloor
 	}
-	return parser.AppendScrapeStarted(b, started), now.Add(r.short(50*time.Microsecond, 500*time.Microsecond))
+	return parser.AppendScrapeStarted(b, started), now.Add(after)
 }
 
 // writeInfo writes the request's capture sidecar (the fields ingest

@@ -27,6 +27,11 @@ type Config struct {
 	// snapshot, thinks 15-400 ms and sends the next (MeanInFlight is then
 	// not used).
 	Clients int
+	// Think, with Clients, when its upper bound is above 0, is the range
+	// of a client's think time between an answer and its next request
+	// (uniform); zero keeps 15-400 ms. A load tool that sends back to
+	// back (the realistic upstream's tests) thinks for well under 1 ms.
+	Think [2]time.Duration
 	// Phases, with Clients, runs the first requests at other client
 	// counts on the same server process: phase i sends its Requests with
 	// its Clients closed-loop clients, the next phase starts once every
@@ -92,6 +97,30 @@ type Config struct {
 	// Truth.
 	ServerMetrics bool
 
+	// PromptTokens and GenTokens, when their upper bound is above 0, draw
+	// every request's prompt and answer lengths uniformly from [lo, hi]
+	// tokens instead of the default shapes (prompts log-uniform in
+	// 20-4000, answers log-uniform in 2-1000 with one in twelve of one
+	// token): the shape of a load tool that sends short prompts and sets
+	// max_tokens, as the realistic upstream's tests do (vllmLoad: prompts
+	// of 9-208 tokens, answers of 4-24). An answer drawn from GenTokens
+	// ends at max_tokens ("length"). They draw from a generator of their
+	// own, so the rest of each request's shape stays the seed's.
+	PromptTokens, GenTokens [2]int
+	// ScrapeTime, with Capture, is the longest a scrape takes from its
+	// start to its response's arrival: each scrape's duration is drawn
+	// uniformly from [0, ScrapeTime] and its content taken at a uniform
+	// point inside it, as on a server whose exposition renders on its
+	// event loop (prometheus_client on vLLM's asyncio loop: the request
+	// waits for its turn, the registry is rendered at once, the body is
+	// sent). 0 keeps the default: 0.15-1.5 ms, content near the end.
+	ScrapeTime time.Duration
+	// TPOT, when above 0, replaces every model's time per output token
+	// (11-52 ms by model). A step-synchronous engine's decode step takes
+	// TPOT × (0.5 + 0.012 × batch): 27 ms gives the realistic upstream's
+	// 16 ms steps at 8 running requests (vllm_like.py's defaults).
+	TPOT time.Duration
+
 	// Semantics: how the server's metrics differ from vLLM V1's
 	// (Profile.Apply sets them by name). The zero value is vLLM V1 in
 	// continuous time, the model the shipped demo was made with.
@@ -129,6 +158,16 @@ func ParsePhases(s string) ([]Phase, error) {
 type speed struct {
 	prefillTokPerSec float64
 	tpot             float64 // seconds per output token
+}
+
+// speed gives model i of the run its speed: modelSpeed's, or
+// Config.TPOT's decode speed.
+func (r *run) speed(i int) speed {
+	sp := modelSpeed(i)
+	if r.cfg.TPOT > 0 {
+		sp.tpot = r.cfg.TPOT.Seconds()
+	}
+	return sp
 }
 
 // modelSpeed gives model i of a run its speed: models differ by up to 5x.
@@ -308,6 +347,14 @@ func Run(cfg Config, sink Sink) ([]Truth, error) {
 	if sm := cfg.Semantics; sm.EarlyAfter < 0 || sm.EarlyAfter > 1 || sm.DropRate < 0 || sm.DropRate > 1 {
 		return nil, errors.New("simulate: fraction out of [0, 1]")
 	}
+	for _, b := range [][2]int{cfg.PromptTokens, cfg.GenTokens} {
+		if b[1] > 0 && (b[0] < 1 || b[0] > b[1]) {
+			return nil, fmt.Errorf("simulate: token range %v: want 1 <= lo <= hi", b)
+		}
+	}
+	if cfg.ScrapeTime < 0 || cfg.TPOT < 0 || cfg.Think[0] < 0 || cfg.Think[0] > cfg.Think[1] {
+		return nil, errors.New("simulate: negative scrape time or bad think time range")
+	}
 	if cfg.Semantics.APIServers > maxAPIServers {
 		return nil, fmt.Errorf("simulate: more than %d API servers", maxAPIServers)
 	}
@@ -374,6 +421,8 @@ func dur(sec float64) time.Duration { return time.Duration(math.Round(sec * 1e9)
 func (r *run) draw() {
 	seen := map[string]bool{}
 	r.reqs = make([]request, r.cfg.Requests)
+	srng := rand.New(rand.NewPCG(uint64(r.cfg.Seed), 0xbb67ae8584caa73b))
+	between := func(b [2]int) int { return b[0] + srng.IntN(b[1]-b[0]+1) }
 	for i := range r.reqs {
 		q := &r.reqs[i]
 		for {
@@ -385,12 +434,18 @@ func (r *run) draw() {
 		}
 		q.model = r.rng.IntN(len(r.cfg.Models))
 		q.engine = r.rng.IntN(r.cfg.Engines)
-		sp := modelSpeed(q.model)
+		sp := r.speed(q.model)
 		q.prompt = int(math.Round(r.logUniform(20, 4000)))
 		if r.rng.IntN(12) == 0 {
 			q.gen = 1 // one-token answers (classification, yes/no): decode = 0
 		} else {
 			q.gen = int(math.Round(r.logUniform(2, 1000)))
+		}
+		if r.cfg.PromptTokens[1] > 0 {
+			q.prompt = between(r.cfg.PromptTokens)
+		}
+		if r.cfg.GenTokens[1] > 0 {
+			q.gen = between(r.cfg.GenTokens)
 		}
 		q.reason = "stop"
 		switch r.rng.IntN(10) {
@@ -401,6 +456,9 @@ func (r *run) draw() {
 			for q.maxTokens <= q.gen {
 				q.maxTokens *= 2
 			}
+		}
+		if r.cfg.GenTokens[1] > 0 {
+			q.maxTokens, q.reason = q.gen, "length"
 		}
 		q.tok = dur(r.uniform(0.001, 0.006) + float64(q.prompt)*1e-6)
 		if r.rng.IntN(10) == 0 {
@@ -606,6 +664,11 @@ func (r *run) handle(ev event) error {
 		if err := r.writeInfo(q); err != nil {
 			return err
 		}
+		if r.cfg.Capture && r.cfg.ScrapeTime > 0 {
+			// A long scrape's start still follows the last byte.
+			r.startFloor = r.cfg.Start.Add(q.lastByte)
+			defer func() { r.startFloor = time.Time{} }()
+		}
 		if err := r.snapshot(q.id, parser.After, t); err != nil {
 			return err
 		}
@@ -613,7 +676,11 @@ func (r *run) handle(ev event) error {
 			r.done++
 			switch {
 			case r.next < r.phaseEnd:
-				r.push(t+time.Duration(15_000_000+r.prng.Int64N(385_000_000)), evArrive, r.next)
+				think := time.Duration(15_000_000 + r.prng.Int64N(385_000_000))
+				if th := r.cfg.Think; th[1] > 0 {
+					think = th[0] + time.Duration(r.prng.Int64N(int64(th[1]-th[0])+1))
+				}
+				r.push(t+think, evArrive, r.next)
 				r.next++
 			case r.done == r.phaseEnd && r.next < len(r.reqs):
 				// The phase is over: the next one's clients start

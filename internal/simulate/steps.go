@@ -87,7 +87,7 @@ func (r *run) stepBegin(en int, t time.Duration) {
 	var base, cost float64
 	for _, i := range e.running {
 		q := &r.reqs[i]
-		sp := modelSpeed(q.model)
+		sp := r.speed(q.model)
 		base = max(base, sp.tpot*stepFactor(0))
 		q.chunk, q.decoding = 0, q.prefillLeft == 0
 		if q.decoding {
