@@ -3,6 +3,7 @@ package attribution_test
 import (
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -54,6 +55,14 @@ func TestRealStackShape(t *testing.T) {
 		{"+scrape 0-8 ms (Python shape)", all},
 		// The same with answers of 50-200 tokens.
 		{"Python shape, 50-200 tokens", append(slices.Clone(all), func(c *simulate.Config) { c.GenTokens = [2]int{50, 200} })},
+		// After 10 requests at 1 client and 20 at 4 on the same server
+		// process (issue 16's user's warm-up), scored on the 300 busy
+		// requests only: the quiet part's evidence confirms
+		// first_token_at_decode_start before the load.
+		{"Python shape after a warm-up", append(slices.Clone(all), func(c *simulate.Config) {
+			c.Phases = []simulate.Phase{{Clients: 1, Requests: 10}, {Clients: 4, Requests: 20}}
+			c.Requests += 30
+		})},
 	}
 	var table []string
 	for _, row := range rows {
@@ -62,7 +71,7 @@ func TestRealStackShape(t *testing.T) {
 		for _, sh := range row.shapes {
 			sh(&cfg)
 		}
-		s := measure(t, cfg, true)
+		s, sharedFinish, sharedFirst := measureBusy(t, cfg)
 		states := map[string]string{}
 		for _, sa := range s.assumptions {
 			for _, st := range sa.Status {
@@ -75,11 +84,50 @@ func TestRealStackShape(t *testing.T) {
 		for _, r := range slices.Sorted(maps.Keys(s.withheldBy)) {
 			why = append(why, fmt.Sprintf("%s %d", r, s.withheldBy[r]))
 		}
-		table = append(table, fmt.Sprintf("| %-30s | %5.1f |%s %s | %v |", row.name, s.inFlight,
+		table = append(table, fmt.Sprintf("| %-30s | %5.1f | %4.0f%% | %4.0f%% |%s %s | %v |", row.name, s.inFlight, 100*sharedFirst, 100*sharedFinish,
 			strings.TrimPrefix(s.row("", 0), fmt.Sprintf("| %-8s | %5.1f | %5.1f |", "", 0.0, s.inFlight)), strings.Join(why, ", "), states))
 		if s.wrong != 0 {
 			t.Errorf("%s: %d wrong %v", row.name, s.wrong, s.wrongBy)
 		}
 	}
-	t.Logf("\n| shape | measured in flight | requests exact | TTFT exact | finish exact | values exact | values withheld | values wrong | withheld values by reason | first_token_at_decode_start |\n%s", strings.Join(table, "\n"))
+	t.Logf("\n| shape | measured in flight | first tokens sharing their step | finishes sharing their step | requests exact | TTFT exact | finish exact | values exact | values withheld | values wrong | withheld values by reason | first_token_at_decode_start |\n%s", strings.Join(table, "\n"))
+}
+
+// measureBusy is measure with the requests of cfg.Phases left out of the
+// score (their wrong values still fail the test): each phase starts once
+// every request of the one before had its after, so the phases' requests
+// are the first truths.
+// It also returns the shares of the scored requests whose finish and
+// whose first token the server recorded at the same moment as another
+// request's (one engine step's): no snapshot can separate those.
+func measureBusy(t *testing.T, cfg simulate.Config) (s tally, sharedFinish, sharedFirst float64) {
+	t.Helper()
+	warm := 0
+	for _, ph := range cfg.Phases {
+		warm += ph.Requests
+	}
+	dir, truths := simulateDir(t, cfg)
+	defer os.RemoveAll(dir)
+	rec := ingestWith(t, dir, !cfg.Capture)
+	if w := score(t, rec.Results, truths[:warm]); w.wrong != 0 {
+		t.Errorf("warm-up: %d wrong %v", w.wrong, w.wrongBy)
+	}
+	busy := truths[warm:]
+	s = score(t, rec.Results, busy)
+	s.inFlight = simulate.MeasuredInFlight(busy)
+	s.assumptions = rec.Assumptions
+	finishes, firsts := map[time.Time]int{}, map[time.Time]int{}
+	for _, tr := range truths {
+		finishes[tr.Finish]++
+		firsts[tr.FirstToken]++
+	}
+	for _, tr := range busy {
+		if finishes[tr.Finish] > 1 {
+			sharedFinish++
+		}
+		if firsts[tr.FirstToken] > 1 {
+			sharedFirst++
+		}
+	}
+	return s, sharedFinish / float64(len(busy)), sharedFirst / float64(len(busy))
 }
