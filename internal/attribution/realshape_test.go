@@ -27,7 +27,7 @@ import (
 // No row may publish a wrong value.
 func TestRealStackShape(t *testing.T) {
 	if testing.Short() {
-		t.Skip("thirteen simulated capture runs")
+		t.Skip("sixteen simulated capture runs")
 	}
 	type shape func(*simulate.Config)
 	noTimeline := func(c *simulate.Config) { c.TimelineInterval = 0 }
@@ -36,7 +36,8 @@ func TestRealStackShape(t *testing.T) {
 	backToBack := func(c *simulate.Config) { c.Think = [2]time.Duration{0, time.Millisecond} }
 	scrape := func(c *simulate.Config) { c.ScrapeTime = 8 * time.Millisecond }
 	slowSteps := func(c *simulate.Config) { c.TPOT = 27 * time.Millisecond }
-	all := []shape{noTimeline, steps, tokens, backToBack, slowSteps, scrape}
+	latest := func(c *simulate.Config) { c.LatestBefore = true }
+	all := []shape{noTimeline, steps, tokens, backToBack, slowSteps, scrape, latest}
 	rows := []struct {
 		name   string
 		shapes []shape
@@ -47,18 +48,21 @@ func TestRealStackShape(t *testing.T) {
 		{"4-24 tokens", []shape{tokens}},
 		{"back to back", []shape{backToBack}},
 		{"scrape 0-8 ms", []shape{scrape}},
+		{"latest scrape as before", []shape{latest}},
 		{"16 ms steps", []shape{steps, slowSteps}},
 		{"timeline off+steps", all[:2]},
 		{"+4-24 tokens", all[:3]},
 		{"+back to back", all[:4]},
 		{"+16 ms steps", all[:5]},
-		{"+scrape 0-8 ms (Python shape)", all},
+		{"+scrape 0-8 ms", all[:6]},
+		{"+latest scrape as before (Python shape)", all},
 		// The same with answers of 50-200 tokens.
 		{"Python shape, 50-200 tokens", append(slices.Clone(all), func(c *simulate.Config) { c.GenTokens = [2]int{50, 200} })},
 		// After 10 requests at 1 client and 20 at 4 on the same server
 		// process (issue 16's user's warm-up), scored on the 300 busy
 		// requests only: the quiet part's evidence confirms
 		// first_token_at_decode_start before the load.
+		{"Python shape, timeline 50 ms", append(slices.Clone(all[1:]), func(c *simulate.Config) { c.TimelineInterval = 50 * time.Millisecond })},
 		{"Python shape after a warm-up", append(slices.Clone(all), func(c *simulate.Config) {
 			c.Phases = []simulate.Phase{{Clients: 1, Requests: 10}, {Clients: 4, Requests: 20}}
 			c.Requests += 30
@@ -84,7 +88,7 @@ func TestRealStackShape(t *testing.T) {
 		for _, r := range slices.Sorted(maps.Keys(s.withheldBy)) {
 			why = append(why, fmt.Sprintf("%s %d", r, s.withheldBy[r]))
 		}
-		table = append(table, fmt.Sprintf("| %-30s | %5.1f | %4.0f%% | %4.0f%% |%s %s | %v |", row.name, s.inFlight, 100*sharedFirst, 100*sharedFinish,
+		table = append(table, fmt.Sprintf("| %-40s | %5.1f | %4.0f%% | %4.0f%% |%s %s | %v |", row.name, s.inFlight, 100*sharedFirst, 100*sharedFinish,
 			strings.TrimPrefix(s.row("", 0), fmt.Sprintf("| %-8s | %5.1f | %5.1f |", "", 0.0, s.inFlight)), strings.Join(why, ", "), states))
 		if s.wrong != 0 {
 			t.Errorf("%s: %d wrong %v", row.name, s.wrong, s.wrongBy)

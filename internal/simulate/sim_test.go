@@ -513,12 +513,14 @@ func TestRunRejectsBadConfig(t *testing.T) {
 
 // TestShapeOptions: the realistic upstream's load shape (TestRealStackShape
 // in internal/attribution) is what the options say: token counts in
-// their ranges, and capture scrapes that last up to ScrapeTime, several
-// milliseconds for some, where the default's last at most 1.5 ms.
+// their ranges, capture scrapes that last up to ScrapeTime, several
+// milliseconds for some, where the default's last at most 1.5 ms, and
+// befores that are earlier scrapes, completed before the request arrived.
 func TestShapeOptions(t *testing.T) {
 	cfg := Config{Seed: 3, Requests: 200, Clients: 16, Engines: 1, MaxRunning: 8, Capture: true, NonStreaming: 0.5,
 		FirstSnapshots: true, PromptTokens: [2]int{9, 208}, GenTokens: [2]int{4, 24},
-		Think: [2]time.Duration{0, time.Millisecond}, ScrapeTime: 8 * time.Millisecond, TPOT: 27 * time.Millisecond}
+		Think: [2]time.Duration{0, time.Millisecond}, ScrapeTime: 8 * time.Millisecond, TPOT: 27 * time.Millisecond,
+		LatestBefore: true}
 	cfg.Semantics.Steps = true
 	var sink MemSink
 	truths, err := Run(cfg, &sink)
@@ -533,7 +535,18 @@ func TestShapeOptions(t *testing.T) {
 			t.Errorf("%s: %d prompt and %d generation tokens, outside the ranges", tr.RequestID, tr.PromptTokens, tr.GenerationTokens)
 		}
 	}
+	arrival := map[string]time.Time{}
+	for _, tr := range truths {
+		arrival[tr.RequestID] = tr.Arrival
+	}
+	bodies := map[string]bool{}
+	for _, f := range sink.Files() {
+		if n, err := parser.ParseName(f.Name); err == nil && n.Stage != parser.Before {
+			bodies[string(f.Body)] = true
+		}
+	}
 	var longest time.Duration
+	reused := 0
 	for _, f := range sink.Files() {
 		n, err := parser.ParseName(f.Name)
 		if err != nil || n.Stage == parser.Info {
@@ -550,6 +563,17 @@ func TestShapeOptions(t *testing.T) {
 			t.Errorf("%s: the scrape took %v, outside [0, %v]", f.Name, d, cfg.ScrapeTime)
 		}
 		longest = max(longest, d)
+		if n.Stage == parser.Before && bodies[string(f.Body)] {
+			// Another snapshot's scrape (a fresh one, without one in
+			// the last second, completes after the arrival).
+			reused++
+			if n.Time.After(arrival[n.RequestID]) {
+				t.Errorf("%s: the before completed after the request's arrival %v", f.Name, arrival[n.RequestID])
+			}
+		}
+	}
+	if reused < cfg.Requests/2 {
+		t.Errorf("%d of %d befores are another snapshot's scrape", reused, cfg.Requests)
 	}
 	if longest < cfg.ScrapeTime/2 {
 		t.Errorf("the longest scrape took %v, ScrapeTime is %v", longest, cfg.ScrapeTime)
