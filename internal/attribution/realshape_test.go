@@ -27,7 +27,7 @@ import (
 // No row may publish a wrong value.
 func TestRealStackShape(t *testing.T) {
 	if testing.Short() {
-		t.Skip("sixteen simulated capture runs")
+		t.Skip("eighteen simulated capture runs")
 	}
 	type shape func(*simulate.Config)
 	noTimeline := func(c *simulate.Config) { c.TimelineInterval = 0 }
@@ -37,6 +37,12 @@ func TestRealStackShape(t *testing.T) {
 	scrape := func(c *simulate.Config) { c.ScrapeTime = 8 * time.Millisecond }
 	slowSteps := func(c *simulate.Config) { c.TPOT = 27 * time.Millisecond }
 	latest := func(c *simulate.Config) { c.LatestBefore = true }
+	// The README table's capture½ row at 16 in flight: Poisson arrivals,
+	// two engines of two models, 128 slots, step-synchronous.
+	readme := func(c *simulate.Config) {
+		c.Clients, c.MeanInFlight, c.Engines, c.Models, c.MaxRunning = 0, 16, 2, []string{"llama-8b", "qwen-32b"}, 128
+		c.Semantics.Steps = true
+	}
 	all := []shape{noTimeline, steps, tokens, backToBack, slowSteps, scrape, latest}
 	rows := []struct {
 		name   string
@@ -58,6 +64,8 @@ func TestRealStackShape(t *testing.T) {
 		{"+latest scrape as before (Python shape)", all},
 		// The same with answers of 50-200 tokens.
 		{"Python shape, 50-200 tokens", append(slices.Clone(all), func(c *simulate.Config) { c.GenTokens = [2]int{50, 200} })},
+		{"README table row (16 in flight)", []shape{readme}},
+		{"README table row, 4-24 tokens", []shape{readme, tokens}},
 		// After 10 requests at 1 client and 20 at 4 on the same server
 		// process (issue 16's user's warm-up), scored on the 300 busy
 		// requests only: the quiet part's evidence confirms
@@ -103,7 +111,8 @@ func TestRealStackShape(t *testing.T) {
 // are the first truths.
 // It also returns the shares of the scored requests whose finish and
 // whose first token the server recorded at the same moment as another
-// request's (one engine step's): no snapshot can separate those.
+// request's of the same series (one engine step's): no snapshot can
+// separate those.
 func measureBusy(t *testing.T, cfg simulate.Config) (s tally, sharedFinish, sharedFirst float64) {
 	t.Helper()
 	warm := 0
@@ -120,16 +129,22 @@ func measureBusy(t *testing.T, cfg simulate.Config) (s tally, sharedFinish, shar
 	s = score(t, rec.Results, busy)
 	s.inFlight = simulate.MeasuredInFlight(busy)
 	s.assumptions = rec.Assumptions
-	finishes, firsts := map[time.Time]int{}, map[time.Time]int{}
+	// One moment of one series (a model's engine).
+	type moment struct {
+		model  string
+		engine int
+		at     time.Time
+	}
+	finishes, firsts := map[moment]int{}, map[moment]int{}
 	for _, tr := range truths {
-		finishes[tr.Finish]++
-		firsts[tr.FirstToken]++
+		finishes[moment{tr.Model, tr.Engine, tr.Finish}]++
+		firsts[moment{tr.Model, tr.Engine, tr.FirstToken}]++
 	}
 	for _, tr := range busy {
-		if finishes[tr.Finish] > 1 {
+		if finishes[moment{tr.Model, tr.Engine, tr.Finish}] > 1 {
 			sharedFinish++
 		}
-		if firsts[tr.FirstToken] > 1 {
+		if firsts[moment{tr.Model, tr.Engine, tr.FirstToken}] > 1 {
 			sharedFirst++
 		}
 	}
