@@ -27,7 +27,7 @@ import (
 // No row may publish a wrong value.
 func TestRealStackShape(t *testing.T) {
 	if testing.Short() {
-		t.Skip("eighteen simulated capture runs")
+		t.Skip("twenty-one simulated capture runs")
 	}
 	type shape func(*simulate.Config)
 	noTimeline := func(c *simulate.Config) { c.TimelineInterval = 0 }
@@ -75,6 +75,19 @@ func TestRealStackShape(t *testing.T) {
 			c.Phases = []simulate.Phase{{Clients: 1, Requests: 10}, {Clients: 4, Requests: 20}}
 			c.Requests += 30
 		})},
+		{"same, frontend lag 0-150 ms", append(slices.Clone(all), func(c *simulate.Config) {
+			c.Phases = []simulate.Phase{{Clients: 1, Requests: 10}, {Clients: 4, Requests: 20}}
+			c.Requests += 30
+			c.FrontendLag = 150 * time.Millisecond
+		})},
+		// The frontend's lag behind the engine, which the Python server
+		// showed: first_token_at_decode_start measures the first token
+		// from the finish (frontend moments) less decode (engine
+		// stamps), so a lag that differs between the two steps by more
+		// than MaxObserveDelay contradicts it, and its component is
+		// withheld (inconsistent): at 16 in flight, one component.
+		{"README row, frontend lag 0-60 ms", []shape{readme, func(c *simulate.Config) { c.FrontendLag = 60 * time.Millisecond }}},
+		{"README row, frontend lag 0-150 ms", []shape{readme, func(c *simulate.Config) { c.FrontendLag = 150 * time.Millisecond }}},
 	}
 	var table []string
 	for _, row := range rows {
