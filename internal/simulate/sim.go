@@ -378,7 +378,7 @@ func Run(cfg Config, sink Sink) ([]Truth, error) {
 		}
 	}
 	if cfg.ScrapeTime < 0 || cfg.TPOT < 0 || cfg.FrontendLag < 0 || cfg.Think[0] < 0 || cfg.Think[0] > cfg.Think[1] {
-		return nil, errors.New("simulate: negative scrape time or bad think time range")
+		return nil, errors.New("simulate: negative ScrapeTime, TPOT or FrontendLag, or a bad Think range")
 	}
 	if cfg.Semantics.APIServers > maxAPIServers {
 		return nil, fmt.Errorf("simulate: more than %d API servers", maxAPIServers)

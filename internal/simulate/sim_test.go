@@ -503,6 +503,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{Requests: 1, PromptTokens: [2]int{9, 8}},
 		{Requests: 1, ScrapeTime: -time.Millisecond},
 		{Requests: 1, TPOT: -time.Millisecond},
+		{Requests: 1, FrontendLag: -time.Millisecond},
 		{Requests: 1, Clients: 2, Think: [2]time.Duration{2, 1}},
 	} {
 		if _, err := Run(cfg, &countSink{}); err == nil {
@@ -521,12 +522,7 @@ func TestShapeOptions(t *testing.T) {
 		FirstSnapshots: true, PromptTokens: [2]int{9, 208}, GenTokens: [2]int{4, 24},
 		Think: [2]time.Duration{0, time.Millisecond}, ScrapeTime: 8 * time.Millisecond, TPOT: 27 * time.Millisecond,
 		LatestBefore: true}
-	cfg.Semantics.Steps = true
-	var sink MemSink
-	truths, err := Run(cfg, &sink)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files, truths := runProfile(t, ProfileVLLMSteps, cfg)
 	if len(truths) != cfg.Requests {
 		t.Fatalf("%d truths for %d requests", len(truths), cfg.Requests)
 	}
@@ -540,14 +536,14 @@ func TestShapeOptions(t *testing.T) {
 		arrival[tr.RequestID] = tr.Arrival
 	}
 	bodies := map[string]bool{}
-	for _, f := range sink.Files() {
+	for _, f := range files {
 		if n, err := parser.ParseName(f.Name); err == nil && n.Stage != parser.Before {
 			bodies[string(f.Body)] = true
 		}
 	}
 	var longest time.Duration
 	reused := 0
-	for _, f := range sink.Files() {
+	for _, f := range files {
 		n, err := parser.ParseName(f.Name)
 		if err != nil || n.Stage == parser.Info {
 			continue
