@@ -91,13 +91,19 @@ func (r *run) scrapeLine(b []byte, now time.Time, spread time.Duration) ([]byte,
 		// A log-hook tool names the file by when it launched the scrape.
 		return b, now.Add(-r.renderTime())
 	}
-	started := now.Add(-spread - r.short(100*time.Microsecond, time.Millisecond))
+	before, after := r.short(100*time.Microsecond, time.Millisecond), r.short(50*time.Microsecond, 500*time.Microsecond)
+	if st := r.cfg.ScrapeTime; st > 0 {
+		d := r.short(0, st)
+		before = r.short(0, d)
+		after = d - before
+	}
+	started := now.Add(-spread - before)
 	if started.Before(r.startFloor) {
 		// A first snapshot's scrape starts once the first byte passed
 		// (its content, at now, is later still).
 		started = r.startFloor
 	}
-	return parser.AppendScrapeStarted(b, started), now.Add(r.short(50*time.Microsecond, 500*time.Microsecond))
+	return parser.AppendScrapeStarted(b, started), now.Add(after)
 }
 
 // writeInfo writes the request's capture sidecar (the fields ingest
@@ -147,4 +153,43 @@ func (r *run) afterSeen(q *request, t time.Duration) bool {
 	hidden, _ := r.hiddenAt(t)
 	q.observed = r.srv.finishCount(hidden) > q.beforeE2E
 	return q.observed
+}
+
+// keptScrape is a scrape LatestBefore may hand a later request as its
+// before: its file body, when its content was taken and when it
+// completed, and the finish count it showed.
+type keptScrape struct {
+	body []byte
+	at   time.Duration
+	done time.Time
+	e2e  uint64
+}
+
+// keep records the scrape just made (in r.buf) for LatestBefore.
+func (r *run) keep(at time.Duration, done time.Time, e2e uint64) {
+	k := &r.kept[r.keptN%len(r.kept)]
+	r.keptN++
+	k.body, k.at, k.done, k.e2e = append(k.body[:0], r.buf...), at, done, e2e
+}
+
+// latestBefore is, with LatestBefore, the scrape capture would write as
+// q's before at t: the latest to complete before the proxy received q,
+// if it completed within capture's idle interval; nil means a fresh
+// scrape (as the idle loop's would be).
+func (r *run) latestBefore(q *request, t time.Duration) *keptScrape {
+	if !r.cfg.Capture || !r.cfg.LatestBefore {
+		return nil
+	}
+	received := r.cfg.Start.Add(q.received)
+	var best *keptScrape
+	for i := range min(r.keptN, len(r.kept)) {
+		k := &r.kept[i]
+		if !k.done.After(received) && (best == nil || k.done.After(best.done)) {
+			best = k
+		}
+	}
+	if best == nil || r.cfg.Start.Add(t).Sub(best.done) > time.Second {
+		return nil
+	}
+	return best
 }

@@ -74,7 +74,7 @@ func (r *run) expectedDecode(q *request) time.Duration {
 		return q.decode
 	}
 	b := min(r.cfg.MeanInFlight/float64(r.cfg.Engines), float64(r.cfg.MaxRunning))
-	return dur(float64(q.gen-1) * modelSpeed(q.model).tpot * stepFactor(max(b, 1)))
+	return dur(float64(q.gen-1) * r.speed(q.model).tpot * stepFactor(max(b, 1)))
 }
 
 // renderTime is how long a scrape takes from its start to its end: 0,

@@ -27,6 +27,11 @@ type Config struct {
 	// snapshot, thinks 15-400 ms and sends the next (MeanInFlight is then
 	// not used).
 	Clients int
+	// Think, with Clients, when its upper bound is above 0, is the range
+	// of a client's think time between an answer and its next request
+	// (uniform); zero keeps 15-400 ms. A load tool that sends back to
+	// back (the realistic upstream's tests) thinks for well under 1 ms.
+	Think [2]time.Duration
 	// Phases, with Clients, runs the first requests at other client
 	// counts on the same server process: phase i sends its Requests with
 	// its Clients closed-loop clients, the next phase starts once every
@@ -92,6 +97,51 @@ type Config struct {
 	// Truth.
 	ServerMetrics bool
 
+	// PromptTokens and GenTokens, when their upper bound is above 0, draw
+	// every request's prompt and answer lengths uniformly from [lo, hi]
+	// tokens instead of the default shapes (prompts log-uniform in
+	// 20-4000, answers log-uniform in 2-1000 with one in twelve of one
+	// token): the shape of a load tool that sends short prompts and sets
+	// max_tokens, as the realistic upstream's tests do (vllmLoad: prompts
+	// of 9-208 tokens, answers of 4-24). An answer drawn from GenTokens
+	// ends at max_tokens ("length"). They draw from a generator of their
+	// own, so the rest of each request's shape stays the seed's.
+	PromptTokens, GenTokens [2]int
+	// ScrapeTime, with Capture, is the longest a scrape takes from its
+	// start to its response's arrival: each scrape's duration is drawn
+	// uniformly from [0, ScrapeTime] and its content taken at a uniform
+	// point inside it, as on a server whose exposition renders on its
+	// event loop (prometheus_client on vLLM's asyncio loop: the request
+	// waits for its turn, the registry is rendered at once, the body is
+	// sent). 0 keeps the default: 0.15-1.5 ms, content near the end.
+	ScrapeTime time.Duration
+	// LatestBefore, with Capture, takes each request's before as capture
+	// does: the latest scrape (any request's first or after, a timeline
+	// or another before) that had completed when the proxy received the
+	// request, if one completed in the last second (capture's idle
+	// scrape), else a fresh one. Without it the before is scraped at the
+	// request's arrival, fresher than capture's: on the realistic Python
+	// upstream the before's scrape started a median 18 ms (p90 71 ms)
+	// before the request was received at 16 clients and 4-24 tokens, 168
+	// ms (p90 589 ms) at 50-200 tokens.
+	LatestBefore bool
+	// FrontendLag, with Semantics.Steps, delays the frontend's turn on
+	// each step's outputs by up to this long more (uniform, drawn per
+	// step): its event loop was busy (a /metrics render, HTTP, another
+	// step). TTFT and e2e run to the frontend's iteration timestamp,
+	// queue, prefill and decode are the engine's, so a request's first
+	// token is then observed up to FrontendLag away from its finish
+	// moment less its decode. On the realistic Python upstream that
+	// difference reached ±57 ms at 4-24 tokens and -163/+226 ms at 50-200
+	// tokens on 2 shared cores (6 % of requests beyond 50 ms). 0: the
+	// default's 0.2-1.5 ms.
+	FrontendLag time.Duration
+	// TPOT, when above 0, replaces every model's time per output token
+	// (11-52 ms by model). A step-synchronous engine's decode step takes
+	// TPOT × (0.5 + 0.012 × batch): 27 ms gives the realistic upstream's
+	// 16 ms steps at 8 running requests (vllm_like.py's defaults).
+	TPOT time.Duration
+
 	// Semantics: how the server's metrics differ from vLLM V1's
 	// (Profile.Apply sets them by name). The zero value is vLLM V1 in
 	// continuous time, the model the shipped demo was made with.
@@ -129,6 +179,16 @@ func ParsePhases(s string) ([]Phase, error) {
 type speed struct {
 	prefillTokPerSec float64
 	tpot             float64 // seconds per output token
+}
+
+// speed gives model i of the run its speed: modelSpeed's, or
+// Config.TPOT's decode speed.
+func (r *run) speed(i int) speed {
+	sp := modelSpeed(i)
+	if r.cfg.TPOT > 0 {
+		sp.tpot = r.cfg.TPOT.Seconds()
+	}
+	return sp
 }
 
 // modelSpeed gives model i of a run its speed: models differ by up to 5x.
@@ -272,6 +332,10 @@ type run struct {
 	// have had their after snapshot.
 	phase, phaseEnd, done int
 
+	// With LatestBefore: the last scrapes taken, in the order taken.
+	kept  [8]keptScrape
+	keptN int
+
 	// With Semantics.Steps (steps.go).
 	engines      []engineState
 	steps        []stepOut
@@ -307,6 +371,14 @@ func Run(cfg Config, sink Sink) ([]Truth, error) {
 	}
 	if sm := cfg.Semantics; sm.EarlyAfter < 0 || sm.EarlyAfter > 1 || sm.DropRate < 0 || sm.DropRate > 1 {
 		return nil, errors.New("simulate: fraction out of [0, 1]")
+	}
+	for _, b := range [][2]int{cfg.PromptTokens, cfg.GenTokens} {
+		if b[1] > 0 && (b[0] < 1 || b[0] > b[1]) {
+			return nil, fmt.Errorf("simulate: token range %v: want 1 <= lo <= hi", b)
+		}
+	}
+	if cfg.ScrapeTime < 0 || cfg.TPOT < 0 || cfg.FrontendLag < 0 || cfg.Think[0] < 0 || cfg.Think[0] > cfg.Think[1] {
+		return nil, errors.New("simulate: negative ScrapeTime, TPOT or FrontendLag, or a bad Think range")
 	}
 	if cfg.Semantics.APIServers > maxAPIServers {
 		return nil, fmt.Errorf("simulate: more than %d API servers", maxAPIServers)
@@ -374,6 +446,8 @@ func dur(sec float64) time.Duration { return time.Duration(math.Round(sec * 1e9)
 func (r *run) draw() {
 	seen := map[string]bool{}
 	r.reqs = make([]request, r.cfg.Requests)
+	srng := rand.New(rand.NewPCG(uint64(r.cfg.Seed), 0xbb67ae8584caa73b))
+	between := func(b [2]int) int { return b[0] + srng.IntN(b[1]-b[0]+1) }
 	for i := range r.reqs {
 		q := &r.reqs[i]
 		for {
@@ -385,12 +459,18 @@ func (r *run) draw() {
 		}
 		q.model = r.rng.IntN(len(r.cfg.Models))
 		q.engine = r.rng.IntN(r.cfg.Engines)
-		sp := modelSpeed(q.model)
+		sp := r.speed(q.model)
 		q.prompt = int(math.Round(r.logUniform(20, 4000)))
 		if r.rng.IntN(12) == 0 {
 			q.gen = 1 // one-token answers (classification, yes/no): decode = 0
 		} else {
 			q.gen = int(math.Round(r.logUniform(2, 1000)))
+		}
+		if r.cfg.PromptTokens[1] > 0 {
+			q.prompt = between(r.cfg.PromptTokens)
+		}
+		if r.cfg.GenTokens[1] > 0 {
+			q.gen = between(r.cfg.GenTokens)
 		}
 		q.reason = "stop"
 		switch r.rng.IntN(10) {
@@ -401,6 +481,9 @@ func (r *run) draw() {
 			for q.maxTokens <= q.gen {
 				q.maxTokens *= 2
 			}
+		}
+		if r.cfg.GenTokens[1] > 0 {
+			q.maxTokens, q.reason = q.gen, "length"
 		}
 		q.tok = dur(r.uniform(0.001, 0.006) + float64(q.prompt)*1e-6)
 		if r.rng.IntN(10) == 0 {
@@ -541,6 +624,10 @@ func (r *run) handle(ev event) error {
 		r.push(t+r.cfg.BeforeDelay, evBefore, ev.req)
 		r.push(t+q.tok, evQueued, ev.req)
 	case evBefore:
+		if k := r.latestBefore(q, t); k != nil {
+			q.before, q.beforeE2E = k.at, k.e2e
+			return r.sink.Snapshot(parser.FormatName(q.id, parser.Before, k.done), k.body)
+		}
 		q.before = t
 		if !r.cfg.Capture {
 			q.before -= r.renderTime()
@@ -606,6 +693,11 @@ func (r *run) handle(ev event) error {
 		if err := r.writeInfo(q); err != nil {
 			return err
 		}
+		if r.cfg.Capture && r.cfg.ScrapeTime > 0 {
+			// A long scrape's start still follows the last byte.
+			r.startFloor = r.cfg.Start.Add(q.lastByte)
+			defer func() { r.startFloor = time.Time{} }()
+		}
 		if err := r.snapshot(q.id, parser.After, t); err != nil {
 			return err
 		}
@@ -613,7 +705,11 @@ func (r *run) handle(ev event) error {
 			r.done++
 			switch {
 			case r.next < r.phaseEnd:
-				r.push(t+time.Duration(15_000_000+r.prng.Int64N(385_000_000)), evArrive, r.next)
+				think := time.Duration(15_000_000 + r.prng.Int64N(385_000_000))
+				if th := r.cfg.Think; th[1] > 0 {
+					think = th[0] + time.Duration(r.prng.Int64N(int64(th[1]-th[0])+1))
+				}
+				r.push(t+think, evArrive, r.next)
 				r.next++
 			case r.done == r.phaseEnd && r.next < len(r.reqs):
 				// The phase is over: the next one's clients start
@@ -814,6 +910,9 @@ func (r *run) snapshotE2E(id string, stage parser.Stage, t time.Duration, e2e *u
 	}
 	if e2e != nil {
 		*e2e = r.srv.finishCount(hidden)
+	}
+	if r.cfg.Capture && r.cfg.LatestBefore {
+		r.keep(t, now, r.srv.finishCount(hidden))
 	}
 	name := parser.FormatName(id, stage, now)
 	if err := r.sink.Snapshot(name, r.buf); err != nil {

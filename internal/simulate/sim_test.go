@@ -499,10 +499,80 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{Requests: 1, Phases: []Phase{{1, 1}}},              // phases without Clients
 		{Requests: 1, Clients: 2, Phases: []Phase{{0, 1}}},  // a phase without clients
 		{Requests: 1, Clients: 2, Phases: []Phase{{1, -1}}}, // negative requests
+		{Requests: 1, GenTokens: [2]int{0, 4}},
+		{Requests: 1, PromptTokens: [2]int{9, 8}},
+		{Requests: 1, ScrapeTime: -time.Millisecond},
+		{Requests: 1, TPOT: -time.Millisecond},
+		{Requests: 1, FrontendLag: -time.Millisecond},
+		{Requests: 1, Clients: 2, Think: [2]time.Duration{2, 1}},
 	} {
 		if _, err := Run(cfg, &countSink{}); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
+	}
+}
+
+// TestShapeOptions: the realistic upstream's load shape (TestRealStackShape
+// in internal/attribution) is what the options say: token counts in
+// their ranges, capture scrapes that last up to ScrapeTime, several
+// milliseconds for some, where the default's last at most 1.5 ms, and
+// befores that are earlier scrapes, completed before the request arrived.
+func TestShapeOptions(t *testing.T) {
+	cfg := Config{Seed: 3, Requests: 200, Clients: 16, Engines: 1, MaxRunning: 8, Capture: true, NonStreaming: 0.5,
+		FirstSnapshots: true, PromptTokens: [2]int{9, 208}, GenTokens: [2]int{4, 24},
+		Think: [2]time.Duration{0, time.Millisecond}, ScrapeTime: 8 * time.Millisecond, TPOT: 27 * time.Millisecond,
+		LatestBefore: true}
+	files, truths := runProfile(t, ProfileVLLMSteps, cfg)
+	if len(truths) != cfg.Requests {
+		t.Fatalf("%d truths for %d requests", len(truths), cfg.Requests)
+	}
+	for _, tr := range truths {
+		if tr.GenerationTokens < 4 || tr.GenerationTokens > 24 || tr.PromptTokens < 9 || tr.PromptTokens > 208 {
+			t.Errorf("%s: %d prompt and %d generation tokens, outside the ranges", tr.RequestID, tr.PromptTokens, tr.GenerationTokens)
+		}
+	}
+	arrival := map[string]time.Time{}
+	for _, tr := range truths {
+		arrival[tr.RequestID] = tr.Arrival
+	}
+	bodies := map[string]bool{}
+	for _, f := range files {
+		if n, err := parser.ParseName(f.Name); err == nil && n.Stage != parser.Before {
+			bodies[string(f.Body)] = true
+		}
+	}
+	var longest time.Duration
+	reused := 0
+	for _, f := range files {
+		n, err := parser.ParseName(f.Name)
+		if err != nil || n.Stage == parser.Info {
+			continue
+		}
+		line, _, _ := strings.Cut(string(f.Body), "\n")
+		at, ok := strings.CutPrefix(line, parser.ScrapeStartedPrefix)
+		started, err := time.Parse(time.RFC3339Nano, at)
+		if !ok || err != nil {
+			t.Fatalf("%s: no scrape start line: %q", f.Name, line)
+		}
+		d := n.Time.Sub(started)
+		if d < -time.Microsecond || d > cfg.ScrapeTime+time.Microsecond { // names are to the µs
+			t.Errorf("%s: the scrape took %v, outside [0, %v]", f.Name, d, cfg.ScrapeTime)
+		}
+		longest = max(longest, d)
+		if n.Stage == parser.Before && bodies[string(f.Body)] {
+			// Another snapshot's scrape (a fresh one, without one in
+			// the last second, completes after the arrival).
+			reused++
+			if n.Time.After(arrival[n.RequestID]) {
+				t.Errorf("%s: the before completed after the request's arrival %v", f.Name, arrival[n.RequestID])
+			}
+		}
+	}
+	if reused < cfg.Requests/2 {
+		t.Errorf("%d of %d befores are another snapshot's scrape", reused, cfg.Requests)
+	}
+	if longest < cfg.ScrapeTime/2 {
+		t.Errorf("the longest scrape took %v, ScrapeTime is %v", longest, cfg.ScrapeTime)
 	}
 }
 

@@ -87,7 +87,7 @@ func (r *run) stepBegin(en int, t time.Duration) {
 	var base, cost float64
 	for _, i := range e.running {
 		q := &r.reqs[i]
-		sp := modelSpeed(q.model)
+		sp := r.speed(q.model)
 		base = max(base, sp.tpot*stepFactor(0))
 		q.chunk, q.decoding = 0, q.prefillLeft == 0
 		if q.decoding {
@@ -143,7 +143,11 @@ func (r *run) stepEnd(en int, t time.Duration) {
 	if outputs > 0 {
 		// The output handler: IPC, then its turn on the frontend's one
 		// loop; it records after processing every output of the step.
-		h := max(t+time.Duration(200_000+r.prng.Int64N(1_300_000)), r.frontendFree)
+		ipc := time.Duration(200_000 + r.prng.Int64N(1_300_000))
+		if l := r.cfg.FrontendLag; l > 0 {
+			ipc += time.Duration(r.crng.Int64N(int64(l) + 1))
+		}
+		h := max(t+ipc, r.frontendFree)
 		rec := h + 40*time.Microsecond + time.Duration(outputs)*outputCost
 		r.frontendFree = rec
 		if outputs > outputChunk {
