@@ -55,7 +55,22 @@ type attempt struct {
 // components must not rest on them, but this component is withheld
 // (inconsistent), not solved again: solved without the rules it would
 // rest on A1 alone, which may be what failed here.
-func (t *Timeline) decide(comp []*reqState) []Result {
+//
+// keep, when not nil, says which members are not decided yet (a cut:
+// Timeline.keep): their results come back with an empty RequestID, and
+// nothing of theirs is committed. That is sound. The members decided now
+// were solved with the kept ones as claimants: an observation pinned to
+// one of them is its own in every covering assignment of the whole
+// component, so marking it taken and solving the kept members later
+// without it removes from their candidates only observations no
+// covering assignment gives them: it restricts the graph the whole
+// component would be solved on, and later requests only restrict it
+// further (more claimants, more taken), as they would have had the
+// component waited. Members decided with a value withheld are dropped,
+// as a whole component's are: what they leave untaken looks, to the kept
+// members, like the observations of requests that left no files, which
+// the matching never needs to cover.
+func (t *Timeline) decide(comp []*reqState, keep func(int, *Result) bool) []Result {
 	srv := t.server(comp[0].After.Epoch)
 	if !srv.usable(AfterHolds) && !srv.usable(FirstHolds) {
 		return t.withheld(comp, ReasonUnconfirmed)
@@ -67,6 +82,14 @@ func (t *Timeline) decide(comp []*reqState) []Result {
 		if !at.failed || at.excluded&use == 0 || srv.given {
 			if blamed && !at.failed {
 				return t.withheld(comp, ReasonInconsistent)
+			}
+			if keep != nil {
+				for i := range at.results {
+					if keep(i, &at.results[i]) {
+						at.results[i] = Result{}
+						at.fin[i], at.first[i] = finishInfo{}, finishInfo{}
+					}
+				}
 			}
 			t.commit(comp, at)
 			srv.notePublished(at.results)

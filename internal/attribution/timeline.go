@@ -95,6 +95,13 @@ type reqState struct {
 	vouch   [parser.NumGroups]voucher
 	present [parser.NumMetrics]bool
 	added   time.Time
+	// counted: the assumptions this request's evidence agreed with in an
+	// earlier Resolve (a request kept past a cut is learned from again
+	// with its component: each request agrees with an assumption once);
+	// counting: those it agreed with in the current one. noted: its
+	// windows are counted in the server's A1 tally (noteVouches).
+	counted, counting assumptionSet
+	noted             bool
 }
 
 // level is what the timeline knows at one observation index of one series:
@@ -353,14 +360,18 @@ type ResolveOptions struct {
 	// decided as without All.
 	All bool
 	// Now and MaxDelay: a group of overlapping requests is decided once no
-	// open request overlaps it, or once its oldest member has waited
+	// open request overlaps it; or, once its oldest member has waited
+	// MaxDelay, cut: its members that have waited MaxDelay/2, or that
+	// come out with nothing waiting could improve, are decided, and the
+	// others wait for the next cut (cut). No request waits more than
 	// MaxDelay.
 	Now      time.Time
 	MaxDelay time.Duration
 	// Held, when not nil, says which requests files not read yet may
 	// change (the caller knows of files deferred): a group with a held
-	// member is decided only once it has waited MaxDelay. Deciding it
-	// earlier would be sound; holding it only lets it find more.
+	// member is decided only once it has waited MaxDelay (and then cut).
+	// Deciding it earlier would be sound; holding it only lets it find
+	// more.
 	Held func(*Request) bool
 }
 
@@ -384,9 +395,15 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 		return nil
 	}
 	var ready [][]*reqState
+	var cut []bool
 	for _, comp := range t.components() {
-		if opt.All && !opt.holds(comp) || t.ready(comp, opt) {
+		whole, timedOut := opt.All && !opt.holds(comp), false
+		if !whole {
+			whole, timedOut = t.ready(comp, opt)
+		}
+		if whole || timedOut {
 			ready = append(ready, comp)
+			cut = append(cut, !whole)
 		}
 	}
 	// First what every ready component says about the assumptions, then
@@ -401,18 +418,65 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 			suspect[i] = !t.learnValues(comp, learned[i])
 		}
 	}
+	for _, comp := range ready {
+		for _, rs := range comp {
+			rs.counted |= rs.counting
+			rs.counting = 0
+		}
+	}
 	var out []Result
 	for i, comp := range ready {
+		var res []Result
 		if suspect[i] && !t.given {
-			out = append(out, t.withheld(comp, ReasonInconsistent)...)
+			res = t.withheld(comp, ReasonInconsistent)
 		} else {
-			out = append(out, t.decide(comp)...)
+			var keep func(int, *Result) bool
+			if cut[i] {
+				keep = func(j int, r *Result) bool { return t.keep(comp[j], r, opt) }
+			}
+			res = t.decide(comp, keep)
 		}
-		for _, rs := range comp {
+		for j, rs := range comp {
+			if res[j].RequestID == "" {
+				continue // kept for the next cut
+			}
+			out = append(out, res[j])
 			delete(t.active, rs.ID)
 		}
 	}
 	return out
+}
+
+// keep says, at a cut (a component decided because its oldest member has
+// waited MaxDelay, while requests may still join it), whether member rs,
+// whose result is r, waits for the next cut rather than be decided now:
+// it has waited less than MaxDelay/2, and a value of it is withheld for a
+// reason the requests that join later can remove. Those are overlap
+// (more claimants, more snapshots and more taken observations can force
+// its observation) and simultaneous (a snapshot not read yet may split
+// the run). The other reasons stay as they are: missing (its window did
+// not move), absent and unvouched (its own snapshots say so),
+// inconsistent (the levels' counts, or a solve that failed: more
+// claimants only make a matching harder), unconfirmed (the server's
+// standing, which other components change, not neighbours; a component
+// decided whole publishes it too).
+//
+// Half of MaxDelay: a cut leaves only members younger than that, so the
+// next cut of the component, when its oldest has waited MaxDelay, comes
+// at least MaxDelay/2 later; a component of a busy server is solved at
+// most twice per MaxDelay, not at every Resolve. A member kept at a cut
+// is younger than the oldest member left, so it is decided at the next
+// cut at the latest: before it has waited MaxDelay.
+func (t *Timeline) keep(rs *reqState, r *Result, opt ResolveOptions) bool {
+	if opt.Now.Sub(rs.added) >= opt.MaxDelay/2 {
+		return false
+	}
+	for _, v := range r.Values {
+		if v.Reason == ReasonOverlap || v.Reason == ReasonSimultaneous {
+			return true
+		}
+	}
+	return false
 }
 
 // components groups the waiting requests into sets that share candidate
@@ -476,10 +540,12 @@ func (t *Timeline) components() [][]*reqState {
 	return out
 }
 
-// ready: no open request can still take part in this component, or it has
-// waited long enough. Deciding early is always sound (docs/attribution.md):
-// more requests can only pin more, never unpin; waiting only finds more.
-func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) bool {
+// ready reports whether no open request can still take part in this
+// component and no held file may change it (whole), or else whether its
+// oldest member has waited MaxDelay (timedOut: it is cut). Deciding early
+// is always sound (docs/attribution.md): more requests can only pin more,
+// never unpin; waiting only finds more.
+func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) (whole, timedOut bool) {
 	oldest := comp[0].added
 	hi := map[int32]uint64{}
 	for _, rs := range comp {
@@ -492,11 +558,9 @@ func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) bool {
 			}
 		}
 	}
-	if opt.Now.Sub(oldest) >= opt.MaxDelay {
-		return true
-	}
+	timedOut = opt.Now.Sub(oldest) >= opt.MaxDelay
 	if opt.holds(comp) {
-		return false
+		return false, timedOut
 	}
 	for _, before := range t.open {
 		for sid, h := range hi {
@@ -509,11 +573,11 @@ func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) bool {
 				c = st.anchor
 			}
 			if c < h {
-				return false
+				return false, timedOut
 			}
 		}
 	}
-	return true
+	return true, timedOut
 }
 
 // Prune drops what no waiting or open request can need any more: levels
