@@ -18,37 +18,43 @@ import (
 // decided exact once that neighbour pairs, or, if it never does, withheld
 // once it has itself waited MaxDelay.
 //
-// Finish counts: a, x and y have their befores at 0; a finishes (1), its
-// after is at 1; x finishes (2), its after is at 2 but its file comes
-// late; y finishes (3), its after is at 3. At the cut a's window (0, 1]
-// pins 1, y's (0, 3] holds 2 (x's, open) and 3; once x pairs, its window
-// (0, 2] pins 2 and leaves y 3.
+// a, x and y have their befores at finish count 0 and finish in the
+// order of the case, each with its after right after its finish; a is
+// paired at 1 s, y at 2.5 s, and x's after file comes late (x is open
+// until a step pairs it). With the order a, x, y: at the cut a's window
+// (0, 1] pins 1, y's (0, 3] holds 2 (x's) and 3; once x pairs, its window
+// (0, 2] pins 2 and leaves y 3. With x, a, y: at the cut a's window (0, 2]
+// and y's (0, 3] pin nothing; a is decided withheld, and y is pinned to 3
+// once x pins 1 only if a, decided, still claims 2 (a ghost).
 func TestCutKeepsYoungMembers(t *testing.T) {
 	const maxDelay = 2 * time.Second
 	at := func(s float64) time.Time { return time.Unix(1000, 0).Add(time.Duration(s * 1e9)) }
 	type step struct {
 		at float64
-		// pair x (its after, written at count 2, read now) before the
-		// decision; without it, x stays open.
+		// pair x before the decision; without it, x stays open.
 		pairX bool
-		// decided: the requests the decision publishes, with y's e2e exact
-		// or not.
-		decided []string
-		yExact  bool
+		// decided: the requests the decision publishes, exact: those of
+		// them with their e2e exact.
+		decided, exact []string
 	}
 	for _, c := range []struct {
 		name  string
+		order []int // finish order: 0 a, 1 x, 2 y
 		steps []step
 	}{
-		{"neighbour pairs: the young member comes out exact", []step{
-			{at: 2.9},                       // a has waited 1.9 s: no cut yet
-			{at: 3, decided: []string{"a"}}, // cut: y (0.5 s) kept
-			{at: 3.2, pairX: true, decided: []string{"x", "y"}, yExact: true}, // nothing open: decided whole
+		{"neighbour pairs: the young member comes out exact", []int{0, 1, 2}, []step{
+			{at: 2.9}, // a has waited 1.9 s: no cut yet
+			{at: 3, decided: []string{"a"}, exact: []string{"a"}},                          // cut: y (0.5 s) kept
+			{at: 3.2, pairX: true, decided: []string{"x", "y"}, exact: []string{"x", "y"}}, // nothing open: decided whole
 		}},
-		{"neighbour never pairs: withheld once it has waited MaxDelay", []step{
-			{at: 3, decided: []string{"a"}},
+		{"neighbour never pairs: withheld once it has waited MaxDelay", []int{0, 1, 2}, []step{
+			{at: 3, decided: []string{"a"}, exact: []string{"a"}},
 			{at: 4.4}, // y has waited 1.9 s: kept
 			{at: 4.5, decided: []string{"y"}},
+		}},
+		{"a member decided withheld still claims", []int{1, 0, 2}, []step{
+			{at: 3, decided: []string{"a"}},
+			{at: 3.2, pairX: true, decided: []string{"x", "y"}, exact: []string{"x", "y"}},
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -62,47 +68,42 @@ func TestCutKeepsYoungMembers(t *testing.T) {
 			}
 			b := srv.point(t)
 			tl.SetOpen("x", b)
-			srv.observeFinish(&truths[0])
-			afterA := srv.point(t)
-			srv.observeFinish(&truths[1])
-			afterX := srv.point(t)
-			srv.observeFinish(&truths[2])
-			afterY := srv.point(t)
-			if _, done := tl.Add(Request{ID: "a", Before: b, After: afterA}, at(1)); done {
+			var after [3]*Point
+			for _, i := range c.order {
+				srv.observeFinish(&truths[i])
+				after[i] = srv.point(t)
+			}
+			if _, done := tl.Add(Request{ID: "a", Before: b, After: after[0]}, at(1)); done {
 				t.Fatal("a rejected")
 			}
-			if _, done := tl.Add(Request{ID: "y", Before: b, After: afterY}, at(2.5)); done {
+			if _, done := tl.Add(Request{ID: "y", Before: b, After: after[2]}, at(2.5)); done {
 				t.Fatal("y rejected")
 			}
 			want := map[string]float64{"a": truths[0].v[parser.E2E], "x": truths[1].v[parser.E2E], "y": truths[2].v[parser.E2E]}
 			for _, s := range c.steps {
 				if s.pairX {
 					tl.ClearOpen("x")
-					if _, done := tl.Add(Request{ID: "x", Before: b, After: afterX}, at(s.at)); done {
+					if _, done := tl.Add(Request{ID: "x", Before: b, After: after[1]}, at(s.at)); done {
 						t.Fatal("x rejected")
 					}
 				}
 				got := map[string]Result{}
 				for _, res := range tl.Resolve(ResolveOptions{Now: at(s.at), MaxDelay: maxDelay}) {
+					if _, dup := got[res.RequestID]; dup {
+						t.Errorf("%s published twice", res.RequestID)
+					}
 					got[res.RequestID] = res
 				}
-				if len(got) != len(s.decided) {
-					t.Fatalf("at %v s: decided %v, want %v", s.at, slices.Sorted(maps.Keys(got)), s.decided)
+				if ids := slices.Sorted(maps.Keys(got)); !slices.Equal(ids, s.decided) {
+					t.Fatalf("at %v s: decided %v, want %v", s.at, ids, s.decided)
 				}
 				for _, id := range s.decided {
-					res, ok := got[id]
-					if !ok {
-						t.Fatalf("at %v s: decided %v, want %v", s.at, slices.Sorted(maps.Keys(got)), s.decided)
-					}
-					v := res.Values[parser.E2E]
+					v := got[id].Values[parser.E2E]
 					if v.Exact && math.Abs(v.V-want[id]) > 1e-9 {
 						t.Errorf("%s: e2e %v, truth %v", id, v.V, want[id])
 					}
-					if id == "a" && !v.Exact {
-						t.Errorf("a: e2e withheld (%s), want exact", v.Reason)
-					}
-					if id == "y" && v.Exact != s.yExact {
-						t.Errorf("y: e2e exact %v (%s), want %v", v.Exact, v.Reason, s.yExact)
+					if w := slices.Contains(s.exact, id); v.Exact != w {
+						t.Errorf("at %v s: %s e2e exact %v (%s), want %v", s.at, id, v.Exact, v.Reason, w)
 					}
 				}
 			}

@@ -102,6 +102,14 @@ type reqState struct {
 	// windows are counted in the server's A1 tally (noteVouches).
 	counted, counting assumptionSet
 	noted             bool
+	// ghost: published at a cut with a value withheld that its
+	// neighbours could still pin, it stays for the next decision of its
+	// component as a claimant of the groups it was not pinned in
+	// (pinned), so that the members the cut kept are solved with it, as
+	// they would have been had the component waited (Timeline.keep). It
+	// is never published again.
+	ghost  bool
+	pinned [parser.NumGroups]bool
 }
 
 // level is what the timeline knows at one observation index of one series:
@@ -163,6 +171,7 @@ type Timeline struct {
 	ids    map[seriesKey]int32
 	series []*seriesInfo
 	active map[string]*reqState
+	ghosts int // members of active that are ghosts
 	open   map[string]*Point
 	// servers: what the data said about each server process's
 	// assumptions, by epoch; serverOrder: epochs as first seen.
@@ -268,19 +277,29 @@ func (t *Timeline) Remove(id string) (r Request, ok bool) {
 	if !ok {
 		return Request{}, false
 	}
-	delete(t.active, id)
-	return rs.Request, true
+	t.drop(rs)
+	return rs.Request, !rs.ghost
+}
+
+// drop forgets a request of active.
+func (t *Timeline) drop(rs *reqState) {
+	delete(t.active, rs.ID)
+	if rs.ghost {
+		t.ghosts--
+	}
 }
 
 // Waiting calls f for every paired request waiting for a decision.
 func (t *Timeline) Waiting(f func(r *Request)) {
 	for _, rs := range t.active {
-		f(&rs.Request)
+		if !rs.ghost {
+			f(&rs.Request)
+		}
 	}
 }
 
 // Pending is the number of paired requests waiting for a decision.
-func (t *Timeline) Pending() int { return len(t.active) }
+func (t *Timeline) Pending() int { return len(t.active) - t.ghosts }
 
 // Add adds a paired request. Both of its snapshots are added as points. It
 // returns a result at once when the pair is unusable (server restart,
@@ -397,9 +416,16 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 	var ready [][]*reqState
 	var cut []bool
 	for _, comp := range t.components() {
-		whole, timedOut := opt.All && !opt.holds(comp), false
+		live := slices.DeleteFunc(slices.Clone(comp), func(rs *reqState) bool { return rs.ghost })
+		if len(live) == 0 {
+			for _, rs := range comp {
+				t.drop(rs) // nobody left to claim against
+			}
+			continue
+		}
+		whole, timedOut := opt.All && !opt.holds(live), false
 		if !whole {
-			whole, timedOut = t.ready(comp, opt)
+			whole, timedOut = t.ready(comp, live, opt)
 		}
 		if whole || timedOut {
 			ready = append(ready, comp)
@@ -427,21 +453,30 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 	var out []Result
 	for i, comp := range ready {
 		var res []Result
+		var pinned [][parser.NumGroups]bool
 		if suspect[i] && !t.given {
 			res = t.withheld(comp, ReasonInconsistent)
 		} else {
-			var keep func(int, *Result) bool
-			if cut[i] {
-				keep = func(j int, r *Result) bool { return t.keep(comp[j], r, opt) }
-			}
-			res = t.decide(comp, keep)
+			res, pinned = t.decide(comp, func(j int, r *Result) bool {
+				return comp[j].ghost || cut[i] && t.keep(comp[j], r, opt)
+			})
 		}
 		for j, rs := range comp {
-			if res[j].RequestID == "" {
-				continue // kept for the next cut
+			switch {
+			case rs.ghost:
+				// Its one more decision is made.
+				t.drop(rs)
+			case res[j].RequestID == "":
+				// Kept for the next decision.
+			default:
+				out = append(out, res[j])
+				if cut[i] && pinned != nil && improvable(&res[j]) {
+					rs.ghost, rs.pinned = true, pinned[j]
+					t.ghosts++
+				} else {
+					t.drop(rs)
+				}
 			}
-			out = append(out, res[j])
-			delete(t.active, rs.ID)
 		}
 	}
 	return out
@@ -467,10 +502,19 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 // most twice per MaxDelay, not at every Resolve. A member kept at a cut
 // is younger than the oldest member left, so it is decided at the next
 // cut at the latest: before it has waited MaxDelay.
+//
+// A member decided at a cut with such a value withheld is published, and
+// stays as a ghost (reqState.ghost) for the next decision, so that the
+// kept members are solved with it as a claimant: without it, its
+// observations would be free for them to take, and they would be pinned
+// less than at the cut.
 func (t *Timeline) keep(rs *reqState, r *Result, opt ResolveOptions) bool {
-	if opt.Now.Sub(rs.added) >= opt.MaxDelay/2 {
-		return false
-	}
+	return opt.Now.Sub(rs.added) < opt.MaxDelay/2 && improvable(r)
+}
+
+// improvable: a value of r is withheld for a reason that the requests
+// joining its component later can remove (Timeline.keep).
+func improvable(r *Result) bool {
 	for _, v := range r.Values {
 		if v.Reason == ReasonOverlap || v.Reason == ReasonSimultaneous {
 			return true
@@ -545,13 +589,17 @@ func (t *Timeline) components() [][]*reqState {
 // oldest member has waited MaxDelay (timedOut: it is cut). Deciding early
 // is always sound (docs/attribution.md): more requests can only pin more,
 // never unpin; waiting only finds more.
-func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) (whole, timedOut bool) {
-	oldest := comp[0].added
-	hi := map[int32]uint64{}
-	for _, rs := range comp {
+//
+// live is comp without its ghosts: only those wait.
+func (t *Timeline) ready(comp, live []*reqState, opt ResolveOptions) (whole, timedOut bool) {
+	oldest := live[0].added
+	for _, rs := range live {
 		if rs.added.Before(oldest) {
 			oldest = rs.added
 		}
+	}
+	hi := map[int32]uint64{}
+	for _, rs := range comp {
 		for g := range rs.ivals {
 			for _, iv := range rs.ivals[g] {
 				hi[iv.sid] = max(hi[iv.sid], iv.hi)
@@ -559,7 +607,7 @@ func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) (whole, timedOut 
 		}
 	}
 	timedOut = opt.Now.Sub(oldest) >= opt.MaxDelay
-	if opt.holds(comp) {
+	if opt.holds(live) {
 		return false, timedOut
 	}
 	for _, before := range t.open {
