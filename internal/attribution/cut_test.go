@@ -124,3 +124,24 @@ func TestCutKeepsYoungMembers(t *testing.T) {
 		})
 	}
 }
+
+// TestAgreeFromCountsARequestOnce: a request kept at a cut is learned
+// from again when it is decided; its agreements of the earlier Resolve
+// are not counted again (those of one Resolve all are, as before cuts).
+func TestAgreeFromCountsARequestOnce(t *testing.T) {
+	tl := NewTimeline()
+	s := tl.server("e")
+	rs := &reqState{}
+	s.agreeFrom(rs, CaptureBounds, confirmValue) // its e2e
+	s.agreeFrom(rs, CaptureBounds, confirmValue) // its TTFT
+	rs.counted |= rs.counting                    // the end of Resolve's learning
+	rs.counting = 0
+	s.agreeFrom(rs, CaptureBounds, confirmValue) // the next Resolve
+	s.agreeFrom(rs, ObserveDelay, confirmValue)  // not counted before
+	if got := s.st[CaptureBounds].agreed; got != 2 {
+		t.Errorf("capture bounds: %d agreements, want 2", got)
+	}
+	if got := s.st[ObserveDelay].agreed; got != 1 {
+		t.Errorf("observe delay: %d agreements, want 1", got)
+	}
+}
