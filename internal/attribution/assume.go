@@ -584,20 +584,22 @@ func (t *Timeline) checkFirstCandidates(s *server, rs *reqState, fp obs, possibl
 	}
 	// TTFTWithinE2E, where every candidate's TTFT is isolated.
 	if e2e := v[parser.E2E]; e2e.Exact {
-		within := 0
+		within, isolated := 0, true
 		for _, o := range possible {
 			ttft := t.value(o, parser.TTFT)
 			if !ttft.Exact {
-				return
+				isolated = false // a candidate's value is not known
+				break
 			}
 			if ttft.V <= e2e.V+1e-6 {
 				within++
 			}
 		}
-		switch within {
-		case len(possible):
+		switch {
+		case !isolated:
+		case within == len(possible):
 			s.agreeFrom(rs, TTFTWithinE2E, confirmValue)
-		case 0:
+		case within == 0:
 			t.contradict(s, TTFTWithinE2E, rs.ID, "every TTFT %s can have exceeds its e2e %gs", rs.ID, e2e.V)
 		}
 	}

@@ -25,24 +25,28 @@ func AssumptionByName(name string) (a Assumption, ok bool) {
 //   - contradicted stays contradicted, with its evidence as recorded
 //     (PublishedBefore counts the earlier process's publications);
 //   - confirmed stays confirmed: it was earned on the same server process;
-//   - unchecked keeps its agreements.
+//   - unchecked is not restored: its agreements came from files that may
+//     still be in the directory, which this process reads and counts
+//     again (restored, six requests read twice would count as twelve).
 //
 // A state the timeline already holds is never weakened: a contradiction
-// stands, a confirmation is not undone, agreements are the larger count.
-// OnContradiction is not called: the contradiction is not new, and was
-// reported when it happened. Restore counts as a change of the states
-// (AssumptionChanges).
+// stands, a confirmation is not undone. OnContradiction is not called:
+// the contradiction is not new, and was reported when it happened.
+// Restore counts as a change of the states (AssumptionChanges).
 //
-// A server that exposes no process_start_time_seconds has the epoch "",
-// which names no one process: whatever ran before the exporter restarted
-// may have been another version with other semantics. For it only
-// contradictions are restored (the safe direction); confirmations and
-// agreements are earned again on the data this process sees.
+// Nothing is restored for the epoch "": it is every server that exposes
+// no process_start_time_seconds (llm-d-inference-sim, vLLM with several
+// API server processes), not one process, and what runs after the
+// exporter restarts may be another server or version. Its evidence starts
+// over with each exporter process, as it did before states were kept.
 func (t *Timeline) Restore(saved []ServerAssumptions) {
 	if t.given {
 		return
 	}
 	for _, sa := range saved {
+		if sa.Epoch == "" {
+			continue
+		}
 		s := t.server(sa.Epoch)
 		for _, as := range sa.Status {
 			if as.Assumption >= NumAssumptions {
@@ -58,17 +62,19 @@ func (t *Timeline) Restore(saved []ServerAssumptions) {
 func (s *server) restore(as AssumptionStatus) {
 	a := as.Assumption
 	st := &s.st[a]
-	if st.state == Contradicted || (s.epoch == "" && as.State != Contradicted) {
+	if st.state == Contradicted || as.State == Unchecked {
 		return
 	}
 	st.agreed = max(st.agreed, as.Agreed)
-	for g, h := range holds {
-		if h == a {
-			// noteVouches recomputes these states from the windows
-			// capture vouched for: the earlier process's count carries
-			// on, so a confirmation earned there stands here.
-			w := &s.a1.windows[parser.Group(g)]
-			w.Capture = max(w.Capture, as.Agreed)
+	if as.State == Confirmed {
+		for g, h := range holds {
+			if h == a {
+				// noteVouches recomputes these states from the windows
+				// capture vouched for: the earlier process's count
+				// carries on, so a confirmation earned there stands.
+				w := &s.a1.windows[parser.Group(g)]
+				w.Capture = max(w.Capture, as.Agreed)
+			}
 		}
 	}
 	switch as.State {

@@ -47,12 +47,13 @@ func TestRestore(t *testing.T) {
 		{name: "confirmed stays", a: ObserveDelay,
 			saved: AssumptionStatus{State: Confirmed, Agreed: 10},
 			want:  Confirmed, wantAgree: 10, usable: true},
-		{name: "unchecked keeps its agreements", a: CaptureBounds,
+		// Its agreements came from files this process reads again.
+		{name: "unchecked is not restored", a: CaptureBounds,
 			saved: AssumptionStatus{State: Unchecked, Agreed: 7},
-			agree: 3, want: Confirmed, wantAgree: 10, usable: true},
-		{name: "unchecked, too few", a: CaptureBounds,
+			agree: 3, want: Unchecked, wantAgree: 3},
+		{name: "unchecked, then its own evidence", a: CaptureBounds,
 			saved: AssumptionStatus{State: Unchecked, Agreed: 7},
-			agree: 2, want: Unchecked, wantAgree: 9},
+			agree: 10, want: Confirmed, wantAgree: 10, usable: true},
 		{name: "a moment", a: queueAtFinish, saved: AssumptionStatus{State: Confirmed, Agreed: 4},
 			want: Confirmed, wantAgree: 4, usable: true},
 		{name: "never weakens a contradiction", a: TTFTWithinE2E,
@@ -109,37 +110,27 @@ func TestRestore(t *testing.T) {
 	}
 }
 
-// TestRestoreWithoutProcessStart: the epoch "" (a server that exposes no
-// process_start_time_seconds) names no one process, so a confirmation or
-// agreements saved for it are not restored (what runs now may be another
-// server version), while a contradiction is.
+// TestRestoreWithoutProcessStart: the epoch "" (every server that exposes
+// no process_start_time_seconds) names no one process, so nothing saved
+// for it is restored: neither a confirmation (what runs now may be
+// another server version) nor a contradiction (it would outlive the
+// server it was about, for good).
 func TestRestoreWithoutProcessStart(t *testing.T) {
 	why := &Contradiction{RequestID: "r1", Detail: "TTFT 2s > e2e 1s"}
 	tl := NewTimeline()
 	tl.Restore([]ServerAssumptions{{Epoch: "", Status: []AssumptionStatus{
 		{Assumption: ObserveDelay, State: Confirmed, Agreed: 10},
 		{Assumption: CaptureBounds, State: Unchecked, Agreed: 9},
-		{Assumption: TTFTWithinE2E, State: Contradicted, Agreed: 3, Contradiction: why},
+		{Assumption: AfterHolds, State: Contradicted, Agreed: 3, Contradiction: why},
 	}}})
 	s := tl.server("")
-	for _, c := range []struct {
-		a     Assumption
-		want  State
-		agree int
-	}{
-		{ObserveDelay, Unchecked, 0},
-		{CaptureBounds, Unchecked, 0},
-		{TTFTWithinE2E, Contradicted, 0},
-	} {
-		if st := s.st[c.a]; st.state != c.want || (c.want != Contradicted && st.agreed != c.agree) {
-			t.Errorf("%s: %s %d, want %s %d", c.a.Name(), st.state, st.agreed, c.want, c.agree)
-		}
-		if s.usable(c.a) {
-			t.Errorf("%s usable after a restore for the epoch \"\"", c.a.Name())
+	for _, a := range []Assumption{ObserveDelay, CaptureBounds, AfterHolds} {
+		if st := s.st[a]; st.state != Unchecked || st.agreed != 0 {
+			t.Errorf("%s: %s %d, want unchecked 0", a.Name(), st.state, st.agreed)
 		}
 	}
-	if st := s.st[TTFTWithinE2E]; st.why == nil || st.why.RequestID != "r1" {
-		t.Errorf("contradiction's evidence %+v", st.why)
+	if s.usable(ObserveDelay) || !s.usable(AfterHolds) {
+		t.Errorf("usable: observe_delay %v (want false), after_holds_observation %v (want true: vouched per window)", s.usable(ObserveDelay), s.usable(AfterHolds))
 	}
 }
 

@@ -49,7 +49,11 @@ func busyPart(truths []simulate.Truth, warm int) []simulate.Truth {
 // serve, the value assumptions confirmed when the busy part's first file
 // was read.
 type warmRun struct {
+	// report and serve score the busy part; allWrong counts the wrong
+	// values of the whole run (report and serve), quiet start included,
+	// which the scores leave out.
 	report, serve   tally
+	allWrong        int
 	confirmedAtBusy []string
 	states          string
 }
@@ -79,6 +83,7 @@ func runWarm(t *testing.T, busy int, phases []simulate.Phase) warmRun {
 	in.Finish()
 	var out warmRun
 	out.report = score(t, rec.Results, busyTruths)
+	out.allWrong = score(t, rec.Results, truths).wrong
 	out.report.inFlight = simulate.MeasuredInFlight(busyTruths)
 	out.states = valueStates(in.Assumptions())
 
@@ -99,6 +104,7 @@ func runWarm(t *testing.T, busy int, phases []simulate.Phase) warmRun {
 	})
 	out.serve = score(t, rec.Results, busyTruths)
 	out.serve.inFlight = out.report.inFlight
+	out.allWrong += score(t, rec.Results, truths).wrong
 	return out
 }
 
@@ -153,6 +159,9 @@ func TestEmulatorWarmUp(t *testing.T) {
 	w := runWarm(t, busy, phases)
 	t.Logf("busy part, %d requests after %v (clients, requests):\n%s\n%s\n%s\nexact per family of those the server observed, report: %s\nserve: %s\nconfirmed when the busy part began (serve): %v\nend of run: %s",
 		busy, phases, tableHeader, w.report.row("report", 0), w.serve.row("serve", 0), perFamily(w.report), perFamily(w.serve), w.confirmedAtBusy, w.states)
+	if w.allWrong != 0 {
+		t.Errorf("%d wrong values over the whole run, quiet start included", w.allWrong)
+	}
 	for _, s := range []struct {
 		name string
 		tally

@@ -42,10 +42,6 @@ func (w *dirWriter) request(id string, i int) simulate.Finish {
 	return f
 }
 
-// newTestIngester reads dir as serve and report do. The tests' directories
-// are pairs a test writes once each request's finish is observed, so they
-// are read with --attribution.trust-afters (TrustAfters); what vouches
-// without it is TestCaptureSidecarVouches.
 // attributed reports whether res is what a server process's first
 // requests give when the pipeline works: e2e and TTFT exact (they rest on
 // the count rule and the vouched windows alone), and every other family
@@ -68,6 +64,10 @@ func attributed(res attribution.Result) bool {
 	return true
 }
 
+// newTestIngester reads dir as serve and report do. The tests' directories
+// are pairs a test writes once each request's finish is observed, so they
+// are read with --attribution.trust-afters (TrustAfters); what vouches
+// without it is TestCaptureSidecarVouches.
 func newTestIngester(dir string, rec *record.Recorder) *Ingester {
 	return New(Config{TrustAfters: true, FS: os.DirFS(dir), MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, MaxDelay: time.Second})
 }

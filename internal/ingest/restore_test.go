@@ -81,3 +81,34 @@ func exactCount(r *record.Recorder) int {
 	}
 	return n
 }
+
+// TestRestoredAgreementsNotCountedTwice: an exporter that restarts reads
+// the same files again (retention deleted none), so an unchecked
+// assumption's agreements are not restored: six requests read twice must
+// not confirm ttft_within_e2e, which needs ten.
+func TestRestoredAgreementsNotCountedTwice(t *testing.T) {
+	w := newDirWriter(t)
+	for i := range 6 {
+		w.request(fmt.Sprintf("req-%02d", i), i)
+	}
+	run := func(restore []attribution.ServerAssumptions) []attribution.ServerAssumptions {
+		rec := record.Once(t)
+		in := New(Config{TrustAfters: true, FS: os.DirFS(w.Dir), MaxObserveDelay: DefaultMaxObserveDelay, Results: rec.Publish, Metrics: rec, Restore: restore})
+		if err := in.Scan(true); err != nil {
+			t.Fatal(err)
+		}
+		in.Finish()
+		return in.Assumptions()
+	}
+	first := run(nil)
+	if len(first) != 1 || first[0].Epoch == "" {
+		t.Fatalf("premise: one server process with a start time, got %+v", first)
+	}
+	if st := first[0].Status[attribution.TTFTWithinE2E]; st.State != attribution.Unchecked || st.Agreed == 0 {
+		t.Fatalf("premise: six requests leave ttft_within_e2e unchecked with agreements, got %s %d", st.State, st.Agreed)
+	}
+	second := run(first) // the exporter restarted; every file still there
+	if st, was := second[0].Status[attribution.TTFTWithinE2E], first[0].Status[attribution.TTFTWithinE2E]; st.State != attribution.Unchecked || st.Agreed != was.Agreed {
+		t.Errorf("after a restart ttft_within_e2e is %s with %d agreements; the same files gave %d", st.State, st.Agreed, was.Agreed)
+	}
+}

@@ -60,8 +60,10 @@ type assumptionRecord struct {
 	// written again only when its states change.
 	written map[string]map[string]string
 	failing bool // the last write failed
-	// pending: the states of the failed write, for retry.
-	pending []attribution.ServerAssumptions
+	// pending: the states of the failed write, for retry;
+	// pendingContradiction: a contradiction among them is unwritten.
+	pending              []attribution.ServerAssumptions
+	pendingContradiction bool
 }
 
 // openAssumptionRecord opens the records file next to the state file and
@@ -172,6 +174,11 @@ func (r *assumptionRecord) save(servers []attribution.ServerAssumptions) {
 	changed := map[string]map[string]string{}
 	seqs := map[string]uint64{}
 	for _, sa := range servers { // in the order first seen
+		if sa.Epoch == "" {
+			// Every server without process_start_time_seconds: not one
+			// process, so nothing of it is restored (Timeline.Restore).
+			continue
+		}
 		vals := make(map[string]string, len(sa.Status))
 		for _, as := range sa.Status {
 			vals[as.Assumption.Name()] = formatAssumption(as)
@@ -191,15 +198,23 @@ func (r *assumptionRecord) save(servers []attribution.ServerAssumptions) {
 	err := r.rec.Write(recs)
 	r.metrics.Write(err)
 	if err != nil {
+		r.pendingContradiction = false
+		for e, vals := range changed {
+			for name, v := range vals {
+				if strings.HasPrefix(v, string(attribution.Contradicted)+" ") && r.written[e][name] != v {
+					r.pendingContradiction = true
+				}
+			}
+		}
 		if !r.failing {
-			r.log.Error("cannot write the assumption states; retention deletes no snapshot file until they are written", "err", err)
+			r.log.Error("cannot write the assumption states; while a contradiction among them is unwritten, retention deletes no snapshot file", "err", err, "contradiction", r.pendingContradiction)
 		}
 		r.failing, r.pending = true, servers
 		return
 	}
 	if r.failing {
 		r.log.Info("assumption states written again")
-		r.failing, r.pending = false, nil
+		r.failing, r.pending, r.pendingContradiction = false, nil, false
 	}
 	for e, vals := range changed {
 		r.written[e] = vals
@@ -212,9 +227,11 @@ func (r *assumptionRecord) save(servers []attribution.ServerAssumptions) {
 	}
 }
 
-// durable retries a failed write and reports whether every state given
-// to save is written: the files that showed a contradiction may be
-// deleted only then.
+// durable retries a failed write and reports whether every contradiction
+// given to save is written: the files that showed one may be deleted only
+// then. A failed write of other states (a confirmation, a new process)
+// does not stop retention: on a full disk shared with the snapshots,
+// retention is what frees it.
 func (r *assumptionRecord) durable() bool {
 	if r == nil {
 		return true
@@ -222,17 +239,38 @@ func (r *assumptionRecord) durable() bool {
 	if r.failing {
 		r.save(r.pending)
 	}
-	return !r.failing
+	return !r.failing || !r.pendingContradiction
 }
 
-// evict drops from inFile the processes beyond maxRecordedProcesses, the
-// least recently changed first, and returns their records' keys.
+// evict drops from inFile the processes beyond maxRecordedProcesses and
+// returns their records' keys: first those without a contradiction, then
+// those with one, each the least recently changed first. A process whose
+// states settled early (a long-lived server whose A1 was contradicted in
+// its first minute) changes no more: by change alone, 32 processes of a
+// sibling in a restart loop would push out the contradiction the record
+// exists to keep.
 func (r *assumptionRecord) evict() []string {
 	if len(r.inFile) <= maxRecordedProcesses {
 		return nil
 	}
+	contradicted := func(e string) bool {
+		for _, v := range r.written[e] {
+			if strings.HasPrefix(v, string(attribution.Contradicted)+" ") {
+				return true
+			}
+		}
+		return false
+	}
 	epochs := slices.Collect(maps.Keys(r.inFile))
-	slices.SortFunc(epochs, func(a, b string) int { return compareUint(r.inFile[a], r.inFile[b]) })
+	slices.SortFunc(epochs, func(a, b string) int {
+		if ca, cb := contradicted(a), contradicted(b); ca != cb {
+			if ca {
+				return 1
+			}
+			return -1
+		}
+		return compareUint(r.inFile[a], r.inFile[b])
+	})
 	var keys []string
 	for _, e := range epochs[:len(epochs)-maxRecordedProcesses] {
 		delete(r.inFile, e)

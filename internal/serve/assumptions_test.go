@@ -13,6 +13,7 @@ import (
 
 	"github.com/delta-exporter/delta-exporter/internal/attribution"
 	"github.com/delta-exporter/delta-exporter/internal/ingest"
+	"github.com/delta-exporter/delta-exporter/internal/retention"
 	"github.com/delta-exporter/delta-exporter/internal/simulate"
 	"github.com/delta-exporter/delta-exporter/internal/state"
 	"github.com/delta-exporter/delta-exporter/internal/testutil"
@@ -174,7 +175,8 @@ func statesOf(epoch string, set ...attribution.AssumptionStatus) attribution.Ser
 
 // TestAssumptionRecordRoundTrip: each state, with its agreements and a
 // contradiction's evidence (quotes, a newline), is restored as written;
-// the file has the documented form.
+// the file has the documented form. The epoch "" (servers without
+// process_start_time_seconds: not one process) is not written.
 func TestAssumptionRecordRoundTrip(t *testing.T) {
 	stateFile := filepath.Join(t.TempDir(), "s.state")
 	m := &stateCounts{}
@@ -208,16 +210,18 @@ func TestAssumptionRecordRoundTrip(t *testing.T) {
 		"delta-exporter records 1\n",
 		` "1767225600/ttft_within_e2e" "1 contradicted 4 3 \"req \\\"7\\\"\" \"TTFT 0.5s > e2e 0.23s\\nsecond line\""` + "\n",
 		` "1767225600/observe_delay" "1 confirmed 10"` + "\n",
-		` "/capture_time_bounds" "2 unchecked 0"` + "\n",
 	} {
 		if !bytes.Contains(data, []byte(want)) {
 			t.Errorf("file lacks %q:\n%s", want, data)
 		}
 	}
+	if bytes.Contains(data, []byte(` "/`)) {
+		t.Errorf("the epoch \"\" was written:\n%s", data)
+	}
 
 	_, restored = openAssumptions(t, stateFile, m)
-	if len(restored) != 2 {
-		t.Fatalf("restored %d processes, want 2", len(restored))
+	if len(restored) != 1 {
+		t.Fatalf("restored %d processes, want 1", len(restored))
 	}
 	for i, sa := range restored {
 		if sa.Epoch != in[i].Epoch || len(sa.Status) != len(in[i].Status) {
@@ -376,4 +380,78 @@ func FuzzAssumptionRecord(f *testing.F) {
 			t.Fatalf("%q → %q → %+v, %v; want %+v", value, back, as2, err, as)
 		}
 	})
+}
+
+// TestAssumptionRecordKeepsALiveContradiction: a long-lived server
+// process whose after_holds_observation was contradicted early (its
+// states then stop changing) outlives maxRecordedProcesses later-changing
+// processes (a sibling server restarting in a loop): processes without a
+// contradiction are evicted first.
+func TestAssumptionRecordKeepsALiveContradiction(t *testing.T) {
+	stateFile := filepath.Join(t.TempDir(), "s.state")
+	r, _ := openAssumptions(t, stateFile, &stateCounts{})
+	live := statesOf("1767225600", attribution.AssumptionStatus{Assumption: attribution.AfterHolds, State: attribution.Contradicted,
+		Contradiction: &attribution.Contradiction{RequestID: "req-early", Detail: "no finish observation"}})
+	all := []attribution.ServerAssumptions{live}
+	r.save(all)
+	for i := range 2 * maxRecordedProcesses {
+		all = append(all, statesOf(fmt.Sprint(1767300000+i))) // the other server's restarts
+		r.save(all)
+	}
+	r.close()
+	_, restored := openAssumptions(t, stateFile, &stateCounts{})
+	if len(restored) != maxRecordedProcesses {
+		t.Errorf("%d processes restored, want the bound %d", len(restored), maxRecordedProcesses)
+	}
+	for _, sa := range restored {
+		if sa.Epoch == live.Epoch && sa.Status[attribution.AfterHolds].State == attribution.Contradicted {
+			return
+		}
+	}
+	t.Errorf("the live process's contradiction was not restored: its A1 would be used again after the exporter restarts")
+}
+
+// TestRetentionWaitsOnlyForContradictions: while a write of the
+// assumption states fails (a full disk), retention still deletes when no
+// unwritten state is a contradiction (on a volume shared with the
+// snapshots, retention is what frees the disk), and deletes nothing while
+// a contradiction is unwritten (its files may be its only evidence).
+func TestRetentionWaitsOnlyForContradictions(t *testing.T) {
+	dir, stateFile := t.TempDir(), filepath.Join(t.TempDir(), "s.state")
+	writePairs(t, dir, 0, 3, time.Now().Add(-10*24*time.Hour))
+	e := newExporter(t, dir, stateFile)
+	// Every write of the .assumptions file fails from now on: the append
+	// handle is gone, and the rewrite's temp file cannot be created (a
+	// directory in its place stands for ENOSPC).
+	e.assumed.rec.Close()
+	if err := os.Mkdir(stateFile+".assumptions.tmp", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ret := retention.New(retention.Config{Dir: dir, MaxAge: 7 * 24 * time.Hour})
+	if err := e.in.Scan(true); err != nil {
+		t.Fatal(err)
+	}
+	if !e.assumed.failing || e.assumed.pendingContradiction {
+		t.Fatalf("premise: a failed write without a contradiction (failing %v, contradiction %v)", e.assumed.failing, e.assumed.pendingContradiction)
+	}
+	if code, _ := e.scrape(t); code != 200 { // the requests are durable
+		t.Fatal(code)
+	}
+	// A contradiction that cannot be written holds retention back.
+	epoch := e.in.Assumptions()[0].Epoch
+	e.assumed.save([]attribution.ServerAssumptions{statesOf(epoch, attribution.AssumptionStatus{Assumption: attribution.TTFTWithinE2E,
+		State: attribution.Contradicted, Contradiction: &attribution.Contradiction{RequestID: "r1", Detail: "TTFT 2s > e2e 1s"}})})
+	maintain(e.in, e.journal, ret, e.assumed, discard())
+	if n := countFiles(t, dir); n != 6 {
+		t.Fatalf("%d of 6 files left while a contradiction is unwritten", n)
+	}
+	// Without one, retention runs.
+	e.assumed.save(e.in.Assumptions())
+	if e.assumed.pendingContradiction {
+		t.Fatal("premise: the pending states hold no contradiction")
+	}
+	maintain(e.in, e.journal, ret, e.assumed, discard())
+	if n := countFiles(t, dir); n != 0 {
+		t.Errorf("%d files left past retention: a failed write of states without a contradiction stopped deletion", n)
+	}
 }
