@@ -42,7 +42,7 @@ func serveCommand(app *kingpin.Application, e *env) (string, func(context.Contex
 		Default(durationDefault(ingest.DefaultIncompleteGrace)).DurationVar(&cfg.Ingest.IncompleteGrace)
 	c.Flag("pairing.ttl", "Give up on a before without an after (or the reverse) after this long.").
 		Default(durationDefault(ingest.DefaultPairingTTL)).DurationVar(&cfg.Ingest.PairingTTL)
-	c.Flag("attribution.max-delay", "How long a paired request may wait for overlapping requests to finish before it is decided with what is known.").
+	c.Flag("attribution.max-delay", "How long a paired request may wait at most for overlapping requests to finish before it is decided with what is known (a busy server's group is cut then: members younger than half of it wait on).").
 		Default(durationDefault(ingest.DefaultMaxDelay)).DurationVar(&cfg.Ingest.MaxDelay)
 	observeDelayFlag(c, &cfg.Ingest.MaxObserveDelay)
 	trustAftersFlag(c, &cfg.Ingest.TrustAfters)

@@ -127,6 +127,8 @@ func (t *Timeline) noteVouches(s *server, comp []*reqState) {
 		w := &s.a1.windows[g]
 		for _, rs := range comp {
 			switch {
+			case rs.noted:
+				// Counted at a cut that kept it (Timeline.keep).
 			case parser.Group(g) == parser.Finish && rs.FinishUnobserved:
 			case rs.vouch[g] == byCapture:
 				w.Capture++
@@ -145,6 +147,9 @@ func (t *Timeline) noteVouches(s *server, comp []*reqState) {
 			st.state = want
 			t.changes++
 		}
+	}
+	for _, rs := range comp {
+		rs.noted = true
 	}
 }
 

@@ -246,6 +246,25 @@ func (s *server) agree(a Assumption, need int) {
 	}
 }
 
+// assumptionSet is a set of assumptions (bit a: a).
+type assumptionSet uint64
+
+func (as assumptionSet) has(a Assumption) bool { return as&(1<<a) != 0 }
+
+// agreeFrom records that request rs's evidence agreed with a, unless it
+// did in an earlier Resolve: a request kept at a cut is learned from again
+// with the component it is decided in, and counting its evidence twice
+// would confirm a on fewer requests than the threshold says. (Within one
+// Resolve a request may agree more than once, on its finish and on its
+// first token, as it always has.)
+func (s *server) agreeFrom(rs *reqState, a Assumption, need int) {
+	if rs.counted.has(a) {
+		return
+	}
+	rs.counting |= 1 << a
+	s.agree(a, need)
+}
+
 // contradict turns a off for the process and reports it once.
 func (t *Timeline) contradict(s *server, a Assumption, id, format string, args ...any) {
 	st := &s.st[a]
@@ -264,12 +283,12 @@ func (t *Timeline) contradict(s *server, a Assumption, id, format string, args .
 }
 
 // check records one checked observation of a: agreement or contradiction.
-func (t *Timeline) check(s *server, a Assumption, ok bool, id, format string, args ...any) bool {
+func (t *Timeline) check(s *server, rs *reqState, a Assumption, ok bool, format string, args ...any) bool {
 	if ok {
-		s.agree(a, confirmValue)
+		s.agreeFrom(rs, a, confirmValue)
 		return true
 	}
-	t.contradict(s, a, id, format, args...)
+	t.contradict(s, a, rs.ID, format, args...)
 	return false
 }
 
@@ -439,7 +458,7 @@ func (t *Timeline) learn(comp []*reqState) *attempt {
 	}
 	for i, rs := range comp {
 		if fp := at.fin[i].pinned; fp != nil {
-			t.checkQueueMoment(srv, rs.ID, *fp)
+			t.checkQueueMoment(srv, rs, *fp)
 			if at.first[i].pinned == nil {
 				t.checkFirstCandidates(srv, rs, *fp, at.first[i].possible, &at.results[i].Values)
 			}
@@ -484,7 +503,7 @@ func (t *Timeline) learnValues(comp []*reqState, at *attempt) (held bool) {
 				res.Values[m] = t.value(*tp, m)
 			}
 		}
-		if !t.checkValues(srv, &rs.Request, res, fp, tp) {
+		if !t.checkValues(srv, rs, res, fp, tp) {
 			held = false
 		}
 	}
@@ -497,7 +516,7 @@ func (t *Timeline) learnValues(comp []*reqState, at *attempt) (held bool) {
 // queue's count equal to e2e's. Values can: the queue and the inference
 // of one request fit in its e2e. The queue moment is confirmed only by
 // this check, on finish observations the bare rule pinned.
-func (t *Timeline) checkQueueMoment(s *server, id string, fp obs) {
+func (t *Timeline) checkQueueMoment(s *server, rs *reqState, fp obs) {
 	mq, _ := moment(parser.Finish, parser.Queue)
 	if s.st[mq].state == Contradicted {
 		return
@@ -507,10 +526,10 @@ func (t *Timeline) checkQueueMoment(s *server, id string, fp obs) {
 		return
 	}
 	if q.V+inf.V <= e2e.V+slack(e2e.V) {
-		s.agree(mq, confirmValue)
+		s.agreeFrom(rs, mq, confirmValue)
 		return
 	}
-	t.contradict(s, mq, id, "queue %gs + inference %gs at the index of e2e %gs exceed it", q.V, inf.V, e2e.V)
+	t.contradict(s, mq, rs.ID, "queue %gs + inference %gs at the index of e2e %gs exceed it", q.V, inf.V, e2e.V)
 }
 
 // checkFirstCandidates checks the first-token rules on a request whose
@@ -542,7 +561,7 @@ func (t *Timeline) checkFirstCandidates(s *server, rs *reqState, fp obs, possibl
 		}
 		switch {
 		case in > 0 && out == 0 && untimed == 0:
-			s.agree(FirstAtDecodeStart, confirmValue)
+			s.agreeFrom(rs, FirstAtDecodeStart, confirmValue)
 		case in == 0 && untimed == 0 && out > 0:
 			t.contradict(s, FirstAtDecodeStart, rs.ID, "none of the %d first-token observations %s can have was made within %v of its finish observation less decode %gs", out, rs.ID, t.MaxObserveDelay, v[parser.Decode].V)
 		}
@@ -558,7 +577,7 @@ func (t *Timeline) checkFirstCandidates(s *server, rs *reqState, fp obs, possibl
 		}
 		switch below {
 		case len(possible):
-			s.agree(FirstBeforeFinish, confirmValue)
+			s.agreeFrom(rs, FirstBeforeFinish, confirmValue)
 		case 0:
 			t.contradict(s, FirstBeforeFinish, rs.ID, "every first-token observation %s can have is after the snapshot at first-token count %d that follows its finish", rs.ID, hb)
 		}
@@ -579,7 +598,7 @@ func (t *Timeline) checkFirstCandidates(s *server, rs *reqState, fp obs, possibl
 		switch {
 		case !isolated:
 		case within == len(possible):
-			s.agree(TTFTWithinE2E, confirmValue)
+			s.agreeFrom(rs, TTFTWithinE2E, confirmValue)
 		case within == 0:
 			t.contradict(s, TTFTWithinE2E, rs.ID, "every TTFT %s can have exceeds its e2e %gs", rs.ID, e2e.V)
 		}
@@ -589,29 +608,29 @@ func (t *Timeline) checkFirstCandidates(s *server, rs *reqState, fp obs, possibl
 // checkValues checks the value assumptions on one request whose finish
 // (fp) and first-token (tp) observations the bare rule pinned, and
 // reports whether they all held.
-func (t *Timeline) checkValues(s *server, r *Request, res *Result, fp, tp *obs) (held bool) {
+func (t *Timeline) checkValues(s *server, rs *reqState, res *Result, fp, tp *obs) (held bool) {
 	held = true
+	r := &rs.Request
 	v := res.Values
 	ttft, e2e, q, p := v[parser.TTFT], v[parser.E2E], v[parser.Queue], v[parser.Prefill]
-	id := r.ID
 	if ttft.Exact && e2e.Exact {
-		held = t.check(s, TTFTWithinE2E, ttft.V <= e2e.V+1e-6, id, "TTFT %gs > e2e %gs", ttft.V, e2e.V) && held
+		held = t.check(s, rs, TTFTWithinE2E, ttft.V <= e2e.V+1e-6, "TTFT %gs > e2e %gs", ttft.V, e2e.V) && held
 	}
 	if ttft.Exact && q.Exact && p.Exact {
 		ok := ttft.V >= q.V+p.V-slack(q.V+p.V)
 		// Only a request that queued tells a TTFT that contains the queue
 		// from one that starts at scheduling: agreement counts only then.
 		if !ok || q.V > 2*slack(q.V+p.V) {
-			held = t.check(s, TTFTContainsQueuePrefill, ok, id, "TTFT %gs < queue %gs + prefill %gs", ttft.V, q.V, p.V) && held
+			held = t.check(s, rs, TTFTContainsQueuePrefill, ok, "TTFT %gs < queue %gs + prefill %gs", ttft.V, q.V, p.V) && held
 		}
 	}
 	if fp != nil && tp != nil {
 		if hb := t.firstBound(*fp); hb >= 0 {
-			held = t.check(s, FirstBeforeFinish, tp.k <= uint64(hb), id, "first-token observation %d after the snapshot at first-token count %d that follows its finish", tp.k, hb) && held
+			held = t.check(s, rs, FirstBeforeFinish, tp.k <= uint64(hb), "first-token observation %d after the snapshot at first-token count %d that follows its finish", tp.k, hb) && held
 		}
 		if w := t.decodeStart(*fp, v[parser.Decode]); !w.lo.IsZero() || !w.hi.IsZero() {
 			if ok, timed := t.madeWithin(*tp, w); !ok || timed {
-				held = t.check(s, FirstAtDecodeStart, ok, id, "first-token observation %d not within %v of its finish observation less decode %gs", tp.k, t.MaxObserveDelay, v[parser.Decode].V) && held
+				held = t.check(s, rs, FirstAtDecodeStart, ok, "first-token observation %d not within %v of its finish observation less decode %gs", tp.k, t.MaxObserveDelay, v[parser.Decode].V) && held
 			}
 		}
 	}
@@ -628,19 +647,19 @@ func (t *Timeline) checkValues(s *server, r *Request, res *Result, fp, tp *obs) 
 		}
 		if x.max > 0 || (!arr.lo.IsZero() && !t.obsTimes(*x.o).hi.IsZero()) {
 			ok := !exceeds(x.val.V, x.max) && t.fitsAbove(*x.o, x.val.V, arr)
-			held = t.check(s, CaptureBounds, ok, id, "%s %gs larger than capture's times allow (receive to byte %gs)", x.m.Name(), x.val.V, x.max) && held
+			held = t.check(s, rs, CaptureBounds, ok, "%s %gs larger than capture's times allow (receive to byte %gs)", x.m.Name(), x.val.V, x.max) && held
 		}
 		if x.m == parser.E2E && t.MaxObserveDelay > 0 && !arr.hi.IsZero() && !t.obsTimes(*x.o).lo.IsZero() {
-			held = t.check(s, ObserveDelay, t.fitsBelow(*x.o, x.val.V, arr), id, "%s %gs observed more than %v after arrival + value", x.m.Name(), x.val.V, t.MaxObserveDelay) && held
+			held = t.check(s, rs, ObserveDelay, t.fitsBelow(*x.o, x.val.V, arr), "%s %gs observed more than %v after arrival + value", x.m.Name(), x.val.V, t.MaxObserveDelay) && held
 		}
 	}
 	if fp != nil && r.Tokens != nil {
 		if ex, checked := t.excluded(*fp, r.Tokens); checked {
-			held = t.check(s, TokenFingerprints, !ex, id, "usage prompt %d, completion %d tokens disagree with the observed token histograms", r.Tokens.Prompt, r.Tokens.Generation) && held
+			held = t.check(s, rs, TokenFingerprints, !ex, "usage prompt %d, completion %d tokens disagree with the observed token histograms", r.Tokens.Prompt, r.Tokens.Generation) && held
 		}
 	}
 	if q.Exact && r.ServerQueue != nil {
-		held = t.check(s, ServerQueueTime, sameServerTime(q.V, *r.ServerQueue), id, "queue observation %gs, server's queue_time %gs", q.V, *r.ServerQueue) && held
+		held = t.check(s, rs, ServerQueueTime, sameServerTime(q.V, *r.ServerQueue), "queue observation %gs, server's queue_time %gs", q.V, *r.ServerQueue) && held
 	}
 	return held
 }

@@ -55,10 +55,32 @@ type attempt struct {
 // components must not rest on them, but this component is withheld
 // (inconsistent), not solved again: solved without the rules it would
 // rest on A1 alone, which may be what failed here.
-func (t *Timeline) decide(comp []*reqState) []Result {
+//
+// keep says which members are not decided now (a ghost, or a young
+// member at a cut: Timeline.keep): their results come back with an empty
+// RequestID, and nothing of theirs is committed. pinned says, per member
+// decided, the groups its observation was pinned (and committed) in; nil
+// when the component is withheld whole. That is sound. The members decided now
+// were solved with the kept ones as claimants: an observation pinned to
+// one of them is its own in every covering assignment of the whole
+// component, so marking it taken and solving the kept members later
+// without it removes from their candidates only observations no
+// covering assignment gives them: it restricts the graph the whole
+// component would be solved on, and later requests only restrict it
+// further (more claimants, more taken), as they would have had the
+// component waited. Members decided with a value withheld are dropped,
+// as a whole component's are, but stay as claimants (ghosts) in the
+// groups they were not pinned in, for the next decision: a claimant is a
+// request whose own observation is among its candidates (A1), so the
+// kept members are solved against what is true of it; in a group it was
+// pinned in, its observation is taken, which is the same. Dropping a
+// claimant is sound too: what it leaves untaken looks, to the others,
+// like the observations of requests that left no files, which the
+// matching never needs to cover; it only pins less.
+func (t *Timeline) decide(comp []*reqState, keep func(int, *Result) bool) (results []Result, pinned [][parser.NumGroups]bool) {
 	srv := t.server(comp[0].After.Epoch)
 	if !srv.usable(AfterHolds) && !srv.usable(FirstHolds) {
-		return t.withheld(comp, ReasonUnconfirmed)
+		return t.withheld(comp, ReasonUnconfirmed), nil
 	}
 	use := rulesOf(srv)
 	blamed := false
@@ -66,11 +88,19 @@ func (t *Timeline) decide(comp []*reqState) []Result {
 		at := t.solveAll(comp, use)
 		if !at.failed || at.excluded&use == 0 || srv.given {
 			if blamed && !at.failed {
-				return t.withheld(comp, ReasonInconsistent)
+				return t.withheld(comp, ReasonInconsistent), nil
+			}
+			pinned = make([][parser.NumGroups]bool, len(comp))
+			for i := range at.results {
+				if keep(i, &at.results[i]) {
+					at.results[i] = Result{}
+					at.fin[i], at.first[i] = finishInfo{}, finishInfo{}
+				}
+				pinned[i] = [parser.NumGroups]bool{parser.Finish: at.fin[i].pinned != nil, parser.FirstToken: at.first[i].pinned != nil}
 			}
 			t.commit(comp, at)
 			srv.notePublished(at.results)
-			return at.results
+			return at.results, pinned
 		}
 		blamed = true
 		for a := Assumption(0); a < numValueAssumptions; a++ {
@@ -207,9 +237,10 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 	index := map[obs]int{}
 	hadIvals := make([]bool, n)
 	for i, rs := range comp {
-		if rs.vouch[g] == unvouched {
+		if rs.vouch[g] == unvouched || rs.ghost && rs.pinned[g] {
 			// Nobody vouches that its window holds its own observation:
-			// it takes no part in the matching (afterholds.go).
+			// it takes no part in the matching (afterholds.go). Or a
+			// ghost's observation is pinned and taken.
 			continue
 		}
 		var hiBound int64 = -1
@@ -299,6 +330,7 @@ func (t *Timeline) solve(comp []*reqState, g parser.Group, fin []finishInfo, use
 	var left []int // requests taking part in the matching
 	for i := range comp {
 		switch {
+		case comp[i].ghost && comp[i].pinned[g]:
 		case len(adj[i]) > 0:
 			left = append(left, i)
 			out[i].labels = map[string]bool{}

@@ -55,6 +55,9 @@ func FuzzTimeline(f *testing.F) {
 			return
 		}
 		rr.check(t)
+		// As serve decides a busy server: components cut at a max-delay
+		// shorter than many requests.
+		fuzzRunOpts(t, data, timeline, tokens, times, breaks, runOpts{serve: true, cut: 2 * time.Second}).check(t)
 	})
 }
 

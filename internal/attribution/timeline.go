@@ -95,6 +95,21 @@ type reqState struct {
 	vouch   [parser.NumGroups]voucher
 	present [parser.NumMetrics]bool
 	added   time.Time
+	// counted: the assumptions this request's evidence agreed with in an
+	// earlier Resolve (a request kept past a cut is learned from again
+	// with its component: each request agrees with an assumption once);
+	// counting: those it agreed with in the current one. noted: its
+	// windows are counted in the server's A1 tally (noteVouches).
+	counted, counting assumptionSet
+	noted             bool
+	// ghost: published at a cut with a value withheld that its
+	// neighbours could still pin, it stays for the next decision of its
+	// component as a claimant of the groups it was not pinned in
+	// (pinned), so that the members the cut kept are solved with it, as
+	// they would have been had the component waited (Timeline.keep). It
+	// is never published again.
+	ghost  bool
+	pinned [parser.NumGroups]bool
 }
 
 // level is what the timeline knows at one observation index of one series:
@@ -156,6 +171,7 @@ type Timeline struct {
 	ids    map[seriesKey]int32
 	series []*seriesInfo
 	active map[string]*reqState
+	ghosts int // members of active that are ghosts
 	open   map[string]*Point
 	// servers: what the data said about each server process's
 	// assumptions, by epoch; serverOrder: epochs as first seen.
@@ -261,19 +277,29 @@ func (t *Timeline) Remove(id string) (r Request, ok bool) {
 	if !ok {
 		return Request{}, false
 	}
-	delete(t.active, id)
-	return rs.Request, true
+	t.drop(rs)
+	return rs.Request, !rs.ghost
+}
+
+// drop forgets a request of active.
+func (t *Timeline) drop(rs *reqState) {
+	delete(t.active, rs.ID)
+	if rs.ghost {
+		t.ghosts--
+	}
 }
 
 // Waiting calls f for every paired request waiting for a decision.
 func (t *Timeline) Waiting(f func(r *Request)) {
 	for _, rs := range t.active {
-		f(&rs.Request)
+		if !rs.ghost {
+			f(&rs.Request)
+		}
 	}
 }
 
 // Pending is the number of paired requests waiting for a decision.
-func (t *Timeline) Pending() int { return len(t.active) }
+func (t *Timeline) Pending() int { return len(t.active) - t.ghosts }
 
 // Add adds a paired request. Both of its snapshots are added as points. It
 // returns a result at once when the pair is unusable (server restart,
@@ -353,14 +379,18 @@ type ResolveOptions struct {
 	// decided as without All.
 	All bool
 	// Now and MaxDelay: a group of overlapping requests is decided once no
-	// open request overlaps it, or once its oldest member has waited
+	// open request overlaps it; or, once its oldest member has waited
+	// MaxDelay, cut: its members that have waited MaxDelay/2, or that
+	// come out with nothing waiting could improve, are decided, and the
+	// others wait for the next cut (cut). No request waits more than
 	// MaxDelay.
 	Now      time.Time
 	MaxDelay time.Duration
 	// Held, when not nil, says which requests files not read yet may
 	// change (the caller knows of files deferred): a group with a held
-	// member is decided only once it has waited MaxDelay. Deciding it
-	// earlier would be sound; holding it only lets it find more.
+	// member is decided only once it has waited MaxDelay (and then cut).
+	// Deciding it earlier would be sound; holding it only lets it find
+	// more.
 	Held func(*Request) bool
 }
 
@@ -384,9 +414,22 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 		return nil
 	}
 	var ready [][]*reqState
+	var cut []bool
 	for _, comp := range t.components() {
-		if opt.All && !opt.holds(comp) || t.ready(comp, opt) {
+		live := slices.DeleteFunc(slices.Clone(comp), func(rs *reqState) bool { return rs.ghost })
+		if len(live) == 0 {
+			for _, rs := range comp {
+				t.drop(rs) // nobody left to claim against
+			}
+			continue
+		}
+		whole, timedOut := opt.All && !opt.holds(live), false
+		if !whole {
+			whole, timedOut = t.ready(comp, live, opt)
+		}
+		if whole || timedOut {
 			ready = append(ready, comp)
+			cut = append(cut, !whole)
 		}
 	}
 	// First what every ready component says about the assumptions, then
@@ -401,18 +444,83 @@ func (t *Timeline) Resolve(opt ResolveOptions) []Result {
 			suspect[i] = !t.learnValues(comp, learned[i])
 		}
 	}
+	for _, comp := range ready {
+		for _, rs := range comp {
+			rs.counted |= rs.counting
+			rs.counting = 0
+		}
+	}
 	var out []Result
 	for i, comp := range ready {
+		var res []Result
+		var pinned [][parser.NumGroups]bool
 		if suspect[i] && !t.given {
-			out = append(out, t.withheld(comp, ReasonInconsistent)...)
+			res = t.withheld(comp, ReasonInconsistent)
 		} else {
-			out = append(out, t.decide(comp)...)
+			res, pinned = t.decide(comp, func(j int, r *Result) bool {
+				return comp[j].ghost || cut[i] && t.keep(comp[j], r, opt)
+			})
 		}
-		for _, rs := range comp {
-			delete(t.active, rs.ID)
+		for j, rs := range comp {
+			switch {
+			case rs.ghost:
+				// Its one more decision is made.
+				t.drop(rs)
+			case res[j].RequestID == "":
+				// Kept for the next decision.
+			default:
+				out = append(out, res[j])
+				if cut[i] && pinned != nil && improvable(&res[j]) {
+					rs.ghost, rs.pinned = true, pinned[j]
+					t.ghosts++
+				} else {
+					t.drop(rs)
+				}
+			}
 		}
 	}
 	return out
+}
+
+// keep says, at a cut (a component decided because its oldest member has
+// waited MaxDelay, while requests may still join it), whether member rs,
+// whose result is r, waits for the next cut rather than be decided now:
+// it has waited less than MaxDelay/2, and a value of it is withheld for a
+// reason the requests that join later can remove. Those are overlap
+// (more claimants, more snapshots and more taken observations can force
+// its observation) and simultaneous (a snapshot not read yet may split
+// the run). The other reasons stay as they are: missing (its window did
+// not move), absent and unvouched (its own snapshots say so),
+// inconsistent (the levels' counts, or a solve that failed: more
+// claimants only make a matching harder), unconfirmed (the server's
+// standing, which other components change, not neighbours; a component
+// decided whole publishes it too).
+//
+// Half of MaxDelay: a cut leaves only members younger than that, so the
+// next cut of the component, when its oldest has waited MaxDelay, comes
+// at least MaxDelay/2 later; a component of a busy server is solved at
+// most twice per MaxDelay, not at every Resolve. A member kept at a cut
+// is younger than the oldest member left, so it is decided at the next
+// cut at the latest: before it has waited MaxDelay.
+//
+// A member decided at a cut with such a value withheld is published, and
+// stays as a ghost (reqState.ghost) for the next decision, so that the
+// kept members are solved with it as a claimant: without it, its
+// observations would be free for them to take, and they would be pinned
+// less than at the cut.
+func (t *Timeline) keep(rs *reqState, r *Result, opt ResolveOptions) bool {
+	return opt.Now.Sub(rs.added) < opt.MaxDelay/2 && improvable(r)
+}
+
+// improvable: a value of r is withheld for a reason that the requests
+// joining its component later can remove (Timeline.keep).
+func improvable(r *Result) bool {
+	for _, v := range r.Values {
+		if v.Reason == ReasonOverlap || v.Reason == ReasonSimultaneous {
+			return true
+		}
+	}
+	return false
 }
 
 // components groups the waiting requests into sets that share candidate
@@ -476,27 +584,31 @@ func (t *Timeline) components() [][]*reqState {
 	return out
 }
 
-// ready: no open request can still take part in this component, or it has
-// waited long enough. Deciding early is always sound (docs/attribution.md):
-// more requests can only pin more, never unpin; waiting only finds more.
-func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) bool {
-	oldest := comp[0].added
-	hi := map[int32]uint64{}
-	for _, rs := range comp {
+// ready reports whether no open request can still take part in this
+// component and no held file may change it (whole), or else whether its
+// oldest member has waited MaxDelay (timedOut: it is cut). Deciding early
+// is always sound (docs/attribution.md): more requests can only pin more,
+// never unpin; waiting only finds more.
+//
+// live is comp without its ghosts: only those wait.
+func (t *Timeline) ready(comp, live []*reqState, opt ResolveOptions) (whole, timedOut bool) {
+	oldest := live[0].added
+	for _, rs := range live {
 		if rs.added.Before(oldest) {
 			oldest = rs.added
 		}
+	}
+	hi := map[int32]uint64{}
+	for _, rs := range comp {
 		for g := range rs.ivals {
 			for _, iv := range rs.ivals[g] {
 				hi[iv.sid] = max(hi[iv.sid], iv.hi)
 			}
 		}
 	}
-	if opt.Now.Sub(oldest) >= opt.MaxDelay {
-		return true
-	}
-	if opt.holds(comp) {
-		return false
+	timedOut = opt.Now.Sub(oldest) >= opt.MaxDelay
+	if opt.holds(live) {
+		return false, timedOut
 	}
 	for _, before := range t.open {
 		for sid, h := range hi {
@@ -509,11 +621,11 @@ func (t *Timeline) ready(comp []*reqState, opt ResolveOptions) bool {
 				c = st.anchor
 			}
 			if c < h {
-				return false
+				return false, timedOut
 			}
 		}
 	}
-	return true
+	return true, timedOut
 }
 
 // Prune drops what no waiting or open request can need any more: levels

@@ -157,7 +157,14 @@ type runResult struct {
 // capture, for the requests whose after's scrape started once their
 // finish had been observed (timed runs only; the last byte passes then),
 // nobody for the others.
-type runOpts struct{ serve, plain, capture bool }
+//
+// cut, with serve, decides with that --attribution.max-delay on the
+// clock of the events, so that components that never become ready by
+// themselves are cut (Timeline.keep); by default nothing waits that long.
+type runOpts struct {
+	serve, plain, capture bool
+	cut                   time.Duration
+}
 
 // timing, when set, gives runEvents' snapshots scrape times around their
 // event and its requests an arrival window, as capture writes them
@@ -228,6 +235,9 @@ func runEventsOpts(t *testing.T, srv *fakeServer, truths []truth, events []event
 	now := time.Unix(0, 0)
 	exact := 0
 	publish := func(res Result) {
+		if _, dup := out.results[res.RequestID]; dup {
+			t.Errorf("%s published twice", res.RequestID)
+		}
 		out.results[res.RequestID] = res
 		for _, v := range res.Values {
 			if v.Exact {
@@ -251,6 +261,9 @@ func runEventsOpts(t *testing.T, srv *fakeServer, truths []truth, events []event
 		}
 	}
 	for _, ev := range events {
+		if o.cut > 0 {
+			now = time.Unix(0, 0).Add(time.Duration(ev.at * 1e9))
+		}
 		switch ev.kind {
 		case 0:
 			befores[ev.req] = point(ev.at)
@@ -295,7 +308,11 @@ func runEventsOpts(t *testing.T, srv *fakeServer, truths []truth, events []event
 			}
 			if o.serve {
 				tl.ClearOpen(req.ID)
-				for _, res := range tl.Resolve(ResolveOptions{Now: now, MaxDelay: time.Hour}) {
+				maxDelay := time.Hour
+				if o.cut > 0 {
+					maxDelay = o.cut
+				}
+				for _, res := range tl.Resolve(ResolveOptions{Now: now, MaxDelay: maxDelay}) {
 					publish(res)
 				}
 			}
