@@ -593,8 +593,9 @@ func TestEmulatorSixteenClients(t *testing.T) {
 	if state != attribution.Confirmed {
 		t.Errorf("first_token_at_decode_start %s after %d requests", state, s.requests)
 	}
-	// 81 % when written; the floor leaves room for the simulator's draws.
-	if s.ttftExact*100 < s.requests*70 {
-		t.Errorf("TTFT exact for %d of %d requests, under 70 %%", s.ttftExact, s.requests)
+	// 59 % with the rule's 250 ms (frontendLagSpread; 81 % with 50 ms);
+	// the floor leaves room for the simulator's draws.
+	if s.ttftExact*100 < s.requests*50 {
+		t.Errorf("TTFT exact for %d of %d requests, under 50 %%", s.ttftExact, s.requests)
 	}
 }

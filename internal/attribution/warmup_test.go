@@ -172,13 +172,15 @@ func TestEmulatorWarmUp(t *testing.T) {
 		if v != "" || testing.Short() {
 			continue // the floors are the default run's
 		}
-		// Floors a little under what was measured: 82 % as report reads
-		// the directory, 74 % in serve (which decides each request of a
+		// Floors under what was measured: 63 % as report reads the
+		// directory, 48 % in serve (which decides each request of a
 		// busy server once it has waited at most --attribution.max-delay,
-		// before every request that would narrow it has ended; 69 % when
-		// a cut decided the whole group, its youngest members too); 2 %
-		// without the warm-up.
-		if floor := map[string]int{"report": 75, "serve": 60}[s.name]; s.ttftExact*100 < s.requests*floor {
+		// before every request that would narrow it has ended); 2 %
+		// without the warm-up. (82 and 74 % while
+		// first_token_at_decode_start allowed 50 ms, not the 250 ms a
+		// frontend's varying lag behind the engine needs:
+		// frontendLagSpread.)
+		if floor := map[string]int{"report": 55, "serve": 40}[s.name]; s.ttftExact*100 < s.requests*floor {
 			t.Errorf("%s: TTFT exact for %d of %d busy requests, under %d %%", s.name, s.ttftExact, s.requests, floor)
 		}
 	}
