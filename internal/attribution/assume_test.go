@@ -270,8 +270,10 @@ func TestProfilesNeverWrong(t *testing.T) {
 // TestFirstAtDecodeStart: first_token_at_decode_start is confirmed where
 // the first token is observed when decode starts (vLLM, the emulator,
 // whose TTFT starts later), and contradicted where the finish is observed
-// up to 200 ms after it (the finish moment less decode is then too late),
-// before it can rule a request's own observation out.
+// up to 600 ms after it (the finish moment less decode is then later than
+// the rule's 250 ms allow), before it can rule a request's own
+// observation out. A finish up to 200 ms late is within them: the rule
+// holds there as stated, and nothing comes out wrong.
 func TestFirstAtDecodeStart(t *testing.T) {
 	for _, c := range []struct {
 		p    serverProfile
@@ -279,7 +281,8 @@ func TestFirstAtDecodeStart(t *testing.T) {
 	}{
 		{serverProfile{name: "vllm capture", capture: true}, Confirmed},
 		{serverProfile{name: "emulator capture", emulator: true, slots: 8, capture: true}, Confirmed},
-		{serverProfile{name: "late 200ms capture", late: 200 * time.Millisecond, capture: true}, Contradicted},
+		{serverProfile{name: "late 200ms capture", late: 200 * time.Millisecond, capture: true}, Confirmed},
+		{serverProfile{name: "late 600ms capture", late: 600 * time.Millisecond, capture: true}, Contradicted},
 	} {
 		run := runProfile(t, c.p, 200, 1.5, 1, checked)
 		got := run.tl.Assumptions()[0].Status[FirstAtDecodeStart].State
