@@ -8,10 +8,8 @@ import (
 	"github.com/delta-exporter/delta-exporter/parser"
 )
 
-// rules is the set of value assumptions a solve may use (bit a: a).
-type rules uint32
-
-func (r rules) has(a Assumption) bool { return r&(1<<a) != 0 }
+// rules is the set of value assumptions a solve may use.
+type rules = assumptionSet
 
 // rulesOf is the set of s's value assumptions that are usable.
 func rulesOf(s *server) rules {

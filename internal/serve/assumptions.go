@@ -201,7 +201,7 @@ func (r *assumptionRecord) save(servers []attribution.ServerAssumptions) {
 		r.pendingContradiction = false
 		for e, vals := range changed {
 			for name, v := range vals {
-				if strings.HasPrefix(v, string(attribution.Contradicted)+" ") && r.written[e][name] != v {
+				if isContradiction(v) && r.written[e][name] != v {
 					r.pendingContradiction = true
 				}
 			}
@@ -255,7 +255,7 @@ func (r *assumptionRecord) evict() []string {
 	}
 	contradicted := func(e string) bool {
 		for _, v := range r.written[e] {
-			if strings.HasPrefix(v, string(attribution.Contradicted)+" ") {
+			if isContradiction(v) {
 				return true
 			}
 		}
@@ -285,6 +285,12 @@ func (r *assumptionRecord) close() {
 	if r != nil {
 		r.rec.Close()
 	}
+}
+
+// isContradiction reports whether v, a record's value without its seq
+// (formatAssumption), is a contradiction.
+func isContradiction(v string) bool {
+	return strings.HasPrefix(v, string(attribution.Contradicted)+" ")
 }
 
 // formatAssumption is a record's value without its seq.
